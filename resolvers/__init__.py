@@ -1,0 +1,1 @@
+"""Query, Mutation and Subscription resolvers and the per-request DataLoaders."""

@@ -1,0 +1,1 @@
+"""Business logic on asyncpg: users, watchlists, entities, alerts, backfill queue."""

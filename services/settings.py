@@ -1,0 +1,168 @@
+"""The one settings module: every environment variable is read and validated here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from services.errors import ConfigurationError
+
+APP_ENVS = ("development", "test", "production")
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {raw!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _url(
+    env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]
+) -> str | None:
+    value = _optional(env, name) or default
+    if value is None:
+        return None
+    scheme = urlparse(value).scheme
+    if scheme not in schemes:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigurationError(f"{name} must start with one of {allowed}; got scheme {scheme!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration; build with `Settings.from_env()`."""
+
+    app_env: str = "development"
+    database_url: str | None = None
+    data_dir: Path = Path(".data")
+    object_store_url: str = "file://.data/objects"
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    dolthub_api_url: str = "https://www.dolthub.com/api/v1alpha1"
+    dolthub_token: str | None = field(default=None, repr=False)
+    dolthub_stocks_db: str = "post-no-preference/stocks"
+    dolthub_earnings_db: str = "post-no-preference/earnings"
+    dolthub_branch: str = "master"
+    dolthub_rps: float = 2.0
+    dolthub_timeout_seconds: float = 60.0
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_jwks_url: str | None = None
+    jwt_jwks_file: str | None = None
+    jwt_audience: str | None = "authenticated"
+    jwt_issuer: str | None = None
+    cors_allow_origins: tuple[str, ...] = ("*",)
+    graphql_introspection: bool = True
+    backfill_lease_seconds: int = 1800
+    backfill_years: int = 10
+    trend_band: float = 0.02
+    trend_confirm_days: int = 3
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        app_env = env.get("APP_ENV", "development").strip() or "development"
+        if app_env not in APP_ENVS:
+            raise ConfigurationError(
+                f"APP_ENV must be one of {', '.join(APP_ENVS)}; got {app_env!r}"
+            )
+        production = app_env == "production"
+        data_dir = Path(env.get("DATA_DIR", "").strip() or ".data").resolve()
+        default_store = f"file://{data_dir / 'objects'}"
+        origins_raw = env.get("CORS_ALLOW_ORIGINS")
+        if origins_raw is None:
+            origins: tuple[str, ...] = () if production else ("*",)
+        else:
+            origins = tuple(o.strip() for o in origins_raw.split(",") if o.strip())
+        settings = cls(
+            app_env=app_env,
+            database_url=_url(env, "DATABASE_URL", None, ("postgres", "postgresql")),
+            data_dir=data_dir,
+            object_store_url=_url(env, "OBJECT_STORE_URL", default_store, ("file", "s3")) or "",
+            s3_endpoint_url=_url(env, "S3_ENDPOINT_URL", None, ("http", "https")),
+            aws_region=_optional(env, "AWS_REGION"),
+            dolthub_api_url=(
+                _url(env, "DOLTHUB_API_URL", cls.dolthub_api_url, ("http", "https")) or ""
+            ).rstrip("/"),
+            dolthub_token=_optional(env, "DOLTHUB_TOKEN"),
+            dolthub_stocks_db=_optional(env, "DOLTHUB_STOCKS_DB") or cls.dolthub_stocks_db,
+            dolthub_earnings_db=_optional(env, "DOLTHUB_EARNINGS_DB") or cls.dolthub_earnings_db,
+            dolthub_branch=_optional(env, "DOLTHUB_BRANCH") or cls.dolthub_branch,
+            dolthub_rps=_float(env, "DOLTHUB_RPS", 2.0, minimum=0.01),
+            dolthub_timeout_seconds=_float(env, "DOLTHUB_TIMEOUT_SECONDS", 60.0, minimum=1.0),
+            jwt_secret=_optional(env, "JWT_SECRET"),
+            jwt_jwks_url=_url(env, "JWT_JWKS_URL", None, ("http", "https")),
+            jwt_jwks_file=_optional(env, "JWT_JWKS_FILE"),
+            jwt_audience=_optional(env, "JWT_AUDIENCE") or "authenticated",
+            jwt_issuer=_optional(env, "JWT_ISSUER"),
+            cors_allow_origins=origins,
+            graphql_introspection=_flag(env, "GRAPHQL_INTROSPECTION", not production),
+            backfill_lease_seconds=_int(env, "BACKFILL_LEASE_SECONDS", 1800, minimum=1),
+            backfill_years=_int(env, "BACKFILL_YEARS", 10, minimum=1),
+            trend_band=_float(env, "TREND_BAND", 0.02),
+            trend_confirm_days=_int(env, "TREND_CONFIRM_DAYS", 3, minimum=1),
+            log_level=(env.get("LOG_LEVEL", "INFO").strip() or "INFO").upper(),
+        )
+        if settings.jwt_jwks_file and not Path(settings.jwt_jwks_file).is_file():
+            raise ConfigurationError(
+                f"JWT_JWKS_FILE does not name a readable file: {settings.jwt_jwks_file}"
+            )
+        if production and not (
+            settings.jwt_secret or settings.jwt_jwks_url or settings.jwt_jwks_file
+        ):
+            raise ConfigurationError(
+                "APP_ENV=production requires JWT_SECRET, JWT_JWKS_URL or JWT_JWKS_FILE"
+            )
+        return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the process environment, read once."""
+    return Settings.from_env()

@@ -1,0 +1,77 @@
+"""Real PostgreSQL for every test: a migrated template per session, a fresh clone per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from migrations.runner import migrate
+from services.db import create_pool, dsn_with_database, start_embedded_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest_plugins = sorted(
+    f"tests.fixtures.{path.stem}"
+    for path in (Path(__file__).parent / "fixtures").glob("*.py")
+    if not path.stem.startswith("_")
+)
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> str:
+    """DSN of a database on the test server: `TEST_DATABASE_URL`, else an embedded one."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    return start_embedded_postgres(ROOT / ".data" / "test-postgres")
+
+
+async def _admin(server_dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _create_template(server_dsn: str, name: str) -> None:
+    await _admin(server_dsn, f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(dsn_with_database(server_dsn, name))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    await _admin(server_dsn, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+
+
+@pytest.fixture(scope="session")
+def template_database(server_dsn: str) -> Iterator[str]:
+    """Name of a migrated database that tests clone; unique per pytest process."""
+    name = f"mc_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_create_template(server_dsn, name))
+    yield name
+    asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}"'))
+
+
+@pytest.fixture
+async def database_url(server_dsn: str, template_database: str) -> AsyncIterator[str]:
+    """DSN of a fresh database cloned from the migrated template, dropped after the test."""
+    name = f"mc_test_{uuid.uuid4().hex[:12]}"
+    await _admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield dsn_with_database(server_dsn, name)
+    await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this test's own database."""
+    pool = await create_pool(database_url, min_size=1, max_size=5)
+    yield pool
+    await pool.close()
