@@ -45,7 +45,7 @@ class GraphQLApp(GraphQL[Context, None]):
 
 def create_app(settings: Settings, database_url: str | None = None) -> Starlette:
     """The Starlette app; `database_url` overrides settings (tests, embedded Postgres)."""
-    graphql = GraphQLApp(settings, TokenVerifier())
+    graphql = GraphQLApp(settings, TokenVerifier(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
