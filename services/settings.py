@@ -98,6 +98,16 @@ class Settings:
     backfill_years: int = 10
     trend_band: float = 0.02
     trend_confirm_days: int = 3
+    valuation_cheap_percentile: float = 20.0
+    valuation_cheap_exit_percentile: float = 30.0
+    valuation_expensive_percentile: float = 80.0
+    valuation_expensive_exit_percentile: float = 70.0
+    valuation_min_history: int = 36
+    valuation_iqr_k: float = 3.0
+    valuation_ebitda_positive_share: float = 0.75
+    fundamentals_lag_days: int = 45
+    evaluation_batch_size: int = 50
+    evaluation_lease_seconds: int = 600
     log_level: str = "INFO"
 
     @property
@@ -147,8 +157,21 @@ class Settings:
             backfill_years=_int(env, "BACKFILL_YEARS", 10, minimum=1),
             trend_band=_float(env, "TREND_BAND", 0.02),
             trend_confirm_days=_int(env, "TREND_CONFIRM_DAYS", 3, minimum=1),
+            valuation_cheap_percentile=_float(env, "VALUATION_CHEAP_PERCENTILE", 20.0),
+            valuation_cheap_exit_percentile=_float(env, "VALUATION_CHEAP_EXIT_PERCENTILE", 30.0),
+            valuation_expensive_percentile=_float(env, "VALUATION_EXPENSIVE_PERCENTILE", 80.0),
+            valuation_expensive_exit_percentile=_float(
+                env, "VALUATION_EXPENSIVE_EXIT_PERCENTILE", 70.0
+            ),
+            valuation_min_history=_int(env, "VALUATION_MIN_HISTORY", 36, minimum=1),
+            valuation_iqr_k=_float(env, "VALUATION_IQR_K", 3.0),
+            valuation_ebitda_positive_share=_float(env, "VALUATION_EBITDA_POSITIVE_SHARE", 0.75),
+            fundamentals_lag_days=_int(env, "FUNDAMENTALS_LAG_DAYS", 45),
+            evaluation_batch_size=_int(env, "EVALUATION_BATCH_SIZE", 50, minimum=1),
+            evaluation_lease_seconds=_int(env, "EVALUATION_LEASE_SECONDS", 600, minimum=1),
             log_level=(env.get("LOG_LEVEL", "INFO").strip() or "INFO").upper(),
         )
+        _check_valuation_thresholds(settings)
         if settings.jwt_jwks_file and not Path(settings.jwt_jwks_file).is_file():
             raise ConfigurationError(
                 f"JWT_JWKS_FILE does not name a readable file: {settings.jwt_jwks_file}"
@@ -160,6 +183,24 @@ class Settings:
                 "APP_ENV=production requires JWT_SECRET, JWT_JWKS_URL or JWT_JWKS_FILE"
             )
         return settings
+
+
+def _check_valuation_thresholds(s: Settings) -> None:
+    """The regime bands must nest: cheap <= cheap exit <= expensive exit <= expensive <= 100."""
+    if not (
+        s.valuation_cheap_percentile
+        <= s.valuation_cheap_exit_percentile
+        <= s.valuation_expensive_exit_percentile
+        <= s.valuation_expensive_percentile
+        <= 100
+    ):
+        raise ConfigurationError(
+            "VALUATION_CHEAP_PERCENTILE <= VALUATION_CHEAP_EXIT_PERCENTILE <= "
+            "VALUATION_EXPENSIVE_EXIT_PERCENTILE <= VALUATION_EXPENSIVE_PERCENTILE <= 100 "
+            "must hold"
+        )
+    if s.valuation_ebitda_positive_share > 1:
+        raise ConfigurationError("VALUATION_EBITDA_POSITIVE_SHARE must be <= 1")
 
 
 @lru_cache(maxsize=1)
