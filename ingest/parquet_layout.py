@@ -1,0 +1,468 @@
+"""The Parquet object layout of SPEC §7: key names, schemas, merging writers, pruned readers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, fields
+from datetime import date, datetime
+from functools import cached_property
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ingest.market_data import PriceBar, QuarterFundamentals, Split
+from ingest.object_store import ObjectStore, ObjectStoreError
+from services.tickers import normalize_ticker
+
+PRICE_SCHEMA = pa.schema(
+    [
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("volume", pa.int64(), nullable=False),
+    ]
+)
+FUNDAMENTAL_COLUMNS = tuple(f.name for f in fields(QuarterFundamentals))
+FUNDAMENTALS_SCHEMA = pa.schema(
+    [pa.field("period_end_date", pa.date32(), nullable=False)]
+    + [pa.field(name, pa.float64()) for name in FUNDAMENTAL_COLUMNS[1:]]
+)
+SPLITS_SCHEMA = pa.schema(
+    [
+        pa.field("ex_date", pa.date32(), nullable=False),
+        pa.field("to_factor", pa.float64(), nullable=False),
+        pa.field("for_factor", pa.float64(), nullable=False),
+    ]
+)
+# Pinned so the same rows always encode to the same bytes (no timestamps are written).
+_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": False,
+    "write_statistics": True,
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "store_schema": False,
+    "write_page_index": False,
+}
+_WRITE_CONCURRENCY = 8
+
+
+class CorruptObjectError(ObjectStoreError):
+    """An object that is not a readable Parquet file of the expected schema."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"corrupt object {key!r}: {reason}")
+        self.key = key
+
+
+class InvalidRecordError(ValueError):
+    """A record the writers refuse (NaN, negative price, wrong date type); nothing is written."""
+
+
+# --- keys -------------------------------------------------------------------------------
+
+
+def price_key(ticker: str, year: int, month: int) -> str:
+    """`prices/v1/{TICKER}/{YYYY}/{MM}/data.parquet`."""
+    return f"prices/v1/{normalize_ticker(ticker)}/{year:04d}/{month:02d}/data.parquet"
+
+
+def fundamentals_key(ticker: str, period_end: date) -> str:
+    """`fundamentals/v1/{TICKER}/{YYYY}/Q{n}/data.parquet`, n = period end's calendar quarter."""
+    quarter = (period_end.month - 1) // 3 + 1
+    return (
+        f"fundamentals/v1/{normalize_ticker(ticker)}/{period_end.year:04d}/Q{quarter}/data.parquet"
+    )
+
+
+def splits_key(ticker: str) -> str:
+    """`splits/v1/{TICKER}/data.parquet`."""
+    return f"splits/v1/{normalize_ticker(ticker)}/data.parquet"
+
+
+def _partition_of(key: str, prefix: str) -> tuple[int, int] | None:
+    """(year, month-or-quarter) of a partition key under `prefix`, None for foreign keys."""
+    parts = key[len(prefix) :].split("/")
+    if len(parts) != 3 or parts[2] != "data.parquet" or not parts[0].isdigit():
+        return None
+    sub = parts[1].removeprefix("Q")
+    return (int(parts[0]), int(sub)) if sub.isdigit() else None
+
+
+def _months(start: date, end: date) -> list[tuple[int, int]]:
+    out = []
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        out.append((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _is_day(value: object) -> bool:
+    return isinstance(value, date) and not isinstance(value, datetime)
+
+
+def price_bar_problem(bar: PriceBar) -> str | None:
+    """Why `bar` cannot be stored (NaN, negative, non-date), or None when it is valid."""
+    if not _is_day(bar.date):
+        return f"date must be a datetime.date, got {bar.date!r}"
+    for name in ("open", "high", "low", "close"):
+        value = getattr(bar, name)
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            return f"{name} must be a finite number >= 0, got {value!r}"
+    if isinstance(bar.volume, bool) or not isinstance(bar.volume, int) or bar.volume < 0:
+        return f"volume must be an integer >= 0, got {bar.volume!r}"
+    return None
+
+
+def _check(problem: str | None, ticker: str, what: str, when: object) -> None:
+    if problem:
+        raise InvalidRecordError(f"{ticker} {what} {when}: {problem}")
+
+
+def _fundamentals_problem(row: QuarterFundamentals) -> str | None:
+    if not _is_day(row.period_end_date):
+        return f"period_end_date must be a datetime.date, got {row.period_end_date!r}"
+    for name in FUNDAMENTAL_COLUMNS[1:]:
+        value = getattr(row, name)
+        if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
+            return f"{name} must be a finite number or None, got {value!r}"
+    return None
+
+
+def _split_problem(split: Split) -> str | None:
+    if not _is_day(split.ex_date):
+        return f"ex_date must be a datetime.date, got {split.ex_date!r}"
+    for name in ("to_factor", "for_factor"):
+        value = getattr(split, name)
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            return f"{name} must be a finite number > 0, got {value!r}"
+    return None
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+
+def encode_rows(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> bytes:
+    """Parquet bytes of `rows` (tuples in schema order, already sorted), deterministic."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    table = pa.Table.from_arrays(
+        [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink, **_WRITE_OPTIONS)
+    return sink.getvalue()
+
+
+def decode_table(
+    key: str, data: bytes, schema: pa.Schema, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """The object's rows as a table of `schema` (or its `columns`); CorruptObjectError if not."""
+    wanted = pa.schema([schema.field(name) for name in columns]) if columns else schema
+    try:
+        table = pq.ParquetFile(pa.BufferReader(data)).read(
+            columns=list(wanted.names), use_threads=False
+        )
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        raise CorruptObjectError(key, f"not a readable Parquet file ({exc})") from exc
+    if table.schema.names != wanted.names or table.schema.types != wanted.types:
+        raise CorruptObjectError(key, f"schema {table.schema} does not match {wanted}")
+    try:
+        return pa.Table.from_arrays(table.columns, schema=wanted)
+    except (pa.ArrowException, ValueError) as exc:
+        raise CorruptObjectError(key, f"unexpected nulls ({exc})") from exc
+
+
+# --- writers ----------------------------------------------------------------------------
+
+
+async def _merge_into(
+    store: ObjectStore, key: str, rows: dict[date, tuple[Any, ...]], schema: pa.Schema
+) -> None:
+    """Rewrite `key` with the union of its rows and `rows` (new win per date), sorted."""
+    existing = await store.get(key)
+    merged: dict[date, tuple[Any, ...]] = {}
+    if existing is not None:
+        merged = {row[0]: row for row in _rows(decode_table(key, existing, schema))}
+    merged.update(rows)
+    data = encode_rows([merged[day] for day in sorted(merged)], schema)
+    if data != existing:  # unchanged objects are not rewritten
+        await store.put(key, data)
+
+
+async def _write_partitions(
+    store: ObjectStore, partitions: dict[str, dict[date, tuple[Any, ...]]], schema: pa.Schema
+) -> list[str]:
+    gate = asyncio.Semaphore(_WRITE_CONCURRENCY)
+
+    async def one(key: str) -> None:
+        async with gate:
+            await _merge_into(store, key, partitions[key], schema)
+
+    await asyncio.gather(*(one(key) for key in partitions))
+    return sorted(partitions)
+
+
+async def write_prices(store: ObjectStore, ticker: str, bars: Iterable[PriceBar]) -> list[str]:
+    """Merge daily bars into their month objects; returns the keys holding them, sorted."""
+    symbol = normalize_ticker(ticker)
+    partitions: dict[str, dict[date, tuple[Any, ...]]] = {}
+    for bar in bars:
+        _check(price_bar_problem(bar), symbol, "bar", getattr(bar, "date", "?"))
+        row = (bar.date, float(bar.open), float(bar.high), float(bar.low), float(bar.close))
+        key = price_key(symbol, bar.date.year, bar.date.month)
+        partitions.setdefault(key, {})[bar.date] = (*row, int(bar.volume))
+    return await _write_partitions(store, partitions, PRICE_SCHEMA)
+
+
+async def write_fundamentals(
+    store: ObjectStore, ticker: str, quarters: Iterable[QuarterFundamentals]
+) -> list[str]:
+    """Merge quarters into their `Q{n}` objects (new win per period end); returns keys."""
+    symbol = normalize_ticker(ticker)
+    partitions: dict[str, dict[date, tuple[Any, ...]]] = {}
+    for quarter in quarters:
+        _check(_fundamentals_problem(quarter), symbol, "quarter", quarter.period_end_date)
+        row = tuple(None if v is None else float(v) for v in astuple(quarter)[1:])
+        key = fundamentals_key(symbol, quarter.period_end_date)
+        partitions.setdefault(key, {})[quarter.period_end_date] = (quarter.period_end_date, *row)
+    return await _write_partitions(store, partitions, FUNDAMENTALS_SCHEMA)
+
+
+async def write_splits(store: ObjectStore, ticker: str, splits: Iterable[Split]) -> list[str]:
+    """Merge splits into the ticker's one splits object (new win per ex_date); returns keys."""
+    symbol = normalize_ticker(ticker)
+    rows: dict[date, tuple[Any, ...]] = {}
+    for split in splits:
+        _check(_split_problem(split), symbol, "split", split.ex_date)
+        rows[split.ex_date] = (split.ex_date, float(split.to_factor), float(split.for_factor))
+    if not rows:
+        return []
+    return await _write_partitions(store, {splits_key(symbol): rows}, SPLITS_SCHEMA)
+
+
+# --- readers ----------------------------------------------------------------------------
+
+
+class PriceSeries:
+    """A ticker's daily bars as columns (pyarrow), sorted by date, one row per trading day."""
+
+    def __init__(self, ticker: str, table: pa.Table) -> None:
+        self.ticker = ticker
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        return (
+            f"PriceSeries({self.ticker!r}, {len(self)} rows, {self.first_date}..{self.last_date})"
+        )
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """One column; KeyError naming what was read when it was not requested."""
+        if name not in self.table.column_names:
+            raise KeyError(f"column {name!r} was not read (have {self.table.column_names})")
+        return self.table.column(name)
+
+    @cached_property
+    def dates(self) -> list[date]:
+        return list(self.column("date").to_pylist())
+
+    @cached_property
+    def day_numbers(self) -> list[int]:
+        """Dates as days since 1970-01-01 (cheap to compare and subtract)."""
+        return list(self.column("date").cast(pa.int32()).to_pylist())
+
+    @cached_property
+    def opens(self) -> list[float]:
+        return list(self.column("open").to_pylist())
+
+    @cached_property
+    def highs(self) -> list[float]:
+        return list(self.column("high").to_pylist())
+
+    @cached_property
+    def lows(self) -> list[float]:
+        return list(self.column("low").to_pylist())
+
+    @cached_property
+    def closes(self) -> list[float]:
+        return list(self.column("close").to_pylist())
+
+    @cached_property
+    def volumes(self) -> list[int]:
+        return list(self.column("volume").to_pylist())
+
+    @property
+    def first_date(self) -> date | None:
+        return _date_at(self.table, 0) if len(self) else None
+
+    @property
+    def last_date(self) -> date | None:
+        return _date_at(self.table, len(self) - 1) if len(self) else None
+
+    def between(self, start: date | None, end: date | None) -> PriceSeries:
+        """The rows with start <= date <= end (either bound optional)."""
+        return PriceSeries(self.ticker, _window(self.table, start, end))
+
+
+def _date_at(table: pa.Table, index: int) -> date:
+    value: date = table.column(0)[index].as_py()
+    return value
+
+
+def _window(table: pa.Table, start: date | None, end: date | None) -> pa.Table:
+    if start is None and end is None:
+        return table
+    days = table.column("date")
+    mask = None
+    if start is not None:
+        mask = pc.greater_equal(days, pa.scalar(start, pa.date32()))
+    if end is not None:
+        upper = pc.less_equal(days, pa.scalar(end, pa.date32()))
+        mask = upper if mask is None else pc.and_(mask, upper)
+    return table.filter(mask)
+
+
+async def _price_keys(
+    store: ObjectStore, symbol: str, start: date | None, end: date | None
+) -> list[str]:
+    """Month keys that can hold rows in [start, end]; derived when probing beats listing."""
+    if start is not None and end is not None and not store.prefers_listing:
+        return [price_key(symbol, y, m) for y, m in _months(start, end)]
+    prefix = f"prices/v1/{symbol}/"
+    listed = prefix
+    if start is not None and end is not None and start.year == end.year:
+        listed = f"{prefix}{start.year:04d}/"
+    low = (start.year, start.month) if start else (0, 0)
+    high = (end.year, end.month) if end else (9999, 12)
+    return [
+        key
+        for key in await store.list(listed)
+        if (part := _partition_of(key, prefix)) is not None and low <= part <= high
+    ]
+
+
+def _assemble(
+    blobs: dict[str, bytes | None], schema: pa.Schema, columns: Sequence[str] | None
+) -> pa.Table:
+    wanted = pa.schema([schema.field(c) for c in columns]) if columns else schema
+    tables = [decode_table(k, blobs[k] or b"", schema, columns) for k in sorted(blobs) if blobs[k]]
+    return pa.concat_tables(tables) if tables else wanted.empty_table()
+
+
+async def read_prices(
+    store: ObjectStore,
+    ticker: str,
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+) -> PriceSeries:
+    """Bars with start <= date <= end, reading only the month partitions of that window.
+
+    Missing months are gaps, not errors; `columns` (must include "date") narrows the read —
+    e.g. ("date", "close") for signals. To compute a 200-day SMA from `start`, pass a start
+    ~300 calendar days earlier and trim with `PriceSeries.between`.
+    """
+    symbol = normalize_ticker(ticker)
+    if columns is not None:
+        unknown = set(columns) - set(PRICE_SCHEMA.names)
+        if unknown:
+            raise ValueError(f"unknown price columns {sorted(unknown)}")
+        # Schema order with "date" first, whatever order the caller gave.
+        columns = [name for name in PRICE_SCHEMA.names if name in columns or name == "date"]
+    if start is not None and end is not None and start > end:
+        return PriceSeries(symbol, _assemble({}, PRICE_SCHEMA, columns))
+    blobs = await store.get_many(await _price_keys(store, symbol, start, end))
+    table = await asyncio.to_thread(_assemble, blobs, PRICE_SCHEMA, columns)
+    return PriceSeries(symbol, _window(table, start, end))
+
+
+async def price_date_range(store: ObjectStore, ticker: str) -> tuple[date, date] | None:
+    """(first, last) trading day stored for `ticker`, or None without price data."""
+    symbol = normalize_ticker(ticker)
+    prefix = f"prices/v1/{symbol}/"
+    keys = [k for k in await store.list(prefix) if _partition_of(k, prefix)]
+    return await _date_range(store, keys, PRICE_SCHEMA)
+
+
+async def _date_range(
+    store: ObjectStore, keys: list[str], schema: pa.Schema
+) -> tuple[date, date] | None:
+    """(min, max) of the first column over sorted partition `keys`, reading only the ends."""
+    first = await _first_or_last(store, keys, schema, pick_last=False)
+    last = await _first_or_last(store, keys[::-1], schema, pick_last=True)
+    return (first, last) if first is not None and last is not None else None
+
+
+async def _first_or_last(
+    store: ObjectStore, keys: list[str], schema: pa.Schema, *, pick_last: bool
+) -> date | None:
+    name = schema.names[0]
+    for key in keys:  # normally the first key answers; later ones only after a deleted object
+        data = await store.get(key)
+        if data:
+            table = await asyncio.to_thread(decode_table, key, data, schema, (name,))
+            if table.num_rows:
+                return _date_at(table, table.num_rows - 1 if pick_last else 0)
+    return None
+
+
+async def _fundamental_keys(
+    store: ObjectStore, symbol: str, start: date | None, end: date | None
+) -> list[str]:
+    prefix = f"fundamentals/v1/{symbol}/"
+    low = (start.year, (start.month - 1) // 3 + 1) if start else (0, 0)
+    high = (end.year, (end.month - 1) // 3 + 1) if end else (9999, 4)
+    return [
+        key
+        for key in await store.list(prefix)
+        if (part := _partition_of(key, prefix)) is not None and low <= part <= high
+    ]
+
+
+async def read_fundamentals(
+    store: ObjectStore, ticker: str, start: date | None = None, end: date | None = None
+) -> list[QuarterFundamentals]:
+    """Quarters with start <= period_end_date <= end, sorted by period end."""
+    symbol = normalize_ticker(ticker)
+    blobs = await store.get_many(await _fundamental_keys(store, symbol, start, end))
+    table = await asyncio.to_thread(_assemble, blobs, FUNDAMENTALS_SCHEMA, None)
+    table = _window(table.rename_columns(["date", *FUNDAMENTAL_COLUMNS[1:]]), start, end)
+    return [QuarterFundamentals(*row) for row in _rows(table)]
+
+
+async def fundamentals_date_range(store: ObjectStore, ticker: str) -> tuple[date, date] | None:
+    """(first, last) period end stored for `ticker`, or None without fundamentals."""
+    symbol = normalize_ticker(ticker)
+    return await _date_range(
+        store, await _fundamental_keys(store, symbol, None, None), FUNDAMENTALS_SCHEMA
+    )
+
+
+async def read_splits(store: ObjectStore, ticker: str) -> list[Split]:
+    """Every stored split of `ticker`, sorted by ex_date ([] when none)."""
+    key = splits_key(ticker)
+    data = await store.get(key)
+    if data is None:
+        return []
+    table = await asyncio.to_thread(decode_table, key, data, SPLITS_SCHEMA)
+    return [Split(*row) for row in _rows(table)]
+
+
+def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    return list(zip(*(col.to_pylist() for col in table.columns), strict=True))
