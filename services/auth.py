@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -11,9 +12,15 @@ from uuid import UUID
 import jwt
 
 from services.errors import Unauthenticated
+from services.jwks import ASYMMETRIC_ALGORITHMS, JwksKeys
 from services.settings import Settings
 
 DEV_SECRET_FILE = "jwt_secret"
+# Clock skew tolerated on exp/iat/nbf between the issuer and this server.
+LEEWAY_SECONDS = 30
+# The demo data set's user (`python -m ingest demo`, `make run` prints a token for it).
+DEMO_USER_ID = UUID("00000000-0000-4000-8000-000000000001")
+DEMO_USER_EMAIL = "demo@example.com"
 
 
 @dataclass(frozen=True)
@@ -32,10 +39,23 @@ def resolve_jwt_secret(settings: Settings) -> str | None:
         return None
     path = Path(settings.data_dir) / DEV_SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        _create_secret_file(path)
     return path.read_text().strip()
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write a new random secret atomically; the first of racing processes wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    try:
+        os.link(tmp, path)  # fails if another process already created it: keep theirs
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
 
 def issue_token(
@@ -65,30 +85,75 @@ def issue_token(
 
 
 class TokenVerifier:
-    """Verifies HS256 tokens against the configured secret; raises Unauthenticated."""
+    """Verifies bearer tokens: HS256 with the shared secret, RS*/ES* with the JWKS keys.
 
-    def __init__(self, settings: Settings, *, secret: str | None = None) -> None:
+    The algorithm in the token header picks the key source, and the key must be of that
+    algorithm's type, so an HS256 token "signed" with a public key or `alg: none` fails.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        secret: str | None = None,
+        jwks: JwksKeys | None = None,
+    ) -> None:
         self._settings = settings
         self._secret = secret if secret is not None else resolve_jwt_secret(settings)
+        self._jwks = jwks if jwks is not None else _jwks_from_settings(settings)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._secret or self._jwks)
 
     async def verify(self, token: str) -> Claims:
-        if not self._secret:
-            raise Unauthenticated("no token verification is configured")
+        """The token's claims; raises Unauthenticated for anything not valid right now."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("invalid token: malformed") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str):
+            raise Unauthenticated("invalid token: the header has no algorithm")
+        key = await self._key_for(algorithm, header.get("kid"))
         try:
             payload = jwt.decode(
                 token,
-                self._secret,
-                algorithms=["HS256"],
+                key,
+                algorithms=[algorithm],
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
                 options={"require": ["sub", "exp"]},
-                leeway=30,
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
         return _claims(payload)
+
+    async def _key_for(self, algorithm: str, kid: object) -> str | jwt.PyJWK:
+        if algorithm == "HS256":
+            if not self._secret:
+                raise Unauthenticated("HS256 tokens are not accepted by this server")
+            return self._secret
+        if algorithm not in ASYMMETRIC_ALGORITHMS:
+            raise Unauthenticated(f"unsupported token algorithm {algorithm!r}")
+        if self._jwks is None:
+            raise Unauthenticated(f"{algorithm} tokens are not accepted by this server")
+        if kid is not None and not isinstance(kid, str):
+            raise Unauthenticated("invalid token: kid must be a string")
+        return await self._jwks.key_for(kid, algorithm)
+
+
+def _jwks_from_settings(settings: Settings) -> JwksKeys | None:
+    if not (settings.jwt_jwks_url or settings.jwt_jwks_file):
+        return None
+    return JwksKeys(
+        url=settings.jwt_jwks_url,
+        file=settings.jwt_jwks_file,
+        cache_seconds=settings.jwt_jwks_cache_seconds,
+    )
 
 
 def _claims(payload: dict[str, object]) -> Claims:

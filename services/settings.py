@@ -70,6 +70,16 @@ def _url(
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
+    return level
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration; build with `Settings.from_env()`."""
@@ -92,6 +102,7 @@ class Settings:
     jwt_jwks_file: str | None = None
     jwt_audience: str | None = "authenticated"
     jwt_issuer: str | None = None
+    jwt_jwks_cache_seconds: float = 600.0
     cors_allow_origins: tuple[str, ...] = ("*",)
     graphql_introspection: bool = True
     backfill_lease_seconds: int = 1800
@@ -151,6 +162,7 @@ class Settings:
             jwt_jwks_file=_optional(env, "JWT_JWKS_FILE"),
             jwt_audience=_optional(env, "JWT_AUDIENCE") or "authenticated",
             jwt_issuer=_optional(env, "JWT_ISSUER"),
+            jwt_jwks_cache_seconds=_float(env, "JWT_JWKS_CACHE_SECONDS", 600.0, minimum=1.0),
             cors_allow_origins=origins,
             graphql_introspection=_flag(env, "GRAPHQL_INTROSPECTION", not production),
             backfill_lease_seconds=_int(env, "BACKFILL_LEASE_SECONDS", 1800, minimum=1),
@@ -169,7 +181,7 @@ class Settings:
             fundamentals_lag_days=_int(env, "FUNDAMENTALS_LAG_DAYS", 45),
             evaluation_batch_size=_int(env, "EVALUATION_BATCH_SIZE", 50, minimum=1),
             evaluation_lease_seconds=_int(env, "EVALUATION_LEASE_SECONDS", 600, minimum=1),
-            log_level=(env.get("LOG_LEVEL", "INFO").strip() or "INFO").upper(),
+            log_level=_log_level(env),
         )
         _check_valuation_thresholds(settings)
         if settings.jwt_jwks_file and not Path(settings.jwt_jwks_file).is_file():
