@@ -1,0 +1,266 @@
+"""Deterministic DoltHub-shaped tables for the fake server: every value a string, like DoltHub."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import lru_cache
+
+TableRow = dict[str, str | None]
+
+PRICE_START = date(2016, 1, 4)
+FUNDAMENTALS_START = date(2011, 3, 31)
+DEFAULT_END = date(2026, 11, 27)
+HOLIDAYS = {(1, 1), (7, 4), (12, 25)}
+NAMED_STOCKS = {
+    "AAPL": "Apple Inc. - Common Stock",
+    "MSFT": "Microsoft Corporation - Common Stock",
+    "NVDA": "NVIDIA Corporation - Common Stock",
+    "JPM": "JP Morgan Chase & Co. Common Stock",
+    "BRK.B": "Berkshire Hathaway Inc. Class B",
+    "KO": "Coca-Cola Company (The) Common Stock",
+}
+ETFS = {"SPY": "SPDR S&P 500 ETF Trust", "QQQ": "Invesco QQQ Trust, Series 1"}
+TEST_ISSUES = ("ZVZZT", "ZXZZT", "ZWZZT")
+EXCHANGES = ("Q", "N", "P", "A", "Z")
+
+OHLCV_TYPES = {
+    "date": "date",
+    "act_symbol": "varchar(64)",
+    "open": "decimal(16,4)",
+    "high": "decimal(16,4)",
+    "low": "decimal(16,4)",
+    "close": "decimal(16,4)",
+    "volume": "bigint",
+}
+
+
+def money(value: float, places: int = 2) -> str:
+    """A decimal string the way Dolt renders DECIMAL columns."""
+    return str(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places)))
+
+
+def business_days(start: date, end: date) -> list[date]:
+    days = []
+    day = start
+    while day <= end:
+        if day.weekday() < 5 and (day.month, day.day) not in HOLIDAYS:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def quarter_ends(start: date, end: date) -> list[date]:
+    ends = []
+    for year in range(start.year, end.year + 1):
+        for month, day in ((3, 31), (6, 30), (9, 30), (12, 31)):
+            if start <= date(year, month, day) <= end:
+                ends.append(date(year, month, day))
+    return ends
+
+
+@dataclass(frozen=True)
+class SplitEvent:
+    ex_date: date
+    to_factor: int
+    for_factor: int
+
+    @property
+    def ratio(self) -> float:
+        return self.to_factor / self.for_factor
+
+
+@dataclass
+class FakeData:
+    """All tables, generated lazily per ticker from (seed, ticker)."""
+
+    seed: int = 7
+    end: date = DEFAULT_END
+    synthetic_symbols: int = 1200
+    unknown: set[str] = field(default_factory=lambda: {"NODATA", "ZZZZ"})
+
+    def rng(self, ticker: str, topic: str) -> random.Random:
+        return random.Random(f"{self.seed}:{ticker}:{topic}")
+
+    def has_data(self, ticker: str) -> bool:
+        return ticker not in self.unknown and ticker not in TEST_ISSUES
+
+    def is_etf(self, ticker: str) -> bool:
+        return ticker in ETFS
+
+    def splits(self, ticker: str) -> list[SplitEvent]:
+        return _splits(self.seed, self.end, ticker) if self.has_data(ticker) else []
+
+    def ohlcv(self, ticker: str) -> list[TableRow]:
+        return _ohlcv(self.seed, self.end, ticker) if self.has_data(ticker) else []
+
+    def split_rows(self, ticker: str) -> list[TableRow]:
+        return [
+            {
+                "act_symbol": ticker,
+                "ex_date": s.ex_date.isoformat(),
+                "to_factor": f"{s.to_factor}.00",
+                "for_factor": f"{s.for_factor}.00",
+            }
+            for s in self.splits(ticker)
+        ]
+
+    def earnings(self, ticker: str, table: str) -> list[TableRow]:
+        if not self.has_data(ticker) or self.is_etf(ticker):
+            return []
+        return _earnings(self.seed, self.end, ticker)[table]
+
+    def symbols(self) -> list[TableRow]:
+        return _symbols(self.seed, self.synthetic_symbols)
+
+
+@lru_cache(maxsize=256)
+def _splits(seed: int, end: date, ticker: str) -> list[SplitEvent]:
+    rng = random.Random(f"{seed}:{ticker}:splits")
+    days = business_days(PRICE_START + timedelta(days=400), end - timedelta(days=30))
+    events = []
+    if rng.random() < 0.35:
+        to_factor, for_factor = rng.choice([(2, 1), (3, 1), (4, 1), (3, 2), (1, 10)])
+        events.append(SplitEvent(rng.choice(days), to_factor, for_factor))
+    return events
+
+
+@lru_cache(maxsize=256)
+def _ohlcv(seed: int, end: date, ticker: str) -> list[TableRow]:
+    """A random walk in today's share basis, un-adjusted by the ticker's splits (raw prices)."""
+    rng = random.Random(f"{seed}:{ticker}:prices")
+    splits = _splits(seed, end, ticker)
+    close = rng.uniform(15.0, 400.0)
+    rows: list[TableRow] = []
+    for day in business_days(PRICE_START, end):
+        open_ = close * math.exp(rng.gauss(0, 0.004))
+        close = open_ * math.exp(rng.gauss(0.0003, 0.017))
+        high = max(open_, close) * (1 + abs(rng.gauss(0, 0.006)))
+        low = min(open_, close) * (1 - abs(rng.gauss(0, 0.006)))
+        raw = math.prod(s.ratio for s in splits if day < s.ex_date)
+        rows.append(
+            {
+                "date": day.isoformat(),
+                "act_symbol": ticker,
+                "open": money(open_ * raw, 4),
+                "high": money(high * raw, 4),
+                "low": money(low * raw, 4),
+                "close": money(close * raw, 4),
+                "volume": str(int(rng.lognormvariate(14.5, 0.6) / raw)),
+            }
+        )
+    return rows
+
+
+@lru_cache(maxsize=128)
+def _earnings(seed: int, end: date, ticker: str) -> dict[str, list[TableRow]]:
+    rng = random.Random(f"{seed}:{ticker}:earnings")
+    sales = rng.uniform(2e8, 2e10)
+    shares = rng.uniform(5e7, 3e9)
+    margin = rng.uniform(0.12, 0.35)
+    tables: dict[str, list[TableRow]] = {
+        name: []
+        for name in (
+            "income_statement",
+            "balance_sheet_assets",
+            "balance_sheet_liabilities",
+            "balance_sheet_equity",
+            "eps_history",
+        )
+    }
+    year_sales = 0.0
+    for day in quarter_ends(FUNDAMENTALS_START, end - timedelta(days=30)):
+        sales *= math.exp(rng.gauss(0.015, 0.05))
+        shares *= math.exp(rng.gauss(-0.002, 0.004))
+        quarter = _quarter(rng, ticker, day, sales, shares, margin)
+        for name, row in quarter.items():
+            tables[name].append(row)
+        year_sales += sales
+        if day.month == 12:  # an annual row the fetcher must ignore (period = 'Year')
+            annual = dict(quarter["income_statement"], period="Year", sales=money(year_sales))
+            tables["income_statement"].append(annual)
+            year_sales = 0.0
+    return tables
+
+
+def _maybe(rng: random.Random, probability: float, value: str) -> str | None:
+    return None if rng.random() < probability else value
+
+
+def _quarter(
+    rng: random.Random, ticker: str, day: date, sales: float, shares: float, margin: float
+) -> dict[str, TableRow]:
+    ebitda = sales * (margin + rng.gauss(0, 0.04))
+    amortization = sales * rng.uniform(0.02, 0.06)
+    ebit = ebitda - amortization
+    net_income = ebit * rng.uniform(0.6, 0.85)
+    eps = net_income / shares
+    key = {"act_symbol": ticker, "date": day.isoformat(), "period": "Quarter"}
+    return {
+        "income_statement": {
+            **key,
+            "sales": money(sales),
+            "income_after_depreciation_and_amortization": money(ebit),
+            "net_income": money(net_income),
+            "income_before_depreciation_and_amortization": _maybe(rng, 0.3, money(ebitda)),
+            "depreciation_and_amortization": money(amortization),
+            "average_shares": money(shares * 1.01, 0),
+            "diluted_net_eps": money(eps),
+        },
+        "balance_sheet_assets": {
+            **key,
+            "cash_and_equivalents": money(sales * rng.uniform(0.2, 1.5)),
+            "total_assets": money(sales * rng.uniform(4, 8)),
+        },
+        "balance_sheet_liabilities": {
+            **key,
+            "notes_payable": _maybe(rng, 0.5, money(sales * rng.uniform(0, 0.1))),
+            "current_portion_long_term_debt": _maybe(rng, 0.2, money(sales * 0.05)),
+            "long_term_debt": money(sales * rng.uniform(0.5, 2.0)),
+            "total_liabilities": money(sales * rng.uniform(2, 5)),
+        },
+        "balance_sheet_equity": {
+            **key,
+            "shares_outstanding": _maybe(rng, 0.1, money(shares, 0)),
+        },
+        "eps_history": {
+            "act_symbol": ticker,
+            "period_end_date": day.isoformat(),
+            "reported": money(eps),
+            "estimate": money(eps * rng.uniform(0.9, 1.1)),
+        },
+    }
+
+
+@lru_cache(maxsize=8)
+def _symbols(seed: int, synthetic: int) -> list[TableRow]:
+    rng = random.Random(f"{seed}:symbols")
+    entries = [(t, n, False, False) for t, n in NAMED_STOCKS.items()]
+    entries += [(t, n, True, False) for t, n in ETFS.items()]
+    entries += [(t, "NASDAQ TEST STOCK", False, True) for t in TEST_ISSUES]
+    entries += [
+        (f"S{i:04d}", f"Synthetic {i:04d} Corp Common Stock", False, False)
+        for i in range(synthetic)
+    ]
+    rows = []
+    for ticker, name, etf, test in sorted(entries):
+        rows.append(
+            {
+                "act_symbol": ticker,
+                "security_name": name,
+                "listing_exchange": "P" if etf else rng.choice(EXCHANGES),
+                "market_category": rng.choice(["Q", "G", "S", None]),
+                "is_etf": "1" if etf else "0",
+                "round_lot_size": "100",
+                "is_test_issue": "1" if test else "0",
+                "financial_status": rng.choice(["N", None]),
+                "cqs_symbol": None,
+                "nasdaq_symbol": ticker,
+                "is_next_shares": "0",
+                "last_seen": "2026-11-27",
+            }
+        )
+    return rows
