@@ -3,34 +3,68 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import importlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import asyncpg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
+from migrations.runner import MigrationError
+from resolvers import metrics
 from resolvers.context import Context
+from resolvers.guards import MAX_REQUEST_BYTES, graphiql_enabled
 from schema.build import build_schema
-from services.auth import TokenVerifier
+from services.auth import (
+    DEMO_USER_EMAIL,
+    DEMO_USER_ID,
+    TokenVerifier,
+    issue_token,
+    resolve_jwt_secret,
+)
 from services.db import create_pool, resolve_database_url
 from services.errors import ConfigurationError
+from services.health import check_health
 from services.settings import Settings
+from services.startup import prepare_development_database
 
 log = logging.getLogger("server")
 
+ROOT = Path(__file__).resolve().parent
+MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
+
 
 class GraphQLApp(GraphQL[Context, None]):
-    """Strawberry's ASGI app with our per-request context."""
+    """Strawberry's ASGI app with our per-request context, metrics and origin allowlist."""
 
-    def __init__(self, settings: Settings, verifier: TokenVerifier, **kwargs: Any) -> None:
-        super().__init__(build_schema(settings), **kwargs)
+    def __init__(self, settings: Settings, verifier: TokenVerifier) -> None:
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql" if graphiql_enabled(settings) else None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            allowed_origins=_websocket_origins(settings),
+        )
         self.settings = settings
         self.verifier = verifier
         self.pool: Any = None
+        self.object_store: Any = None
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return Context(
@@ -42,6 +76,88 @@ class GraphQLApp(GraphQL[Context, None]):
             response=response,
         )
 
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        metrics.count_errors(response.get("errors") or ())
+        return response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        metrics.WEBSOCKET_CONNECTIONS.inc()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            metrics.WEBSOCKET_CONNECTIONS.dec()
+
+
+def _websocket_origins(settings: Settings) -> tuple[str, ...]:
+    """CORS_ALLOW_ORIGINS, validated the way Strawberry's origin check needs them."""
+    from strawberry.http.websocket_origin import normalize_allowed_origins
+
+    try:
+        normalize_allowed_origins(settings.cors_allow_origins)
+    except ValueError as exc:
+        raise ConfigurationError(f"CORS_ALLOW_ORIGINS: {exc}") from None
+    return settings.cors_allow_origins
+
+
+class RequestGuard:
+    """Caps the request body (413 before JSON parsing) and counts HTTP requests by route."""
+
+    ROUTES = frozenset({"/graphql", "/api/health", "/metrics"})
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def send_counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_counted)
+        finally:
+            route = scope["path"] if scope["path"] in self.ROUTES else "other"
+            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status["code"])).inc()
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_body_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted_receive, send)
+        except _BodyTooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body exceeds {self.max_body_bytes} bytes"
+        body = {"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}]}
+        await JSONResponse(body, status_code=413)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    """Raised from `receive` once a streamed body passes the cap."""
+
 
 def create_app(settings: Settings, database_url: str | None = None) -> Starlette:
     """The Starlette app; `database_url` overrides settings (tests, embedded Postgres)."""
@@ -51,33 +167,180 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         dsn = database_url or resolve_database_url(settings)
         graphql.pool = await create_pool(dsn)
+        graphql.object_store = _open_object_store(settings)
         try:
             yield
         finally:
             await graphql.pool.close()
+            if graphql.object_store is not None:
+                await graphql.object_store.close()
+
+    async def health(request: Request) -> Response:
+        report = await check_health(graphql.pool, graphql.object_store)
+        return JSONResponse(report.as_json(), status_code=200 if report.ok else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.observe_pool(graphql.pool)
+        body, content_type = metrics.render_metrics()
+        return Response(body, media_type=content_type)
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        Route("/api/health", health, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [
+        Middleware(RequestGuard),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_allow_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "accept"],
+            max_age=600,
+        ),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.graphql = graphql
+    return app
+
+
+def _open_object_store(settings: Settings) -> Any:
+    """The configured object store (for health and prices), or None if it cannot be opened."""
+    try:
+        module = importlib.import_module("ingest.object_store")
+    except ImportError:
+        log.warning("ingest.object_store is not available; objectStore health is false")
+        return None
+    return module.open_object_store(settings)
+
+
+def app_factory() -> Starlette:
+    """Import-string factory for `--workers N` (each worker builds its own app)."""
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Root logging once per process, at LOG_LEVEL; uvicorn's loggers propagate to it."""
+    root = logging.getLogger()
+    if not getattr(configure_logging, "done", False):
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        configure_logging.done = True  # type: ignore[attr-defined]
+    root.setLevel(settings.log_level)
+
+
+DEMO_TOKEN_TTL_SECONDS = 7 * 24 * 3600
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python server.py", description="Serve the Material Changes GraphQL API."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="development: load the demo data set once and print the demo user's token",
+    )
+    commands = parser.add_subparsers(dest="command")
+    token = commands.add_parser("token", help="print a signed development JWT")
+    token.add_argument("--sub", required=True, help="user id (UUID)")
+    token.add_argument("--email")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python server.py")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        configure_logging(settings)
+        if args.command == "token":
+            print(dev_token(settings, args.sub, email=args.email, ttl=args.ttl))
+            return 0
+        return serve(settings, host=args.host, port=args.port, workers=args.workers, demo=args.demo)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def dev_token(settings: Settings, sub: str, *, email: str | None, ttl: int) -> str:
+    """A signed HS256 token for `sub`; refused in production."""
+    if settings.is_production:
+        raise ConfigurationError("`token` is disabled when APP_ENV=production")
+    try:
+        user_id = UUID(sub)
+    except ValueError:
+        raise ConfigurationError(f"--sub must be a UUID, got {sub!r}") from None
+    if not 1 <= ttl <= MAX_TOKEN_TTL_SECONDS:
+        raise ConfigurationError(f"--ttl must be between 1 and {MAX_TOKEN_TTL_SECONDS} seconds")
+    secret = resolve_jwt_secret(settings)
+    if not secret:
+        raise ConfigurationError(
+            "`token` signs with JWT_SECRET; set it (JWT_JWKS_URL/JWT_JWKS_FILE keys cannot sign)"
+        )
+    return issue_token(
+        secret,
+        user_id,
+        email=email,
+        ttl_seconds=ttl,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int, demo: bool) -> int:
+    """Prepare the database (development), print where to go, run uvicorn until Ctrl-C."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    if workers < 1:
+        raise ConfigurationError(f"--workers must be >= 1, got {workers}")
+    if demo and settings.is_production:
+        raise ConfigurationError("--demo is a development option; unset APP_ENV=production")
+    try:
+        dsn = resolve_database_url(settings)
+        if not settings.is_production:
+            asyncio.run(prepare_development_database(dsn, with_demo=demo))
+    except (OSError, asyncpg.PostgresError, MigrationError) as exc:
+        print(f"error: database: {exc}", file=sys.stderr)
+        return 1
+    # Workers inherit the resolved DSN, so they share the one embedded server started here.
+    os.environ["DATABASE_URL"] = dsn
+    _announce(settings, host, port, demo)
+    if workers == 1:
+        uvicorn.run(create_app(settings, database_url=dsn), host=host, port=port, log_config=None)
+    else:
+        uvicorn.run(
+            "server:app_factory",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=None,
+            app_dir=str(ROOT),
+        )
     return 0
+
+
+def _announce(settings: Settings, host: str, port: int, demo: bool) -> None:
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    print(f"GraphiQL: http://{shown_host}:{port}/graphql", flush=True)
+    if demo:
+        token = dev_token(
+            settings, str(DEMO_USER_ID), email=DEMO_USER_EMAIL, ttl=DEMO_TOKEN_TTL_SECONDS
+        )
+        print(f"Demo user {DEMO_USER_ID} bearer token (7 days):", flush=True)
+        print(f"Authorization: Bearer {token}", flush=True)
 
 
 if __name__ == "__main__":

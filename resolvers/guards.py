@@ -1,0 +1,66 @@
+"""Production guards on every operation: size, token, depth and alias limits; introspection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from services.settings import Settings
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 2_000
+# Checked before the lexer runs, so a huge document (comments, one giant string) costs nothing.
+MAX_QUERY_BYTES = 32 * 1024
+# Whole HTTP request body (query + variables); enforced by server.py before JSON parsing.
+MAX_REQUEST_BYTES = 1024 * 1024
+GUARD_ERROR_CODE = "BAD_USER_INPUT"
+
+
+class QuerySizeLimiter(SchemaExtension):
+    """Refuses a document longer than `max_bytes` before it is parsed."""
+
+    def __init__(self, max_bytes: int = MAX_QUERY_BYTES) -> None:
+        self.max_bytes = max_bytes
+
+    def on_parse(self) -> Iterator[None]:
+        query = self.execution_context.query or ""
+        # Each character is at most 4 UTF-8 bytes: skip the encoding for short documents.
+        if len(query) * 4 > self.max_bytes:
+            size = len(query.encode())
+            if size > self.max_bytes:
+                raise GraphQLError(
+                    f"query is {size} bytes; the limit is {self.max_bytes}",
+                    extensions={"code": GUARD_ERROR_CODE},
+                )
+        yield
+
+
+ExtensionFactory = Callable[[], SchemaExtension]
+
+
+def guard_extensions(settings: Settings) -> list[ExtensionFactory]:
+    """Factories of the guard extensions (fresh per operation), cheapest check first."""
+    extensions: list[ExtensionFactory] = [
+        QuerySizeLimiter,
+        partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+        partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+        partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
+    ]
+    if not settings.graphql_introspection:
+        extensions.append(DisableIntrospection)
+    return extensions
+
+
+def graphiql_enabled(settings: Settings) -> bool:
+    """GraphiQL needs introspection, so it is served exactly when introspection is on."""
+    return settings.graphql_introspection
