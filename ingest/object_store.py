@@ -239,6 +239,7 @@ class S3ObjectStore(ObjectStore):
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_attempts: int = 5,
+        list_page_size: int = 1000,
     ) -> None:
         import boto3
         from botocore.config import Config
@@ -248,6 +249,7 @@ class S3ObjectStore(ObjectStore):
         if self.prefix:
             validate_prefix(self.prefix)
         self.endpoint_url = endpoint_url
+        self.list_page_size = list_page_size
         config = Config(
             region_name=region,
             connect_timeout=connect_timeout,
@@ -317,7 +319,10 @@ class S3ObjectStore(ObjectStore):
         def collect() -> builtins.list[str]:
             paginator = self.client.get_paginator("list_objects_v2")
             keys: builtins.list[str] = []
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            pages = paginator.paginate(
+                Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": self.list_page_size}
+            )
+            for page in pages:
                 keys.extend(item["Key"][strip:] for item in page.get("Contents", ()))
             return sorted(keys)
 

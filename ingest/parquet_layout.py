@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, fields
 from datetime import date, datetime
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -53,6 +54,7 @@ _WRITE_OPTIONS: dict[str, Any] = {
     "write_page_index": False,
 }
 _WRITE_CONCURRENCY = 8
+_NUMBER = (int, float, Decimal)
 
 
 class CorruptObjectError(ObjectStoreError):
@@ -119,7 +121,7 @@ def price_bar_problem(bar: PriceBar) -> str | None:
         return f"date must be a datetime.date, got {bar.date!r}"
     for name in ("open", "high", "low", "close"):
         value = getattr(bar, name)
-        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        if not isinstance(value, _NUMBER) or not math.isfinite(value) or value < 0:
             return f"{name} must be a finite number >= 0, got {value!r}"
     if isinstance(bar.volume, bool) or not isinstance(bar.volume, int) or bar.volume < 0:
         return f"volume must be an integer >= 0, got {bar.volume!r}"
@@ -136,7 +138,7 @@ def _fundamentals_problem(row: QuarterFundamentals) -> str | None:
         return f"period_end_date must be a datetime.date, got {row.period_end_date!r}"
     for name in FUNDAMENTAL_COLUMNS[1:]:
         value = getattr(row, name)
-        if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
+        if value is not None and (not isinstance(value, _NUMBER) or not math.isfinite(value)):
             return f"{name} must be a finite number or None, got {value!r}"
     return None
 
@@ -146,7 +148,7 @@ def _split_problem(split: Split) -> str | None:
         return f"ex_date must be a datetime.date, got {split.ex_date!r}"
     for name in ("to_factor", "for_factor"):
         value = getattr(split, name)
-        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        if not isinstance(value, _NUMBER) or not math.isfinite(value) or value <= 0:
             return f"{name} must be a finite number > 0, got {value!r}"
     return None
 
