@@ -1,0 +1,1 @@
+"""Signal evaluation (SPEC §8): split adjustment, trend, fundamentals, valuation, alerts."""

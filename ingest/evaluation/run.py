@@ -1,0 +1,291 @@
+"""`python -m ingest evaluate`: claim entities, compute signals, store them, write alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import asyncpg
+
+from ingest.evaluation.explain import Previous, explain
+from ingest.evaluation.loading import load_series
+from ingest.evaluation.signals import NeedsFullHistory, Signal, compute_signal
+from ingest.evaluation.splits import applicable_splits
+from ingest.evaluation.states import EvaluationParams
+from ingest.evaluation.transitions import decide
+from ingest.market_data import Split
+from ingest.object_store import ObjectStore, open_object_store
+from services import evaluation_store as db
+from services.db import create_pool
+from services.settings import Settings
+from services.tickers import normalize_ticker
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+# Entities of one claimed batch in flight at once: overlaps Parquet reads with DB writes.
+CONCURRENCY = 4
+LOG_EVERY = 100
+
+
+@dataclass
+class EvaluationSummary:
+    """Counts and timings of one evaluator process's share of a run."""
+
+    as_of: date | None = None
+    entities: int = 0
+    signals_written: int = 0
+    alerts_written: int = 0
+    failures: int = 0
+    failed_tickers: list[str] = field(default_factory=list)
+    skipped_tickers: list[str] = field(default_factory=list)
+    run_entities: int = 0
+    seconds: float = 0.0
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+    def summary_line(self) -> str:
+        """One line for the end of the command's output."""
+        day = self.as_of.isoformat() if self.as_of else "n/a (no entity with price data)"
+        line = (
+            f"evaluate as of {day}: {self.entities} entities evaluated, "
+            f"{self.signals_written} signals written, {self.alerts_written} alerts written, "
+            f"{self.failures} failed"
+        )
+        if self.failed_tickers:
+            line += f" ({', '.join(self.failed_tickers[:10])})"
+        if self.skipped_tickers:
+            line += f", {len(self.skipped_tickers)} skipped without price data"
+            line += f" ({', '.join(self.skipped_tickers[:10])})"
+        return line + f" in {self.seconds:.1f}s"
+
+
+@dataclass
+class _Job:
+    pool: asyncpg.Pool
+    store: ObjectStore
+    params: EvaluationParams
+    run: db.EvaluationRun
+    worker: str
+    summary: EvaluationSummary
+    progress: Progress | None
+
+
+async def run_evaluation(
+    settings: Settings,
+    dsn: str,
+    *,
+    as_of: date | None = None,
+    tickers: list[str] | None = None,
+    store: ObjectStore | None = None,
+    progress: Progress | None = None,
+) -> EvaluationSummary:
+    """Evaluate every watched entity with price data (or `tickers`) for `as_of`.
+
+    `as_of` defaults to the latest price date over those entities. Several processes may run
+    this at once for the same date: they join one run and split its entities.
+    """
+    started = time.perf_counter()
+    wanted = None if tickers is None else sorted({normalize_ticker(t) for t in tickers})
+    summary = EvaluationSummary()
+    own_store = store is None
+    object_store = store if store is not None else open_object_store(settings)
+    pool = await create_pool(dsn, min_size=1, max_size=CONCURRENCY + 1)
+    try:
+        if wanted is not None:
+            present = await db.evaluable_tickers(pool, wanted)
+            summary.skipped_tickers = [t for t in wanted if t not in present]
+            for ticker in summary.skipped_tickers:
+                log.warning("evaluate: %s has no price data (or is unknown); skipped", ticker)
+            wanted = [t for t in wanted if t in present]
+        day = as_of or await db.latest_price_date(pool, wanted)
+        if day is None or wanted == []:
+            log.info("evaluate: nothing to evaluate")
+        else:
+            summary.as_of = day
+            run = await db.join_or_create_run(pool, day, wanted)
+            summary.run_entities = run.entity_count
+            worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            job = _Job(
+                pool,
+                object_store,
+                EvaluationParams.from_settings(settings),
+                run,
+                worker,
+                summary,
+                progress,
+            )
+            await _drain(job, settings)
+            await db.finish_run_if_complete(pool, run.id)
+    finally:
+        await pool.close()
+        if own_store:
+            await object_store.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+async def _drain(job: _Job, settings: Settings) -> None:
+    """Claim batches until the run has nothing left for this process."""
+    while True:
+        batch = await db.claim_batch(
+            job.pool,
+            job.run.id,
+            job.worker,
+            settings.evaluation_batch_size,
+            settings.evaluation_lease_seconds,
+        )
+        if not batch:
+            return
+        await _process_batch(job, batch)
+
+
+async def _process_batch(job: _Job, batch: list[db.ClaimedEntity]) -> None:
+    """Evaluate one claimed batch, a few entities at a time."""
+    ids = [entity.id for entity in batch]
+    previous = await db.previous_signals(job.pool, ids, job.run.as_of)
+    watchers = await db.watchers(job.pool, ids)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(entity: db.ClaimedEntity) -> None:
+        async with gate:
+            await _evaluate_one(job, entity, previous.get(entity.id), watchers[entity.id])
+
+    await asyncio.gather(*(one(entity) for entity in batch))
+
+
+async def _evaluate_one(
+    job: _Job,
+    entity: db.ClaimedEntity,
+    previous: asyncpg.Record | None,
+    watchers: list[db.Watcher],
+) -> None:
+    """Evaluate, then commit; any exception is logged with the ticker and counted."""
+    summary = job.summary
+    try:
+        signal, splits = await _signal_for(job, entity)
+        started = time.perf_counter()
+        prev = _previous(previous, splits, job.run.as_of)
+        explainer = functools.cache(
+            lambda kind, old, new: explain(entity.ticker, kind, old, new, signal, prev)
+        )
+        decisions = decide(watchers, signal, job.run.as_of, explainer)
+        summary.compute_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        inserted = await db.commit_entity(
+            job.pool,
+            run_id=job.run.id,
+            worker=job.worker,
+            signal=_signal_row(entity, signal),
+            alerts=decisions.alerts,
+            states=decisions.states,
+        )
+        summary.write_seconds += time.perf_counter() - started
+        if inserted is None:
+            log.warning("evaluate: lost the claim on %s (lease expired); skipped", entity.ticker)
+        else:
+            summary.entities += 1
+            summary.signals_written += 1
+            summary.alerts_written += len(inserted)
+    except Exception as exc:
+        log.exception("evaluate: %s failed: %s", entity.ticker, exc)
+        summary.failures += 1
+        summary.failed_tickers.append(entity.ticker)
+        await _record_failure(job, entity, exc)
+    _report(job)
+
+
+async def _signal_for(job: _Job, entity: db.ClaimedEntity) -> tuple[Signal, list[Split]]:
+    """Read the series and compute the signal; re-read all prices if the window was short."""
+    day = job.run.as_of
+    for full in (False, True):
+        started = time.perf_counter()
+        series = await load_series(
+            job.store,
+            entity.ticker,
+            day,
+            years=job.params.history_years,
+            first_price_date=entity.price_data_min_date,
+            full_history=full,
+        )
+        job.summary.read_seconds += time.perf_counter() - started
+        if not series.dates:
+            raise LookupError(f"no prices up to {day} in the object store for {entity.ticker}")
+        started = time.perf_counter()
+        try:
+            signal = compute_signal(series, day, job.params)
+        except NeedsFullHistory:
+            continue
+        finally:
+            job.summary.compute_seconds += time.perf_counter() - started
+        return signal, applicable_splits(series.splits, day)
+    raise AssertionError("a full history always determines the trend")
+
+
+def _previous(row: asyncpg.Record | None, splits: Sequence[Split], as_of: date) -> Previous | None:
+    """The previous stored signal with per-share numbers moved to as_of's share basis."""
+    if row is None:
+        return None
+    factor = 1.0
+    for split in splits:
+        if row["as_of"] < split.ex_date <= as_of:
+            factor *= split.for_factor / split.to_factor
+    return Previous(
+        as_of=row["as_of"],
+        close=_times(row["close"], factor),
+        sma200=_times(row["sma200"], factor),
+        trend_position=row["trend_position"],
+        valuation_metric=row["valuation_metric"],
+        valuation_multiple=row["valuation_multiple"],
+        valuation_percentile=row["valuation_percentile"],
+        valuation_regime=row["valuation_regime"],
+        eps_ttm=_times(row["eps_ttm"], factor),
+        fundamental_direction=row["fundamental_direction"],
+    )
+
+
+def _times(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
+def _signal_row(entity: db.ClaimedEntity, signal: Signal) -> db.SignalRow:
+    return db.SignalRow(
+        entity_id=entity.id,
+        as_of=signal.as_of,
+        close=signal.close,
+        sma200=signal.sma200,
+        trend_position=str(signal.trend_position),
+        valuation_metric=signal.valuation_metric,
+        valuation_multiple=signal.valuation_multiple,
+        valuation_percentile=signal.valuation_percentile,
+        valuation_regime=str(signal.valuation_regime),
+        eps_ttm=signal.eps_ttm,
+        fundamental_direction=str(signal.fundamental_direction),
+        details=signal.details,
+    )
+
+
+async def _record_failure(job: _Job, entity: db.ClaimedEntity, exc: Exception) -> None:
+    try:
+        await db.fail_claim(
+            job.pool, job.run.id, entity.id, job.worker, f"{type(exc).__name__}: {exc}"
+        )
+    except (asyncpg.PostgresError, OSError) as db_exc:
+        log.error("evaluate: could not record the failure of %s: %s", entity.ticker, db_exc)
+
+
+def _report(job: _Job) -> None:
+    done = job.summary.entities + job.summary.failures
+    if job.progress is not None:
+        job.progress(done, job.run.entity_count)
+    elif done % LOG_EVERY == 0:
+        log.info("evaluate: %d/%d entities done by this process", done, job.run.entity_count)

@@ -1,0 +1,72 @@
+"""Per-watcher decisions: which state changes alert, which update silently."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from ingest.evaluation.explain import TYPE_FIELDS, AlertText
+from ingest.evaluation.signals import Signal
+from ingest.evaluation.states import UNKNOWN, AlertType
+from services.evaluation_store import AlertRow, StateRow, Watcher
+
+Explainer = Callable[[AlertType, str, str], AlertText]
+
+
+@dataclass(frozen=True)
+class Decisions:
+    alerts: list[AlertRow]
+    states: list[StateRow]
+
+
+def decide(watchers: list[Watcher], signal: Signal, as_of: date, explainer: Explainer) -> Decisions:
+    """SPEC §8: NULL → set silently; a change between known states alerts when enabled.
+
+    A watcher whose state was evaluated for a later date than `as_of` (a back-dated run) is
+    left alone, so old dates never alert backwards.
+    """
+    alerts: list[AlertRow] = []
+    states: list[StateRow] = []
+    for watcher in watchers:
+        if watcher.last_evaluated_as_of is not None and watcher.last_evaluated_as_of > as_of:
+            continue
+        for alert_type, field in TYPE_FIELDS.items():
+            old = watcher.states.get(field)
+            new = str(getattr(signal, field))
+            if old is None or old == new or UNKNOWN in (old, new):
+                continue
+            if not _alerts_on(watcher, alert_type):
+                continue
+            text = explainer(alert_type, old, new)
+            alerts.append(
+                AlertRow(
+                    user_id=watcher.user_id,
+                    alert_type=str(alert_type),
+                    previous_state=old,
+                    new_state=new,
+                    headline=text.headline,
+                    what_changed=text.what_changed,
+                    why_it_matters=text.why_it_matters,
+                    before_vs_now=text.before_vs_now,
+                    what_didnt_change=text.what_didnt_change,
+                    snapshot=text.snapshot,
+                )
+            )
+        states.append(
+            StateRow(
+                watcher.user_id,
+                str(signal.valuation_regime),
+                str(signal.trend_position),
+                str(signal.fundamental_direction),
+            )
+        )
+    return Decisions(alerts, states)
+
+
+def _alerts_on(watcher: Watcher, alert_type: AlertType) -> bool:
+    return (
+        watcher.user_alerts_enabled
+        and watcher.watchlist_alerts_enabled
+        and str(alert_type) in watcher.alert_types
+    )
