@@ -1,0 +1,360 @@
+"""`python -m ingest <command>`: argument parsing, resources, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, NoReturn
+
+import asyncpg
+
+from ingest.dolthub import DoltHubClient
+from ingest.object_store import ObjectStore, open_object_store
+from ingest.progress import Progress
+from services.db import create_pool, redact_dsn, resolve_database_url
+from services.errors import BadUserInput, ConfigurationError, ServiceError
+from services.settings import Settings
+from services.tickers import normalize_ticker
+
+log = logging.getLogger("ingest")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad command-line arguments: one line, exit 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports mistakes as a single `error: …` line instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `python -m ingest {self._command()}--help`)")
+
+    def _command(self) -> str:
+        parts = self.prog.split()[3:]  # "python -m ingest <sub>"
+        return "".join(p + " " for p in parts)
+
+
+def ticker_list(raw: str) -> list[str]:
+    """`A,B` → ['A', 'B'] normalised and de-duplicated in order; a bad one is an error."""
+    tickers: list[str] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        try:
+            ticker = normalize_ticker(part)
+        except BadUserInput as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+        if ticker not in tickers:
+            tickers.append(ticker)
+    if not tickers:
+        raise argparse.ArgumentTypeError(
+            "expected a comma-separated list of tickers, e.g. AAPL,MSFT"
+        )
+    return tickers
+
+
+def positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def iso_date(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {raw!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="python -m ingest",
+        description="Material Changes batch jobs (configuration comes from the environment).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+    backfill = commands.add_parser("backfill", help="drain the backfill queue")
+    backfill.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="concurrent workers in this process (default 1)",
+    )
+    backfill.add_argument(
+        "--max-items",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop after claiming N jobs",
+    )
+    update = commands.add_parser("update-prices", help="append new daily bars")
+    update.add_argument(
+        "--tickers",
+        type=ticker_list,
+        metavar="A,B",
+        help="only these tickers (default: every entity with price data)",
+    )
+    evaluate = commands.add_parser("evaluate", help="compute signals, update states, write alerts")
+    evaluate.add_argument(
+        "--as-of",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help="evaluation date (default: the latest date with prices)",
+    )
+    evaluate.add_argument("--tickers", type=ticker_list, metavar="A,B", help="only these tickers")
+    commands.add_parser("daily", help="update-prices, backfill, evaluate (the cron entry)")
+    commands.add_parser("sync-symbols", help="load DoltHub's symbol table into entities")
+    importer = commands.add_parser("import-csv", help="bulk import DoltHub table exports")
+    importer.add_argument(
+        "directory",
+        type=Path,
+        metavar="DIR",
+        help="folder with ohlcv.csv, symbol.csv, income_statement.csv, …",
+    )
+    commands.add_parser("demo", help="write the offline demo data set and import it")
+    return parser
+
+
+@dataclass
+class Resources:
+    """What a command needs, opened lazily and closed at the end of the run."""
+
+    settings: Settings
+    stack: AsyncExitStack
+    dsn: str = ""
+    _pool: asyncpg.Pool | None = None
+    _store: ObjectStore | None = None
+    _client: DoltHubClient | None = None
+
+    async def pool(self, size: int = 4) -> asyncpg.Pool:
+        if self._pool is None:
+            self.dsn = self.dsn or resolve_database_url(self.settings)
+            try:
+                self._pool = await create_pool(self.dsn, min_size=1, max_size=max(size, 2))
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise ConfigurationError(
+                    f"cannot connect to the database at {redact_dsn(self.dsn)}: {exc}"
+                ) from None
+            self.stack.push_async_callback(self._pool.close)
+            await _require_migrated(self._pool)
+        return self._pool
+
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = open_object_store(self.settings)
+            self.stack.push_async_callback(self._store.close)
+        return self._store
+
+    def client(self) -> DoltHubClient:
+        if self._client is None:
+            self._client = DoltHubClient.from_settings(self.settings)
+            self.stack.push_async_callback(self._client.aclose)
+        return self._client
+
+
+async def _require_migrated(pool: asyncpg.Pool) -> None:
+    present = await pool.fetchval("SELECT to_regclass('public.backfill_queue') IS NOT NULL")
+    if not present:
+        raise ConfigurationError(
+            "the database has no schema yet: run `python -m migrations up` first"
+        )
+
+
+def progress_for(label: str) -> Progress:
+    return Progress(label)
+
+
+def finish(progress: Progress) -> int:
+    """Print the summary line; exit status 1 when any item failed."""
+    progress.close()
+    print(progress.summary_line(), flush=True)
+    return EXIT_FAILED if progress.failed else EXIT_OK
+
+
+async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
+    from ingest.backfill import run_backfill
+
+    progress = progress_for("backfill")
+    pool = await res.pool(args.workers + 2)
+    client = res.client()
+    before = client.stats.requests
+    await run_backfill(
+        res.settings,
+        pool,
+        client,
+        res.store(),
+        progress,
+        workers=args.workers,
+        max_items=args.max_items,
+    )
+    progress.add("DoltHub requests", client.stats.requests - before)
+    return finish(progress)
+
+
+async def cmd_update_prices(res: Resources, args: argparse.Namespace) -> int:
+    from ingest.update_prices import run_update_prices
+
+    progress = progress_for("update-prices")
+    await run_update_prices(
+        res.settings, await res.pool(6), res.client(), res.store(), progress, tickers=args.tickers
+    )
+    return finish(progress)
+
+
+async def cmd_evaluate(res: Resources, args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module("ingest.evaluation.run")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ingest.evaluation.run":
+            raise
+        print(
+            "evaluate: the evaluation module (ingest.evaluation.run) is not installed; "
+            "nothing evaluated",
+            flush=True,
+        )
+        return EXIT_OK
+    await res.pool()  # fail early, with the usual message, when the database is unusable
+    summary: Any = await module.run_evaluation(
+        res.settings, res.dsn, as_of=args.as_of, tickers=args.tickers, store=res.store()
+    )
+    print(summary.summary_line(), flush=True)
+    return EXIT_FAILED if summary.failures else EXIT_OK
+
+
+async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
+    """All three steps in order; a failing step never stops the next one."""
+    steps: list[tuple[str, Callable[[], Awaitable[int]]]] = [
+        ("update-prices", lambda: cmd_update_prices(res, _ns(tickers=None))),
+        ("backfill", lambda: cmd_backfill(res, _ns(workers=2, max_items=None))),
+        ("evaluate", lambda: cmd_evaluate(res, _ns(as_of=None, tickers=None))),
+    ]
+    failed: list[str] = []
+    for name, step in steps:
+        try:
+            status = await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            print(f"error: {name}: {_message(exc)}", file=sys.stderr, flush=True)
+            if not isinstance(exc, ServiceError):
+                log.debug("%s crashed", name, exc_info=exc)
+            status = EXIT_FAILED
+        if status:
+            failed.append(name)
+    print(
+        "daily: " + (f"failed steps: {', '.join(failed)}" if failed else "all steps succeeded"),
+        flush=True,
+    )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def cmd_sync_symbols(res: Resources, args: argparse.Namespace) -> int:
+    from ingest.symbols import run_sync_symbols
+
+    progress = progress_for("sync-symbols")
+    await run_sync_symbols(res.settings, await res.pool(), res.client(), progress)
+    return finish(progress)
+
+
+async def cmd_import_csv(res: Resources, args: argparse.Namespace) -> int:
+    from ingest.csv_import import find_csv_files, run_import_csv
+
+    files = find_csv_files(args.directory)  # argument errors before touching the database
+    progress = progress_for("import-csv")
+    await run_import_csv(await res.pool(), res.store(), files, progress)
+    return finish(progress)
+
+
+async def cmd_demo(res: Resources, args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module("ingest.demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ingest.demo":
+            raise
+        raise ConfigurationError("the demo data set (ingest.demo) is not available") from None
+    await res.pool()
+    summary: Any = await module.run_demo(res.settings, res.dsn)
+    line = summary.summary_line() if hasattr(summary, "summary_line") else str(summary)
+    print(line, flush=True)
+    return EXIT_FAILED if getattr(summary, "failures", None) else EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Resources, argparse.Namespace], Awaitable[int]]] = {
+    "backfill": cmd_backfill,
+    "update-prices": cmd_update_prices,
+    "evaluate": cmd_evaluate,
+    "daily": cmd_daily,
+    "sync-symbols": cmd_sync_symbols,
+    "import-csv": cmd_import_csv,
+    "demo": cmd_demo,
+}
+
+
+def _ns(**values: Any) -> argparse.Namespace:
+    return argparse.Namespace(**values)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ServiceError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        resources = Resources(settings, stack)
+        return await COMMANDS[args.command](resources, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, configure, run; every failure is one `error: …` line."""
+    try:
+        args = build_parser().parse_args(argv)
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        return asyncio.run(run_command(settings, args))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigurationError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: {_message(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        # A bug, not bad input: still one line; LOG_LEVEL=DEBUG shows the traceback.
+        log.debug("unexpected failure", exc_info=exc)
+        print(f"error: unexpected {_message(exc)}", file=sys.stderr)
+        return EXIT_FAILED
