@@ -1,26 +1,104 @@
-"""Root Query, Mutation and Subscription types."""
+"""Root Query and Mutation types (SPEC §5); the Subscription root lives with its resolvers."""
 
 from __future__ import annotations
 
 import strawberry
-from strawberry.types import Info
 
-from resolvers.context import Context
-from schema.types import Health
+from resolvers import mutations, queries
+from schema.enums import AlertType, InvestingStyle
+from schema.inputs import UpdateSettingsInput
+from schema.types import (
+    Alert,
+    AlertConnection,
+    AlertStats,
+    Health,
+    Stock,
+    User,
+    Watchlist,
+    WatchlistItem,
+)
 
 
 @strawberry.type
 class Query:
+    @strawberry.field(description="The signed-in user.")
+    async def me(self, info: strawberry.Info) -> User:
+        return await queries.resolve_me(info)
+
+    @strawberry.field(description="The signed-in user's watchlist, newest addition first.")
+    async def watchlist(self, info: strawberry.Info) -> Watchlist:
+        return await queries.resolve_watchlist(info)
+
+    @strawberry.field(
+        description="Exact ticker, then ticker prefix, then name (trigram), then popularity. "
+        "Public. An empty query returns []."
+    )
+    async def search_stocks(
+        self, info: strawberry.Info, query: str, limit: int = 10
+    ) -> list[Stock]:
+        return await queries.resolve_search_stocks(info, query, limit)
+
+    @strawberry.field(description="One stock by ticker, or null when unknown. Public.")
+    async def stock(self, info: strawberry.Info, ticker: str) -> Stock | None:
+        return await queries.resolve_stock(info, ticker)
+
+    @strawberry.field(description="Most-watched stocks, then by ticker. Public.")
+    async def popular_stocks(self, info: strawberry.Info, limit: int = 10) -> list[Stock]:
+        return await queries.resolve_popular_stocks(info, limit)
+
+    @strawberry.field(description="The signed-in user's alerts, newest first.")
+    async def alerts(
+        self,
+        info: strawberry.Info,
+        first: int = 20,
+        after: str | None = None,
+        type: AlertType | None = None,
+    ) -> AlertConnection:
+        return await queries.resolve_alerts(info, first=first, after=after, alert_type=type)
+
     @strawberry.field
-    async def health(self, info: Info[Context, None]) -> Health:
-        pending = await info.context.pool.fetchval(
-            "SELECT count(*) FROM backfill_queue WHERE status = 'pending'"
-        )
-        return Health(
-            ok=True,
-            database=True,
-            object_store=True,
-            version="0.1.0",
-            pending_backfills=pending,
-            last_evaluation_as_of=None,
-        )
+    async def alert_stats(self, info: strawberry.Info) -> AlertStats:
+        return await queries.resolve_alert_stats(info)
+
+    @strawberry.field(description="Alerts sent in the last `days` days (1-365).")
+    async def recent_alerts_count(self, info: strawberry.Info, days: int = 7) -> int:
+        return await queries.resolve_recent_alerts_count(info, days)
+
+    @strawberry.field(description="Liveness of the server and its dependencies. Public.")
+    async def health(self, info: strawberry.Info) -> Health:
+        return await queries.resolve_health(info)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Set the investing style and watch 1-50 tickers, all or nothing; re-runnable."
+    )
+    async def complete_onboarding(
+        self, info: strawberry.Info, investing_style: InvestingStyle, tickers: list[str]
+    ) -> User:
+        return await mutations.resolve_complete_onboarding(info, investing_style, tickers)
+
+    @strawberry.mutation
+    async def update_settings(self, info: strawberry.Info, input: UpdateSettingsInput) -> User:
+        return await mutations.resolve_update_settings(info, input)
+
+    @strawberry.mutation(
+        description="Watch a stock; queues a backfill when it has no data. CONFLICT if watched."
+    )
+    async def add_stock(self, info: strawberry.Info, ticker: str) -> WatchlistItem:
+        return await mutations.resolve_add_stock(info, ticker)
+
+    @strawberry.mutation(description="Stop watching a stock; false when it was not watched.")
+    async def remove_stock(self, info: strawberry.Info, ticker: str) -> bool:
+        return await mutations.resolve_remove_stock(info, ticker)
+
+    @strawberry.mutation
+    async def set_stock_alerts(
+        self, info: strawberry.Info, ticker: str, enabled: bool
+    ) -> WatchlistItem:
+        return await mutations.resolve_set_stock_alerts(info, ticker, enabled)
+
+    @strawberry.mutation(description="Record that an alert was opened; the first time stays.")
+    async def mark_alert_opened(self, info: strawberry.Info, id: strawberry.ID) -> Alert:
+        return await mutations.resolve_mark_alert_opened(info, str(id))
