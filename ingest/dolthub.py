@@ -147,6 +147,7 @@ class DoltHubClient:
         branch: str = "master",
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
+        max_retry_after: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -154,6 +155,7 @@ class DoltHubClient:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.max_retry_after = max_retry_after
         self.pacer = Pacer(rps)
         self.stats = ClientStats()
         headers = {"accept": "application/json", "user-agent": "material-changes-ingest"}
@@ -245,11 +247,13 @@ class DoltHubClient:
             problem = f"HTTP {status}: {_short(body_message or response.reason_phrase)}"
             if status in (403, 429):
                 self.stats.rate_limited += 1
-                pause = retry_after_seconds(response.headers.get("retry-after"), self.backoff_cap)
+                pause = retry_after_seconds(
+                    response.headers.get("retry-after"), self.max_retry_after
+                )
                 self.pacer.throttled(pause if pause is not None else self.pacer.interval * 2)
                 return problem, pause
             return problem, retry_after_seconds(
-                response.headers.get("retry-after"), self.backoff_cap
+                response.headers.get("retry-after"), self.max_retry_after
             )
         payload = _json_of(response)
         if payload is None:

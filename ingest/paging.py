@@ -109,7 +109,9 @@ async def fetch_window(
         except DoltHubDeadlineError:
             if (end - cursor).days <= min_window_days:
                 raise
-            middle = cursor + (end - cursor) / 2
+            result = None
+        if result is None:
+            middle = cursor + timedelta(days=(end - cursor).days // 2)
             for a, b in ((cursor, middle), (middle, end)):
                 half = await fetch_window(client, query, a, b, min_window_days)
                 pages.rows += half.rows
@@ -141,11 +143,17 @@ async def fetch_windows(
         async with gate:
             return await fetch_window(client, query, *window)
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(w)) for w in windows]
+    tasks = [asyncio.ensure_future(one(w)) for w in windows]
+    try:
+        parts = await asyncio.gather(*tasks)
+    except BaseException:
+        # Stop the sibling windows and surface the first DoltHubError itself (no group).
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     total = Pages()
-    for task in tasks:
-        part = task.result()
+    for part in parts:
         total.rows += part.rows
         total.queries += part.queries
     return total
