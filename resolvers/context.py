@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from resolvers.loaders import Loaders
+from services import users
 from services.auth import Claims, TokenVerifier
 from services.errors import Unauthenticated
 from services.settings import Settings
@@ -23,16 +26,46 @@ class Context:
     authorization: str | None = None
     request: Any = None
     response: Any = None
+    # The WebSocket connection_init payload (Strawberry sets it; subscriptions read the token).
+    connection_params: dict[str, Any] | None = None
+    # The process's ObjectStore (ingest.object_store), opened once in the app lifespan.
+    object_store: Any = None
+    loaders: Loaders = field(init=False)
     _claims: Claims | None = field(default=None, init=False)
+    _user: asyncpg.Record | None = field(default=None, init=False)
+    _user_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.pool)
 
     async def require_user_id(self) -> UUID:
         """The authenticated user's id; raises Unauthenticated without a valid bearer token."""
+        user = await self.require_user()
+        user_id: UUID = user["id"]
+        return user_id
+
+    async def require_user(self) -> asyncpg.Record:
+        """The viewer's users row, upserted from the token once per request."""
+        if self._user is not None:
+            return self._user
+        # Sibling fields resolve concurrently; the lock keeps it to one verify + upsert.
+        async with self._user_lock:
+            if self._user is None:
+                claims = await self._verify()
+                self._user = await users.ensure_user(self.pool, claims.sub, claims.email)
+        return self._user
+
+    def remember_user(self, row: asyncpg.Record) -> None:
+        """Keep the viewer's row a mutation just returned, so later fields read it."""
+        self._user = row
+
+    async def _verify(self) -> Claims:
         if self._claims is None:
             token = bearer_token(self.authorization)
             if token is None:
                 raise Unauthenticated("missing bearer token")
             self._claims = await self.verifier.verify(token)
-        return self._claims.sub
+        return self._claims
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -19,6 +19,11 @@ from schema.types import (
 )
 
 
+def _or(value: int | None, default: int) -> int:
+    """SPEC §5 declares these arguments nullable with a default; an explicit null means it."""
+    return default if value is None else value
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The signed-in user.")
@@ -43,26 +48,28 @@ class Query:
         return await queries.resolve_stock(info, ticker)
 
     @strawberry.field(description="Most-watched stocks, then by ticker. Public.")
-    async def popular_stocks(self, info: strawberry.Info, limit: int = 10) -> list[Stock]:
-        return await queries.resolve_popular_stocks(info, limit)
+    async def popular_stocks(self, info: strawberry.Info, limit: int | None = 10) -> list[Stock]:
+        return await queries.resolve_popular_stocks(info, _or(limit, 10))
 
     @strawberry.field(description="The signed-in user's alerts, newest first.")
     async def alerts(
         self,
         info: strawberry.Info,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
         type: AlertType | None = None,
     ) -> AlertConnection:
-        return await queries.resolve_alerts(info, first=first, after=after, alert_type=type)
+        return await queries.resolve_alerts(
+            info, first=_or(first, 20), after=after, alert_type=type
+        )
 
     @strawberry.field
     async def alert_stats(self, info: strawberry.Info) -> AlertStats:
         return await queries.resolve_alert_stats(info)
 
     @strawberry.field(description="Alerts sent in the last `days` days (1-365).")
-    async def recent_alerts_count(self, info: strawberry.Info, days: int = 7) -> int:
-        return await queries.resolve_recent_alerts_count(info, days)
+    async def recent_alerts_count(self, info: strawberry.Info, days: int | None = 7) -> int:
+        return await queries.resolve_recent_alerts_count(info, _or(days, 7))
 
     @strawberry.field(description="Liveness of the server and its dependencies. Public.")
     async def health(self, info: strawberry.Info) -> Health:

@@ -1,0 +1,86 @@
+"""Maps every GraphQL error to an `extensions.code`; unexpected ones are masked and logged.
+
+ServiceError → its code and message. Errors with no path and no cause (syntax, unknown
+field, wrong argument type, enum misuse, variable coercion) → BAD_USER_INPUT with
+graphql-core's message. Anything else (a bug, a database outage) → "Internal server
+error" / INTERNAL; the exception is logged with the operation name and path, never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import ExecutionContext
+
+from services.errors import ServiceError
+
+log = logging.getLogger("graphql.errors")
+
+BAD_USER_INPUT = "BAD_USER_INPUT"
+INTERNAL = "INTERNAL"
+INTERNAL_MESSAGE = "Internal server error"
+
+
+def _root_cause(error: GraphQLError) -> BaseException | None:
+    cause: BaseException | None = error.original_error
+    while isinstance(cause, GraphQLError) and cause.original_error is not None:
+        cause = cause.original_error
+    return cause
+
+
+def _set_code(error: GraphQLError, code: str, message: str | None = None) -> None:
+    if message is not None:
+        error.message = message
+    error.extensions = {**(error.extensions or {}), "code": code}
+    error.original_error = None  # classified; a second pass leaves it alone
+
+
+def classify_error(error: GraphQLError, operation_name: str | None = None) -> str:
+    """Give `error` its client-facing code and message in place; returns the code."""
+    existing = (error.extensions or {}).get("code")
+    cause = _root_cause(error)
+    if existing and cause is None:
+        return str(existing)
+    if isinstance(cause, ServiceError) and cause.code != INTERNAL:
+        _set_code(error, cause.code, cause.message)
+        return cause.code
+    if isinstance(cause, GraphQLError) and (cause.extensions or {}).get("code"):
+        code = str((cause.extensions or {})["code"])
+        _set_code(error, code, cause.message)
+        return code
+    if cause is None and error.path is None:
+        _set_code(error, BAD_USER_INPUT)
+        return BAD_USER_INPUT
+    log.error(
+        "unexpected error in operation %s at %s: %s",
+        operation_name or "<anonymous>",
+        ".".join(str(p) for p in error.path or ()) or "<root>",
+        error.message,
+        exc_info=cause if cause is not None else None,
+    )
+    _set_code(error, INTERNAL, INTERNAL_MESSAGE)
+    return INTERNAL
+
+
+def classify_errors(errors: list[GraphQLError], operation_name: str | None = None) -> None:
+    """`classify_error` for each error of a result."""
+    for error in errors:
+        classify_error(error, operation_name)
+
+
+class AppSchema(strawberry.Schema):
+    """Strawberry's Schema whose error hook classifies instead of logging every error.
+
+    `process_errors` runs once per result on every path (parse and validation errors,
+    extension failures, execution errors, subscription events), before the result is
+    serialised, so mutating the errors here is what clients receive.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        operation_name: Any = execution_context.operation_name if execution_context else None
+        classify_errors(errors, operation_name)

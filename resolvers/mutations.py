@@ -1,0 +1,63 @@
+"""Mutation resolvers; the user is always the token's subject."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers.queries import context_of
+from schema.enums import InvestingStyle
+from schema.inputs import UpdateSettingsInput
+from schema.types import Alert, User, WatchlistItem, alert_from_row, user_from_row
+from schema.types import watchlist_item_from_row as item_from_row
+from services import alerts, users, watchlists
+
+
+async def resolve_complete_onboarding(
+    info: strawberry.Info, investing_style: InvestingStyle, tickers: list[str]
+) -> User:
+    ctx = context_of(info)
+    user_id = await ctx.require_user_id()
+    row = await users.complete_onboarding(ctx.pool, user_id, investing_style.value, tickers)
+    ctx.remember_user(row)
+    return user_from_row(row)
+
+
+async def resolve_update_settings(info: strawberry.Info, data: UpdateSettingsInput) -> User:
+    ctx = context_of(info)
+    user_id = await ctx.require_user_id()
+    row = await users.update_settings(
+        ctx.pool,
+        user_id,
+        investing_style=data.investing_style.value if data.investing_style else None,
+        alerts_enabled=data.alerts_enabled,
+        alert_types=[t.value for t in data.alert_types] if data.alert_types is not None else None,
+    )
+    ctx.remember_user(row)
+    return user_from_row(row)
+
+
+async def resolve_add_stock(info: strawberry.Info, ticker: str) -> WatchlistItem:
+    ctx = context_of(info)
+    row = await watchlists.add_stock(ctx.pool, await ctx.require_user_id(), ticker)
+    ctx.loaders.prime_from_stock_rows([row])
+    return item_from_row(row)
+
+
+async def resolve_remove_stock(info: strawberry.Info, ticker: str) -> bool:
+    ctx = context_of(info)
+    return await watchlists.remove_stock(ctx.pool, await ctx.require_user_id(), ticker)
+
+
+async def resolve_set_stock_alerts(
+    info: strawberry.Info, ticker: str, enabled: bool
+) -> WatchlistItem:
+    ctx = context_of(info)
+    row = await watchlists.set_stock_alerts(ctx.pool, await ctx.require_user_id(), ticker, enabled)
+    ctx.loaders.prime_from_stock_rows([row])
+    return item_from_row(row)
+
+
+async def resolve_mark_alert_opened(info: strawberry.Info, alert_id: str) -> Alert:
+    ctx = context_of(info)
+    row = await alerts.mark_opened(ctx.pool, await ctx.require_user_id(), alert_id)
+    return alert_from_row(row)

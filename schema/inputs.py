@@ -1,0 +1,16 @@
+"""GraphQL input types."""
+
+from __future__ import annotations
+
+import strawberry
+
+from schema.enums import AlertType, InvestingStyle
+
+
+@strawberry.input(description="Omitted (or null) fields keep their current value.")
+class UpdateSettingsInput:
+    investing_style: InvestingStyle | None = None
+    alerts_enabled: bool | None = None
+    alert_types: list[AlertType] | None = strawberry.field(
+        default=None, description="The alert types to receive; [] mutes every type."
+    )

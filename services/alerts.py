@@ -1,0 +1,188 @@
+"""Alerts, read side: keyset-paginated list, get, mark opened, stats, recent count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from services.entities import Executor, check_limit
+from services.errors import BadUserInput, NotFound
+from services.pagination import decode_cursor, encode_cursor
+
+MAX_PAGE_SIZE = 100
+MAX_RECENT_DAYS = 365
+
+# Every alert query returns the alert plus its entity columns, so `Alert.stock` needs no
+# second statement. Newest first by (sent_at, id), served by alert_history_user_sent.
+_PAGE_SQL = """
+SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
+       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
+       a.data_snapshot, a.sent_at, a.opened_at,
+       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+FROM alert_history a
+JOIN entities e ON e.id = a.entity_id
+WHERE a.user_id = $1 AND (a.sent_at, a.id) < ($2::timestamptz, $3::uuid)
+ORDER BY a.sent_at DESC, a.id DESC
+LIMIT $4
+"""
+
+_PAGE_BY_TYPE_SQL = """
+SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
+       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
+       a.data_snapshot, a.sent_at, a.opened_at,
+       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+FROM alert_history a
+JOIN entities e ON e.id = a.entity_id
+WHERE a.user_id = $1 AND (a.sent_at, a.id) < ($2::timestamptz, $3::uuid) AND a.alert_type = $5
+ORDER BY a.sent_at DESC, a.id DESC
+LIMIT $4
+"""
+
+_BY_IDS_SQL = """
+SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
+       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
+       a.data_snapshot, a.sent_at, a.opened_at,
+       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+FROM alert_history a
+JOIN entities e ON e.id = a.entity_id
+WHERE a.id = ANY($1::uuid[]) AND a.user_id = $2
+ORDER BY a.sent_at, a.id
+"""
+
+# The outer SELECT reads the pre-update snapshot, so the fresh opened_at comes from `opened`.
+_MARK_OPENED_SQL = """
+WITH opened AS (
+    UPDATE alert_history SET opened_at = now()
+    WHERE id = $1 AND user_id = $2 AND opened_at IS NULL
+    RETURNING id, opened_at
+)
+SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
+       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
+       a.data_snapshot, a.sent_at, coalesce(o.opened_at, a.opened_at) AS opened_at,
+       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+FROM alert_history a
+JOIN entities e ON e.id = a.entity_id
+LEFT JOIN opened o ON o.id = a.id
+WHERE a.id = $1 AND a.user_id = $2
+"""
+
+_COUNT_SQL = """
+SELECT count(*) FROM alert_history WHERE user_id = $1 AND ($2::text IS NULL OR alert_type = $2)
+"""
+
+_STATS_SQL = """
+SELECT alert_type, count(*) AS total, count(opened_at) AS opened
+FROM alert_history WHERE user_id = $1 GROUP BY alert_type
+"""
+
+_RECENT_SQL = """
+SELECT count(*) FROM alert_history
+WHERE user_id = $1 AND sent_at > now() - make_interval(days => $2)
+"""
+
+# Sorts after every real row, so the first page needs no separate statement.
+_BEFORE_EVERYTHING = (datetime.fromisoformat("9999-12-31T00:00:00+00:00"), UUID(int=2**128 - 1))
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    """One page of alert rows, newest first, and whether more follow."""
+
+    rows: list[asyncpg.Record]
+    has_next_page: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        if not self.rows:
+            return None
+        return cursor_of(self.rows[-1])
+
+
+def cursor_of(row: asyncpg.Record) -> str:
+    """The opaque cursor of an alert row."""
+    return encode_cursor(row["sent_at"], row["id"])
+
+
+async def list_page(
+    db: Executor, user_id: UUID, *, first: int, after: str | None, alert_type: str | None
+) -> AlertPage:
+    """`first` alerts of the user after the cursor, newest first, optionally of one type."""
+    check_limit(first, "first", MAX_PAGE_SIZE)
+    sent_at, row_id = decode_cursor(after) if after is not None else _BEFORE_EVERYTHING
+    if alert_type is None:
+        rows = await db.fetch(_PAGE_SQL, user_id, sent_at, row_id, first + 1)
+    else:
+        rows = await db.fetch(_PAGE_BY_TYPE_SQL, user_id, sent_at, row_id, first + 1, alert_type)
+    return AlertPage(rows=list(rows[:first]), has_next_page=len(rows) > first)
+
+
+async def count(db: Executor, user_id: UUID, alert_type: str | None) -> int:
+    """How many alerts the user has (of one type when given)."""
+    total: int = await db.fetchval(_COUNT_SQL, user_id, alert_type)
+    return total
+
+
+def parse_alert_id(raw: str) -> UUID:
+    """The alert id as a UUID; a malformed id is reported exactly like an unknown one."""
+    try:
+        return UUID(raw)
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound("alert not found") from None
+
+
+async def get_by_ids(db: Executor, user_id: UUID, ids: Sequence[UUID]) -> list[asyncpg.Record]:
+    """The user's alerts among `ids`, oldest first; other users' ids are silently absent."""
+    return list(await db.fetch(_BY_IDS_SQL, list(ids), user_id))
+
+
+async def mark_opened(db: Executor, user_id: UUID, raw_id: str) -> asyncpg.Record:
+    """Set opened_at the first time only; NotFound for malformed, unknown or others' ids."""
+    row = await db.fetchrow(_MARK_OPENED_SQL, parse_alert_id(raw_id), user_id)
+    if row is None:
+        raise NotFound("alert not found")
+    return row
+
+
+@dataclass(frozen=True)
+class AlertStats:
+    """Totals across the user's alert history."""
+
+    total: int
+    opened: int
+    by_type: dict[str, int]
+
+    @property
+    def open_rate(self) -> float:
+        return self.opened / self.total if self.total else 0.0
+
+
+async def stats(db: Executor, user_id: UUID, alert_types: Sequence[str]) -> AlertStats:
+    """Total, opened and per-type counts; every type in `alert_types` appears, 0 if none."""
+    rows = await db.fetch(_STATS_SQL, user_id)
+    by_type = dict.fromkeys(alert_types, 0)
+    by_type.update({row["alert_type"]: row["total"] for row in rows})
+    return AlertStats(
+        total=sum(row["total"] for row in rows),
+        opened=sum(row["opened"] for row in rows),
+        by_type=by_type,
+    )
+
+
+async def recent_count(db: Executor, user_id: UUID, days: int) -> int:
+    """Alerts sent to the user in the last `days` days (1–365)."""
+    if not 1 <= days <= MAX_RECENT_DAYS:
+        raise BadUserInput(f"days must be between 1 and {MAX_RECENT_DAYS}, got {days}")
+    total: int = await db.fetchval(_RECENT_SQL, user_id, days)
+    return total

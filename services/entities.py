@@ -1,0 +1,169 @@
+"""Entities (stocks): lookup, race-free get-or-create, search, popularity, watcher counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from services.errors import BadUserInput
+
+# What services accept: a plain connection, a pooled one (inside transactions) or the pool.
+Connection = asyncpg.Connection | PoolConnectionProxy
+Executor = Connection | asyncpg.Pool
+
+# Every query that builds a Stock selects the same entity columns (entity id as `entity_id`),
+# written out in each statement so every SQL text stays a constant.
+
+MAX_SEARCH_QUERY_LENGTH = 100
+MAX_LIST_LIMIT = 50
+
+_BY_TICKER_SQL = """
+SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+FROM entities e WHERE e.ticker = $1
+"""
+
+_BY_IDS_SQL = """
+SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+FROM entities e WHERE e.id = ANY($1::uuid[])
+"""
+
+# DO UPDATE (not DO NOTHING) so a row inserted by a concurrent transaction is returned too.
+_GET_OR_CREATE_SQL = """
+INSERT INTO entities AS e (ticker)
+SELECT t FROM unnest($1::text[]) AS t ORDER BY t
+ON CONFLICT (ticker) DO UPDATE SET ticker = EXCLUDED.ticker
+RETURNING e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+"""
+
+_UNIVERSE_SQL = """
+SELECT EXISTS (SELECT 1 FROM entities WHERE in_symbol_universe) AS loaded,
+       ARRAY(SELECT ticker FROM entities WHERE in_symbol_universe AND ticker = ANY($1::text[]))
+           AS known
+"""
+
+_WATCHER_COUNTS_SQL = """
+SELECT k.id, (SELECT count(*) FROM watchlists w WHERE w.entity_id = k.id) AS watchers
+FROM unnest($1::uuid[]) AS k(id)
+"""
+
+_POPULAR_SQL = """
+SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update,
+       c.watchers AS watcher_count
+FROM (SELECT entity_id, count(*) AS watchers FROM watchlists GROUP BY entity_id) c
+JOIN entities e ON e.id = c.entity_id
+ORDER BY c.watchers DESC, e.ticker
+LIMIT $1
+"""
+
+# $1 query upper-cased, $2 LIKE prefix pattern, $3 query as typed, $4 limit, $5 substring
+# pattern. The name-substring branch only runs for queries of 3+ characters (the shortest a
+# trigram index can serve), so it is a separate statement rather than a runtime flag that
+# would defeat a generic plan.
+SEARCH_SHORT_SQL = """
+SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update,
+       (SELECT count(*) FROM watchlists w WHERE w.entity_id = e.id) AS watcher_count,
+       e.ticker = $1 AS exact_match,
+       e.ticker LIKE $2 AS prefix_match,
+       similarity(coalesce(e.name, ''), $3) AS name_score
+FROM entities e
+WHERE e.ticker = $1 OR e.ticker LIKE $2 OR e.name % $3
+ORDER BY exact_match DESC, prefix_match DESC, name_score DESC, watcher_count DESC, e.ticker
+LIMIT $4
+"""
+
+SEARCH_SQL = """
+SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update,
+       (SELECT count(*) FROM watchlists w WHERE w.entity_id = e.id) AS watcher_count,
+       e.ticker = $1 AS exact_match,
+       e.ticker LIKE $2 AS prefix_match,
+       similarity(coalesce(e.name, ''), $3) AS name_score
+FROM entities e
+WHERE e.ticker = $1 OR e.ticker LIKE $2 OR e.name % $3 OR e.name ILIKE $5
+ORDER BY exact_match DESC, prefix_match DESC, name_score DESC, watcher_count DESC, e.ticker
+LIMIT $4
+"""
+
+
+def check_limit(limit: int, name: str = "limit", maximum: int = MAX_LIST_LIMIT) -> int:
+    """`limit` when it is within 1..maximum, else BadUserInput naming the argument."""
+    if not 1 <= limit <= maximum:
+        raise BadUserInput(f"{name} must be between 1 and {maximum}, got {limit}")
+    return limit
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def get_by_ticker(db: Executor, ticker: str) -> asyncpg.Record | None:
+    """The entity with this (normalized) ticker, or None."""
+    return await db.fetchrow(_BY_TICKER_SQL, ticker)
+
+
+async def get_by_ids(db: Executor, ids: Sequence[UUID]) -> list[asyncpg.Record]:
+    """Entities for these ids, in no particular order."""
+    return list(await db.fetch(_BY_IDS_SQL, list(ids)))
+
+
+async def get_or_create(conn: Connection, tickers: Sequence[str]) -> dict[str, asyncpg.Record]:
+    """Entity rows by ticker, creating missing ones; safe against concurrent creators."""
+    rows = await conn.fetch(_GET_OR_CREATE_SQL, sorted(set(tickers)))
+    return {row["ticker"]: row for row in rows}
+
+
+async def check_in_universe(db: Executor, tickers: Sequence[str]) -> None:
+    """BadUserInput naming unknown tickers, but only once the symbol universe is loaded."""
+    row = await db.fetchrow(_UNIVERSE_SQL, list(tickers))
+    assert row is not None
+    if not row["loaded"]:
+        return
+    unknown = sorted(set(tickers) - set(row["known"]))
+    if unknown:
+        raise BadUserInput(f"unknown ticker: {', '.join(unknown)}")
+
+
+async def watcher_counts(db: Executor, ids: Sequence[UUID]) -> dict[UUID, int]:
+    """Number of watchlists holding each entity (0 when none)."""
+    rows = await db.fetch(_WATCHER_COUNTS_SQL, list(ids))
+    return {row["id"]: row["watchers"] for row in rows}
+
+
+async def popular(db: Executor, limit: int) -> list[asyncpg.Record]:
+    """Watched entities by watcher count desc, then ticker; rows carry `watcher_count`."""
+    check_limit(limit)
+    return list(await db.fetch(_POPULAR_SQL, limit))
+
+
+async def search(db: Executor, query: str, limit: int) -> list[asyncpg.Record]:
+    """Exact ticker, then ticker prefix, then trigram name match, then popularity.
+
+    An empty (whitespace-only) query returns no rows rather than an error, so
+    search-as-you-type clients need no special case.
+    """
+    check_limit(limit)
+    text = query.strip()
+    if len(text) > MAX_SEARCH_QUERY_LENGTH:
+        raise BadUserInput(f"query must be at most {MAX_SEARCH_QUERY_LENGTH} characters")
+    if not text:
+        return []
+    upper = text.upper()
+    prefix = _like_escape(upper) + "%"
+    if len(text) < 3:
+        return list(await db.fetch(SEARCH_SHORT_SQL, upper, prefix, text, limit))
+    substring = "%" + _like_escape(text) + "%"
+    return list(await db.fetch(SEARCH_SQL, upper, prefix, text, limit, substring))

@@ -1,0 +1,125 @@
+"""Users: upsert from token claims, settings, onboarding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from services import watchlists
+from services.entities import Executor
+from services.errors import BadUserInput, NotFound
+from services.tickers import normalize_ticker
+
+INVESTING_STYLES = ("value", "growth", "blend")
+ALERT_TYPES = ("valuation_regime_change", "trend_break", "fundamental_inflection")
+MAX_ONBOARDING_TICKERS = 50
+
+_GET_SQL = """
+SELECT id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
+FROM users WHERE id = $1
+"""
+
+_UPSERT_SQL = """
+INSERT INTO users AS u (id, email) VALUES ($1, $2)
+ON CONFLICT (id) DO UPDATE
+    SET email = coalesce(EXCLUDED.email, u.email), updated_at = now()
+RETURNING id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
+"""
+
+_UPDATE_SETTINGS_SQL = """
+UPDATE users SET
+    investing_style = coalesce($2, investing_style),
+    alerts_enabled = coalesce($3, alerts_enabled),
+    alert_types = coalesce($4::text[], alert_types),
+    updated_at = now()
+WHERE id = $1
+RETURNING id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
+"""
+
+# onboarded_at keeps the first completion, so re-running onboarding is idempotent.
+_ONBOARD_SQL = """
+UPDATE users SET
+    investing_style = $2,
+    onboarded_at = coalesce(onboarded_at, now()),
+    updated_at = now()
+WHERE id = $1
+RETURNING id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
+"""
+
+
+async def ensure_user(pool: asyncpg.Pool, user_id: UUID, email: str | None) -> asyncpg.Record:
+    """The user row for a verified token, created (or its email refreshed) when needed."""
+    row = await pool.fetchrow(_GET_SQL, user_id)
+    if row is not None and (email is None or row["email"] == email):
+        return row  # the common case costs one read and takes no lock
+    try:
+        upserted = await pool.fetchrow(_UPSERT_SQL, user_id, email)
+    except asyncpg.UniqueViolationError:
+        # Another account already holds this email: keep the user, without the email.
+        upserted = await pool.fetchrow(_UPSERT_SQL, user_id, None)
+    assert upserted is not None
+    return upserted
+
+
+async def get_user(db: Executor, user_id: UUID) -> asyncpg.Record:
+    """The user row; NotFound when it does not exist."""
+    row = await db.fetchrow(_GET_SQL, user_id)
+    if row is None:
+        raise NotFound("user not found")
+    return row
+
+
+def _check_style(style: str) -> str:
+    if style not in INVESTING_STYLES:
+        raise BadUserInput(f"investing style must be one of {', '.join(INVESTING_STYLES)}")
+    return style
+
+
+def _canonical_alert_types(types: Sequence[str]) -> list[str]:
+    unknown = set(types) - set(ALERT_TYPES)
+    if unknown:
+        raise BadUserInput(f"unknown alert type: {', '.join(sorted(unknown))}")
+    return [t for t in ALERT_TYPES if t in types]
+
+
+async def update_settings(
+    db: Executor,
+    user_id: UUID,
+    *,
+    investing_style: str | None = None,
+    alerts_enabled: bool | None = None,
+    alert_types: Sequence[str] | None = None,
+) -> asyncpg.Record:
+    """Change the given settings (None leaves one as it is); returns the user row."""
+    style = _check_style(investing_style) if investing_style is not None else None
+    types = _canonical_alert_types(alert_types) if alert_types is not None else None
+    row = await db.fetchrow(_UPDATE_SETTINGS_SQL, user_id, style, alerts_enabled, types)
+    if row is None:
+        raise NotFound("user not found")
+    return row
+
+
+def normalize_onboarding_tickers(raw: Sequence[str]) -> list[str]:
+    """Normalized, de-duplicated tickers (first occurrence order); 1–50 or BadUserInput."""
+    tickers = list(dict.fromkeys(normalize_ticker(t) for t in raw))
+    if not 1 <= len(tickers) <= MAX_ONBOARDING_TICKERS:
+        raise BadUserInput(
+            f"pick between 1 and {MAX_ONBOARDING_TICKERS} distinct tickers, got {len(tickers)}"
+        )
+    return tickers
+
+
+async def complete_onboarding(
+    pool: asyncpg.Pool, user_id: UUID, investing_style: str, raw_tickers: Sequence[str]
+) -> asyncpg.Record:
+    """Set style and onboarded_at and watch the tickers, all or nothing; safe to re-run."""
+    style = _check_style(investing_style)
+    tickers = normalize_onboarding_tickers(raw_tickers)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(_ONBOARD_SQL, user_id, style)
+        if row is None:
+            raise NotFound("user not found")
+        await watchlists.add_many(conn, user_id, tickers, existing_ok=True)
+    return row
