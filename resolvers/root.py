@@ -39,9 +39,9 @@ class Query:
         "Public. An empty query returns []."
     )
     async def search_stocks(
-        self, info: strawberry.Info, query: str, limit: int = 10
+        self, info: strawberry.Info, query: str, limit: int | None = 10
     ) -> list[Stock]:
-        return await queries.resolve_search_stocks(info, query, limit)
+        return await queries.resolve_search_stocks(info, query, _or(limit, 10))
 
     @strawberry.field(description="One stock by ticker, or null when unknown. Public.")
     async def stock(self, info: strawberry.Info, ticker: str) -> Stock | None:
