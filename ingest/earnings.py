@@ -71,7 +71,7 @@ def _parse(table: EarningsTable, row: Row) -> tuple[date, Values]:
     return day, values
 
 
-def _by_date(
+def rows_by_period_end(
     table: EarningsTable, rows: Sequence[Row], rejected: RejectCounts
 ) -> dict[date, Values]:
     """Parsed rows keyed by period end; bad rows counted as '<table>.<reason>'."""
@@ -167,7 +167,10 @@ async def fetch_fundamentals(
         pages = await fetch_windows(client, query, windows)
         source_rows += len(pages.rows)
         queries += pages.queries
-        tables[table.name] = _by_date(table, pages.rows, rejected)
+        tables[table.name] = rows_by_period_end(table, pages.rows, rejected)
     quarter_ends = sorted(set(tables[INCOME.name]) | set(tables[EPS.name]))
     rows = [join_quarter(day, *(tables[t.name].get(day) for t in TABLES)) for day in quarter_ends]
     return FetchResult(rows=rows, rejected=rejected, source_rows=source_rows, queries=queries)
+
+
+_by_date = rows_by_period_end  # old private name, still imported by ingest/csv_import.py

@@ -44,6 +44,9 @@ __all__ = [
     "fetch_splits",
     "fetch_symbol",
     "iter_symbols",
+    "parse_price_row",
+    "parse_split_row",
+    "parse_symbol_row",
 ]
 
 OHLCV_COLUMNS = ("date", "open", "high", "low", "close", "volume")
@@ -89,7 +92,7 @@ class SymbolInfo:
     last_seen: date | None = None
 
 
-def _price_bar(row: Row) -> PriceBar:
+def parse_price_row(row: Row) -> PriceBar:
     v = price_values(row)
     return PriceBar(v.date, float(v.open), float(v.high), float(v.low), float(v.close), v.volume)
 
@@ -115,7 +118,7 @@ async def fetch_price_bars(
         db, "ohlcv", OHLCV_COLUMNS, "date", [equals("act_symbol", sql_string(symbol))]
     )
     pages = await fetch_windows(client, query, year_windows(start, end + timedelta(days=1)))
-    bars, rejected = validate_rows(pages.rows, _price_bar)
+    bars, rejected = validate_rows(pages.rows, parse_price_row)
     bars = [b for b in bars if start <= b.date <= end]
     result = FetchResult(
         rows=dedupe_sorted(bars, lambda b: b.date, rejected),
@@ -128,7 +131,7 @@ async def fetch_price_bars(
     return result
 
 
-def _split(row: Row) -> Split:
+def parse_split_row(row: Row) -> Split:
     ex_date = parse_date(require(row, "ex_date"), "ex_date")
     to_factor = parse_decimal(require(row, "to_factor"), "to_factor")
     for_factor = parse_decimal(require(row, "for_factor"), "for_factor")
@@ -151,7 +154,7 @@ async def fetch_splits(
         stocks_db, "split", SPLIT_COLUMNS, "ex_date", [equals("act_symbol", sql_string(symbol))]
     )
     pages = await fetch_window(client, query, start, stop)
-    splits, rejected = validate_rows(pages.rows, _split)
+    splits, rejected = validate_rows(pages.rows, parse_split_row)
     return FetchResult(
         rows=dedupe_sorted(splits, lambda s: s.ex_date, rejected),
         rejected=rejected,
@@ -183,7 +186,7 @@ def _symbol_info(row: Row) -> SymbolInfo:
     )
 
 
-def _parse_symbol(row: Row, counts: RejectCounts) -> SymbolInfo | None:
+def parse_symbol_row(row: Row, counts: RejectCounts) -> SymbolInfo | None:
     try:
         return _symbol_info(row)
     except InvalidValue as exc:
@@ -207,7 +210,7 @@ async def iter_symbols(
         sql = select_sql("symbol", SYMBOL_COLUMNS, where, order_by="act_symbol", limit=page_size)
         result = await client.query(stocks_db, sql)
         for row in result.rows:
-            info = _parse_symbol(row, counts)
+            info = parse_symbol_row(row, counts)
             if info is None:
                 continue
             if info.is_test_issue:
@@ -230,7 +233,13 @@ async def fetch_symbol(client: DoltHubClient, stocks_db: str, ticker: str) -> Sy
     result = await client.query(stocks_db, select_sql("symbol", SYMBOL_COLUMNS, where, limit=1))
     counts = RejectCounts()
     for row in result.rows:
-        info = _parse_symbol(row, counts)
+        info = parse_symbol_row(row, counts)
         if info is not None:
             return info
     return None
+
+
+# Old private names, still imported by ingest/csv_import.py.
+_price_bar = parse_price_row
+_split = parse_split_row
+_parse_symbol = parse_symbol_row

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import threading
 import time
 import zlib
@@ -15,59 +14,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.fake_dolthub_data import OHLCV_TYPES, FakeData, TableRow
+from tests.fake_dolthub_sql import (
+    DATABASE_TABLES,
+    EARNINGS_DB,
+    STOCKS_DB,
+    FakeSqlError,
+    ParsedQuery,
+    parse_sql,
+)
+
+__all__ = ["EARNINGS_DB", "STOCKS_DB", "FakeDoltHub", "LoggedRequest", "Switches"]
 
 BASE_PATH = "/api/v1alpha1"
-STOCKS_DB = "post-no-preference/stocks"
-EARNINGS_DB = "post-no-preference/earnings"
-KEY_COLUMNS = ("act_symbol", "date", "period")
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "ohlcv": tuple(OHLCV_TYPES),
-    "split": ("act_symbol", "ex_date", "to_factor", "for_factor"),
-    "symbol": (
-        "act_symbol",
-        "security_name",
-        "listing_exchange",
-        "market_category",
-        "is_etf",
-        "round_lot_size",
-        "is_test_issue",
-        "financial_status",
-        "cqs_symbol",
-        "nasdaq_symbol",
-        "is_next_shares",
-        "last_seen",
-    ),
-    "income_statement": (
-        *KEY_COLUMNS,
-        "sales",
-        "income_after_depreciation_and_amortization",
-        "net_income",
-        "income_before_depreciation_and_amortization",
-        "depreciation_and_amortization",
-        "average_shares",
-        "diluted_net_eps",
-    ),
-    "balance_sheet_assets": (*KEY_COLUMNS, "cash_and_equivalents", "total_assets"),
-    "balance_sheet_liabilities": (
-        *KEY_COLUMNS,
-        "notes_payable",
-        "current_portion_long_term_debt",
-        "long_term_debt",
-        "total_liabilities",
-    ),
-    "balance_sheet_equity": (*KEY_COLUMNS, "shares_outstanding"),
-    "eps_history": ("act_symbol", "period_end_date", "reported", "estimate"),
-}
-DATABASE_TABLES = {
-    STOCKS_DB: {"ohlcv", "split", "symbol"},
-    EARNINGS_DB: {
-        "income_statement",
-        "balance_sheet_assets",
-        "balance_sheet_liabilities",
-        "balance_sheet_equity",
-        "eps_history",
-    },
-}
 DATE_COLUMNS = {"ohlcv": "date", "split": "ex_date", "eps_history": "period_end_date"}
 # Corruptions applied in corrupt mode, and the reject reason the client should count.
 CORRUPTION_REASONS = {
@@ -80,108 +38,17 @@ CORRUPTION_REASONS = {
     "garbage_volume": "bad_number",
 }
 CORRUPTIONS = tuple(CORRUPTION_REASONS)
-
-SELECT = re.compile(
-    r"^\s*SELECT\s+(?P<columns>.+?)\s+FROM\s+`?(?P<table>\w+)`?"
-    r"(?:\s+WHERE\s+(?P<where>.+?))?"
-    r"(?:\s+ORDER\s+BY\s+`?(?P<order>\w+)`?(?:\s+(?P<direction>ASC|DESC))?)?"
-    r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*;?\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
-CONDITION = re.compile(
-    r"\s*`?(?P<column>\w+)`?\s*(?P<op>>=|<=|=|<|>)\s*(?P<value>'(?:[^'\\]|''|\\.)*')\s*(?:AND|$)",
-    re.IGNORECASE,
-)
-COLUMN = re.compile(r"^`?(\w+)`?$")
-
-
-class FakeSqlError(Exception):
-    """SQL the fake (like DoltHub) refuses: HTTP 400, status Error."""
+EARNINGS_CORRUPTION_REASONS = {
+    "nan_value": "non_finite",
+    "garbage_value": "bad_number",
+    "missing_value": "missing_column",
+}
+EARNINGS_CORRUPTIONS = tuple(EARNINGS_CORRUPTION_REASONS)
+NON_VALUE_COLUMNS = {"act_symbol", "date", "period", "period_end_date"}
 
 
 class FakeDeadline(Exception):
     """The query would scan too much: DoltHub's `context deadline exceeded`."""
-
-
-@dataclass(frozen=True)
-class Condition:
-    column: str
-    op: str
-    value: str
-
-    def matches(self, row: TableRow) -> bool:
-        cell = row.get(self.column)
-        if cell is None:
-            return False
-        return {
-            "=": cell == self.value,
-            "<": cell < self.value,
-            "<=": cell <= self.value,
-            ">": cell > self.value,
-            ">=": cell >= self.value,
-        }[self.op]
-
-
-@dataclass(frozen=True)
-class ParsedQuery:
-    table: str
-    columns: tuple[str, ...]
-    conditions: tuple[Condition, ...]
-    order_by: str | None
-    descending: bool
-    limit: int | None
-
-
-def unquote_literal(literal: str) -> str:
-    body = literal[1:-1]
-    return re.sub(r"\\(.)", r"\1", body.replace("''", "'"))
-
-
-def parse_sql(sql: str) -> ParsedQuery:
-    """The exact query shapes ingest emits; anything else is a 400 like a syntax error."""
-    match = SELECT.fullmatch(sql)
-    if not match:
-        raise FakeSqlError(f"syntax error at position 0 near '{sql[:30]}'")
-    table = match["table"].lower()
-    if table not in TABLE_COLUMNS:
-        raise FakeSqlError(f"table not found: {table}")
-    known = TABLE_COLUMNS[table]
-    columns = tuple(
-        c for raw in match["columns"].split(",") for c in _column(raw.strip(), table, known)
-    )
-    conditions = _conditions(match["where"] or "", table, known)
-    order = match["order"]
-    if order is not None and order not in known:
-        raise FakeSqlError(f'column "{order}" could not be found in any table in scope')
-    descending = (match["direction"] or "").upper() == "DESC"
-    limit = int(match["limit"]) if match["limit"] else None
-    return ParsedQuery(table, columns, conditions, order, descending, limit)
-
-
-def _column(raw: str, table: str, known: tuple[str, ...]) -> tuple[str, ...]:
-    if raw == "*":
-        return known
-    match = COLUMN.fullmatch(raw)
-    if not match:
-        raise FakeSqlError(f"unsupported select expression {raw!r}")
-    if match[1] not in known:
-        raise FakeSqlError(f'column "{match[1]}" could not be found in any table in scope')
-    return (match[1],)
-
-
-def _conditions(where: str, table: str, known: tuple[str, ...]) -> tuple[Condition, ...]:
-    conditions = []
-    position = 0
-    while position < len(where):
-        match = CONDITION.match(where, position)
-        if not match or match.end() == position:
-            raise FakeSqlError(f"syntax error near '{where[position : position + 30]}'")
-        if match["column"] not in known:
-            raise FakeSqlError(f'column "{match["column"]}" could not be found in table {table}')
-        value = unquote_literal(match["value"])
-        conditions.append(Condition(match["column"], match["op"], value))
-        position = match.end()
-    return tuple(conditions)
 
 
 @dataclass(frozen=True)
@@ -271,6 +138,28 @@ class FakeDoltHub:
             kind = self.corruption_of(ticker, row["date"] or "")
             if kind and start.isoformat() <= (row["date"] or "") <= end.isoformat():
                 counts[CORRUPTION_REASONS[kind]] += 1
+        return counts
+
+    def earnings_corruption_of(self, table: str, ticker: str, day: str) -> str | None:
+        every = self.switches.corrupt_every
+        if not every:
+            return None
+        digest = zlib.crc32(f"{table}|{ticker}|{day}".encode())
+        if digest % every:
+            return None
+        return EARNINGS_CORRUPTIONS[(digest // every) % len(EARNINGS_CORRUPTIONS)]
+
+    def expected_earnings_rejects(self, ticker: str) -> Counter[str]:
+        """'<table>.<reason>' counts the client should report for the ticker's quarterly rows."""
+        counts: Counter[str] = Counter()
+        for table in sorted(DATABASE_TABLES[EARNINGS_DB]):
+            column = DATE_COLUMNS.get(table, "date")
+            for row in self.data.earnings(ticker, table):
+                if row.get("period", "Quarter") != "Quarter":
+                    continue
+                kind = self.earnings_corruption_of(table, ticker, row[column] or "")
+                if kind:
+                    counts[f"{table}.{EARNINGS_CORRUPTION_REASONS[kind]}"] += 1
         return counts
 
     # -- request handling -----------------------------------------------------------------
@@ -372,6 +261,8 @@ class FakeDoltHub:
             cells = {c: row.get(c) for c in query.columns}
             if query.table == "ohlcv":
                 cells = self._corrupt(row, cells)
+            elif query.table in DATABASE_TABLES[EARNINGS_DB]:
+                cells = self._corrupt_earnings(query.table, row, cells)
             keys = list(cells)
             shuffle.shuffle(keys)
             out.append({k: cells[k] for k in keys})
@@ -406,6 +297,21 @@ class FakeDoltHub:
             cells["date"] = (row["date"] or "")[:8] + "00"
         elif kind == "garbage_volume":
             cells["volume"] = "12abc"
+        return cells
+
+    def _corrupt_earnings(self, table: str, row: TableRow, cells: TableRow) -> TableRow:
+        day = row.get(DATE_COLUMNS.get(table, "date")) or ""
+        kind = self.earnings_corruption_of(table, row["act_symbol"] or "", day)
+        values = [c for c in cells if c not in NON_VALUE_COLUMNS]
+        if kind is None or not values:
+            return cells
+        cells = dict(cells)
+        if kind == "nan_value":
+            cells[values[-1]] = "NaN"
+        elif kind == "garbage_value":
+            cells[values[-1]] = "1,234"
+        else:
+            cells.pop(values[-1])
         return cells
 
 

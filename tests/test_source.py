@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import astuple
 from datetime import date
 from decimal import Decimal
 
@@ -220,6 +221,34 @@ async def test_fundamentals_follow_spec_definitions(
         assert quarter.eps_reported is not None and quarter.eps_estimate is not None
     assert fallbacks["ebitda"] > 0 and fallbacks["shares"] > 0  # both branches exercised
     assert not result.rejected
+
+
+async def test_corrupt_fundamentals_rows_rejected_by_table_and_reason(
+    fake_dolthub: FakeDoltHub, dolthub_client: DoltHubClient
+) -> None:
+    clean = await fetch_fundamentals(dolthub_client, EARNINGS_DB, "NVDA")
+    fake_dolthub.switches.corrupt_every = 6
+    dirty = await fetch_fundamentals(dolthub_client, EARNINGS_DB, "NVDA")
+    expected = fake_dolthub.expected_earnings_rejects("NVDA")
+    assert dirty.rejected == expected
+    assert {r.split(".")[1] for r in expected} == {"non_finite", "bad_number", "missing_column"}
+
+    # A bad row loses only its own table's values; a quarter goes only if both of the
+    # tables that define quarters (income_statement, eps_history) were bad for it.
+    def gone(day: date) -> bool:
+        return all(
+            fake_dolthub.earnings_corruption_of(t, "NVDA", day.isoformat())
+            for t in ("income_statement", "eps_history")
+        )
+
+    kept = [q.period_end_date for q in clean.rows if not gone(q.period_end_date)]
+    assert [q.period_end_date for q in dirty.rows] == kept
+    clean_by_day = {q.period_end_date: q for q in clean.rows}
+    changed = [q for q in dirty.rows if q != clean_by_day[q.period_end_date]]
+    assert 0 < len(changed) <= expected.total()
+    for quarter in dirty.rows:
+        values = astuple(quarter)[1:]
+        assert all(v is None or v == v for v in values)  # no NaN leaks through
 
 
 async def test_fundamentals_page_through_row_limit(
