@@ -172,13 +172,22 @@ def decode_table(
     key: str, data: bytes, schema: pa.Schema, columns: Sequence[str] | None = None
 ) -> pa.Table:
     """The object's rows as a table of `schema` (or its `columns`); CorruptObjectError if not."""
-    wanted = pa.schema([schema.field(name) for name in columns]) if columns else schema
+    return _decode(key, data, _projection(schema, columns))
+
+
+def _projection(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
+    return pa.schema([schema.field(name) for name in columns]) if columns else schema
+
+
+def _decode(key: str, data: bytes, wanted: pa.Schema) -> pa.Table:
     try:
-        table = pq.ParquetFile(pa.BufferReader(data)).read(
-            columns=list(wanted.names), use_threads=False
-        )
+        # pre_buffer only helps remote files; for an in-memory object it is pure overhead.
+        parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
+        table = parquet.read(columns=wanted.names, use_threads=False)
     except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
         raise CorruptObjectError(key, f"not a readable Parquet file ({exc})") from exc
+    if table.schema.equals(wanted):  # the common case: an object this module wrote
+        return table
     if table.schema.names != wanted.names or table.schema.types != wanted.types:
         raise CorruptObjectError(key, f"schema {table.schema} does not match {wanted}")
     try:
@@ -361,8 +370,10 @@ async def _price_keys(
 def _assemble(
     blobs: dict[str, bytes | None], schema: pa.Schema, columns: Sequence[str] | None
 ) -> pa.Table:
-    wanted = pa.schema([schema.field(c) for c in columns]) if columns else schema
-    tables = [decode_table(k, blobs[k] or b"", schema, columns) for k in sorted(blobs) if blobs[k]]
+    """Decode and concatenate partitions in key order (= date order); missing ones are gaps."""
+    wanted = _projection(schema, columns)
+    present = sorted((key, data) for key, data in blobs.items() if data is not None)
+    tables = [_decode(key, data, wanted) for key, data in present]
     return pa.concat_tables(tables) if tables else wanted.empty_table()
 
 
@@ -417,7 +428,7 @@ async def _first_or_last(
     name = schema.names[0]
     for key in keys:  # normally the first key answers; later ones only after a deleted object
         data = await store.get(key)
-        if data:
+        if data is not None:
             table = await asyncio.to_thread(decode_table, key, data, schema, (name,))
             if table.num_rows:
                 return _date_at(table, table.num_rows - 1 if pick_last else 0)

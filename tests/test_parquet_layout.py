@@ -220,8 +220,8 @@ async def test_column_projection(object_store: ObjectStore) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"definitely not parquet", b"PAR1" + b"\x00" * 40 + b"PAR1"],
-    ids=["garbage", "truncated"],
+    [b"definitely not parquet", b"PAR1" + b"\x00" * 40 + b"PAR1", b""],
+    ids=["garbage", "truncated", "empty"],
 )
 async def test_corrupt_object_is_a_clear_error(object_store: ObjectStore, payload: bytes) -> None:
     await write_prices(object_store, "BAD", bars(date(2023, 1, 1), date(2023, 2, 28)))
