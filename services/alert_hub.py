@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from services.errors import ServiceError
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,16 @@ class AlertHub:
         self._alive_at: datetime | None = None
         self.reconnects = 0
         self.delivered = 0
+
+    @classmethod
+    def from_settings(cls, dsn: str, pool: asyncpg.Pool, settings: Settings) -> AlertHub:
+        """A hub sized by ALERT_SUBSCRIBER_QUEUE and ALERT_CATCH_UP_SECONDS."""
+        return cls(
+            dsn,
+            pool,
+            queue_size=settings.alert_subscriber_queue,
+            catch_up_seconds=settings.alert_catch_up_seconds,
+        )
 
     # -- subscribers -------------------------------------------------------------------
 

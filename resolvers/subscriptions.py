@@ -1,0 +1,135 @@
+"""`Subscription.alertCreated(after: ID)` over graphql-transport-ws, fed by the alert hub."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import strawberry
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET, UnsetType
+
+from resolvers import metrics
+from resolvers.context import Context
+from resolvers.loaders import Loaders
+from schema.types import Alert, alert_from_row
+from services import alert_replay, alerts
+from services.alert_hub import AlertHub, HubStopped, Subscriber
+from services.errors import ServiceError, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+# Close code for a connection whose subscriber fell too far behind (RFC 6455 "try again
+# later"): the client should reconnect and resume with `after` = the last id it received.
+CLOSE_TOO_SLOW = 1013
+LIVE_BATCH = 100
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def authenticate_connection(context: Context) -> UnsetType:
+    """`on_ws_connect`: the connection_init payload must carry a valid bearer token (else 4403)."""
+    params = getattr(context, "connection_params", None)
+    if isinstance(params, dict):
+        value = params.get("Authorization", params.get("authorization"))
+        if isinstance(value, str) and value.strip():
+            context.authorization = value
+    try:
+        await context.require_user_id()
+    except Unauthenticated:
+        raise ConnectionRejectionError() from None
+    return UNSET
+
+
+def hub_of(context: Context) -> AlertHub:
+    """The process's alert hub, started by the app lifespan."""
+    hub = getattr(context.request.app.state, "alert_hub", None)
+    if hub is None:
+        raise ServiceError("alert subscriptions are not available on this server")
+    assert isinstance(hub, AlertHub)
+    return hub
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Your new alerts as they are written. With `after` (an alert id), first "
+        "replays your alerts newer than it, then goes live: no gap, no duplicate."
+    )
+    async def alert_created(
+        self, info: strawberry.Info[Context, None], after: strawberry.ID | None = None
+    ) -> AsyncGenerator[Alert, None]:
+        context = info.context
+        user_id = await context.require_user_id()
+        hub = hub_of(context)
+        position = None
+        if after is not None:
+            position = await alert_replay.position_of(
+                context.pool, user_id, alert_replay.parse_after(str(after))
+            )
+        return _stream(context, hub, user_id, position)
+
+
+async def _stream(
+    context: Context, hub: AlertHub, user_id: UUID, position: alert_replay.Key | None
+) -> AsyncGenerator[Alert, None]:
+    """Register first, then replay, then live events minus what the replay already sent."""
+    subscriber = hub.subscribe(user_id, on_overflow=lambda _: _close_too_slow(context))
+    registered_at = datetime.now().astimezone()
+    try:
+        with metrics.track_subscriber():
+            replayed: set[UUID] = set()
+            if position is not None:
+                # Only alerts that could still be committed after registering can repeat live.
+                horizon = registered_at - timedelta(seconds=context.settings.alert_catch_up_seconds)
+                async for row in alert_replay.replay(context.pool, user_id, position):
+                    if row["sent_at"] >= horizon:
+                        replayed.add(row["id"])
+                    yield _fresh_alert(context, row)
+            async for row in _live_rows(context, subscriber, replayed):
+                yield _fresh_alert(context, row)
+    except HubStopped:
+        return
+    finally:
+        subscriber.close()
+
+
+async def _live_rows(
+    context: Context, subscriber: Subscriber, replayed: set[UUID]
+) -> AsyncIterator[Any]:
+    """Rows of routed events, fetched a batch per query, skipping ids already replayed."""
+    while True:
+        events = [await subscriber.get()]
+        while len(events) < LIVE_BATCH and (event := subscriber.get_nowait()) is not None:
+            events.append(event)
+        ids = [e.id for e in events if e.id not in replayed]
+        replayed.difference_update(e.id for e in events)
+        if not ids:
+            continue
+        for row in await alerts.get_by_ids(context.pool, subscriber.user_id, ids):
+            yield row
+
+
+def _fresh_alert(context: Context, row: Any) -> Alert:
+    """The event's Alert, resolved with new DataLoaders so no cache outlives one event."""
+    context.loaders = Loaders(context.pool)
+    return alert_from_row(row)
+
+
+def _close_too_slow(context: Context) -> None:
+    """Close the socket of an overflowed subscriber (its sends are what fell behind)."""
+    websocket = context.request
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=CLOSE_TOO_SLOW, reason="subscriber too slow")
+
+    log.warning("closing a WebSocket whose alert subscriber fell too far behind")
+    task = asyncio.create_task(close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
