@@ -31,7 +31,9 @@ from migrations.runner import MigrationError
 from resolvers import metrics
 from resolvers.context import Context
 from resolvers.guards import MAX_REQUEST_BYTES, graphiql_enabled
+from resolvers.subscriptions import authenticate_connection
 from schema.build import build_schema
+from services.alert_hub import AlertHub
 from services.auth import (
     DEMO_USER_EMAIL,
     DEMO_USER_ID,
@@ -75,6 +77,10 @@ class GraphQLApp(GraphQL[Context, None]):
             request=request,
             response=response,
         )
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        """graphql-transport-ws connection_init: a valid bearer token or close 4403."""
+        return await authenticate_connection(context)
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
@@ -167,10 +173,13 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         dsn = database_url or resolve_database_url(settings)
         graphql.pool = await create_pool(dsn)
+        app.state.alert_hub = AlertHub.from_settings(dsn, graphql.pool, settings)
+        await app.state.alert_hub.start()
         graphql.object_store = _open_object_store(settings)
         try:
             yield
         finally:
+            await app.state.alert_hub.stop()
             await graphql.pool.close()
             if graphql.object_store is not None:
                 await graphql.object_store.close()
