@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean explorer-assets schema
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) explorer-assets
 
-run: $(STAMP)
+run: $(STAMP) explorer-assets
 	$(PY) -m migrations up
 	$(PY) server.py
 
@@ -29,3 +29,11 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+
+# GraphiQL's pinned npm packages for /graphql (without npm: a message, and the CDN page).
+explorer-assets:
+	@scripts/install_graphiql.sh
+
+# Regenerate the committed schema snapshot (tests/test_schema_snapshot.py compares them).
+schema: $(STAMP)
+	$(VENV)/bin/strawberry export-schema schema.snapshot:schema --output schema.graphql

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -30,6 +31,7 @@ from strawberry.types import ExecutionResult
 from migrations.runner import MigrationError
 from resolvers import metrics
 from resolvers.context import Context
+from resolvers.graphiql import explorer_page, explorer_routes
 from resolvers.guards import MAX_REQUEST_BYTES, graphiql_enabled
 from resolvers.subscriptions import authenticate_connection
 from schema.build import build_schema
@@ -76,11 +78,23 @@ class GraphQLApp(GraphQL[Context, None]):
             authorization=request.headers.get("authorization"),
             request=request,
             response=response,
+            object_store=self.object_store,
         )
 
     async def on_ws_connect(self, context: Context) -> Any:
         """graphql-transport-ws connection_init: a valid bearer token or close 4403."""
         return await authenticate_connection(context)
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        """GraphiQL from this server's npm-installed assets; Strawberry's CDN page without them."""
+        return explorer_page() or await super().render_graphql_ide(request)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """JSON that is not an object (or a batch list) is a 400, not a crash."""
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "Expected a JSON object with a `query` string")
+        return parsed
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
@@ -198,6 +212,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
         WebSocketRoute("/graphql", graphql),
         Route("/api/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *explorer_routes(),
     ]
     middleware = [
         Middleware(RequestGuard),
