@@ -13,13 +13,13 @@ from pathlib import Path
 
 import asyncpg
 
-from ingest.earnings import INCOME, TABLES, EarningsTable, Values, _by_date, join_quarter
+from ingest.earnings import INCOME, TABLES, EarningsTable, Values, join_quarter, rows_by_period_end
 from ingest.market_data import PriceBar
 from ingest.object_store import ObjectStore
 from ingest.paging import dedupe_sorted
 from ingest.parquet_layout import write_fundamentals, write_prices, write_splits
 from ingest.progress import Progress
-from ingest.source import _parse_symbol, _price_bar, _split
+from ingest.source import parse_price_row, parse_split_row, parse_symbol_row
 from ingest.ticker_data import symbol_info
 from ingest.validation import InvalidValue, RejectCounts, Row, validate_rows
 from services.entity_data import DataWritten, SymbolInfo, record_written, upsert_symbols
@@ -127,7 +127,7 @@ class CsvImport:
         counts = RejectCounts()
         infos = []
         for row in read_rows(path, counts):
-            source = _parse_symbol(row, counts)
+            source = parse_symbol_row(row, counts)
             if source is None:
                 continue
             if source.is_test_issue:
@@ -174,7 +174,7 @@ class CsvImport:
                 by_ticker[ticker_of(row)].append(row)
             except InvalidValue as exc:
                 counts[f"{table.name}.{exc.reason}"] += 1
-        return {t: _by_date(table, rows, counts) for t, rows in by_ticker.items()}
+        return {t: rows_by_period_end(table, rows, counts) for t, rows in by_ticker.items()}
 
     async def import_splits(self, path: Path) -> None:
         counts = RejectCounts()
@@ -185,7 +185,7 @@ class CsvImport:
             except InvalidValue as exc:
                 counts[exc.reason] += 1
         for ticker, rows in sorted(by_ticker.items()):
-            splits, _ = validate_rows(rows, _split, counts)
+            splits, _ = validate_rows(rows, parse_split_row, counts)
             splits = dedupe_sorted(splits, lambda s: s.ex_date, counts)
             await write_splits(self.store, ticker, splits)
             self.progress.add("splits written", len(splits))
@@ -211,7 +211,7 @@ class CsvImport:
     async def _flush_prices(self, pending: dict[str, list[Row]], counts: RejectCounts) -> None:
         async def one(ticker: str, rows: list[Row]) -> None:
             bars: list[PriceBar]
-            bars, _ = validate_rows(rows, _price_bar, counts)
+            bars, _ = validate_rows(rows, parse_price_row, counts)
             bars = dedupe_sorted(bars, lambda b: b.date, counts)
             if not bars:
                 return
