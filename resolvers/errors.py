@@ -24,11 +24,14 @@ INTERNAL = "INTERNAL"
 INTERNAL_MESSAGE = "Internal server error"
 
 
-def _root_cause(error: GraphQLError) -> BaseException | None:
-    cause: BaseException | None = error.original_error
-    while isinstance(cause, GraphQLError) and cause.original_error is not None:
-        cause = cause.original_error
-    return cause
+def _causes(error: GraphQLError) -> list[BaseException]:
+    """The chain of original errors under `error`, outermost first."""
+    chain: list[BaseException] = []
+    cause = error.original_error
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.original_error if isinstance(cause, GraphQLError) else None
+    return chain
 
 
 def _set_code(error: GraphQLError, code: str, message: str | None = None) -> None:
@@ -41,17 +44,19 @@ def _set_code(error: GraphQLError, code: str, message: str | None = None) -> Non
 def classify_error(error: GraphQLError, operation_name: str | None = None) -> str:
     """Give `error` its client-facing code and message in place; returns the code."""
     existing = (error.extensions or {}).get("code")
-    cause = _root_cause(error)
-    if existing and cause is None:
+    chain = _causes(error)
+    if existing and not chain:
         return str(existing)
-    if isinstance(cause, ServiceError) and cause.code != INTERNAL:
-        _set_code(error, cause.code, cause.message)
-        return cause.code
-    if isinstance(cause, GraphQLError) and (cause.extensions or {}).get("code"):
-        code = str((cause.extensions or {})["code"])
-        _set_code(error, code, cause.message)
-        return code
-    if cause is None and error.path is None:
+    for cause in chain:
+        if isinstance(cause, ServiceError) and cause.code != INTERNAL:
+            _set_code(error, cause.code, cause.message)
+            return cause.code
+        if isinstance(cause, GraphQLError) and (cause.extensions or {}).get("code"):
+            code = str((cause.extensions or {})["code"])
+            _set_code(error, code, cause.message)
+            return code
+    # No path and no foreign cause: graphql-core rejected the document or its variables.
+    if error.path is None and (not chain or isinstance(chain[0], GraphQLError)):
         _set_code(error, BAD_USER_INPUT)
         return BAD_USER_INPUT
     log.error(
@@ -59,7 +64,7 @@ def classify_error(error: GraphQLError, operation_name: str | None = None) -> st
         operation_name or "<anonymous>",
         ".".join(str(p) for p in error.path or ()) or "<root>",
         error.message,
-        exc_info=cause if cause is not None else None,
+        exc_info=chain[-1] if chain else None,
     )
     _set_code(error, INTERNAL, INTERNAL_MESSAGE)
     return INTERNAL

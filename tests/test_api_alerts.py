@@ -1,0 +1,240 @@
+"""alerts (keyset pages), markAlertOpened, alertStats, recentAlertsCount; users are isolated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from services.pagination import encode_cursor
+from tests.fixtures.api import ApiData, Viewer
+from tests.fixtures.app import GraphQLClient, error_codes
+
+PAGE = """
+query($first: Int, $after: String, $type: AlertType) {
+  alerts(first: $first, after: $after, type: $type) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { cursor node { id type asOf headline newState previousState createdAt openedAt
+                          stock { ticker name } } } } }
+"""
+
+OPEN = "mutation($id: ID!) { markAlertOpened(id: $id) { id openedAt stock { ticker } } }"
+
+
+async def _viewer_with_row(gql: GraphQLClient, new_viewer: Callable[..., Viewer]) -> Viewer:
+    viewer = new_viewer()
+    assert "errors" not in await gql("{ me { id } }", token=viewer.token)
+    return viewer
+
+
+async def _all_pages(
+    gql: GraphQLClient, token: str, first: int, **variables: Any
+) -> tuple[list[str], list[dict[str, Any]]]:
+    ids: list[str] = []
+    pages: list[dict[str, Any]] = []
+    after = None
+    while True:
+        body = await gql(PAGE, {"first": first, "after": after, **variables}, token=token)
+        assert "errors" not in body, body
+        page = body["data"]["alerts"]
+        pages.append(page)
+        ids += [e["node"]["id"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            return ids, pages
+        after = page["pageInfo"]["endCursor"]
+
+
+async def test_alerts_newest_first_in_pages_with_total_count(
+    gql: GraphQLClient, api_data: ApiData, new_viewer: Callable[..., Viewer]
+) -> None:
+    viewer = await _viewer_with_row(gql, new_viewer)
+    entity = await api_data.entity("AAPL", "Apple Inc.", has_price_data=True)
+    base = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    same_time = base + dt.timedelta(days=3)
+    expected = []
+    for n in range(7):
+        # Three alerts share one sent_at: the id breaks the tie without gaps or duplicates.
+        sent = same_time if n in (2, 3, 4) else base + dt.timedelta(days=n)
+        alert_id = await api_data.alert(
+            viewer.id, entity, as_of=dt.date(2025, 1, 1) + dt.timedelta(days=n), sent_at=sent
+        )
+        expected.append((sent, alert_id))
+    expected.sort(reverse=True)
+
+    ids, pages = await _all_pages(gql, viewer.token, 3)
+
+    assert ids == [str(i) for _, i in expected]
+    assert [len(p["edges"]) for p in pages] == [3, 3, 1]
+    assert all(p["totalCount"] == 7 for p in pages)
+    first = pages[0]["edges"][0]
+    assert first["cursor"] == pages[0]["edges"][0]["cursor"] and first["node"]["stock"] == {
+        "ticker": "AAPL",
+        "name": "Apple Inc.",
+    }
+    assert first["node"]["type"] == "TREND_BREAK"
+    assert first["node"]["createdAt"].endswith("+00:00")
+    assert pages[-1]["pageInfo"]["endCursor"] == pages[-1]["edges"][-1]["cursor"]
+
+
+async def test_pages_have_no_gaps_or_duplicates_while_alerts_arrive(
+    gql: GraphQLClient, api_data: ApiData, new_viewer: Callable[..., Viewer]
+) -> None:
+    viewer = await _viewer_with_row(gql, new_viewer)
+    entity = await api_data.entity("MSFT")
+    old = [
+        await api_data.alert(viewer.id, entity, as_of=dt.date(2024, 1, n + 1)) for n in range(10)
+    ]
+    seen: list[str] = []
+    after = None
+    day = 1
+    while True:
+        body = await gql(PAGE, {"first": 4, "after": after}, token=viewer.token)
+        page = body["data"]["alerts"]
+        seen += [e["node"]["id"] for e in page["edges"]]
+        # A new alert arrives between page fetches; it is newer than every cursor.
+        await api_data.alert(viewer.id, entity, as_of=dt.date(2025, 6, day))
+        day += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == [str(i) for i in reversed(old)]
+
+
+async def test_type_filter_and_empty_list(
+    gql: GraphQLClient, api_data: ApiData, new_viewer: Callable[..., Viewer]
+) -> None:
+    viewer = await _viewer_with_row(gql, new_viewer)
+    empty = await gql(PAGE, {}, token=viewer.token)
+    assert empty["data"]["alerts"] == {
+        "totalCount": 0,
+        "pageInfo": {"hasNextPage": False, "endCursor": None},
+        "edges": [],
+    }
+    entity = await api_data.entity("TSLA")
+    await api_data.alert(viewer.id, entity, alert_type="trend_break")
+    valuation = await api_data.alert(
+        viewer.id, entity, alert_type="valuation_regime_change", new_state="CHEAP"
+    )
+    body = await gql(PAGE, {"type": "VALUATION_REGIME_CHANGE"}, token=viewer.token)
+    page = body["data"]["alerts"]
+    assert page["totalCount"] == 1
+    assert [e["node"]["id"] for e in page["edges"]] == [str(valuation)]
+    assert page["edges"][0]["node"]["type"] == "VALUATION_REGIME_CHANGE"
+
+
+async def test_alert_arguments_are_validated(
+    gql: GraphQLClient, new_viewer: Callable[..., Viewer]
+) -> None:
+    viewer = await _viewer_with_row(gql, new_viewer)
+    foreign = encode_cursor(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), uuid.uuid4())
+    for variables in (
+        {"first": 0},
+        {"first": 101},
+        {"first": -5},
+        {"after": "not-a-cursor"},
+        {"after": "djF8bm9wZXxub3Bl"},  # base64 of "v1|nope|nope"
+        {"after": ""},
+        {"type": "TREND"},
+        {"first": "ten"},
+    ):
+        body = await gql(PAGE, variables, token=viewer.token)
+        assert error_codes(body) == ["BAD_USER_INPUT"], (variables, body)
+        assert body.get("data") is None or body["data"].get("alerts") is None
+    ok = await gql(PAGE, {"first": 100, "after": foreign}, token=viewer.token)
+    assert "errors" not in ok and ok["data"]["alerts"]["edges"] == []
+
+
+async def test_mark_alert_opened_sets_the_first_time_only(
+    gql: GraphQLClient, pool: asyncpg.Pool, api_data: ApiData, new_viewer: Callable[..., Viewer]
+) -> None:
+    viewer = await _viewer_with_row(gql, new_viewer)
+    entity = await api_data.entity("NFLX")
+    alert_id = await api_data.alert(viewer.id, entity)
+
+    first = await gql(OPEN, {"id": str(alert_id)}, token=viewer.token)
+    opened_at = first["data"]["markAlertOpened"]["openedAt"]
+    assert opened_at is not None
+    assert first["data"]["markAlertOpened"]["stock"] == {"ticker": "NFLX"}
+    second = await gql(OPEN, {"id": str(alert_id)}, token=viewer.token)
+    assert second["data"]["markAlertOpened"]["openedAt"] == opened_at
+    stored = await pool.fetchval("SELECT opened_at FROM alert_history WHERE id = $1", alert_id)
+    assert stored.isoformat() == opened_at
+
+
+async def test_mark_alert_opened_never_reveals_other_users_alerts(
+    gql: GraphQLClient, pool: asyncpg.Pool, api_data: ApiData, new_viewer: Callable[..., Viewer]
+) -> None:
+    alice = await _viewer_with_row(gql, new_viewer)
+    bob = await _viewer_with_row(gql, new_viewer)
+    entity = await api_data.entity("AMZN")
+    alices = await api_data.alert(alice.id, entity)
+
+    for raw in (str(alices), str(uuid.uuid4()), "not-a-uuid", "", "1; DROP TABLE users"):
+        body = await gql(OPEN, {"id": raw}, token=bob.token)
+        assert error_codes(body) == ["NOT_FOUND"], raw
+        assert body["errors"][0]["message"] == "alert not found"
+    assert await pool.fetchval("SELECT opened_at FROM alert_history") is None
+    bobs_list = await gql(PAGE, {}, token=bob.token)
+    assert bobs_list["data"]["alerts"]["totalCount"] == 0
+    alices_list = await gql(PAGE, {}, token=alice.token)
+    assert [e["node"]["id"] for e in alices_list["data"]["alerts"]["edges"]] == [str(alices)]
+
+
+async def test_alert_stats_and_recent_count(
+    gql: GraphQLClient, api_data: ApiData, new_viewer: Callable[..., Viewer]
+) -> None:
+    viewer = await _viewer_with_row(gql, new_viewer)
+    other = await api_data.user()
+    entity = await api_data.entity("GOOG")
+    now = dt.datetime.now(dt.UTC)
+    await api_data.alert(viewer.id, entity, as_of=dt.date(2025, 1, 1), opened_at=now)
+    await api_data.alert(viewer.id, entity, as_of=dt.date(2025, 1, 2))
+    await api_data.alert(
+        viewer.id,
+        entity,
+        alert_type="fundamental_inflection",
+        sent_at=now - dt.timedelta(days=20),
+        opened_at=now,
+    )
+    await api_data.alert(
+        viewer.id,
+        entity,
+        alert_type="valuation_regime_change",
+        sent_at=now - dt.timedelta(days=400),
+    )
+    await api_data.alert(other, entity, as_of=dt.date(2025, 1, 3))
+
+    query = """{ alertStats { total opened openRate byType { type count } }
+                 week: recentAlertsCount month: recentAlertsCount(days: 30)
+                 year: recentAlertsCount(days: 365)
+                 me { alertStats { total } alerts(first: 1) { totalCount } } }"""
+    body = await gql(query, token=viewer.token)
+
+    assert "errors" not in body, body
+    data = body["data"]
+    assert data["alertStats"] == {
+        "total": 4,
+        "opened": 2,
+        "openRate": 0.5,
+        "byType": [
+            {"type": "VALUATION_REGIME_CHANGE", "count": 1},
+            {"type": "TREND_BREAK", "count": 2},
+            {"type": "FUNDAMENTAL_INFLECTION", "count": 1},
+        ],
+    }
+    assert (data["week"], data["month"], data["year"]) == (2, 3, 3)
+    assert data["me"] == {"alertStats": {"total": 4}, "alerts": {"totalCount": 4}}
+
+
+async def test_alert_stats_without_alerts_and_day_limits(
+    gql: GraphQLClient, new_viewer: Callable[..., Viewer]
+) -> None:
+    viewer = await _viewer_with_row(gql, new_viewer)
+    body = await gql("{ alertStats { total opened openRate } }", token=viewer.token)
+    assert body["data"]["alertStats"] == {"total": 0, "opened": 0, "openRate": 0.0}
+    for days in (0, 366, -1):
+        body = await gql(f"{{ recentAlertsCount(days: {days}) }}", token=viewer.token)
+        assert error_codes(body) == ["BAD_USER_INPUT"], days
