@@ -69,7 +69,8 @@ class Switches:
     row_limit: int = 1000
     deadline_days: int | None = None
     deadline_status: int = 400
-    corrupt_every: int | None = None
+    corrupt_every: int | None = None  # ohlcv rows, and earnings rows unless overridden below
+    corrupt_earnings_every: int | None = None  # None: follow corrupt_every; 0: never
     failures: deque[tuple[int, str | None]] = field(default_factory=deque)
 
 
@@ -141,7 +142,8 @@ class FakeDoltHub:
         return counts
 
     def earnings_corruption_of(self, table: str, ticker: str, day: str) -> str | None:
-        every = self.switches.corrupt_every
+        own = self.switches.corrupt_earnings_every
+        every = self.switches.corrupt_every if own is None else own
         if not every:
             return None
         digest = zlib.crc32(f"{table}|{ticker}|{day}".encode())

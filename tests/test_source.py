@@ -227,6 +227,10 @@ async def test_corrupt_fundamentals_rows_rejected_by_table_and_reason(
     fake_dolthub: FakeDoltHub, dolthub_client: DoltHubClient
 ) -> None:
     clean = await fetch_fundamentals(dolthub_client, EARNINGS_DB, "NVDA")
+    fake_dolthub.switches.corrupt_every = 2
+    fake_dolthub.switches.corrupt_earnings_every = 0  # ohlcv only: earnings untouched
+    assert await fetch_fundamentals(dolthub_client, EARNINGS_DB, "NVDA") == clean
+    fake_dolthub.switches.corrupt_earnings_every = None  # follow corrupt_every ...
     fake_dolthub.switches.corrupt_every = 6
     dirty = await fetch_fundamentals(dolthub_client, EARNINGS_DB, "NVDA")
     expected = fake_dolthub.expected_earnings_rejects("NVDA")
