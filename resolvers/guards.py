@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from functools import partial
 
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError, ValidationContext, ValidationRule
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
@@ -45,6 +45,30 @@ class QuerySizeLimiter(SchemaExtension):
         yield
 
 
+class DepthLimiter(QueryDepthLimiter):
+    """Strawberry's QueryDepthLimiter, minus its KeyError on a spread of an undefined fragment.
+
+    That document is already refused by graphql-core's KnownFragmentNamesRule (BAD_USER_INPUT);
+    without this wrapper the depth rule's crash would turn it into an INTERNAL error.
+    """
+
+    def __init__(self, max_depth: int = MAX_DEPTH) -> None:
+        super().__init__(max_depth=max_depth)
+        self.validation_rules = [_tolerate_undefined_fragments(r) for r in self.validation_rules]
+
+
+def _tolerate_undefined_fragments(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    class Tolerant(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            try:
+                rule(context)  # the depth rule does all its work in __init__
+            except KeyError:
+                pass  # undefined fragment: KnownFragmentNamesRule reports it
+
+    return Tolerant
+
+
 ExtensionFactory = Callable[[], SchemaExtension]
 
 
@@ -53,7 +77,7 @@ def guard_extensions(settings: Settings) -> list[ExtensionFactory]:
     extensions: list[ExtensionFactory] = [
         QuerySizeLimiter,
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
-        partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+        partial(DepthLimiter, max_depth=MAX_DEPTH),
         partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
     ]
     if not settings.graphql_introspection:

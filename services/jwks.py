@@ -83,7 +83,7 @@ class JwksKeys:
         if self.url and self._stale():
             await self._refresh()
         key = self._lookup(kid)
-        if key is None and self.url and self._may_refetch():
+        if key is None and self.url:
             await self._refresh()
             key = self._lookup(kid)
         if key is None:
@@ -103,9 +103,7 @@ class JwksKeys:
         return next(iter(self._keys.values())) if len(self._keys) == 1 else None
 
     def _stale(self) -> bool:
-        if self._fetched_at is not None:
-            return self._clock() - self._fetched_at >= self._cache_seconds
-        return self._may_refetch()
+        return self._fetched_at is None or self._clock() - self._fetched_at >= self._cache_seconds
 
     def _may_refetch(self) -> bool:
         return (
@@ -116,8 +114,8 @@ class JwksKeys:
     async def _refresh(self) -> None:
         attempted = self._attempted_at
         async with self._lock:
-            if self._attempted_at != attempted:
-                return  # another request refreshed while this one waited
+            if self._attempted_at != attempted or not self._may_refetch():
+                return  # another request just refreshed, or the last attempt is too recent
             self._attempted_at = self._clock()
             try:
                 self._keys = await self._fetch()
