@@ -35,7 +35,10 @@ async def test_depth_at_the_limit_is_not_a_depth_error(gql: GraphQLClient) -> No
 
 async def test_depth_through_fragments_is_counted(gql: GraphQLClient) -> None:
     names = [chr(65 + i) for i in range(MAX_DEPTH + 2)]
-    spreads = [f"fragment {a} on Query {{ health {{ ...{b} }} }}" for a, b in zip(names, names[1:])]
+    spreads = [
+        f"fragment {a} on Query {{ health {{ ...{b} }} }}"
+        for a, b in zip(names, names[1:], strict=False)
+    ]
     query = (
         "query { ...A } "
         + " ".join(spreads)

@@ -18,7 +18,8 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.typing import Subprotocol
 
 from server import create_app
 from services.settings import Settings
@@ -30,8 +31,8 @@ HEALTH_FIELDS = "{ health { ok database objectStore version pendingBackfills las
 async def seed_queue_and_signal(pool: asyncpg.Pool) -> None:
     entity = await pool.fetchval("INSERT INTO entities (ticker) VALUES ('ACME') RETURNING id")
     await pool.execute(
-        "INSERT INTO backfill_queue (ticker, status) SELECT t, s FROM unnest($1::text[], $2::text[])"
-        " AS x(t, s)",
+        "INSERT INTO backfill_queue (ticker, status)"
+        " SELECT t, s FROM unnest($1::text[], $2::text[]) AS x(t, s)",
         ["ACME", "BETA", "GAMA"],
         ["pending", "pending", "completed"],
     )
@@ -246,8 +247,9 @@ async def test_websocket_speaks_only_graphql_transport_ws(
         assert await ws_handshake(address, token, subprotocols=["graphql-transport-ws"]) == (
             "graphql-transport-ws"
         )
-        async with connect(f"ws://{address}/graphql", subprotocols=["graphql-ws"]) as ws:
-            with pytest.raises(Exception, match="4406"):
+        legacy = [Subprotocol("graphql-ws")]
+        async with connect(f"ws://{address}/graphql", subprotocols=legacy) as ws:
+            with pytest.raises(ConnectionClosedError, match="4406"):
                 await asyncio.wait_for(ws.recv(), 5)
 
 
