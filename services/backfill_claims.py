@@ -220,7 +220,7 @@ async def reclaim_expired(conn: Connection, lease_seconds: float, limit: int = 5
                 conn, row["id"], None, row["retry_count"], error, immediately=True
             )
             log.warning(
-                "reclaimed backfill job %s (%s) from %s: %s",
+                "reclaimed backfill job %s (%s) from %s, whose lease expired: now %s",
                 row["id"],
                 row["ticker"],
                 row["locked_by"],
