@@ -166,6 +166,8 @@ class LocalObjectStore(ObjectStore):
                     handle.flush()
                     os.fsync(handle.fileno())
             os.replace(tmp, path)
+            if self.fsync:
+                _fsync_directory(path.parent)  # make the rename itself durable
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise ObjectStoreError(f"cannot write object {key!r} under {self.root}: {exc}") from exc
@@ -212,6 +214,14 @@ class LocalObjectStore(ObjectStore):
         except OSError as exc:
             log.warning("object store %s is not usable: %s", self.description, exc)
             return False
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_file(path: Path, key: str) -> bytes | None:
@@ -262,8 +272,18 @@ class S3ObjectStore(ObjectStore):
             s3={"addressing_style": "path"} if endpoint_url else None,
         )
         # Credentials come from boto3's chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ...).
-        self.client: Any = boto3.session.Session().client(
+        session = boto3.session.Session()
+        self.client: Any = session.client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+        # Health checks must answer fast: one attempt, short timeouts, no retry storm.
+        self._ping_client: Any = session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=config.merge(
+                Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1})
+            ),
         )
         self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="s3")
 
@@ -350,7 +370,7 @@ class S3ObjectStore(ObjectStore):
 
     async def ping(self) -> bool:
         try:
-            await self._call(lambda: self.client.head_bucket(Bucket=self.bucket), "ping", "")
+            await self._call(lambda: self._ping_client.head_bucket(Bucket=self.bucket), "ping", "")
         except ObjectStoreError as exc:
             log.warning("object store %s is not reachable: %s", self.description, exc)
             return False
@@ -359,6 +379,7 @@ class S3ObjectStore(ObjectStore):
     async def close(self) -> None:
         self._executor.shutdown(wait=False)
         self.client.close()
+        self._ping_client.close()
 
 
 def open_object_store(settings: Settings) -> ObjectStore:
