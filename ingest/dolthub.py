@@ -165,7 +165,7 @@ class DoltHubClient:
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
-            follow_redirects=False,
+            follow_redirects=True,
         )
 
     @classmethod
@@ -208,6 +208,7 @@ class DoltHubClient:
                 self.stats.retries += 1
             await self.pacer.wait()
             self.stats.requests += 1
+            pause: float | None = None
             try:
                 response = await self._http.get(f"{url}?q={quote(sql, safe='')}")
             except httpx.TimeoutException as exc:
@@ -220,11 +221,17 @@ class DoltHubClient:
                     self.pacer.succeeded()
                     return outcome
                 last_problem, pause = outcome
-                if pause is not None and attempt < self.max_retries:
-                    await asyncio.sleep(pause)
-                    continue
             if attempt < self.max_retries:
-                await asyncio.sleep(self._backoff(attempt))
+                delay = pause if pause is not None else self._backoff(attempt)
+                log.warning(
+                    "DoltHub %s: %s; retry %d/%d in %.2fs",
+                    owner_db,
+                    last_problem,
+                    attempt + 1,
+                    self.max_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
         raise DoltHubUnavailable(
             f"DoltHub {owner_db} unavailable after {self.max_retries + 1} attempts: {last_problem}"
         )

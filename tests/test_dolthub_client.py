@@ -262,3 +262,15 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds("soon", cap=60) is None
     assert retry_after_seconds(None, cap=60) is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", cap=60) == 0
+
+
+async def test_retries_are_logged_without_the_token(
+    fake_dolthub: FakeDoltHub, dolthub_client_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_dolthub.fail_next(2, status=503)
+    client = dolthub_client_factory(token="very-secret-token")
+    with caplog.at_level("DEBUG"):
+        await client.query(STOCKS_DB, OHLCV_2020_Q1)
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) == 2 and "HTTP 503" in retries[0]
+    assert "very-secret-token" not in caplog.text

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from ingest.dolthub import DoltHubClient, DoltHubDeadlineError
+from ingest.dolthub import DoltHubClient, DoltHubDeadlineError, DoltHubUnavailable
 from ingest.source import (
     PriceBar,
     TickerNotInSource,
@@ -358,3 +358,26 @@ def test_validate_rows_counts_by_reason_and_never_raises() -> None:
     }
     assert counts.rejected == 6
     assert counts.describe().startswith("6 rejected (")
+
+
+async def test_symbol_paging_survives_row_limit(
+    fake_dolthub: FakeDoltHub, dolthub_client: DoltHubClient
+) -> None:
+    fake_dolthub.switches.row_limit = 70
+    symbols = [s.ticker async for s in iter_symbols(dolthub_client, STOCKS_DB, page_size=500)]
+    table = fake_dolthub.data.symbols()
+    assert len(symbols) == len(table) - len(TEST_ISSUES)
+    assert len(set(symbols)) == len(symbols)
+
+
+async def test_persistent_outage_surfaces_one_plain_error(
+    fake_dolthub: FakeDoltHub, dolthub_client_factory: Factory
+) -> None:
+    """Concurrent year windows fail as one DoltHubUnavailable, not an ExceptionGroup."""
+    fake_dolthub.fail_next(1000, status=503)
+    client = dolthub_client_factory(max_retries=1)
+    with pytest.raises(DoltHubUnavailable) as caught:
+        await fetch_price_bars(client, STOCKS_DB, "AAPL", START, END)
+    assert caught.value.transient is True
+    sent = len(fake_dolthub.requests)
+    assert sent <= 2 * 4 + 4  # the other windows were cancelled, not retried to exhaustion
