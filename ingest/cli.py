@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 
-from ingest.dolthub import DoltHubClient
+from ingest.dolthub import DoltHubClient, DoltHubError
 from ingest.object_store import ObjectStore, open_object_store
 from ingest.progress import Progress
 from services.db import create_pool, redact_dsn, resolve_database_url
@@ -310,7 +310,7 @@ def _ns(**values: Any) -> argparse.Namespace:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, ServiceError):
+    if isinstance(exc, ServiceError | DoltHubError):
         return exc.message
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
-    except ServiceError as exc:
+    except (ServiceError, DoltHubError) as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

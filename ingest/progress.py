@@ -57,8 +57,7 @@ class Progress:
 
     def add(self, name: str, amount: int = 1) -> None:
         """Add to a named counter shown in the summary (rows written, rows rejected, …)."""
-        if amount:
-            self.counts[name] += amount
+        self.counts[name] += amount
 
     def item_done(self, outcome: str = "ok") -> None:
         """One item finished with `outcome` (e.g. 'completed', 'retried', 'unchanged')."""
