@@ -5,15 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from server import create_app
 from services.auth import Claims, TokenVerifier, issue_token
 from services.errors import ConfigurationError, Unauthenticated
 from services.jwks import JwksKeys
 from services.settings import Settings
+from tests.fixtures.app import error_codes
 from tests.fixtures.jwks import (
     JwksServer,
     SigningKey,
@@ -277,4 +281,94 @@ async def test_concurrent_requests_share_one_fetch(
     keys = JwksKeys(url=jwks_server.url)
     found = await asyncio.gather(*(keys.key_for(rsa_key.kid, "RS256") for _ in range(20)))
     assert {k.key_id for k in found} == {rsa_key.kid}
+    assert jwks_server.requests == 1
+
+
+# --- through the real app: a protected field answers UNAUTHENTICATED on every failure ---
+
+ME = "{ me { id email } }"
+
+
+async def me_with_header(client: httpx.AsyncClient, authorization: str | None) -> dict[str, Any]:
+    headers = {"authorization": authorization} if authorization is not None else {}
+    response = await client.post("/graphql", json={"query": ME}, headers=headers)
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+async def test_me_with_a_valid_token(
+    client: httpx.AsyncClient, make_token: Callable[..., str]
+) -> None:
+    sub = uuid.uuid4()
+    body = await me_with_header(client, f"Bearer {make_token(sub, email='me@example.com')}")
+    assert body["data"]["me"] == {"id": str(sub), "email": "me@example.com"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["bearer {t}", "BEARER {t}", "Bearer    {t}", "  Bearer {t}  "],
+    ids=["lowercase", "uppercase", "extra-spaces", "padded"],
+)
+async def test_authorization_header_variants_accepted(
+    client: httpx.AsyncClient, make_token: Callable[..., str], header: str
+) -> None:
+    sub = uuid.uuid4()
+    body = await me_with_header(client, header.format(t=make_token(sub)))
+    assert body.get("errors") is None, body
+    assert body["data"]["me"]["id"] == str(sub)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "{t}", "Token {t}", "Basic {t}", "Bearer", "Bearer ", "Bearer {t} extra"],
+    ids=["absent", "empty", "no-scheme", "token-scheme", "basic", "no-token", "blank", "two"],
+)
+async def test_authorization_header_variants_refused(
+    client: httpx.AsyncClient, make_token: Callable[..., str], header: str | None
+) -> None:
+    value = None if header is None else header.format(t=make_token())
+    body = await me_with_header(client, value)
+    assert error_codes(body) == ["UNAUTHENTICATED"]
+    assert body["data"] is None
+
+
+@pytest.mark.parametrize(
+    "kind", ["expired", "wrong-secret", "wrong-audience", "alg-none", "garbage", "non-uuid-sub"]
+)
+async def test_bad_tokens_are_unauthenticated_over_http(
+    client: httpx.AsyncClient, make_token: Callable[..., str], kind: str
+) -> None:
+    token = {
+        "expired": lambda: make_token(ttl_seconds=-120),
+        "wrong-secret": lambda: issue_token(SECRET, uuid.uuid4()),
+        "wrong-audience": lambda: make_token(audience="anon"),
+        "alg-none": lambda: forge_token({"alg": "none"}, supabase_claims(), None),
+        "garbage": lambda: "garbage",
+        "non-uuid-sub": lambda: make_token(sub="user-1"),
+    }[kind]()
+    body = await me_with_header(client, f"Bearer {token}")
+    assert error_codes(body) == ["UNAUTHENTICATED"]
+
+
+async def test_rs256_and_es256_through_the_app_with_a_jwks_url(
+    settings: Settings,
+    database_url: str,
+    jwks_server: JwksServer,
+    rsa_key: SigningKey,
+    ec_key: SigningKey,
+) -> None:
+    jwks_server.document = jwks_document(rsa_key, ec_key)
+    configured = dataclasses.replace(settings, jwt_jwks_url=jwks_server.url)
+    app = create_app(configured, database_url=database_url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for key in (rsa_key, ec_key):
+                sub = uuid.uuid4()
+                body = await me_with_header(client, f"Bearer {key.sign(supabase_claims(sub))}")
+                assert body["data"]["me"]["id"] == str(sub)
+            stranger = make_rsa_key()
+            body = await me_with_header(client, f"Bearer {stranger.sign(supabase_claims())}")
+            assert error_codes(body) == ["UNAUTHENTICATED"]
+    # The stranger's unknown kid came right after the first fetch: the refetch is throttled.
     assert jwks_server.requests == 1
