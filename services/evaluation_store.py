@@ -29,6 +29,7 @@ class ClaimedEntity:
     id: UUID
     ticker: str
     price_data_min_date: date | None
+    fundamental_data_min_date: date | None
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ WITH picked AS (
     WHERE c.run_id = $1 AND c.entity_id = picked.entity_id
     RETURNING c.entity_id
 )
-SELECT e.id, e.ticker, e.price_data_min_date
+SELECT e.id, e.ticker, e.price_data_min_date, e.fundamental_data_min_date
 FROM claimed JOIN entities e ON e.id = claimed.entity_id
 ORDER BY e.ticker
 """
@@ -161,7 +162,12 @@ async def claim_batch(
 ) -> list[ClaimedEntity]:
     """Claim up to `size` pending (or lease-expired) entities of the run for `worker`."""
     rows = await pool.fetch(_CLAIM_BATCH, run_id, worker, size, float(lease_seconds))
-    return [ClaimedEntity(r["id"], r["ticker"], r["price_data_min_date"]) for r in rows]
+    return [
+        ClaimedEntity(
+            r["id"], r["ticker"], r["price_data_min_date"], r["fundamental_data_min_date"]
+        )
+        for r in rows
+    ]
 
 
 async def fail_claim(

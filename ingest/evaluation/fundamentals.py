@@ -84,14 +84,18 @@ class DirectionResult:
     eps_ttm_year_ago: float | None
     quarters_used: int
     latest_period_end: date | None
+    determined: bool = True
 
 
 def fundamental_direction(
-    timeline: QuarterTimeline, day: date, band_share: float
+    timeline: QuarterTimeline, day: date, band_share: float, *, history_starts_here: bool = True
 ) -> DirectionResult:
     """SPEC §8: from the 8th usable quarter on, TTM EPS vs the TTM of the 4 quarters before.
 
-    A comparison whose TTMs are incomplete (missing EPS) is skipped and the state kept.
+    A comparison whose TTMs are incomplete (missing EPS) is skipped and the state kept. With
+    `history_starts_here=False` the quarters are a window of a longer history: the state is
+    unknown until a comparison outside the band fixes it (every earlier path agrees from
+    there), and `determined` is False when none does.
     """
     ttm = timeline.ttm_eps_series(day)
     state: FundamentalDirection | None = None
@@ -101,7 +105,7 @@ def fundamental_direction(
             continue
         change = now - before
         band = band_share * abs(before)
-        if state is None:
+        if state is None and history_starts_here:
             state = (
                 FundamentalDirection.IMPROVING
                 if change >= 0
@@ -114,6 +118,7 @@ def fundamental_direction(
     latest = timeline.latest(day)
     count = len(ttm)
     return DirectionResult(
+        determined=state is not None or history_starts_here,
         direction=state or FundamentalDirection.UNKNOWN,
         eps_ttm=ttm[-1] if ttm else None,
         eps_ttm_year_ago=ttm[-1 - TTM_QUARTERS] if count > TTM_QUARTERS else None,

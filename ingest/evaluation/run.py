@@ -16,7 +16,7 @@ from datetime import date
 import asyncpg
 
 from ingest.evaluation.explain import Previous, explain
-from ingest.evaluation.loading import load_series
+from ingest.evaluation.loading import DataRange, load_series
 from ingest.evaluation.signals import NeedsFullHistory, Signal, compute_signal
 from ingest.evaluation.splits import applicable_splits
 from ingest.evaluation.states import EvaluationParams
@@ -214,7 +214,7 @@ async def _signal_for(job: _Job, entity: db.ClaimedEntity) -> tuple[Signal, list
             entity.ticker,
             day,
             years=job.params.history_years,
-            first_price_date=entity.price_data_min_date,
+            known=DataRange(entity.price_data_min_date, entity.fundamental_data_min_date),
             full_history=full,
         )
         job.summary.read_seconds += time.perf_counter() - started

@@ -22,18 +22,19 @@ from ingest.market_data import QuarterFundamentals, Split
 
 
 class NeedsFullHistory(Exception):
-    """The price window was too short to fix the trend state; read the whole history."""
+    """A window was too short to fix the trend or EPS-direction state; read everything."""
 
 
 @dataclass(frozen=True)
 class EntitySeries:
-    """Raw inputs for one ticker; `complete` says the prices start at the ticker's first day."""
+    """Raw inputs for one ticker; `complete` / `quarters_complete`: nothing earlier exists."""
 
     dates: Sequence[date]
     closes: Sequence[float]
     quarters: Sequence[QuarterFundamentals] = ()
     splits: Sequence[Split] = ()
     complete: bool = True
+    quarters_complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,11 @@ def compute_signal(series: EntitySeries, as_of: date, params: EvaluationParams) 
         adjust_quarters(series.quarters, splits), params.availability_lag_days
     )
     valuation = evaluate_valuation(dates, closes, timeline, as_of, params)
-    direction = fundamental_direction(timeline, as_of, params.direction_band)
+    direction = fundamental_direction(
+        timeline, as_of, params.direction_band, history_starts_here=series.quarters_complete
+    )
+    if not direction.determined:
+        raise NeedsFullHistory(as_of)
     price_date = dates[-1] if dates else None
     details: dict[str, Any] = {
         "price_date": _iso(price_date),

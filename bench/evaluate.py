@@ -1,0 +1,200 @@
+"""Benchmark: `run_evaluation` over N tickers x 10+ years from a local Parquet store.
+
+Usage: python bench/evaluate.py [--tickers 1000] [--years 12] [--store DIR]
+Generation (not timed) writes synthetic prices + quarterly fundamentals (+ a 2-for-1 split
+for every 10th ticker) into a temporary LocalObjectStore, or reuses --store DIR when it
+already holds them. A scratch database is created on TEST_DATABASE_URL / DATABASE_URL (else
+the embedded server), migrated, filled with one entity + one watcher per ticker, and dropped
+at the end. Prints seconds, tickers/s and the share of time spent reading Parquet
+(SPEC §10 target: 1,000 tickers x 10 years in < 60 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ingest.evaluation.run import run_evaluation
+from ingest.object_store import LocalObjectStore
+from ingest.parquet_layout import (
+    FUNDAMENTALS_SCHEMA,
+    PRICE_SCHEMA,
+    SPLITS_SCHEMA,
+    encode_rows,
+    fundamentals_key,
+    price_key,
+    splits_key,
+)
+from migrations.runner import migrate
+from services.db import dsn_with_database, resolve_database_url
+from services.settings import Settings
+
+AS_OF = date(2025, 12, 31)
+
+
+def weekdays(start: date, end: date) -> list[date]:
+    days = (end - start).days + 1
+    return [d for d in (start + timedelta(days=i) for i in range(days)) if d.weekday() < 5]
+
+
+def write_ticker(root: Path, n: int, days: list[date]) -> None:
+    """One ticker's month partitions, quarter partitions and (sometimes) a split object."""
+    rng = random.Random(n)
+    store = LocalObjectStore(root, fsync=False)
+    split_day = days[len(days) // 2] if n % 10 == 0 else None
+    price = 20.0 + n % 300
+    months: dict[tuple[int, int], list[tuple[object, ...]]] = {}
+    for day in days:
+        price *= math.exp(rng.gauss(0.0003, 0.02))
+        raw = price * 2 if split_day and day < split_day else price
+        row = (day, raw, raw * 1.01, raw * 0.99, raw, 10_000 + n)
+        months.setdefault((day.year, day.month), []).append(row)
+    for (year, month), rows in months.items():
+        _put(store, price_key(f"T{n:04d}", year, month), encode_rows(rows, PRICE_SCHEMA))
+    ebitda, shares = 1e8 * (1 + n % 7), 1e8
+    for year in range(days[0].year - 1, days[-1].year + 1):
+        for month, last in ((3, 31), (6, 30), (9, 30), (12, 31)):
+            end = date(year, month, last)
+            ebitda *= math.exp(rng.gauss(0.01, 0.05))
+            per_share = 2.0 if split_day and end < split_day else 1.0
+            sales = ebitda * 4
+            quarter = (
+                end,
+                sales,
+                ebitda,
+                ebitda * 0.8,
+                ebitda * 0.6,
+                ebitda * 0.6 / shares * per_share,
+                shares / per_share,
+                5e7,
+                1e8,
+                None,
+                None,
+            )
+            _put(
+                store,
+                fundamentals_key(f"T{n:04d}", end),
+                encode_rows([quarter], FUNDAMENTALS_SCHEMA),
+            )
+    if split_day:
+        _put(store, splits_key(f"T{n:04d}"), encode_rows([(split_day, 2.0, 1.0)], SPLITS_SCHEMA))
+
+
+def _put(store: LocalObjectStore, key: str, data: bytes) -> None:
+    path = store.path_for(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def generate(root: Path, tickers: int, years: int) -> None:
+    marker = root / f".generated-{tickers}-{years}"
+    if marker.exists():
+        print(f"reusing generated store {root}")
+        return
+    began = time.perf_counter()
+    days = weekdays(date(AS_OF.year - years, AS_OF.month, AS_OF.day) + timedelta(days=1), AS_OF)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda n: write_ticker(root, n, days), range(tickers)))
+    marker.touch()
+    print(f"generated {tickers} tickers x {len(days)} days in {time.perf_counter() - began:.0f} s")
+
+
+async def scratch_database(server: str) -> str:
+    name = f"mc_bench_eval_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return name
+
+
+async def drop_database(server: str, name: str) -> None:
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def seed(dsn: str, tickers: int, years: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+        user = uuid.uuid4()
+        await conn.execute("INSERT INTO users (id) VALUES ($1)", user)
+        first = date(AS_OF.year - years, AS_OF.month, AS_OF.day)
+        await conn.execute(
+            """
+            WITH e AS (
+                INSERT INTO entities (ticker, has_price_data, price_data_min_date,
+                                      price_data_max_date, has_fundamental_data,
+                                      fundamental_data_min_date, data_status)
+                SELECT 'T' || lpad(n::text, 4, '0'), true, $2::date, $3::date, true,
+                       make_date(extract(year FROM $2::date)::int - 1, 3, 31), 'ready'
+                FROM generate_series(0, $1 - 1) AS n
+                RETURNING id
+            ), w AS (
+                INSERT INTO watchlists (user_id, entity_id) SELECT $4, id FROM e RETURNING entity_id
+            )
+            INSERT INTO user_entity_settings (user_id, entity_id) SELECT $4, entity_id FROM w
+            """,
+            tickers,
+            first,
+            AS_OF,
+            user,
+        )
+    finally:
+        await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickers", type=int, default=1000)
+    parser.add_argument("--years", type=int, default=12, help="years of generated history")
+    parser.add_argument("--store", type=Path, help="generated-store directory to (re)use")
+    args = parser.parse_args()
+    tmp = None if args.store else tempfile.TemporaryDirectory(prefix="eval-bench-")
+    root = args.store or Path(tmp.name)  # type: ignore[union-attr]
+    root.mkdir(parents=True, exist_ok=True)
+    generate(root, args.tickers, args.years)
+    settings = Settings.from_env()
+    server = os.environ.get("TEST_DATABASE_URL") or resolve_database_url(settings)
+    name = await scratch_database(server)
+    dsn = dsn_with_database(server, name)
+    try:
+        await seed(dsn, args.tickers, args.years)
+        store = LocalObjectStore(root, fsync=False)
+        for label in ("first run (states NULL)", "second run (same D)"):
+            summary = await run_evaluation(settings, dsn, as_of=AS_OF, store=store)
+            busy = summary.read_seconds + summary.compute_seconds + summary.write_seconds
+            print(summary.summary_line())
+            print(
+                f"{label}: {summary.seconds:.1f} s, {summary.entities / summary.seconds:.0f} "
+                f"tickers/s; of the per-entity time {100 * summary.read_seconds / busy:.0f}% "
+                f"reading Parquet, {100 * summary.compute_seconds / busy:.0f}% computing, "
+                f"{100 * summary.write_seconds / busy:.0f}% writing Postgres "
+                f"(1,000 tickers ~ {1000 * summary.seconds / max(summary.entities, 1):.0f} s)"
+            )
+    finally:
+        await drop_database(server, name)
+        if tmp is not None:
+            tmp.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
