@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import UTC, date, datetime, timedelta
 
 import strawberry
 
+from ingest.evaluation.splits import applicable_splits, price_factor
+from ingest.evaluation.trend import sma_series
+from ingest.parquet_layout import read_prices, read_splits
 from schema.types import PricePoint
 from services.errors import BadUserInput
 
 DEFAULT_WINDOW_DAYS = 365
 MAX_WINDOW_YEARS = 10
+SMA_WINDOW = 200
+# 199 trading days reach back ~290 calendar days; the margin covers holiday-heavy stretches.
+SMA_LOOKBACK_DAYS = 320
 
 
 def _years_before(day: date, years: int) -> date:
@@ -40,7 +47,44 @@ async def load_price_points(
 ) -> list[PricePoint]:
     """Daily bars of `ticker` in [start, end] with SMA200 where defined; [] without data.
 
-    Contract for the object-store read (ingest.parquet_layout.read_prices): only called for
-    entities with has_price_data; the window is already validated.
+    Bars are split-adjusted to the basis of `end` (SPEC §8's rule, so the chart and its SMA
+    match Signal.close/sma200 and show no split cliffs); without splits they are the stored
+    values. The SMA needs the 199 trading days before `start`, read from earlier months.
     """
-    return []
+    store = info.context.object_store
+    if store is None:
+        return []
+    lookback = start - timedelta(days=SMA_LOOKBACK_DAYS)
+    series = await read_prices(store, ticker, lookback, end)
+    first = bisect_left(series.dates, start)
+    oldest = series.first_date
+    if first < SMA_WINDOW - 1 and oldest is not None and oldest < lookback + timedelta(days=10):
+        # Data reaches the lookback's edge yet is too sparse (long halts): read all before.
+        series = await read_prices(store, ticker, None, end)
+        first = bisect_left(series.dates, start)
+    if first >= len(series):
+        return []
+    splits = applicable_splits(await read_splits(store, ticker), end)
+    factors = [price_factor(splits, day) for day in series.dates] if splits else None
+    closes = _scaled(series.closes, factors)
+    sma = sma_series(closes, SMA_WINDOW)
+    opens, highs, lows = (_scaled(c, factors) for c in (series.opens, series.highs, series.lows))
+    volumes = series.volumes
+    return [
+        PricePoint(
+            date=series.dates[i],
+            open=opens[i],
+            high=highs[i],
+            low=lows[i],
+            close=closes[i],
+            volume=float(volumes[i] / factors[i] if factors else volumes[i]),
+            sma200=sma[i],
+        )
+        for i in range(first, len(series))
+    ]
+
+
+def _scaled(values: list[float], factors: list[float] | None) -> list[float]:
+    if factors is None:
+        return values
+    return [v * f for v, f in zip(values, factors, strict=True)]
