@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import sys
 import uuid
 from datetime import date
 
@@ -377,10 +378,18 @@ async def test_two_concurrent_evaluators_split_the_work(
         await watch(pool, user, entity)
     # Every stored trend says BELOW: each entity must alert exactly once (now ABOVE).
     await pool.execute("UPDATE user_entity_settings SET last_trend_position = 'BELOW_200DMA'")
+    seen: list[tuple[int, int]] = []
     first, second = await asyncio.gather(
         run_evaluation(settings, database_url, as_of=days[-1], store=eval_store),
-        run_evaluation(settings, database_url, as_of=days[-1], store=eval_store),
+        run_evaluation(
+            settings,
+            database_url,
+            as_of=days[-1],
+            store=eval_store,
+            progress=lambda done, total: seen.append((done, total)),
+        ),
     )
+    assert seen[0] == (0, 24) and seen[-1] == (second.entities, 24)
     assert first.entities + second.entities == 24
     assert first.entities > 0 and second.entities > 0
     assert first.alerts_written + second.alerts_written == 24
@@ -392,3 +401,50 @@ async def test_two_concurrent_evaluators_split_the_work(
         await pool.fetchval("SELECT count(*) FROM evaluation_runs WHERE finished_at IS NOT NULL")
         == 1
     )
+
+
+EVALUATOR_SCRIPT = """
+import asyncio, sys
+from datetime import date
+from pathlib import Path
+from ingest.evaluation.run import run_evaluation
+from ingest.object_store import LocalObjectStore
+from services.settings import Settings
+
+async def main():
+    settings = Settings.from_env({"EVALUATION_BATCH_SIZE": "1"})
+    store = LocalObjectStore(Path(sys.argv[2]), fsync=False)
+    summary = await run_evaluation(
+        settings, sys.argv[1], as_of=date.fromisoformat(sys.argv[3]), store=store
+    )
+    print(summary.entities, summary.alerts_written)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_two_evaluator_processes_split_the_work(
+    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore
+) -> None:
+    days = weekdays(date(2023, 1, 2), 260)
+    user = await add_user(pool)
+    for i in range(30):
+        ticker = f"P{i:02d}"
+        await write_series(eval_store, ticker, days, [50.0 + i] * 260)
+        await watch(pool, user, await add_entity(pool, ticker, days[0], days[-1]))
+    await pool.execute("UPDATE user_entity_settings SET last_trend_position = 'BELOW_200DMA'")
+    args = [database_url, str(eval_store.root), days[-1].isoformat()]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", EVALUATOR_SCRIPT, *args, stdout=asyncio.subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = [await proc.communicate() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    counts = [tuple(int(x) for x in out.decode().split()) for out, _ in outputs]
+    assert sum(c[0] for c in counts) == 30 and sum(c[1] for c in counts) == 30
+    assert await pool.fetchval("SELECT count(*) FROM alert_history") == 30
+    assert await pool.fetchval("SELECT count(DISTINCT entity_id) FROM alert_history") == 30
+    assert await pool.fetchval("SELECT count(*) FROM entity_signals") == 30

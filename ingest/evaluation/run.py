@@ -30,6 +30,7 @@ from services.tickers import normalize_ticker
 
 log = logging.getLogger(__name__)
 
+# Called as progress(done, total) after every entity this process finishes.
 Progress = Callable[[int, int], None]
 # Entities of one claimed batch in flight at once: overlaps Parquet reads with DB writes.
 CONCURRENCY = 4
@@ -55,7 +56,7 @@ class EvaluationSummary:
 
     def summary_line(self) -> str:
         """One line for the end of the command's output."""
-        day = self.as_of.isoformat() if self.as_of else "n/a (no entity with price data)"
+        day = self.as_of.isoformat() if self.as_of else "n/a (no watched entity with price data)"
         line = (
             f"evaluate as of {day}: {self.entities} entities evaluated, "
             f"{self.signals_written} signals written, {self.alerts_written} alerts written, "
@@ -108,12 +109,14 @@ async def run_evaluation(
                 log.warning("evaluate: %s has no price data (or is unknown); skipped", ticker)
             wanted = [t for t in wanted if t in present]
         day = as_of or await db.latest_price_date(pool, wanted)
+        summary.as_of = day
         if day is None or wanted == []:
             log.info("evaluate: nothing to evaluate")
         else:
-            summary.as_of = day
             run = await db.join_or_create_run(pool, day, wanted)
             summary.run_entities = run.entity_count
+            if progress is not None:
+                progress(0, run.entity_count)
             worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             job = _Job(
                 pool,
@@ -197,7 +200,8 @@ async def _evaluate_one(
             summary.signals_written += 1
             summary.alerts_written += len(inserted)
     except Exception as exc:
-        log.exception("evaluate: %s failed: %s", entity.ticker, exc)
+        log.error("evaluate: %s failed: %s: %s", entity.ticker, type(exc).__name__, exc)
+        log.debug("evaluate: %s traceback", entity.ticker, exc_info=exc)
         summary.failures += 1
         summary.failed_tickers.append(entity.ticker)
         await _record_failure(job, entity, exc)
@@ -284,6 +288,7 @@ async def _record_failure(job: _Job, entity: db.ClaimedEntity, exc: Exception) -
 
 
 def _report(job: _Job) -> None:
+    """Advance the caller's progress, or log every LOG_EVERY entities without one."""
     done = job.summary.entities + job.summary.failures
     if job.progress is not None:
         job.progress(done, job.run.entity_count)
