@@ -336,16 +336,20 @@ def _date_at(table: pa.Table, index: int) -> date:
 
 
 def _window(table: pa.Table, start: date | None, end: date | None) -> pa.Table:
-    if start is None and end is None:
+    """Rows with start <= first column <= end; the table is sorted, so a zero-copy slice."""
+    if table.num_rows == 0 or (start is None and end is None):
         return table
-    days = table.column("date")
-    mask = None
-    if start is not None:
-        mask = pc.greater_equal(days, pa.scalar(start, pa.date32()))
-    if end is not None:
-        upper = pc.less_equal(days, pa.scalar(end, pa.date32()))
-        mask = upper if mask is None else pc.and_(mask, upper)
-    return table.filter(mask)
+    days = table.column(0)
+    low = 0 if start is None else _count(pc.less(days, pa.scalar(start, pa.date32())))
+    high = (
+        table.num_rows if end is None else _count(pc.less_equal(days, pa.scalar(end, pa.date32())))
+    )
+    return table.slice(low, max(0, high - low))
+
+
+def _count(mask: pa.ChunkedArray) -> int:
+    total: int | None = pc.sum(mask).as_py()
+    return total or 0
 
 
 async def _price_keys(
@@ -455,7 +459,7 @@ async def read_fundamentals(
     symbol = normalize_ticker(ticker)
     blobs = await store.get_many(await _fundamental_keys(store, symbol, start, end))
     table = await asyncio.to_thread(_assemble, blobs, FUNDAMENTALS_SCHEMA, None)
-    table = _window(table.rename_columns(["date", *FUNDAMENTAL_COLUMNS[1:]]), start, end)
+    table = _window(table, start, end)
     return [QuarterFundamentals(*row) for row in _rows(table)]
 
 
