@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 
@@ -104,7 +105,7 @@ async def test_complete_onboarding_rejects_bad_input_and_changes_nothing(
 ) -> None:
     viewer = new_viewer()
     await gql(ME, token=viewer.token)
-    cases = [
+    cases: list[dict[str, Any]] = [
         {"style": "VALUE", "tickers": []},
         {"style": "VALUE", "tickers": ["AAPL", "NOT A TICKER"]},
         {"style": "VALUE", "tickers": [f"T{n}" for n in range(51)]},
