@@ -229,9 +229,16 @@ async def cmd_evaluate(res: Resources, args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     await res.pool()  # fail early, with the usual message, when the database is unusable
+    progress = progress_for("evaluate")
     summary: Any = await module.run_evaluation(
-        res.settings, res.dsn, as_of=args.as_of, tickers=args.tickers, store=res.store()
+        res.settings,
+        res.dsn,
+        as_of=args.as_of,
+        tickers=args.tickers,
+        store=res.store(),
+        progress=progress.track,
     )
+    progress.close()
     print(summary.summary_line(), flush=True)
     return EXIT_FAILED if summary.failures else EXIT_OK
 

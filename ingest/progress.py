@@ -38,9 +38,12 @@ class Progress:
         self.failures: list[str] = []
         self._last_report = self.started
         self._drawn = False
+        self._tracked: int | None = None
 
     @property
     def done(self) -> int:
+        if self._tracked is not None:
+            return self._tracked
         return sum(self.outcomes.values())
 
     @property
@@ -54,6 +57,11 @@ class Progress:
     def set_total(self, total: int | None) -> None:
         self.total = total
         self._report(force=True)
+
+    def track(self, done: int, total: int) -> None:
+        """Position reported by a job that keeps its own counts (a `(done, total)` callback)."""
+        self._tracked, self.total = done, total
+        self._report()
 
     def add(self, name: str, amount: int = 1) -> None:
         """Add to a named counter shown in the summary (rows written, rows rejected, …)."""
