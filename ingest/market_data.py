@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+import math
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from decimal import Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +44,46 @@ class Split:
     ex_date: date
     to_factor: float
     for_factor: float
+
+
+_NUMBER = (int, float, Decimal)
+
+
+def _is_day(value: object) -> bool:
+    return isinstance(value, date) and not isinstance(value, datetime)
+
+
+def price_bar_problem(bar: PriceBar) -> str | None:
+    """Why `bar` cannot be stored (NaN, negative, non-date), or None when it is valid."""
+    if not _is_day(bar.date):
+        return f"date must be a datetime.date, got {bar.date!r}"
+    for name in ("open", "high", "low", "close"):
+        value = getattr(bar, name)
+        if not isinstance(value, _NUMBER) or not math.isfinite(value) or value < 0:
+            return f"{name} must be a finite number >= 0, got {value!r}"
+    if isinstance(bar.volume, bool) or not isinstance(bar.volume, int) or bar.volume < 0:
+        return f"volume must be an integer >= 0, got {bar.volume!r}"
+    return None
+
+
+def fundamentals_problem(row: QuarterFundamentals) -> str | None:
+    """Why `row` cannot be stored (NaN, non-date period end), or None when it is valid."""
+    if not _is_day(row.period_end_date):
+        return f"period_end_date must be a datetime.date, got {row.period_end_date!r}"
+    for field in fields(QuarterFundamentals)[1:]:
+        name = field.name
+        value = getattr(row, name)
+        if value is not None and (not isinstance(value, _NUMBER) or not math.isfinite(value)):
+            return f"{name} must be a finite number or None, got {value!r}"
+    return None
+
+
+def split_problem(split: Split) -> str | None:
+    """Why `split` cannot be stored (factor <= 0, NaN, non-date), or None when it is valid."""
+    if not _is_day(split.ex_date):
+        return f"ex_date must be a datetime.date, got {split.ex_date!r}"
+    for name in ("to_factor", "for_factor"):
+        value = getattr(split, name)
+        if not isinstance(value, _NUMBER) or not math.isfinite(value) or value <= 0:
+            return f"{name} must be a finite number > 0, got {value!r}"
+    return None

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, fields
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 from functools import cached_property
 from typing import Any
 
@@ -16,7 +14,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingest.market_data import PriceBar, QuarterFundamentals, Split
+from ingest.market_data import (
+    PriceBar,
+    QuarterFundamentals,
+    Split,
+    fundamentals_problem,
+    price_bar_problem,
+    split_problem,
+)
 from ingest.object_store import ObjectStore, ObjectStoreError
 from services.tickers import normalize_ticker
 
@@ -54,7 +59,6 @@ _WRITE_OPTIONS: dict[str, Any] = {
     "write_page_index": False,
 }
 _WRITE_CONCURRENCY = 8
-_NUMBER = (int, float, Decimal)
 
 
 class CorruptObjectError(ObjectStoreError):
@@ -108,49 +112,9 @@ def _months(start: date, end: date) -> list[tuple[int, int]]:
     return out
 
 
-# --- validation -------------------------------------------------------------------------
-
-
-def _is_day(value: object) -> bool:
-    return isinstance(value, date) and not isinstance(value, datetime)
-
-
-def price_bar_problem(bar: PriceBar) -> str | None:
-    """Why `bar` cannot be stored (NaN, negative, non-date), or None when it is valid."""
-    if not _is_day(bar.date):
-        return f"date must be a datetime.date, got {bar.date!r}"
-    for name in ("open", "high", "low", "close"):
-        value = getattr(bar, name)
-        if not isinstance(value, _NUMBER) or not math.isfinite(value) or value < 0:
-            return f"{name} must be a finite number >= 0, got {value!r}"
-    if isinstance(bar.volume, bool) or not isinstance(bar.volume, int) or bar.volume < 0:
-        return f"volume must be an integer >= 0, got {bar.volume!r}"
-    return None
-
-
 def _check(problem: str | None, ticker: str, what: str, when: object) -> None:
     if problem:
         raise InvalidRecordError(f"{ticker} {what} {when}: {problem}")
-
-
-def _fundamentals_problem(row: QuarterFundamentals) -> str | None:
-    if not _is_day(row.period_end_date):
-        return f"period_end_date must be a datetime.date, got {row.period_end_date!r}"
-    for name in FUNDAMENTAL_COLUMNS[1:]:
-        value = getattr(row, name)
-        if value is not None and (not isinstance(value, _NUMBER) or not math.isfinite(value)):
-            return f"{name} must be a finite number or None, got {value!r}"
-    return None
-
-
-def _split_problem(split: Split) -> str | None:
-    if not _is_day(split.ex_date):
-        return f"ex_date must be a datetime.date, got {split.ex_date!r}"
-    for name in ("to_factor", "for_factor"):
-        value = getattr(split, name)
-        if not isinstance(value, _NUMBER) or not math.isfinite(value) or value <= 0:
-            return f"{name} must be a finite number > 0, got {value!r}"
-    return None
 
 
 # --- encoding ---------------------------------------------------------------------------
@@ -245,7 +209,7 @@ async def write_fundamentals(
     symbol = normalize_ticker(ticker)
     partitions: dict[str, dict[date, tuple[Any, ...]]] = {}
     for quarter in quarters:
-        _check(_fundamentals_problem(quarter), symbol, "quarter", quarter.period_end_date)
+        _check(fundamentals_problem(quarter), symbol, "quarter", quarter.period_end_date)
         row = tuple(None if v is None else float(v) for v in astuple(quarter)[1:])
         key = fundamentals_key(symbol, quarter.period_end_date)
         partitions.setdefault(key, {})[quarter.period_end_date] = (quarter.period_end_date, *row)
@@ -257,7 +221,7 @@ async def write_splits(store: ObjectStore, ticker: str, splits: Iterable[Split])
     symbol = normalize_ticker(ticker)
     rows: dict[date, tuple[Any, ...]] = {}
     for split in splits:
-        _check(_split_problem(split), symbol, "split", split.ex_date)
+        _check(split_problem(split), symbol, "split", split.ex_date)
         rows[split.ex_date] = (split.ex_date, float(split.to_factor), float(split.for_factor))
     if not rows:
         return []
