@@ -108,6 +108,7 @@ WITH seeded AS (
     INSERT INTO evaluation_claims (run_id, entity_id)
     SELECT $1, e.id FROM entities e
     WHERE e.has_price_data
+      AND (e.price_data_min_date IS NULL OR e.price_data_min_date <= $3)
       AND (CASE WHEN $2::text[] IS NULL
                 THEN EXISTS (SELECT 1 FROM watchlists w WHERE w.entity_id = e.id)
                 ELSE e.ticker = ANY($2::text[]) END)
@@ -121,7 +122,10 @@ RETURNING entity_count
 async def join_or_create_run(
     pool: asyncpg.Pool, as_of: date, tickers: Sequence[str] | None
 ) -> EvaluationRun:
-    """Join the open run for (as_of, scope), or open one and seed a claim per entity."""
+    """Join the open run for (as_of, scope), or open one and seed a claim per entity.
+
+    Entities whose prices start after as_of have nothing to evaluate and are left out.
+    """
     scope = scope_of(tickers)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", RUN_LOCK_KEY)
@@ -130,7 +134,7 @@ async def join_or_create_run(
             return EvaluationRun(row["id"], row["as_of"], row["entity_count"], created=False)
         run_id = await conn.fetchval(_CREATE_RUN, as_of, scope)
         count = await conn.fetchval(
-            _SEED_CLAIMS, run_id, None if tickers is None else list(tickers)
+            _SEED_CLAIMS, run_id, None if tickers is None else list(tickers), as_of
         )
         return EvaluationRun(run_id, as_of, count, created=True)
 

@@ -323,13 +323,28 @@ async def test_default_as_of_is_the_latest_price_date(
     entity = await scenario_entity(pool, eval_store)
     user = await add_user(pool)
     await watch(pool, user, entity)
-    # An entity nobody watches is not evaluated, and its later date does not move D.
+    # A watched ticker whose prices stop earlier is evaluated on its own last day <= D.
+    stale_days = weekdays(date(2023, 1, 2), 300)
+    await write_series(eval_store, "STALE", stale_days, [5.0] * 300)
+    stale = await add_entity(pool, "STALE", stale_days[0], stale_days[-1])
+    await watch(pool, user, stale)
+    # Nobody watches LONELY: it is not evaluated, and its later date does not move D.
     later = weekdays(date(2024, 7, 1), 250)
     await write_series(eval_store, "LONELY", later, [5.0] * 250)
     await add_entity(pool, "LONELY", later[0], later[-1])
     summary = await run_evaluation(eval_settings, database_url, store=eval_store)
-    assert summary.as_of == D3 and summary.entities == 1
-    assert summary.summary_line().startswith(f"evaluate as of {D3.isoformat()}: 1 entities")
+    assert summary.as_of == D3 and summary.entities == 2 and summary.failures == 0
+    assert summary.summary_line().startswith(f"evaluate as of {D3.isoformat()}: 2 entities")
+    row = await pool.fetchrow(
+        "SELECT as_of, close, details FROM entity_signals WHERE entity_id = $1", stale
+    )
+    assert row is not None
+    assert row["as_of"] == D3 and row["close"] == 5.0
+    assert row["details"]["price_date"] == stale_days[-1].isoformat()
+    # A back-dated run leaves out a watched ticker whose prices start after its date.
+    await watch(pool, user, await add_entity(pool, "NEWCO", later[0], later[-1]))
+    again = await run_evaluation(eval_settings, database_url, as_of=D2, store=eval_store)
+    assert again.entities == 2 and again.failures == 0
 
 
 async def test_one_bad_ticker_never_stops_the_run(
