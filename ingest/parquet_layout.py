@@ -59,6 +59,7 @@ _WRITE_OPTIONS: dict[str, Any] = {
     "write_page_index": False,
 }
 _WRITE_CONCURRENCY = 8
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class CorruptObjectError(ObjectStoreError):
@@ -254,7 +255,9 @@ class PriceSeries:
 
     @cached_property
     def dates(self) -> list[date]:
-        return list(self.column("date").to_pylist())
+        # Several times faster than date32's to_pylist for a few thousand days.
+        from_ordinal, epoch = date.fromordinal, _EPOCH_ORDINAL
+        return [from_ordinal(epoch + n) for n in self.day_numbers]
 
     @cached_property
     def day_numbers(self) -> list[int]:
@@ -409,6 +412,9 @@ async def _fundamental_keys(
     prefix = f"fundamentals/v1/{symbol}/"
     low = (start.year, (start.month - 1) // 3 + 1) if start else (0, 0)
     high = (end.year, (end.month - 1) // 3 + 1) if end else (9999, 4)
+    if start is not None and end is not None and not store.prefers_listing:
+        quarters = [(y, q) for y in range(low[0], high[0] + 1) for q in range(1, 5)]
+        return [f"{prefix}{y:04d}/Q{q}/data.parquet" for y, q in quarters if low <= (y, q) <= high]
     return [
         key
         for key in await store.list(prefix)

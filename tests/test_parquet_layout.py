@@ -343,3 +343,25 @@ async def test_invalid_ticker_is_bad_user_input(object_store: ObjectStore) -> No
         await read_prices(object_store, "../../etc")
     with pytest.raises(BadUserInput):
         await write_prices(object_store, "", bars(date(2023, 1, 2), date(2023, 1, 3)))
+
+
+async def test_fundamentals_reader_touches_only_window_quarters(object_store: ObjectStore) -> None:
+    quarters = [
+        QuarterFundamentals(date(y, m, 28), sales=float(y))
+        for y in range(2015, 2025)
+        for m in (3, 6, 9, 12)
+    ]
+    await write_fundamentals(object_store, "QWIN", quarters)
+    counting = CountingStore(object_store)
+    window = await read_fundamentals(counting, "QWIN", date(2022, 2, 1), date(2023, 5, 1))
+    assert [q.period_end_date for q in window] == [
+        date(2022, 3, 28),
+        date(2022, 6, 28),
+        date(2022, 9, 28),
+        date(2022, 12, 28),
+        date(2023, 3, 28),
+    ]
+    window_keys = {fundamentals_key("QWIN", q.period_end_date) for q in window}
+    window_keys.add(fundamentals_key("QWIN", date(2023, 4, 1)))  # Q2 2023 holds no row <= May 1
+    assert set(counting.gets) == window_keys
+    assert counting.lists == ([] if not object_store.prefers_listing else ["fundamentals/v1/QWIN/"])
