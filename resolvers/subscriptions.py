@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
@@ -24,12 +22,7 @@ from services.errors import ServiceError, Unauthenticated
 
 log = logging.getLogger(__name__)
 
-# Close code for a connection whose subscriber fell too far behind (RFC 6455 "try again
-# later"): the client should reconnect and resume with `after` = the last id it received.
-CLOSE_TOO_SLOW = 1013
 LIVE_BATCH = 100
-
-_closing: set[asyncio.Task[None]] = set()
 
 
 async def authenticate_connection(context: Context) -> UnsetType:
@@ -78,25 +71,44 @@ class Subscription:
 async def _stream(
     context: Context, hub: AlertHub, user_id: UUID, position: alert_replay.Key | None
 ) -> AsyncGenerator[Alert, None]:
-    """Register first, then replay, then live events minus what the replay already sent."""
-    subscriber = hub.subscribe(user_id, on_overflow=lambda _: _close_too_slow(context))
+    """Register first, then replay, then live events minus what the replay already sent.
+
+    A subscriber whose queue overflows is dropped by the hub at once (its backlog freed);
+    this operation then ends with a SUBSCRIBER_TOO_SLOW error, and the client resumes with
+    `after` = the last id it received.
+    """
+    gauge = _SubscriberGauge()
+    subscriber = hub.subscribe(user_id, on_overflow=lambda _: gauge.release())
     registered_at = datetime.now().astimezone()
     try:
-        with metrics.track_subscriber():
-            replayed: set[UUID] = set()
-            if position is not None:
-                # Only alerts that could still be committed after registering can repeat live.
-                horizon = registered_at - timedelta(seconds=context.settings.alert_catch_up_seconds)
-                async for row in alert_replay.replay(context.pool, user_id, position):
-                    if row["sent_at"] >= horizon:
-                        replayed.add(row["id"])
-                    yield _fresh_alert(context, row)
-            async for row in _live_rows(context, subscriber, replayed):
+        replayed: set[UUID] = set()
+        if position is not None:
+            # Only alerts that could still be committed after registering can repeat live.
+            horizon = registered_at - timedelta(seconds=context.settings.alert_catch_up_seconds)
+            async for row in alert_replay.replay(context.pool, user_id, position):
+                if row["sent_at"] >= horizon:
+                    replayed.add(row["id"])
                 yield _fresh_alert(context, row)
+        async for row in _live_rows(context, subscriber, replayed):
+            yield _fresh_alert(context, row)
     except HubStopped:
         return
     finally:
         subscriber.close()
+        gauge.release()
+
+
+class _SubscriberGauge:
+    """Counts one hub registration in the subscribers gauge until released (once)."""
+
+    def __init__(self) -> None:
+        metrics.ACTIVE_SUBSCRIBERS.inc()
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            metrics.ACTIVE_SUBSCRIBERS.dec()
 
 
 async def _live_rows(
@@ -119,17 +131,3 @@ def _fresh_alert(context: Context, row: Any) -> Alert:
     """The event's Alert, resolved with new DataLoaders so no cache outlives one event."""
     context.loaders = Loaders(context.pool)
     return alert_from_row(row)
-
-
-def _close_too_slow(context: Context) -> None:
-    """Close the socket of an overflowed subscriber (its sends are what fell behind)."""
-    websocket = context.request
-
-    async def close() -> None:
-        with contextlib.suppress(Exception):
-            await websocket.close(code=CLOSE_TOO_SLOW, reason="subscriber too slow")
-
-    log.warning("closing a WebSocket whose alert subscriber fell too far behind")
-    task = asyncio.create_task(close())
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import socket
 import uuid
 from collections.abc import Callable
 
@@ -222,3 +224,52 @@ async def test_two_server_processes_each_deliver_their_subscribers_own_alerts(
             assert [x["id"] for x in await client.next_alerts(2)] == by_user[owner]
         for client in clients:
             await client.assert_silent(0.3)
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_with_an_error_and_can_resume(
+    start_server: StartServer, pool: asyncpg.Pool, make_token: MakeToken
+) -> None:
+    server = start_server(ALERT_SUBSCRIBER_QUEUE="4")
+    slow_user, fast_user = await make_user(pool), await make_user(pool)
+    entity = await make_entity(pool)
+    big_text = secrets.token_urlsafe(75_000)  # incompressible, ~100 KB per alert
+    # A bounded receive window and no client-side queue: once it stops reading, sends block.
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    slow_options = {"sock": sock, "max_queue": 1, "compression": None, "ping_interval": None}
+    async with (
+        WsClient.connect(server.ws_url, **slow_options) as slow,
+        WsClient.connect(server.ws_url) as fast,
+    ):
+        await slow.init(make_token(slow_user))
+        await fast.init(make_token(fast_user))
+        await slow.subscribe("slow", fields="id whatChanged")
+        await fast.subscribe("fast")
+        await wait_for_subscribers(server, 2)
+        rss_before = server.rss_bytes()
+        pushed: list[str] = []
+        for _ in range(150):  # ~15 MB, far more than the socket buffers hold
+            pushed += map(
+                str, await insert_alerts(pool, [(slow_user, entity)], what_changed=big_text)
+            )
+            fast_ids = await insert_alerts(pool, [(fast_user, entity)])
+            assert [a["id"] for a in await fast.next_alerts(1)] == [str(fast_ids[0])]
+        rss_growth = server.rss_bytes() - rss_before
+        await wait_for_subscribers(server, 1)  # the slow one was dropped, the fast one lives
+        received: list[str] = []
+        while (message := await slow.receive())["type"] == "next":
+            if "errors" in message["payload"]:
+                codes = [e["extensions"]["code"] for e in message["payload"]["errors"]]
+                assert codes == ["SUBSCRIBER_TOO_SLOW"]
+                assert (await slow.receive())["type"] == "complete"
+                break
+            received.append(message["payload"]["data"]["alertCreated"]["id"])
+        else:
+            raise AssertionError(f"expected the operation to end with an error: {message}")
+        assert 0 < len(received) < len(pushed) / 2
+        assert received == pushed[: len(received)]
+        # Same connection, resumed from the last alert it got: nothing lost.
+        await slow.subscribe("resume", after=received[-1], fields="id")
+        rest = await slow.next_alerts(len(pushed) - len(received), seconds=60)
+        assert received + [a["id"] for a in rest] == pushed
+    assert rss_growth < 8 * 1024 * 1024, rss_growth
