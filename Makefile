@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) explorer-assets
 
+# One process: embedded Postgres (when DATABASE_URL is unset), migrations, demo data once,
+# the GraphiQL URL and a demo bearer token, then serve until Ctrl-C (which stops Postgres).
 run: $(STAMP) explorer-assets
-	$(PY) -m migrations up
-	$(PY) server.py
+	$(PY) server.py --demo $(RUN_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
