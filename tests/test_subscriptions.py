@@ -13,6 +13,18 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from ingest.evaluation.run import run_evaluation
+from ingest.object_store import LocalObjectStore
+from services.settings import Settings
+from tests.fixtures.evaluation import (
+    D0,
+    D1,
+    add_entity,
+    add_user,
+    scenario_series,
+    watch,
+    write_series,
+)
 from tests.fixtures.ws import (
     ServerProcess,
     WsClient,
@@ -273,3 +285,43 @@ async def test_a_subscriber_that_stops_reading_is_dropped_with_an_error_and_can_
         rest = await slow.next_alerts(len(pushed) - len(received), seconds=60)
         assert received + [a["id"] for a in rest] == pushed
     assert rss_growth < 8 * 1024 * 1024, rss_growth
+
+
+@pytest.mark.slow
+async def test_an_evaluation_run_is_delivered_by_both_server_processes(
+    start_server: StartServer,
+    pool: asyncpg.Pool,
+    make_token: MakeToken,
+    database_url: str,
+    eval_store: LocalObjectStore,
+    eval_settings: Settings,
+) -> None:
+    dates, closes, quarters = scenario_series()
+    await write_series(eval_store, "ACME", dates, closes, quarters)
+    entity = await add_entity(pool, "ACME", dates[0], dates[-1])
+    first_user, second_user, unsubscribed = [await add_user(pool) for _ in range(3)]
+    for user in (first_user, second_user, unsubscribed):
+        await watch(pool, user, entity)
+    await run_evaluation(eval_settings, database_url, as_of=D0, store=eval_store)  # silent
+    first, second = start_server(), start_server()
+    async with (
+        WsClient.connect(first.ws_url) as on_first,
+        WsClient.connect(second.ws_url) as on_second,
+    ):
+        await on_first.init(make_token(first_user))
+        await on_second.init(make_token(second_user))
+        await on_first.subscribe("1", fields="id headline newState stock { ticker }")
+        await on_second.subscribe("1", fields="id headline newState stock { ticker }")
+        await wait_for_subscribers(first, 1)
+        await wait_for_subscribers(second, 1)
+        summary = await run_evaluation(eval_settings, database_url, as_of=D1, store=eval_store)
+        assert summary.alerts_written == 6  # valuation and trend, for each of three users
+        for client, user in ((on_first, first_user), (on_second, second_user)):
+            received = await client.next_alerts(2)
+            owned = await pool.fetch(
+                "SELECT id::text, headline FROM alert_history WHERE user_id = $1", user
+            )
+            assert sorted(a["id"] for a in received) == sorted(r["id"] for r in owned)
+            assert "ACME entered its historically cheap zone" in {a["headline"] for a in received}
+            assert {a["stock"]["ticker"] for a in received} == {"ACME"}
+            await client.assert_silent(0.3)
