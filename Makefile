@@ -29,7 +29,7 @@ test: lint
 	$(VENV)/bin/pytest
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache static/explorer/node_modules
 
 # GraphiQL's pinned npm packages for /graphql (without npm: a message, and the CDN page).
 explorer-assets:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -212,3 +214,53 @@ async def _deliver_until_shown(
         if "alertCreated" in text and "alert " in text:
             break
     return text
+
+
+# -- the install script's behaviour without npm ---------------------------------------------
+
+
+def _script_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The install script and the lock files in a scratch tree, with a PATH lacking npm."""
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "static" / "explorer").mkdir(parents=True)
+    script = tmp_path / "scripts" / "install_graphiql.sh"
+    shutil.copy2(root / "scripts" / "install_graphiql.sh", script)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy2(root / "static" / "explorer" / name, tmp_path / "static" / "explorer" / name)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dirname", "cmp", "cp"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    return script, {"PATH": str(bin_dir)}
+
+
+def _run(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    bash = shutil.which("bash")
+    assert bash
+    return subprocess.run(
+        [bash, str(script)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_install_script_without_npm_explains_and_falls_back(tmp_path: Path) -> None:
+    script, env = _script_copy(tmp_path)
+    done = _run(script, env)
+    assert done.returncode == 0
+    assert "npm not found" in done.stderr and "CDN" in done.stderr
+    strict = _run(script, env | {"GRAPHIQL_ASSETS_REQUIRED": "1"})
+    assert strict.returncode == 1 and "npm not found" in strict.stderr
+    assert not (tmp_path / "static" / "explorer" / "node_modules").exists()
+
+
+def test_install_script_skips_an_up_to_date_install(tmp_path: Path) -> None:
+    script, env = _script_copy(tmp_path)
+    explorer = tmp_path / "static" / "explorer"
+    (explorer / "node_modules").mkdir()
+    shutil.copy2(
+        explorer / "package-lock.json", explorer / "node_modules" / ".material-changes-lock"
+    )
+    done = _run(script, env)
+    assert done.returncode == 0 and "up to date" in done.stdout
