@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import shutil
@@ -18,6 +19,8 @@ import pytest
 
 import resolvers.graphiql as graphiql
 from resolvers.graphiql import VENDOR_FILES, Explorer
+from server import create_app
+from services.settings import Settings
 from tests.fixtures.browser import BrowserPage, screenshot_path
 from tests.fixtures.ws import ServerProcess, insert_alerts
 
@@ -264,3 +267,14 @@ def test_install_script_skips_an_up_to_date_install(tmp_path: Path) -> None:
     )
     done = _run(script, env)
     assert done.returncode == 0 and "up to date" in done.stdout
+
+
+async def test_no_explorer_when_graphiql_is_disabled(settings: Settings, database_url: str) -> None:
+    closed = dataclasses.replace(settings, graphql_introspection=False)
+    app = create_app(closed, database_url=database_url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.get("/graphql", headers=HTML)
+    assert "graphiql" not in response.text.lower()
+    assert response.status_code in (400, 404, 405)
