@@ -1,4 +1,4 @@
-"""`update-prices`: fetch only the bars after each entity's last date and merge them in."""
+"""`update-prices`: bars after each entity's last date (with their splits), and new quarters."""
 
 from __future__ import annotations
 
@@ -11,16 +11,27 @@ import asyncpg
 
 from ingest.backfill import backfill_start, describe, today_utc
 from ingest.dolthub import DoltHubClient
+from ingest.earnings import fetch_fundamentals
 from ingest.object_store import ObjectStore
-from ingest.parquet_layout import write_prices
+from ingest.paging import WindowQuery, fetch_window
+from ingest.parquet_layout import write_fundamentals, write_prices, write_splits
 from ingest.progress import Progress
-from ingest.source import fetch_price_bars
-from services.entity_data import PricedEntity, extend_prices, priced_entities
+from ingest.source import fetch_price_bars, fetch_splits
+from ingest.sql import equals, sql_string
+from services.entity_data import (
+    PricedEntity,
+    extend_fundamentals,
+    extend_prices,
+    priced_entities,
+)
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 4
+# Quarters are filed 30-45 days after they end: once the newest stored quarter is this old,
+# the next one is due and income_statement is probed (one request) each run until it appears.
+FUNDAMENTALS_DUE_DAYS = 100
 
 
 async def update_one(
@@ -32,26 +43,77 @@ async def update_one(
     today: date,
     progress: Progress,
 ) -> None:
+    """New bars (and the splits among them), then any newly published quarters."""
+    updated = await update_bars(settings, pool, client, store, entity, today, progress)
+    updated |= await update_quarters(settings, pool, client, store, entity, today, progress)
+    progress.item_done("updated" if updated else "up to date")
+
+
+async def update_bars(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    client: DoltHubClient,
+    store: ObjectStore,
+    entity: PricedEntity,
+    today: date,
+    progress: Progress,
+) -> bool:
     """Bars in (max date, today]; objects merged first, then the entity's max date."""
     last = entity.price_data_max_date
     start = last + timedelta(days=1) if last else backfill_start(today, settings.backfill_years)
     if start > today:
-        progress.item_done("up to date")
-        return
-    fetched = await fetch_price_bars(
-        client, settings.dolthub_stocks_db, entity.ticker, start, today
-    )
+        return False
+    stocks = settings.dolthub_stocks_db
+    fetched = await fetch_price_bars(client, stocks, entity.ticker, start, today)
     progress.add("rows rejected", fetched.rejected.rejected)
     if fetched.rejected.rejected:
         log.warning("%s: %s", entity.ticker, fetched.rejected.describe())
     if not fetched.rows:
-        progress.item_done("up to date")
-        return
+        return False
+    # A split among the new days must be stored before the bars it explains (raw prices jump
+    # on the ex-date; evaluation adjusts with the splits object).
+    splits = await fetch_splits(client, stocks, entity.ticker, start, today)
+    await write_splits(store, entity.ticker, splits.rows)
     await write_prices(store, entity.ticker, fetched.rows)
     async with pool.acquire() as conn:
         await extend_prices(conn, entity.ticker, fetched.rows[0].date, fetched.rows[-1].date)
     progress.add("bars written", len(fetched.rows))
-    progress.item_done("updated")
+    progress.add("splits written", len(splits.rows))
+    return True
+
+
+async def update_quarters(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    client: DoltHubClient,
+    store: ObjectStore,
+    entity: PricedEntity,
+    today: date,
+    progress: Progress,
+) -> bool:
+    """Once a newer quarter is due, probe income_statement; fetch all five tables if it is there."""
+    last = entity.fundamental_data_max_date
+    if last is None or (today - last).days < FUNDAMENTALS_DUE_DAYS:
+        return False
+    start = last + timedelta(days=1)
+    earnings = settings.dolthub_earnings_db
+    where = [
+        equals("act_symbol", sql_string(entity.ticker)),
+        equals("period", sql_string("Quarter")),
+    ]
+    probe = WindowQuery(earnings, "income_statement", ("date",), "date", where)
+    if not (await fetch_window(client, probe, start, today + timedelta(days=1))).rows:
+        return False
+    fetched = await fetch_fundamentals(client, earnings, entity.ticker, start, today)
+    progress.add("rows rejected", fetched.rejected.rejected)
+    if not fetched.rows:
+        return False
+    await write_fundamentals(store, entity.ticker, fetched.rows)
+    ends = [q.period_end_date for q in fetched.rows]
+    async with pool.acquire() as conn:
+        await extend_fundamentals(conn, entity.ticker, min(ends), max(ends))
+    progress.add("quarters written", len(fetched.rows))
+    return True
 
 
 async def run_update_prices(

@@ -37,10 +37,11 @@ class DataWritten:
 
 @dataclass(frozen=True)
 class PricedEntity:
-    """An entity with price data and the last date it has."""
+    """An entity with price data and the last dates it has."""
 
     ticker: str
     price_data_max_date: date | None
+    fundamental_data_max_date: date | None = None
 
 
 # Dates only widen: objects already written stay, so the range is the union of old and new.
@@ -104,7 +105,7 @@ WHERE in_symbol_universe AND NOT (ticker = ANY($1::text[]))
 """
 
 PRICED_ENTITIES_SQL = """
-SELECT ticker, price_data_max_date FROM entities
+SELECT ticker, price_data_max_date, fundamental_data_max_date FROM entities
 WHERE has_price_data AND ($1::text[] IS NULL OR ticker = ANY($1::text[]))
 ORDER BY ticker
 """
@@ -116,6 +117,20 @@ SET price_data_max_date = greatest(price_data_max_date, $2),
     last_data_update = now(), updated_at = now()
 WHERE ticker = $1 AND has_price_data
 """
+
+EXTEND_FUNDAMENTALS_SQL = """
+UPDATE entities
+SET has_fundamental_data = true,
+    fundamental_data_max_date = greatest(fundamental_data_max_date, $2),
+    fundamental_data_min_date = least(fundamental_data_min_date, $3),
+    last_data_update = now(), updated_at = now()
+WHERE ticker = $1
+"""
+
+
+async def extend_fundamentals(conn: Connection, ticker: str, first: date, last: date) -> None:
+    """Widen an entity's fundamentals range after new quarters were written."""
+    await conn.execute(EXTEND_FUNDAMENTALS_SQL, ticker, last, first)
 
 
 async def record_written(conn: Connection, written: DataWritten) -> None:
@@ -166,7 +181,10 @@ async def priced_entities(
 ) -> list[PricedEntity]:
     """Entities that have price data (optionally only these tickers), by ticker."""
     rows = await conn.fetch(PRICED_ENTITIES_SQL, list(tickers) if tickers is not None else None)
-    return [PricedEntity(r["ticker"], r["price_data_max_date"]) for r in rows]
+    return [
+        PricedEntity(r["ticker"], r["price_data_max_date"], r["fundamental_data_max_date"])
+        for r in rows
+    ]
 
 
 async def extend_prices(conn: Connection, ticker: str, first: date, last: date) -> bool:

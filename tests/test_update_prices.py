@@ -12,7 +12,7 @@ import pytest
 from ingest.backfill import run_backfill
 from ingest.dolthub import DoltHubClient
 from ingest.object_store import LocalObjectStore
-from ingest.parquet_layout import price_key, read_prices
+from ingest.parquet_layout import price_key, read_fundamentals, read_prices, read_splits
 from ingest.progress import Progress
 from ingest.update_prices import run_update_prices
 from services.settings import Settings
@@ -134,3 +134,48 @@ async def test_cli_update_prices_with_tickers(
     assert bad.code == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
     assert bad.stderr.startswith("error: argument --tickers: invalid ticker 'A B'")
+
+
+async def test_update_stores_new_splits_and_newly_published_quarters(
+    ingest_settings: Settings,
+    pool: asyncpg.Pool,
+    ingest_store: LocalObjectStore,
+    dolthub_client: DoltHubClient,
+    fake_dolthub: FakeDoltHub,
+    update: Update,
+) -> None:
+    ticker, split = next(
+        (t, s[0])
+        for t in (f"S{i:04d}" for i in range(1000))
+        if (s := fake_dolthub.data.splits(t)) and date(2026, 2, 1) <= s[0].ex_date <= TODAY
+    )
+    before_split = split.ex_date - timedelta(days=5)
+    await queue_tickers(pool, [ticker])
+    backfill = Progress("backfill", interactive=False)
+    await run_backfill(
+        ingest_settings, pool, dolthub_client, ingest_store, backfill, today=before_split
+    )
+    assert await read_splits(ingest_store, ticker) == []
+    stale_quarter = (await read_fundamentals(ingest_store, ticker))[-1].period_end_date
+    assert (TODAY - stale_quarter).days >= 100
+    last_bar = (await read_prices(ingest_store, ticker)).last_date
+    assert last_bar is not None
+    fake_dolthub.reset()
+
+    progress = await update([ticker])
+    assert progress.outcomes == {"updated": 1}
+    assert [s.ex_date for s in await read_splits(ingest_store, ticker)] == [split.ex_date]
+    split_queries = sql_requests_for(fake_dolthub, "split", ticker)
+    assert len(split_queries) == 1
+    assert f"`ex_date` >= '{last_bar + timedelta(days=1)}'" in split_queries[0]
+    probe = sql_requests_for(fake_dolthub, "income_statement", ticker)[0]
+    assert f"`date` >= '{stale_quarter + timedelta(days=1)}'" in probe
+    quarters = await read_fundamentals(ingest_store, ticker)
+    row = await pool.fetchrow("SELECT * FROM entities WHERE ticker = $1", ticker)
+    assert row is not None and row["fundamental_data_max_date"] == quarters[-1].period_end_date
+    assert quarters[-1].period_end_date > stale_quarter
+
+    fake_dolthub.reset()
+    again = await update([ticker])
+    assert again.outcomes == {"up to date": 1}
+    assert [r.sql for r in fake_dolthub.requests if "ohlcv" not in (r.sql or "")] == []
