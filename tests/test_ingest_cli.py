@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import socket
 import uuid
 
 import asyncpg
 import pytest
 
+from ingest.progress import Progress
 from services.db import dsn_with_database
 from tests.fake_dolthub import FakeDoltHub
 from tests.fixtures.ingest import CliResult, queue_tickers, run_ingest
@@ -141,3 +144,26 @@ async def test_daily_with_an_unreachable_database_fails_every_step_but_runs_them
     assert [e.split(":")[1].strip() for e in errors] == ["update-prices", "backfill", "evaluate"]
     assert "Traceback" not in result.stderr
     assert result.stdout.strip().endswith("daily: failed steps: update-prices, backfill, evaluate")
+
+
+def test_progress_draws_a_bar_on_a_tty_and_logs_otherwise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    screen = io.StringIO()
+    bar = Progress("backfill", total=4, stream=screen, interactive=True)
+    bar.item_done("completed")
+    bar.item_done("completed")
+    bar.set_total(4)
+    assert "\rbackfill [" + "#" * 14 + "." * 14 + "] 2/4" in screen.getvalue()
+    bar.item_failed("KO", "HTTP 503")
+    bar.add("rows rejected", 3)
+    bar.close()
+    assert bar.summary_line().startswith("backfill: 2 completed, 1 failed, 3 rows rejected in ")
+    assert bar.summary_line().endswith(" — failures: KO: HTTP 503")
+
+    caplog.set_level(logging.INFO, logger="ingest.progress")
+    quiet = io.StringIO()
+    log_lines = Progress("update-prices", total=2, stream=quiet, interactive=False, log_interval=0)
+    log_lines.item_done("updated")
+    assert quiet.getvalue() == ""
+    assert "update-prices: 1/2 items, 0 failed" in caplog.text
