@@ -102,13 +102,17 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def is_permanent(exc: BaseException) -> bool:
+    """The ticker itself is the problem: no data at the source, or a malformed ticker."""
     if isinstance(exc, PermanentFailure | TickerNotInSource):
         return True
-    if isinstance(exc, DoltHubError):
-        return not exc.transient
-    # A malformed ticker in the queue (ServiceError from normalize_ticker) never gets better;
-    # storage failures do.
     return isinstance(exc, ServiceError) and not isinstance(exc, ObjectStoreError)
+
+
+def is_expected_transient(exc: BaseException) -> bool:
+    """Outages that retries are for (network, 429/5xx, deadlines, storage hiccups)."""
+    if isinstance(exc, DoltHubError):
+        return exc.transient
+    return isinstance(exc, ObjectStoreError | OSError)
 
 
 def describe(exc: BaseException) -> str:
@@ -224,13 +228,20 @@ class BackfillRun:
                     self.progress.item_done("unavailable")
                     log.warning("%s: unavailable: %s", job.ticker, message)
                     return
-                if not isinstance(exc, DoltHubError | ObjectStoreError | OSError):
-                    log.error("%s: unexpected error", job.ticker, exc_info=exc)
                 outcome = await claims.retry_transient(conn, job, message)
             except claims.LeaseLost as lost:
                 self.progress.item_failed(job.ticker, str(lost), outcome="lease lost")
                 return
-        if outcome.status == "pending":
+        if not is_expected_transient(exc) and outcome.status != "failed":
+            # A refused query (bad configuration, schema change) or a bug: not the ticker's
+            # fault, so the job is kept for a retry, but the run must report the failure.
+            if not isinstance(exc, DoltHubError):
+                log.error("%s: unexpected error", job.ticker, exc_info=exc)
+            retry = (
+                f" (retry {outcome.retry_count} scheduled)" if outcome.status == "pending" else ""
+            )
+            self.progress.item_failed(job.ticker, message + retry)
+        elif outcome.status == "pending":
             self.progress.item_done("retry scheduled")
             log.warning(
                 "%s: transient failure, retry %d at %s: %s",

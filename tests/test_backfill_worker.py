@@ -218,6 +218,20 @@ async def test_transient_failures_follow_the_backoff_then_fail(
     assert (await entity(pool, "JPM"))["data_status"] == "none"
 
 
+async def test_refused_query_is_a_failed_run_but_not_an_unavailable_ticker(
+    backfill: Backfill, pool: asyncpg.Pool, fake_dolthub: FakeDoltHub
+) -> None:
+    await queue_tickers(pool, ["KO"])
+    fake_dolthub.fail_next(1, status=400)  # e.g. a misconfigured database name
+    progress = await backfill()
+    assert progress.failed == 1
+    assert "answered HTTP 400" in progress.failures[0]
+    assert progress.failures[0].endswith("(retry 1 scheduled)")
+    row = await job(pool, "KO")
+    assert row["status"] == "pending" and row["retry_count"] == 1
+    assert (await entity(pool, "KO"))["data_status"] == "queued"
+
+
 async def test_object_write_failure_leaves_the_entity_untouched(
     backfill: Backfill, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
