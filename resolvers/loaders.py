@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -57,20 +57,3 @@ class Loaders:
         self.watcher_count_by_entity_id = WatcherCountByEntityIdLoader(pool)
         self.signal_by_entity_id = SignalByEntityIdLoader(pool)
         self.backfill_job_by_ticker = BackfillJobByTickerLoader(pool)
-
-    def prime_from_stock_rows(self, rows: Sequence[Row]) -> None:
-        """Seed watcher counts and signals from rows that already carry them."""
-        for row in rows:
-            if "watcher_count" in row:
-                self.watcher_count_by_entity_id.prime(row["entity_id"], row["watcher_count"])
-            if "signal_as_of" in row:
-                self.signal_by_entity_id.prime(row["entity_id"], _prefixed_signal(row))
-
-
-def _prefixed_signal(row: Row) -> Row | None:
-    """The `signal_*` columns of a joined row as an entity_signals row, or None."""
-    if row["signal_as_of"] is None:
-        return None
-    return {
-        key.removeprefix("signal_"): row[key] for key in row.keys() if key.startswith("signal_")
-    }

@@ -39,7 +39,6 @@ async def resolve_update_settings(info: strawberry.Info, data: UpdateSettingsInp
 async def resolve_add_stock(info: strawberry.Info, ticker: str) -> WatchlistItem:
     ctx = context_of(info)
     row = await watchlists.add_stock(ctx.pool, await ctx.require_user_id(), ticker)
-    ctx.loaders.prime_from_stock_rows([row])
     return item_from_row(row)
 
 
@@ -53,7 +52,6 @@ async def resolve_set_stock_alerts(
 ) -> WatchlistItem:
     ctx = context_of(info)
     row = await watchlists.set_stock_alerts(ctx.pool, await ctx.require_user_id(), ticker, enabled)
-    ctx.loaders.prime_from_stock_rows([row])
     return item_from_row(row)
 
 

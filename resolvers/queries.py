@@ -39,7 +39,6 @@ async def resolve_me(info: strawberry.Info) -> User:
 async def resolve_watchlist(info: strawberry.Info) -> Watchlist:
     ctx = context_of(info)
     rows = await watchlists.list_items(ctx.pool, await ctx.require_user_id())
-    ctx.loaders.prime_from_stock_rows(rows)
     items = [watchlist_item_from_row(row) for row in rows]
     return Watchlist(items=items, count=len(items))
 
@@ -47,7 +46,6 @@ async def resolve_watchlist(info: strawberry.Info) -> Watchlist:
 async def resolve_search_stocks(info: strawberry.Info, query: str, limit: int) -> list[Stock]:
     ctx = context_of(info)
     rows = await entities.search(ctx.pool, query, limit)
-    ctx.loaders.prime_from_stock_rows(rows)
     return [stock_from_row(row) for row in rows]
 
 
@@ -59,7 +57,6 @@ async def resolve_stock(info: strawberry.Info, ticker: str) -> Stock | None:
 async def resolve_popular_stocks(info: strawberry.Info, limit: int) -> list[Stock]:
     ctx = context_of(info)
     rows = await entities.popular(ctx.pool, limit)
-    ctx.loaders.prime_from_stock_rows(rows)
     return [stock_from_row(row) for row in rows]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 # asyncpg records, or plain dicts built from them (e.g. a joined row's `signal_*` columns).
 Row = Mapping[str, Any] | asyncpg.Record
+T = TypeVar("T")
 
 
 @strawberry.type
@@ -129,22 +130,35 @@ class Stock:
     fundamental_data_max_date: date | None
     last_data_update: datetime | None
 
+    # Values the query that built this Stock already fetched ("watcher_count", "signal",
+    # "backfill"); a known value resolves synchronously, anything else via a DataLoader.
+    preloaded: strawberry.Private[dict[str, Any]]
+
     @strawberry.field(description="How many watchlists hold this stock.")
-    async def watcher_count(self, info: strawberry.Info) -> int:
+    def watcher_count(self, info: strawberry.Info) -> int:
+        if "watcher_count" in self.preloaded:
+            count: int = self.preloaded["watcher_count"]
+            return count
         ctx: Context = info.context
-        return await ctx.loaders.watcher_count_by_entity_id.load(self.entity_id)
+        return _deferred(ctx.loaders.watcher_count_by_entity_id.load(self.entity_id))
 
     @strawberry.field(description="The newest backfill job for this ticker, if any.")
-    async def backfill(self, info: strawberry.Info) -> BackfillJob | None:
+    def backfill(self, info: strawberry.Info) -> BackfillJob | None:
+        if "backfill" in self.preloaded:
+            return _optional(backfill_job_from_row, self.preloaded["backfill"])
         ctx: Context = info.context
-        row = await ctx.loaders.backfill_job_by_ticker.load(self.ticker)
-        return backfill_job_from_row(row) if row is not None else None
+        return _deferred(
+            _load_then(ctx.loaders.backfill_job_by_ticker.load(self.ticker), backfill_job_from_row)
+        )
 
     @strawberry.field(description="The latest evaluation, or null before the first one.")
-    async def signal(self, info: strawberry.Info) -> Signal | None:
+    def signal(self, info: strawberry.Info) -> Signal | None:
+        if "signal" in self.preloaded:
+            return _optional(signal_from_row, self.preloaded["signal"])
         ctx: Context = info.context
-        row = await ctx.loaders.signal_by_entity_id.load(self.entity_id)
-        return signal_from_row(row) if row is not None else None
+        return _deferred(
+            _load_then(ctx.loaders.signal_by_entity_id.load(self.entity_id), signal_from_row)
+        )
 
     @strawberry.field(
         description="Daily bars in [from, to] (default: the last 365 days; at most 10 years)."
@@ -164,9 +178,43 @@ class Stock:
         return await load_price_points(info, self.ticker, start, end)
 
 
+def _optional(build: Callable[[Row], T], row: Row | None) -> T | None:
+    return build(row) if row is not None else None
+
+
+async def _load_then(pending: Awaitable[Row | None], build: Callable[[Row], T]) -> T | None:
+    return _optional(build, await pending)
+
+
+def _deferred(awaitable: Awaitable[Any]) -> Any:
+    """Hand graphql-core an awaitable from a sync resolver; it awaits it (only when needed)."""
+    return awaitable
+
+
+def _prefixed(row: Row, prefix: str, marker: str) -> Row | None:
+    """The `prefix*` columns of a joined row, unprefixed; None when `marker` is NULL."""
+    if row[prefix + marker] is None:
+        return None
+    return {key.removeprefix(prefix): row[key] for key in row.keys() if key.startswith(prefix)}
+
+
+def _preloaded(row: Row) -> dict[str, Any]:
+    """What a row already carries beyond the entity: watcher count, signal_*, job_* columns."""
+    keys = set(row.keys())
+    known: dict[str, Any] = {}
+    if "watcher_count" in keys:
+        known["watcher_count"] = row["watcher_count"]
+    if "signal_as_of" in keys:
+        known["signal"] = _prefixed(row, "signal_", "as_of")
+    if "job_status" in keys:
+        known["backfill"] = _prefixed(row, "job_", "status")
+    return known
+
+
 def stock_from_row(row: Row) -> Stock:
     """A Stock from any row carrying the entity columns (entity id as `entity_id`)."""
     return Stock(
+        preloaded=_preloaded(row),
         entity_id=row["entity_id"],
         ticker=row["ticker"],
         name=row["name"],

@@ -15,7 +15,8 @@ from services.tickers import normalize_ticker
 MAX_WATCHLIST_SIZE = 100
 
 # Everything a watchlist item shows, in one statement whatever the length: the entity, the
-# user's last states, the last alert, the watcher count and the latest signal (`signal_*`).
+# user's last states, the last alert, the watcher count, the latest signal (`signal_*`) and
+# the newest backfill job (`job_*`).
 ITEMS_SQL = """
 SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
        e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
@@ -32,7 +33,11 @@ SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.da
        sig.valuation_percentile AS signal_valuation_percentile,
        sig.valuation_regime AS signal_valuation_regime, sig.eps_ttm AS signal_eps_ttm,
        sig.fundamental_direction AS signal_fundamental_direction,
-       sig.computed_at AS signal_computed_at
+       sig.computed_at AS signal_computed_at,
+       job.status AS job_status, job.priority AS job_priority,
+       job.requested_at AS job_requested_at, job.retry_count AS job_retry_count,
+       job.error_message AS job_error_message, job.completed_at AS job_completed_at,
+       job.started_at AS job_started_at, job.next_attempt_at AS job_next_attempt_at
 FROM watchlists w
 JOIN entities e ON e.id = w.entity_id
 LEFT JOIN user_entity_settings s ON s.user_id = w.user_id AND s.entity_id = w.entity_id
@@ -44,6 +49,12 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT * FROM entity_signals x WHERE x.entity_id = w.entity_id ORDER BY x.as_of DESC LIMIT 1
 ) sig ON true
+LEFT JOIN LATERAL (
+    SELECT * FROM backfill_queue q
+    WHERE q.ticker = e.ticker
+    ORDER BY q.requested_at DESC, q.created_at DESC
+    LIMIT 1
+) job ON true
 WHERE w.user_id = $1 AND ($2::uuid IS NULL OR w.entity_id = $2)
 ORDER BY w.added_at DESC, w.id DESC
 """

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from services.pagination import encode_cursor
-from tests.fixtures.api import ApiData, Viewer
+from tests.fixtures.api import ApiData, StatementLog, Viewer
 from tests.fixtures.app import GraphQLClient, error_codes
 
 PAGE = """
@@ -238,3 +238,36 @@ async def test_alert_stats_without_alerts_and_day_limits(
     for days in (0, 366, -1):
         body = await gql(f"{{ recentAlertsCount(days: {days}) }}", token=viewer.token)
         assert error_codes(body) == ["BAD_USER_INPUT"], days
+
+
+async def test_alert_stocks_load_counts_signals_and_jobs_in_one_batch_each(
+    gql: GraphQLClient,
+    api_data: ApiData,
+    new_viewer: Callable[..., Viewer],
+    statement_log: StatementLog,
+) -> None:
+    viewer = await _viewer_with_row(gql, new_viewer)
+    other = await api_data.user()
+    for n in range(10):
+        entity = await api_data.entity(f"E{n}")
+        await api_data.watch(other, entity)
+        await api_data.signal(entity, dt.date(2025, 1, 2), close=float(n))
+        await api_data.job(f"E{n}", "pending", priority=n + 1)
+        for day in (1, 2):
+            await api_data.alert(viewer.id, entity, as_of=dt.date(2025, 1, day))
+    query = """{ alerts(first: 20) { edges { node { stock {
+        ticker watcherCount signal { close } backfill { priority } } } } } }"""
+    await gql(query, token=viewer.token)
+    statement_log.clear()
+
+    body = await gql(query, token=viewer.token)
+
+    stocks = [e["node"]["stock"] for e in body["data"]["alerts"]["edges"]]
+    assert len(stocks) == 20
+    for stock in stocks:
+        n = int(stock["ticker"][1:])
+        assert stock["watcherCount"] == 1
+        assert stock["signal"] == {"close": float(n)}
+        assert stock["backfill"] == {"priority": n + 1}
+    # viewer + page + one batch per loader, whatever the page size.
+    assert statement_log.count == 5, statement_log.queries
