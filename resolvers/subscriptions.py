@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import strawberry
@@ -16,7 +16,7 @@ from resolvers import metrics
 from resolvers.context import Context
 from resolvers.loaders import Loaders
 from schema.types import Alert, alert_from_row
-from services import alert_replay, alerts
+from services import alert_replay
 from services.alert_hub import AlertHub, HubStopped, Subscriber
 from services.errors import ServiceError, Unauthenticated
 
@@ -114,20 +114,29 @@ class _SubscriberGauge:
 async def _live_rows(
     context: Context, subscriber: Subscriber, replayed: set[UUID]
 ) -> AsyncIterator[Any]:
-    """Rows of routed events, fetched a batch per query, skipping ids already replayed."""
+    """Rows of routed events (read by the hub after commit), skipping ids already replayed."""
     while True:
-        events = [await subscriber.get()]
-        while len(events) < LIVE_BATCH and (event := subscriber.get_nowait()) is not None:
-            events.append(event)
-        ids = [e.id for e in events if e.id not in replayed]
-        replayed.difference_update(e.id for e in events)
-        if not ids:
+        event = await subscriber.get()
+        if event.id in replayed:
+            replayed.discard(event.id)
             continue
-        for row in await alerts.get_by_ids(context.pool, subscriber.user_id, ids):
-            yield row
+        yield event.row
 
 
 def _fresh_alert(context: Context, row: Any) -> Alert:
     """The event's Alert, resolved with new DataLoaders so no cache outlives one event."""
-    context.loaders = Loaders(context.pool)
+    context.loaders = cast(Loaders, _LazyLoaders(context.pool))
     return alert_from_row(row)
+
+
+class _LazyLoaders:
+    """A fresh `Loaders`, built on first use: most alert selections never load anything."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._loaders: Loaders | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._loaders is None:
+            self._loaders = Loaders(self._pool)
+        return getattr(self._loaders, name)

@@ -7,8 +7,8 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -24,27 +24,45 @@ CHANNEL = "alert_created"
 APPLICATION_NAME_PREFIX = "material-changes-alert-hub"
 RESOLVE_BATCH = 1000
 
+# Full rows (alert plus entity columns, what schema.types builds an Alert from), fetched once
+# per batch for the users subscribed here, so no subscriber queries per event.
 RESOLVE_SQL = """
-SELECT id, user_id, sent_at FROM alert_history WHERE id = ANY($1::uuid[])
-ORDER BY sent_at, id
+SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
+       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
+       a.data_snapshot, a.sent_at, a.opened_at,
+       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+FROM alert_history a
+JOIN entities e ON e.id = a.entity_id
+WHERE a.id = ANY($1::uuid[]) AND a.user_id = ANY($2::uuid[])
+ORDER BY a.sent_at, a.id
 """
 
 # Alerts a reconnecting listener may have missed: committed while it was down. An alert's
 # sent_at is taken inside its transaction, so it may predate the commit by the lookback.
 CATCH_UP_SQL = """
-SELECT id, user_id, sent_at FROM alert_history
-WHERE sent_at > $1 AND user_id = ANY($2::uuid[])
-ORDER BY sent_at, id
+SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
+       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
+       a.data_snapshot, a.sent_at, a.opened_at,
+       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
+       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
+       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+FROM alert_history a
+JOIN entities e ON e.id = a.entity_id
+WHERE a.sent_at > $1 AND a.user_id = ANY($2::uuid[])
+ORDER BY a.sent_at, a.id
 """
 
 
 @dataclass(frozen=True)
 class AlertEvent:
-    """A committed alert as the hub routes it: ids and its keyset position only."""
+    """A committed alert as the hub routes it, with its row as read after the commit."""
 
     id: UUID
     user_id: UUID
     sent_at: datetime
+    row: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
     def key(self) -> tuple[datetime, UUID]:
@@ -320,7 +338,7 @@ class AlertHub:
             await self._pending_ready.wait()
             batch = self._pending[:RESOLVE_BATCH]
             try:
-                rows = await self._pool.fetch(RESOLVE_SQL, batch)
+                rows = await self._pool.fetch(RESOLVE_SQL, batch, list(self._subscribers))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 log.warning("resolving notified alerts failed; retrying", exc_info=True)
                 await asyncio.sleep(delay)
@@ -343,7 +361,7 @@ class AlertHub:
         for row in rows:
             if row["id"] in self._routed:
                 continue
-            event = AlertEvent(row["id"], row["user_id"], row["sent_at"])
+            event = AlertEvent(row["id"], row["user_id"], row["sent_at"], row)
             self._routed[event.id] = event.sent_at
             for subscriber in list(self._subscribers.get(event.user_id, ())):
                 subscriber.offer(event)
