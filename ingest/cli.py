@@ -145,13 +145,14 @@ class Resources:
         if self._pool is None:
             self.dsn = self.dsn or resolve_database_url(self.settings)
             try:
-                self._pool = await create_pool(self.dsn, min_size=1, max_size=max(size, 2))
+                pool = await create_pool(self.dsn, min_size=1, max_size=max(size, 2))
             except (OSError, asyncpg.PostgresError) as exc:
                 raise ConfigurationError(
                     f"cannot connect to the database at {redact_dsn(self.dsn)}: {exc}"
                 ) from None
-            self.stack.push_async_callback(self._pool.close)
-            await _require_migrated(self._pool)
+            self.stack.push_async_callback(pool.close)
+            await _require_migrated(pool)  # checked again by the next step until it passes
+            self._pool = pool
         return self._pool
 
     def store(self) -> ObjectStore:
