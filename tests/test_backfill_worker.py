@@ -18,7 +18,8 @@ from ingest.progress import Progress
 from services.settings import Settings
 from tests.fake_dolthub import EARNINGS_DB, FakeDoltHub
 from tests.fake_dolthub_sql import DATABASE_TABLES
-from tests.fixtures.ingest import missing_month_objects, queue_tickers, sql_requests_for
+from tests.fixtures.ingest import missing_month_objects, queue_tickers, run_ingest, sql_requests_for
+from tests.fixtures.object_store import create_bucket, new_s3_store
 
 TODAY = date(2026, 11, 28)  # the fake's data ends 2026-11-27
 Backfill = Callable[..., Awaitable[Progress]]
@@ -254,3 +255,37 @@ async def test_max_items_bounds_the_run_across_workers(
     assert progress.outcomes == {"completed": 2}
     statuses = await pool.fetch("SELECT status, count(*) FROM backfill_queue GROUP BY status")
     assert {r["status"]: r["count"] for r in statuses} == {"completed": 2, "pending": 3}
+
+
+async def test_cli_backfill_into_s3(
+    pool: asyncpg.Pool,
+    ingest_env: dict[str, str],
+    moto_endpoint: str,
+    aws_test_env: None,
+    tmp_path: Path,
+) -> None:
+    bucket = create_bucket(moto_endpoint)
+    s3_env = {
+        "OBJECT_STORE_URL": f"s3://{bucket}/prod",
+        "S3_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }
+    await queue_tickers(pool, ["KO"])
+    result = await run_ingest(["backfill"], ingest_env, **s3_env)
+    assert result.code == 0, result.stderr
+    assert "1 completed" in result.stdout
+    store = new_s3_store(moto_endpoint, prefix="prod", bucket=bucket)
+    try:
+        row = await entity(pool, "KO")
+        stored = await read_prices(store, "KO")
+        assert (stored.first_date, stored.last_date) == (
+            row["price_data_min_date"],
+            row["price_data_max_date"],
+        )
+        assert row["data_status"] == "ready" and len(stored) > 2000
+    finally:
+        await store.close()
