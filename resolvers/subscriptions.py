@@ -78,7 +78,11 @@ async def _stream(
     `after` = the last id it received.
     """
     gauge = _SubscriberGauge()
-    subscriber = hub.subscribe(user_id, on_overflow=lambda _: gauge.release())
+    try:
+        subscriber = hub.subscribe(user_id, on_overflow=lambda _: gauge.release())
+    except HubStopped:  # the server is shutting down: end quietly
+        gauge.release()
+        return
     registered_at = datetime.now().astimezone()
     try:
         replayed: set[UUID] = set()
@@ -89,7 +93,7 @@ async def _stream(
                 if row["sent_at"] >= horizon:
                     replayed.add(row["id"])
                 yield _fresh_alert(context, row)
-        async for row in _live_rows(context, subscriber, replayed):
+        async for row in _live_rows(subscriber, replayed):
             yield _fresh_alert(context, row)
     except HubStopped:
         return
@@ -111,9 +115,7 @@ class _SubscriberGauge:
             metrics.ACTIVE_SUBSCRIBERS.dec()
 
 
-async def _live_rows(
-    context: Context, subscriber: Subscriber, replayed: set[UUID]
-) -> AsyncIterator[Any]:
+async def _live_rows(subscriber: Subscriber, replayed: set[UUID]) -> AsyncIterator[Any]:
     """Rows of routed events (read by the hub after commit), skipping ids already replayed."""
     while True:
         event = await subscriber.get()

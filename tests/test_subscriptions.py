@@ -325,3 +325,22 @@ async def test_an_evaluation_run_is_delivered_by_both_server_processes(
             assert "ACME entered its historically cheap zone" in {a["headline"] for a in received}
             assert {a["stock"]["ticker"] for a in received} == {"ACME"}
             await client.assert_silent(0.3)
+
+
+async def test_server_shutdown_ends_open_subscriptions_cleanly(
+    server: ServerProcess, pool: asyncpg.Pool, make_token: MakeToken
+) -> None:
+    user = await make_user(pool)
+    async with WsClient.connect(server.ws_url) as client:
+        await client.init(make_token(user))
+        await client.subscribe("1")
+        await wait_for_subscribers(server, 1)
+        await asyncio.to_thread(server.stop)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                message = await client.receive()
+                assert message["type"] == "complete", message
+    # uvicorn re-raises SIGTERM after a graceful shutdown, hence -15 rather than 0.
+    assert server.proc.returncode in (0, -15), server.log_path.read_text()[-2000:]
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log[-2000:]
