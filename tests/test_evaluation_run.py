@@ -8,6 +8,7 @@ import re
 import sys
 import uuid
 from datetime import date
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -422,6 +423,7 @@ EVALUATOR_SCRIPT = """
 import asyncio, sys
 from datetime import date
 from pathlib import Path
+from pathlib import Path
 from ingest.evaluation.run import run_evaluation
 from ingest.object_store import LocalObjectStore
 from services.settings import Settings
@@ -463,3 +465,32 @@ async def test_two_evaluator_processes_split_the_work(
     assert await pool.fetchval("SELECT count(*) FROM alert_history") == 30
     assert await pool.fetchval("SELECT count(DISTINCT entity_id) FROM alert_history") == 30
     assert await pool.fetchval("SELECT count(*) FROM entity_signals") == 30
+
+
+@pytest.mark.slow
+async def test_worker_processes_compute_the_same_alerts(
+    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, tmp_path: Path
+) -> None:
+    settings = Settings.from_env(
+        {"EVALUATION_PROCESSES": "2", "OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}"}
+    )
+    entity = await scenario_entity(pool, eval_store)
+    bad = await scenario_entity(pool, eval_store, "BAD")
+    user = await add_user(pool)
+    await watch(pool, user, entity)
+    await watch(pool, user, bad)
+    eval_store.path_for("prices/v1/BAD/2024/04/data.parquet").write_bytes(b"garbage")
+    await run_evaluation(settings, database_url, as_of=D0, store=eval_store)
+    summary = await run_evaluation(settings, database_url, as_of=D1, store=eval_store)
+    assert summary.entities == 1 and summary.failures == 1 and summary.failed_tickers == ["BAD"]
+    assert summary.read_seconds > 0 and summary.compute_seconds > 0
+    rows = await alerts(pool, VALUATION)
+    assert [(r["as_of"], r["new_state"]) for r in rows] == [(D1, "CHEAP")]
+    claim = await pool.fetchrow(
+        "SELECT c.* FROM evaluation_claims c JOIN evaluation_runs r ON r.id = c.run_id "
+        "WHERE c.entity_id = $1 AND r.as_of = $2",
+        bad,
+        D1,
+    )
+    assert claim is not None and claim["status"] == "failed"
+    assert "corrupt object" in claim["error_message"]

@@ -10,15 +10,21 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
 import asyncpg
 
 from ingest.evaluation.explain import Previous, explain
-from ingest.evaluation.loading import DataRange, load_series
-from ingest.evaluation.signals import NeedsFullHistory, Signal, compute_signal
-from ingest.evaluation.splits import applicable_splits
+from ingest.evaluation.loading import DataRange
+from ingest.evaluation.parallel import (
+    compute_in_worker,
+    load_and_compute,
+    start_workers,
+    store_spec,
+)
+from ingest.evaluation.signals import Signal
 from ingest.evaluation.states import EvaluationParams
 from ingest.evaluation.transitions import decide
 from ingest.market_data import Split
@@ -79,6 +85,8 @@ class _Job:
     worker: str
     summary: EvaluationSummary
     progress: Progress | None
+    workers: ProcessPoolExecutor | None = None
+    concurrency: int = CONCURRENCY
 
 
 async def run_evaluation(
@@ -100,7 +108,8 @@ async def run_evaluation(
     summary = EvaluationSummary()
     own_store = store is None
     object_store = store if store is not None else open_object_store(settings)
-    pool = await create_pool(dsn, min_size=1, max_size=CONCURRENCY + 1)
+    connections = max(CONCURRENCY, 2 * settings.evaluation_processes) + 1
+    pool = await create_pool(dsn, min_size=1, max_size=connections)
     try:
         if wanted is not None:
             present = await db.evaluable_tickers(pool, wanted)
@@ -117,17 +126,7 @@ async def run_evaluation(
             summary.run_entities = run.entity_count
             if progress is not None:
                 progress(0, run.entity_count)
-            worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-            job = _Job(
-                pool,
-                object_store,
-                EvaluationParams.from_settings(settings),
-                run,
-                worker,
-                summary,
-                progress,
-            )
-            await _drain(job, settings)
+            await _evaluate_run(pool, object_store, settings, run, summary, progress)
             await db.finish_run_if_complete(pool, run.id)
     finally:
         await pool.close()
@@ -135,6 +134,36 @@ async def run_evaluation(
             await object_store.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+async def _evaluate_run(
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    settings: Settings,
+    run: db.EvaluationRun,
+    summary: EvaluationSummary,
+    progress: Progress | None,
+) -> None:
+    """This process's share of the run, with EVALUATION_PROCESSES worker processes if > 1."""
+    processes = settings.evaluation_processes
+    workers = start_workers(processes, store_spec(store, settings)) if processes > 1 else None
+    job = _Job(
+        pool=pool,
+        store=store,
+        params=EvaluationParams.from_settings(settings),
+        run=run,
+        worker=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        summary=summary,
+        progress=progress,
+        workers=workers,
+        # Keep every worker busy while the main process writes to Postgres.
+        concurrency=max(CONCURRENCY, 2 * processes),
+    )
+    try:
+        await _drain(job, settings)
+    finally:
+        if workers is not None:
+            await asyncio.to_thread(workers.shutdown, wait=True, cancel_futures=True)
 
 
 async def _drain(job: _Job, settings: Settings) -> None:
@@ -157,7 +186,7 @@ async def _process_batch(job: _Job, batch: list[db.ClaimedEntity]) -> None:
     ids = [entity.id for entity in batch]
     previous = await db.previous_signals(job.pool, ids, job.run.as_of)
     watchers = await db.watchers(job.pool, ids)
-    gate = asyncio.Semaphore(CONCURRENCY)
+    gate = asyncio.Semaphore(job.concurrency)
 
     async def one(entity: db.ClaimedEntity) -> None:
         async with gate:
@@ -209,30 +238,24 @@ async def _evaluate_one(
 
 
 async def _signal_for(job: _Job, entity: db.ClaimedEntity) -> tuple[Signal, list[Split]]:
-    """Read the series and compute the signal; re-read all prices if the window was short."""
+    """The entity's signal, computed here or in a worker process."""
+    known = DataRange(entity.price_data_min_date, entity.fundamental_data_min_date)
     day = job.run.as_of
-    for full in (False, True):
-        started = time.perf_counter()
-        series = await load_series(
-            job.store,
-            entity.ticker,
-            day,
-            years=job.params.history_years,
-            known=DataRange(entity.price_data_min_date, entity.fundamental_data_min_date),
-            full_history=full,
+    if job.workers is None:
+        outcome = await load_and_compute(job.store, entity.ticker, day, job.params, known)
+    else:
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            job.workers, compute_in_worker, entity.ticker, day, job.params, known
         )
-        job.summary.read_seconds += time.perf_counter() - started
-        if not series.dates:
-            raise LookupError(f"no prices up to {day} in the object store for {entity.ticker}")
-        started = time.perf_counter()
-        try:
-            signal = compute_signal(series, day, job.params)
-        except NeedsFullHistory:
-            continue
-        finally:
-            job.summary.compute_seconds += time.perf_counter() - started
-        return signal, applicable_splits(series.splits, day)
-    raise AssertionError("a full history always determines the trend")
+    job.summary.read_seconds += outcome.read_seconds
+    job.summary.compute_seconds += outcome.compute_seconds
+    if outcome.error is not None or outcome.signal is None:
+        raise EvaluationFailed(outcome.error or "no signal computed")
+    return outcome.signal, outcome.splits
+
+
+class EvaluationFailed(Exception):
+    """A worker process could not evaluate an entity (the message says why)."""
 
 
 def _previous(row: asyncpg.Record | None, splits: Sequence[Split], as_of: date) -> Previous | None:

@@ -1,0 +1,104 @@
+"""Read + compute for one entity, in-process or in worker processes (that half is GIL-bound)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from ingest.evaluation.loading import DataRange, load_series
+from ingest.evaluation.signals import NeedsFullHistory, Signal, compute_signal
+from ingest.evaluation.splits import applicable_splits
+from ingest.evaluation.states import EvaluationParams
+from ingest.market_data import Split
+from ingest.object_store import LocalObjectStore, ObjectStore, open_object_store
+from services.settings import Settings
+
+
+@dataclass
+class Outcome:
+    """A computed signal (or the error text) plus where the time went."""
+
+    signal: Signal | None = None
+    splits: list[Split] = field(default_factory=list)
+    error: str | None = None
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
+
+
+async def load_and_compute(
+    store: ObjectStore, ticker: str, as_of: date, params: EvaluationParams, known: DataRange
+) -> Outcome:
+    """Read the windowed series and compute; re-read everything if a window was too short."""
+    outcome = Outcome()
+    for full in (False, True):
+        started = time.perf_counter()
+        series = await load_series(
+            store, ticker, as_of, years=params.history_years, known=known, full_history=full
+        )
+        outcome.read_seconds += time.perf_counter() - started
+        if not series.dates:
+            raise LookupError(f"no prices up to {as_of} in the object store for {ticker}")
+        started = time.perf_counter()
+        try:
+            outcome.signal = compute_signal(series, as_of, params)
+        except NeedsFullHistory:
+            continue
+        finally:
+            outcome.compute_seconds += time.perf_counter() - started
+        outcome.splits = applicable_splits(series.splits, as_of)
+        return outcome
+    raise AssertionError("a full history always determines every state")
+
+
+# --- worker processes -------------------------------------------------------------------
+
+StoreSpec = tuple[str, Path | Settings]
+_worker_store: ObjectStore | None = None
+_worker_loop: asyncio.AbstractEventLoop | None = None
+
+
+def store_spec(store: ObjectStore, settings: Settings) -> StoreSpec:
+    """How a worker process re-creates `store` (a local root, else from the settings)."""
+    if isinstance(store, LocalObjectStore):
+        return ("local", store.root)
+    return ("settings", settings)
+
+
+def start_workers(processes: int, spec: StoreSpec) -> ProcessPoolExecutor:
+    """`processes` spawned workers, each with its own store and event loop."""
+    return ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(spec,),
+    )
+
+
+def _init_worker(spec: StoreSpec) -> None:
+    global _worker_store, _worker_loop
+    kind, value = spec
+    _worker_loop = asyncio.new_event_loop()
+    if kind == "local":
+        assert isinstance(value, Path)
+        _worker_store = LocalObjectStore(value, fsync=False)
+    else:
+        assert isinstance(value, Settings)
+        _worker_store = open_object_store(value)
+
+
+def compute_in_worker(
+    ticker: str, as_of: date, params: EvaluationParams, known: DataRange
+) -> Outcome:
+    """Worker entry point; errors come back as text (custom exceptions may not unpickle)."""
+    assert _worker_loop is not None and _worker_store is not None
+    try:
+        return _worker_loop.run_until_complete(
+            load_and_compute(_worker_store, ticker, as_of, params, known)
+        )
+    except Exception as exc:
+        return Outcome(error=f"{type(exc).__name__}: {exc}")
