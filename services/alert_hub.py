@@ -109,7 +109,7 @@ class Subscriber:
         if self._error is not None:
             return
         if self._queue.qsize() >= self._limit:
-            self._fail(SubscriberTooSlow(f"subscriber fell more than {self._limit} alerts behind"))
+            self.fail(SubscriberTooSlow(f"subscriber fell more than {self._limit} alerts behind"))
             if self._on_overflow is not None:
                 self._on_overflow(self)
             return
@@ -142,7 +142,8 @@ class Subscriber:
         if self._error is None:
             self._error = HubStopped("subscription closed")
 
-    def _fail(self, error: Exception) -> None:
+    def fail(self, error: Exception) -> None:
+        """Close with `error`: unregister, drop the backlog, wake the reader."""
         self._error = error
         self.hub.unsubscribe(self)
         while not self._queue.empty():  # free the backlog now, not when the client reads
@@ -186,7 +187,6 @@ class AlertHub:
         self._routed: dict[UUID, datetime] = {}
         self._alive_at: datetime | None = None
         self.reconnects = 0
-        self.delivered = 0
 
     @classmethod
     def from_settings(cls, dsn: str, pool: asyncpg.Pool, settings: Settings) -> AlertHub:
@@ -246,7 +246,7 @@ class AlertHub:
         await self._disconnect()
         for group in list(self._subscribers.values()):
             for subscriber in list(group):
-                subscriber._fail(HubStopped("server is shutting down"))
+                subscriber.fail(HubStopped("server is shutting down"))
         self._subscribers.clear()
 
     async def _connect(self) -> None:
@@ -365,7 +365,6 @@ class AlertHub:
             self._routed[event.id] = event.sent_at
             for subscriber in list(self._subscribers.get(event.user_id, ())):
                 subscriber.offer(event)
-                self.delivered += 1
 
     def _prune_routed(self) -> None:
         if self._alive_at is None:
