@@ -1,13 +1,14 @@
 """Alert delivery latency: 1,000 WebSocket subscribers on one server process.
 
     .venv/bin/python bench/subscriptions.py [--subscribers 1000] [--users 100] [--rounds 5]
-                                            [--burst 100]
+                                            [--burst 100] [--no-deflate]
 
 Starts `python server.py` on a scratch database (TEST_DATABASE_URL / DATABASE_URL, else the
 embedded server; dropped afterwards), opens the subscribers (spread evenly over the users),
 then commits `--rounds` bursts of `--burst` alerts, each burst one transaction with a
 pg_notify per alert, as the evaluator writes them. Prints delivery latency after commit
-(p50/p99/max over every delivery), lost or duplicated deliveries, and the server's RSS.
+(p50/p99/max over every delivery), lost or duplicated deliveries, the server's RSS and its
+CPU time per delivery (user/system; steadier than latency on a shared machine).
 Target (SPEC §10): p99 < 250 ms. Numbers only; nothing is asserted.
 """
 
@@ -89,10 +90,11 @@ class Subscribers:
         await self.stack.aclose()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -141,12 +143,13 @@ async def run(args: argparse.Namespace) -> None:
             await subscribers.wait_for(expected, ROUND_TIMEOUT_SECONDS)
             print(f"round {round_no + 1}: {len(subscribers.received)}/{expected} deliveries")
             await asyncio.sleep(0.2)
-        cpu_used = cpu_seconds(process.pid) - cpu_before
+        cpu_after = cpu_seconds(process.pid)
+        user, system = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
         report(subscribers.received, committed, per_user)
         deliveries = len(committed) * per_user
         print(
-            f"server CPU {cpu_used:.2f}s for {deliveries} deliveries: "
-            f"{cpu_used / deliveries * 1e6:.0f} µs per delivery"
+            f"server CPU {user + system:.2f}s (user {user:.2f}s, system {system:.2f}s) for "
+            f"{deliveries} deliveries: {(user + system) / deliveries * 1e6:.0f} µs per delivery"
         )
         print(f"server RSS after {args.rounds} bursts: {process.rss_bytes() / 2**20:.0f} MB")
     finally:
