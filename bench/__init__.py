@@ -1,0 +1,1 @@
+"""Benchmarks: each prints numbers and ratios, never asserts times."""
