@@ -108,6 +108,7 @@ async def test_alerts_reach_their_owner_and_never_another_user(
         assert [a["id"] for a in await bob_ws.next_alerts(1)] == [str(i) for i in bob_ids]
         await alice_ws.assert_silent(0.5)
         await bob_ws.assert_silent(0.1)
+    await wait_for_subscribers(server, 0)  # disconnecting unregisters from the hub
 
 
 async def test_after_replays_then_goes_live_without_gap_or_duplicate(
