@@ -70,3 +70,11 @@ async def test_pending_backfill_is_unique_per_ticker(pool: asyncpg.Pool) -> None
         await pool.execute("INSERT INTO backfill_queue (ticker) VALUES ('AAPL')")
     await pool.execute("UPDATE backfill_queue SET status = 'failed'")
     await pool.execute("INSERT INTO backfill_queue (ticker) VALUES ('AAPL')")
+
+
+async def test_latest_evaluation_date_is_an_index_probe(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("SET enable_seqscan = off")
+        rows = await conn.fetch("EXPLAIN SELECT max(as_of) FROM entity_signals")
+    plan = "\n".join(row[0] for row in rows)
+    assert "entity_signals_as_of" in plan
