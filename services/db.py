@@ -50,6 +50,11 @@ def dsn_with_database(dsn: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
+def database_name(dsn: str) -> str:
+    """The database a DSN names (the URL path; a socket `?host=/dir` is not part of it)."""
+    return urlsplit(dsn).path.lstrip("/")
+
+
 def redact_dsn(dsn: str) -> str:
     """DSN without its password, for logs."""
     parts = urlsplit(dsn)

@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 
 from services.alert_hub import AlertEvent, AlertHub, HubStopped, Subscriber, SubscriberTooSlow
+from services.db import database_name
 from tests.fixtures.ws import (
     connections_refused,
-    database_name,
     insert_alerts,
     make_entity,
     make_user,

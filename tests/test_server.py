@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.typing import Subprotocol
 
 from server import create_app
+from services.db import database_name
 from services.settings import Settings
 from tests.fixtures.app import GraphQLClient, error_codes
 
@@ -90,7 +91,7 @@ async def test_health_is_503_when_the_object_store_is_unusable(
 async def test_health_is_503_when_the_database_is_down(
     client: httpx.AsyncClient, server_dsn: str, database_url: str
 ) -> None:
-    name = database_url.rsplit("/", 1)[1]
+    name = database_name(database_url)
     admin = await asyncpg.connect(server_dsn)
     try:
         await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')

@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ingest.evaluation.run import run_evaluation
 from ingest.object_store import LocalObjectStore
+from services.db import database_name
 from services.settings import Settings
 from tests.fixtures.evaluation import (
     D0,
@@ -29,7 +30,6 @@ from tests.fixtures.ws import (
     ServerProcess,
     WsClient,
     connections_refused,
-    database_name,
     insert_alerts,
     make_entity,
     make_user,
