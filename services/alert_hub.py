@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.alerts import ALERT_SELECT
 from services.errors import ServiceError
 from services.settings import Settings
 
@@ -26,33 +27,21 @@ RESOLVE_BATCH = 1000
 
 # Full rows (alert plus entity columns, what schema.types builds an Alert from), fetched once
 # per batch for the users subscribed here, so no subscriber queries per event.
-RESOLVE_SQL = """
-SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at, a.opened_at,
-       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
-FROM alert_history a
-JOIN entities e ON e.id = a.entity_id
-WHERE a.id = ANY($1::uuid[]) AND a.user_id = ANY($2::uuid[])
+RESOLVE_SQL = (
+    ALERT_SELECT
+    + """WHERE a.id = ANY($1::uuid[]) AND a.user_id = ANY($2::uuid[])
 ORDER BY a.sent_at, a.id
 """
+)
 
 # Alerts a reconnecting listener may have missed: committed while it was down. An alert's
 # sent_at is taken inside its transaction, so it may predate the commit by the lookback.
-CATCH_UP_SQL = """
-SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at, a.opened_at,
-       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
-FROM alert_history a
-JOIN entities e ON e.id = a.entity_id
-WHERE a.sent_at > $1 AND a.user_id = ANY($2::uuid[])
+CATCH_UP_SQL = (
+    ALERT_SELECT
+    + """WHERE a.sent_at > $1 AND a.user_id = ANY($2::uuid[])
 ORDER BY a.sent_at, a.id
 """
+)
 
 
 @dataclass(frozen=True)

@@ -8,26 +8,20 @@ from uuid import UUID
 
 import asyncpg
 
+from services.alerts import ALERT_SELECT
 from services.errors import BadUserInput, NotFound
 
 REPLAY_PAGE_SIZE = 100
 
 _POSITION_SQL = "SELECT sent_at, id FROM alert_history WHERE id = $1 AND user_id = $2"
 
-# Alert columns plus its entity's (entity id as `entity_id`): what schema.types builds from.
-_REPLAY_SQL = """
-SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at, a.opened_at,
-       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
-FROM alert_history a
-JOIN entities e ON e.id = a.entity_id
-WHERE a.user_id = $1 AND (a.sent_at, a.id) > ($2::timestamptz, $3::uuid)
+_REPLAY_SQL = (
+    ALERT_SELECT
+    + """WHERE a.user_id = $1 AND (a.sent_at, a.id) > ($2::timestamptz, $3::uuid)
 ORDER BY a.sent_at, a.id
 LIMIT $4
 """
+)
 
 Key = tuple[datetime, UUID]
 

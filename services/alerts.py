@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from services.entities import Executor, check_limit
+from services.entities import STOCK_COLUMNS, Executor, check_limit
 from services.errors import BadUserInput, NotFound
 from services.pagination import decode_cursor, encode_cursor
 
@@ -17,66 +17,49 @@ MAX_PAGE_SIZE = 100
 MAX_RECENT_DAYS = 365
 
 # Every alert query returns the alert plus its entity columns, so `Alert.stock` needs no
-# second statement. Newest first by (sent_at, id), served by alert_history_user_sent.
-_PAGE_SQL = """
-SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at, a.opened_at,
-       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+# second statement. These columns must stay in step with schema.types.alert_from_row; the
+# hub and replay build their statements from ALERT_SELECT too (constant fragments only).
+ALERT_COLUMNS = """a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state,
+       a.headline, a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
+       a.data_snapshot, a.sent_at"""
+
+ALERT_SELECT = f"""
+SELECT {ALERT_COLUMNS}, a.opened_at,
+       {STOCK_COLUMNS}
 FROM alert_history a
 JOIN entities e ON e.id = a.entity_id
-WHERE a.user_id = $1 AND (a.sent_at, a.id) < ($2::timestamptz, $3::uuid)
+"""  # noqa: S608
+
+# Newest first by (sent_at, id), served by alert_history_user_sent.
+_PAGE_WHERE = "WHERE a.user_id = $1 AND (a.sent_at, a.id) < ($2::timestamptz, $3::uuid)"
+_PAGE_ORDER = """
 ORDER BY a.sent_at DESC, a.id DESC
 LIMIT $4
 """
+_PAGE_SQL = ALERT_SELECT + _PAGE_WHERE + _PAGE_ORDER
+_PAGE_BY_TYPE_SQL = ALERT_SELECT + _PAGE_WHERE + " AND a.alert_type = $5" + _PAGE_ORDER
 
-_PAGE_BY_TYPE_SQL = """
-SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at, a.opened_at,
-       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
-FROM alert_history a
-JOIN entities e ON e.id = a.entity_id
-WHERE a.user_id = $1 AND (a.sent_at, a.id) < ($2::timestamptz, $3::uuid) AND a.alert_type = $5
-ORDER BY a.sent_at DESC, a.id DESC
-LIMIT $4
-"""
-
-_BY_IDS_SQL = """
-SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at, a.opened_at,
-       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
-FROM alert_history a
-JOIN entities e ON e.id = a.entity_id
-WHERE a.id = ANY($1::uuid[]) AND a.user_id = $2
+_BY_IDS_SQL = (
+    ALERT_SELECT
+    + """WHERE a.id = ANY($1::uuid[]) AND a.user_id = $2
 ORDER BY a.sent_at, a.id
 """
+)
 
 # The outer SELECT reads the pre-update snapshot, so the fresh opened_at comes from `opened`.
-_MARK_OPENED_SQL = """
+_MARK_OPENED_SQL = f"""
 WITH opened AS (
     UPDATE alert_history SET opened_at = now()
     WHERE id = $1 AND user_id = $2 AND opened_at IS NULL
     RETURNING id, opened_at
 )
-SELECT a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-       a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at, coalesce(o.opened_at, a.opened_at) AS opened_at,
-       e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+SELECT {ALERT_COLUMNS}, coalesce(o.opened_at, a.opened_at) AS opened_at,
+       {STOCK_COLUMNS}
 FROM alert_history a
 JOIN entities e ON e.id = a.entity_id
 LEFT JOIN opened o ON o.id = a.id
 WHERE a.id = $1 AND a.user_id = $2
-"""
+"""  # noqa: S608
 
 _COUNT_SQL = """
 SELECT count(*) FROM alert_history WHERE user_id = $1 AND ($2::text IS NULL OR alert_type = $2)

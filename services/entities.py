@@ -14,35 +14,34 @@ from services.errors import BadUserInput
 Connection = asyncpg.Connection | PoolConnectionProxy
 Executor = Connection | asyncpg.Pool
 
-# Every query that builds a Stock selects the same entity columns (entity id as `entity_id`),
-# written out in each statement so every SQL text stays a constant.
+# Every query that builds a Stock selects these entity columns (entity id as `entity_id`);
+# they must stay in step with schema.types.stock_from_row. Statements that embed them are
+# f-strings of module constants only (hence `noqa: S608`); values always go in as $n.
+STOCK_COLUMNS = """e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf,
+       e.data_status, e.has_price_data, e.has_fundamental_data, e.price_data_min_date,
+       e.price_data_max_date, e.fundamental_data_min_date, e.fundamental_data_max_date,
+       e.last_data_update"""
 
 MAX_SEARCH_QUERY_LENGTH = 100
 MAX_LIST_LIMIT = 50
 
-_BY_TICKER_SQL = """
-SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+_BY_TICKER_SQL = f"""
+SELECT {STOCK_COLUMNS}
 FROM entities e WHERE e.ticker = $1
-"""
+"""  # noqa: S608
 
-_BY_IDS_SQL = """
-SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
+_BY_IDS_SQL = f"""
+SELECT {STOCK_COLUMNS}
 FROM entities e WHERE e.id = ANY($1::uuid[])
-"""
+"""  # noqa: S608
 
 # DO UPDATE (not DO NOTHING) so a row inserted by a concurrent transaction is returned too.
-_GET_OR_CREATE_SQL = """
+_GET_OR_CREATE_SQL = f"""
 INSERT INTO entities AS e (ticker)
 SELECT t FROM unnest($1::text[]) AS t ORDER BY t
 ON CONFLICT (ticker) DO UPDATE SET ticker = EXCLUDED.ticker
-RETURNING e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update
-"""
+RETURNING {STOCK_COLUMNS}
+"""  # noqa: S608
 
 _UNIVERSE_SQL = """
 SELECT EXISTS (SELECT 1 FROM entities WHERE in_symbol_universe) AS loaded,
@@ -55,48 +54,39 @@ SELECT k.id, (SELECT count(*) FROM watchlists w WHERE w.entity_id = k.id) AS wat
 FROM unnest($1::uuid[]) AS k(id)
 """
 
-_POPULAR_SQL = """
-SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update,
+_POPULAR_SQL = f"""
+SELECT {STOCK_COLUMNS},
        c.watchers AS watcher_count
 FROM (SELECT entity_id, count(*) AS watchers FROM watchlists GROUP BY entity_id) c
 JOIN entities e ON e.id = c.entity_id
 ORDER BY c.watchers DESC, e.ticker
 LIMIT $1
-"""
+"""  # noqa: S608
 
 # $1 query upper-cased, $2 LIKE prefix pattern, $3 query as typed, $4 limit, $5 substring
 # pattern. The name-substring branch only runs for queries of 3+ characters (the shortest a
 # trigram index can serve), so it is a separate statement rather than a runtime flag that
 # would defeat a generic plan.
-SEARCH_SHORT_SQL = """
-SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update,
+_SEARCH_SELECT = f"""
+SELECT {STOCK_COLUMNS},
        (SELECT count(*) FROM watchlists w WHERE w.entity_id = e.id) AS watcher_count,
        e.ticker = $1 AS exact_match,
        e.ticker LIKE $2 AS prefix_match,
        similarity(coalesce(e.name, ''), $3) AS name_score
 FROM entities e
-WHERE e.ticker = $1 OR e.ticker LIKE $2 OR e.name % $3
+"""  # noqa: S608
+_SEARCH_ORDER = """
 ORDER BY exact_match DESC, prefix_match DESC, name_score DESC, watcher_count DESC, e.ticker
 LIMIT $4
 """
-
-SEARCH_SQL = """
-SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
-       e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
-       e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update,
-       (SELECT count(*) FROM watchlists w WHERE w.entity_id = e.id) AS watcher_count,
-       e.ticker = $1 AS exact_match,
-       e.ticker LIKE $2 AS prefix_match,
-       similarity(coalesce(e.name, ''), $3) AS name_score
-FROM entities e
-WHERE e.ticker = $1 OR e.ticker LIKE $2 OR e.name % $3 OR e.name ILIKE $5
-ORDER BY exact_match DESC, prefix_match DESC, name_score DESC, watcher_count DESC, e.ticker
-LIMIT $4
-"""
+SEARCH_SHORT_SQL = (
+    _SEARCH_SELECT + "WHERE e.ticker = $1 OR e.ticker LIKE $2 OR e.name % $3" + _SEARCH_ORDER
+)
+SEARCH_SQL = (
+    _SEARCH_SELECT
+    + "WHERE e.ticker = $1 OR e.ticker LIKE $2 OR e.name % $3 OR e.name ILIKE $5"
+    + _SEARCH_ORDER
+)
 
 
 def check_limit(limit: int, name: str = "limit", maximum: int = MAX_LIST_LIMIT) -> int:
