@@ -1,0 +1,509 @@
+"""Benchmark: the 50-item `watchlist` on our server vs PostGraphile v4 over the same data.
+
+Usage (once: `npm ci --prefix bench/postgraphile`):
+    python bench/watchlist_vs_postgraphile.py [--clients 32] [--requests 5000] [--rounds 2]
+
+A scratch database on TEST_DATABASE_URL / DATABASE_URL (else the embedded server) is migrated
+and seeded (bench/watchlist_api.seed plus sectors, varied states and watcher counts), then
+served by `python server.py` and by PostGraphile v4 side by side. Both answers are checked to
+carry the same information; then each server gets the same number of requests from the same
+32 clients in turn. Prints req/s, p50/p95/p99, errors, server RSS and CPU per request, and the
+ratios ours/PostGraphile (SPEC §10). The database is dropped and both servers stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.watchlist_api import seed
+from services.auth import issue_token
+from services.db import dsn_with_database, resolve_database_url
+from services.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_DIR = ROOT / "bench" / "postgraphile"
+PG_CLI = PG_DIR / "node_modules" / "postgraphile" / "cli.js"
+SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+OUR_QUERY = """{ watchlist { count items {
+  addedAt alertsEnabled valuationState trendState fundamentalsState
+  valuationRegime trendPosition fundamentalDirection lastAlertAt lastEvaluatedAt
+  stock { ticker name sector exchange dataStatus hasPriceData watcherCount
+    signal { asOf close sma200 trendPosition valuationMetric valuationMultiple
+             valuationPercentile valuationRegime epsTtm fundamentalDirection }
+    backfill { status priority requestedAt retryCount errorMessage completedAt } } } } }"""
+
+# The same information from PostGraphile's generated schema. Differences: the user id is an
+# argument (no auth, no RLS); states come raw (null → fall back to the signal client-side);
+# the Direction arrows are not derivable; the latest backfill job needs a computed column.
+PG_QUERY = """query Watchlist($userId: UUID!) { userById(id: $userId) {
+  watchlistsByUserId(orderBy: [ADDED_AT_DESC, ID_DESC]) { totalCount nodes {
+    addedAt alertsEnabled
+    entityByEntityId { ticker name sector exchange dataStatus hasPriceData
+      watchlistsByEntityId { totalCount }
+      entitySignalsByEntityId(orderBy: AS_OF_DESC, first: 1) { nodes {
+        asOf close sma200 trendPosition valuationMetric valuationMultiple
+        valuationPercentile valuationRegime epsTtm fundamentalDirection } }
+      latestBackfill { status priority requestedAt retryCount errorMessage completedAt }
+      userEntitySettingsByEntityId(condition: { userId: $userId }) { nodes {
+        lastValuationRegime lastTrendPosition lastFundamentalDirection lastEvaluatedAt } }
+      alertHistoriesByEntityId(condition: { userId: $userId }, orderBy: SENT_AT_DESC, first: 1) {
+        nodes { sentAt } } } } } } }"""
+
+# A computed column (PostGraphile's idiom for a non-FK relation), created in the scratch
+# database only: backfill_queue joins entities by ticker, which PostGraphile cannot infer.
+LATEST_BACKFILL_SQL = """
+CREATE FUNCTION public.entities_latest_backfill(e public.entities)
+RETURNS public.backfill_queue LANGUAGE sql STABLE AS $$
+  SELECT q.* FROM public.backfill_queue q WHERE q.ticker = e.ticker
+  ORDER BY q.requested_at DESC, q.created_at DESC LIMIT 1 $$"""
+
+# Variety on top of bench/watchlist_api.seed: sectors, distinct added_at, mixed and missing
+# states (the signal fallback), watcher counts from 1 to 6, a failed backfill job.
+VARIETY_SQL = [
+    """UPDATE entities e SET sector = (ARRAY['Technology', 'Energy', 'Health Care'])[n % 3 + 1],
+         exchange = CASE WHEN n % 2 = 0 THEN 'NASDAQ' ELSE 'NYSE' END
+       FROM (SELECT id, row_number() OVER (ORDER BY ticker) AS n FROM entities) x
+       WHERE x.id = e.id""",
+    """UPDATE watchlists w SET added_at = now() - x.n * interval '1 minute'
+       FROM (SELECT id, row_number() OVER (ORDER BY user_id, entity_id) AS n FROM watchlists) x
+       WHERE x.id = w.id""",
+    """UPDATE user_entity_settings s SET
+         last_valuation_regime = CASE x.n % 4 WHEN 0 THEN NULL WHEN 1 THEN 'EXPENSIVE'
+                                 WHEN 2 THEN 'NORMAL' ELSE 'CHEAP' END,
+         last_trend_position = CASE WHEN x.n % 3 = 0 THEN 'BELOW_200DMA'
+                               ELSE last_trend_position END,
+         last_fundamental_direction = CASE WHEN x.n % 4 = 0 THEN NULL
+                                      ELSE last_fundamental_direction END
+       FROM (SELECT entity_id, row_number() OVER (ORDER BY entity_id) AS n
+             FROM user_entity_settings) x
+       WHERE x.entity_id = s.entity_id""",
+    """DELETE FROM watchlists w USING (
+         SELECT w2.id, row_number() OVER (PARTITION BY w2.entity_id ORDER BY w2.user_id) AS k,
+                abs(hashtext(e.ticker)) % 6 AS drop_count
+         FROM watchlists w2 JOIN entities e ON e.id = w2.entity_id
+         WHERE w2.user_id <> $1) x
+       WHERE w.id = x.id AND x.k <= x.drop_count""",
+    """UPDATE backfill_queue SET status = 'failed', retry_count = 3, error_message = 'no data'
+       WHERE ticker = (SELECT min(ticker) FROM backfill_queue)""",
+]
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    payload: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    latencies: list[float]
+    errors: int
+    rss_mb: float
+    peak_rss_mb: float
+    server_cpu_s: float
+    client_cpu_s: float
+    machine_busy: float
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[max(0, math.ceil(len(ordered) * q) - 1)] * 1000
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+
+async def prepare_database(dsn: str, items: int) -> uuid.UUID:
+    """Migrated and seeded; returns the benchmark user's id."""
+    user = await seed(dsn, items)
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in VARIETY_SQL:
+            await conn.execute(statement, *([user] if "$1" in statement else []))
+        await conn.execute(LATEST_BACKFILL_SQL)
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return user
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_ours(dsn: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """`python server.py` (development start-up migrates; access log off like PostGraphile's)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "JWT_SECRET": SECRET,
+        "APP_ENV": "development",
+        "LOG_LEVEL": "WARNING",
+        "DATA_DIR": str(ROOT / ".data" / "bench"),
+    }
+    command = [sys.executable, "server.py", "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+
+
+def start_postgraphile(dsn: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """PostGraphile v4's CLI under node directly (no npx shim in the process tree)."""
+    node = shutil.which("node")
+    if node is None or not PG_CLI.exists():
+        raise SystemExit(
+            "PostGraphile missing: run `npm ci --prefix bench/postgraphile` (needs node)"
+        )
+    command = [node, str(PG_CLI), "-c", dsn, "--schema", "public", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--disable-graphiql", "--disable-query-log"]
+    command += ["--max-pool-size", "10"]  # = services.db.create_pool's max_size
+    if workers > 1:
+        command += ["--cluster-workers", str(workers)]
+    return subprocess.Popen(command, cwd=PG_DIR, stdout=subprocess.DEVNULL)
+
+
+async def wait_ready(server: Server) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        for _ in range(300):
+            if server.process.poll() is not None:
+                raise SystemExit(f"{server.name} exited with {server.process.returncode}")
+            try:
+                response = await http.post(server.url, json=server.payload, headers=server.headers)
+                if response.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"{server.name} did not start within 30 s")
+
+
+def instant(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def number(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def signal_tuple(signal: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if signal is None:
+        return None
+    floats = ("close", "sma200", "valuationMultiple", "valuationPercentile", "epsTtm")
+    texts = ("asOf", "trendPosition", "valuationMetric", "valuationRegime", "fundamentalDirection")
+    return tuple(number(signal[k]) for k in floats) + tuple(signal[k] for k in texts)
+
+
+def job_tuple(job: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if job is None:
+        return None
+    return (
+        job["status"].upper(),
+        job["priority"],
+        instant(job["requestedAt"]),
+        job["retryCount"],
+        job["errorMessage"],
+        instant(job["completedAt"]),
+    )
+
+
+def our_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our answer as comparable values."""
+    items = body["data"]["watchlist"]["items"]
+    return [
+        {
+            "ticker": item["stock"]["ticker"],
+            "name": item["stock"]["name"],
+            "sector": item["stock"]["sector"],
+            "exchange": item["stock"]["exchange"],
+            "dataStatus": item["stock"]["dataStatus"],
+            "hasPriceData": item["stock"]["hasPriceData"],
+            "watchers": item["stock"]["watcherCount"],
+            "signal": signal_tuple(item["stock"]["signal"]),
+            "backfill": job_tuple(item["stock"]["backfill"]),
+            "states": (
+                item["valuationRegime"],
+                item["trendPosition"],
+                item["fundamentalDirection"],
+            ),
+            "alertsEnabled": item["alertsEnabled"],
+            "addedAt": instant(item["addedAt"]),
+            "lastAlertAt": instant(item["lastAlertAt"]),
+            "lastEvaluatedAt": instant(item["lastEvaluatedAt"]),
+        }
+        for item in items
+    ]
+
+
+def fallback(state: dict[str, Any], signal: dict[str, Any] | None, key: str, other: str) -> str:
+    """The user's last state, else the latest signal's, else UNKNOWN (as our server does)."""
+    return str(state.get(key) or (signal or {}).get(other) or "UNKNOWN")
+
+
+def postgraphile_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """PostGraphile's answer as the same values (state fallback done here, client-side)."""
+    result = []
+    for node in body["data"]["userById"]["watchlistsByUserId"]["nodes"]:
+        entity = node["entityByEntityId"]
+        signals = entity["entitySignalsByEntityId"]["nodes"]
+        signal = signals[0] if signals else None
+        states = entity["userEntitySettingsByEntityId"]["nodes"]
+        state = states[0] if states else {}
+        alerts = entity["alertHistoriesByEntityId"]["nodes"]
+
+        result.append(
+            {
+                "ticker": entity["ticker"],
+                "name": entity["name"],
+                "sector": entity["sector"],
+                "exchange": entity["exchange"],
+                "dataStatus": entity["dataStatus"].upper(),
+                "hasPriceData": entity["hasPriceData"],
+                "watchers": entity["watchlistsByEntityId"]["totalCount"],
+                "signal": signal_tuple(signal),
+                "backfill": job_tuple(entity["latestBackfill"]),
+                "states": (
+                    fallback(state, signal, "lastValuationRegime", "valuationRegime"),
+                    fallback(state, signal, "lastTrendPosition", "trendPosition"),
+                    fallback(state, signal, "lastFundamentalDirection", "fundamentalDirection"),
+                ),
+                "alertsEnabled": node["alertsEnabled"],
+                "addedAt": instant(node["addedAt"]),
+                "lastAlertAt": instant(alerts[0]["sentAt"]) if alerts else None,
+                "lastEvaluatedAt": instant(state.get("lastEvaluatedAt")),
+            }
+        )
+    return result
+
+
+async def verify_same(ours: Server, theirs: Server, items: int) -> None:
+    """Both servers answer without errors, with `items` items carrying the same values."""
+    answers = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for server, read in ((ours, our_items), (theirs, postgraphile_items)):
+            response = await http.post(server.url, json=server.payload, headers=server.headers)
+            body = response.json()
+            if response.status_code != 200 or "errors" in body:
+                raise SystemExit(f"{server.name} answered {response.status_code}: {body}")
+            answers.append(read(body))
+    if len(answers[0]) != items:
+        raise SystemExit(f"expected {items} items, ours has {len(answers[0])}")
+    for mine, other in zip(answers[0], answers[1], strict=True):
+        if mine != other:
+            raise SystemExit(f"answers differ:\n ours: {mine}\n PostGraphile: {other}")
+    watchers = sorted({item["watchers"] for item in answers[0]})
+    print(f"verified: both return the same {items} items (watcher counts {watchers})")
+
+
+def process_tree(pid: int) -> Iterator[int]:
+    """pid and its descendants (uvicorn/cluster workers)."""
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        yield current
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+
+
+def tree_sum(pid: int, read: Callable[[int], float]) -> float:
+    total = 0.0
+    for child in process_tree(pid):
+        try:
+            total += read(child)
+        except OSError:
+            continue  # exited meanwhile
+    return total
+
+
+def status_mb(field: str) -> Callable[[int], float]:
+    def read(pid: int) -> float:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    return read
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs: how saturated the box was, whoever used it."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+async def load(server: Server, clients: int, total: int, max_seconds: float) -> Result:
+    """`total` requests from `clients` concurrent keep-alive connections (stops at max_seconds)."""
+    latencies: list[float] = []
+    errors = 0
+    remaining = iter(range(total))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(http: httpx.AsyncClient, deadline: float) -> None:
+        nonlocal errors
+        for _ in remaining:
+            if time.perf_counter() > deadline:
+                return
+            start = time.perf_counter()
+            try:
+                response = await http.post(server.url, json=server.payload, headers=server.headers)
+            except httpx.HTTPError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - start)
+            if response.status_code != 200 or b'"errors"' in response.content:
+                errors += 1
+
+    cpu_before, client_before = tree_sum(server.process.pid, cpu_seconds), time.process_time()
+    busy_before, total_before = machine_ticks()
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http, started + max_seconds) for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    pid, (busy_after, total_after) = server.process.pid, machine_ticks()
+    return Result(
+        name=server.name,
+        seconds=seconds,
+        latencies=latencies,
+        errors=errors,
+        rss_mb=tree_sum(pid, status_mb("VmRSS:")),
+        peak_rss_mb=tree_sum(pid, status_mb("VmHWM:")),
+        server_cpu_s=tree_sum(pid, cpu_seconds) - cpu_before,
+        client_cpu_s=time.process_time() - client_before,
+        machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
+    )
+
+
+def report(result: Result) -> None:
+    per_request_ms = result.server_cpu_s / max(1, len(result.latencies)) * 1000
+    print(
+        f"  {result.name:<13}{result.rps:7.0f} req/s  p50 {result.percentile(0.50):6.1f}  "
+        f"p95 {result.percentile(0.95):6.1f}  p99 {result.percentile(0.99):6.1f} ms  "
+        f"errors {result.errors}  RSS {result.rss_mb:5.0f} MB (peak {result.peak_rss_mb:.0f})  "
+        f"server CPU {per_request_ms:.2f} ms/req  client CPU {result.client_cpu_s:.1f} s  "
+        f"machine busy {result.machine_busy:.0%}  "
+        f"({len(result.latencies)} in {result.seconds:.1f} s)"
+    )
+
+
+def compare(ours: Result, theirs: Result) -> None:
+    print(
+        f"  ours/PostGraphile: throughput x{ours.rps / theirs.rps:.2f}, "
+        f"p99 x{ours.percentile(0.99) / theirs.percentile(0.99):.2f}, "
+        f"CPU/request x{ours.server_cpu_s / max(theirs.server_cpu_s, 1e-9):.2f} "
+        f"(targets: throughput >= x1.00, p99 < 50 ms, RSS < 200 MB)"
+    )
+
+
+async def run(args: argparse.Namespace, dsn: str) -> None:
+    user = await prepare_database(dsn, args.items)
+    our_port, pg_port = free_port(), free_port()
+    processes = [
+        start_ours(dsn, our_port, args.workers),
+        start_postgraphile(dsn, pg_port, args.workers),
+    ]
+    try:
+        token = issue_token(SECRET, user, ttl_seconds=3600 * 4)
+        ours = Server(
+            "ours",
+            processes[0],
+            f"http://127.0.0.1:{our_port}/graphql",
+            {"query": OUR_QUERY},
+            {"authorization": f"Bearer {token}"},
+        )
+        theirs = Server(
+            "PostGraphile",
+            processes[1],
+            f"http://127.0.0.1:{pg_port}/graphql",
+            {"query": PG_QUERY, "variables": {"userId": str(user)}},
+            {},
+        )
+        await asyncio.gather(wait_ready(ours), wait_ready(theirs))
+        await verify_same(ours, theirs, args.items)
+        print(
+            f"{args.items} items, {args.clients} clients, {args.requests} requests per server "
+            f"(after {args.warmup} warm-up), workers {args.workers}, "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
+        for round_number in range(args.rounds):
+            order = (ours, theirs) if round_number % 2 == 0 else (theirs, ours)
+            results = {}
+            print(f"round {round_number + 1}:")
+            for server in order:
+                await load(server, args.clients, args.warmup, args.max_seconds)
+                results[server.name] = await load(
+                    server, args.clients, args.requests, args.max_seconds
+                )
+                report(results[server.name])
+            compare(results["ours"], results["PostGraphile"])
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=5000, help="timed requests per server")
+    parser.add_argument("--warmup", type=int, default=500, help="untimed requests first")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating server order")
+    parser.add_argument("--max-seconds", type=float, default=60, help="cap per timed run")
+    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="server processes, both sides")
+    args = parser.parse_args()
+    server = (
+        os.environ.get("TEST_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or resolve_database_url(Settings.from_env())
+    )
+    name = f"bench_vs_pg_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        await run(args, dsn_with_database(server, name))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
