@@ -1,18 +1,16 @@
-"""The Parquet object layout of SPEC §7: key names, schemas, merging writers, pruned readers."""
+"""The Parquet object layout of SPEC §7: merging writers, pruned readers; keys re-exported."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, fields
+from dataclasses import astuple
 from datetime import date
 from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ingest.market_data import (
     PriceBar,
@@ -22,143 +20,35 @@ from ingest.market_data import (
     price_bar_problem,
     split_problem,
 )
-from ingest.object_store import ObjectStore, ObjectStoreError
+from ingest.object_store import ObjectStore
+
+# Schemas, encoding and keys live in parquet_format / parquet_keys; re-exported here, the
+# module the rest of the code base imports the layout from.
+from ingest.parquet_format import FUNDAMENTAL_COLUMNS as FUNDAMENTAL_COLUMNS
+from ingest.parquet_format import FUNDAMENTALS_SCHEMA as FUNDAMENTALS_SCHEMA
+from ingest.parquet_format import PRICE_SCHEMA as PRICE_SCHEMA
+from ingest.parquet_format import SPLITS_SCHEMA as SPLITS_SCHEMA
+from ingest.parquet_format import CorruptObjectError as CorruptObjectError
+from ingest.parquet_format import decode_as, projection
+from ingest.parquet_format import decode_table as decode_table
+from ingest.parquet_format import encode_rows as encode_rows
+from ingest.parquet_keys import fundamentals_key as fundamentals_key
+from ingest.parquet_keys import months_between, partition_of
+from ingest.parquet_keys import price_key as price_key
+from ingest.parquet_keys import splits_key as splits_key
 from services.tickers import normalize_ticker
 
-PRICE_SCHEMA = pa.schema(
-    [
-        pa.field("date", pa.date32(), nullable=False),
-        pa.field("open", pa.float64(), nullable=False),
-        pa.field("high", pa.float64(), nullable=False),
-        pa.field("low", pa.float64(), nullable=False),
-        pa.field("close", pa.float64(), nullable=False),
-        pa.field("volume", pa.int64(), nullable=False),
-    ]
-)
-FUNDAMENTAL_COLUMNS = tuple(f.name for f in fields(QuarterFundamentals))
-FUNDAMENTALS_SCHEMA = pa.schema(
-    [pa.field("period_end_date", pa.date32(), nullable=False)]
-    + [pa.field(name, pa.float64()) for name in FUNDAMENTAL_COLUMNS[1:]]
-)
-SPLITS_SCHEMA = pa.schema(
-    [
-        pa.field("ex_date", pa.date32(), nullable=False),
-        pa.field("to_factor", pa.float64(), nullable=False),
-        pa.field("for_factor", pa.float64(), nullable=False),
-    ]
-)
-# Pinned so the same rows always encode to the same bytes (no timestamps are written).
-_WRITE_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": False,
-    "write_statistics": True,
-    "version": "2.6",
-    "data_page_version": "1.0",
-    "store_schema": False,
-    "write_page_index": False,
-}
 _WRITE_CONCURRENCY = 8
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-
-
-class CorruptObjectError(ObjectStoreError):
-    """An object that is not a readable Parquet file of the expected schema."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"corrupt object {key!r}: {reason}")
-        self.key = key
 
 
 class InvalidRecordError(ValueError):
     """A record the writers refuse (NaN, negative price, wrong date type); nothing is written."""
 
 
-# --- keys -------------------------------------------------------------------------------
-
-
-def price_key(ticker: str, year: int, month: int) -> str:
-    """`prices/v1/{TICKER}/{YYYY}/{MM}/data.parquet`."""
-    return f"prices/v1/{normalize_ticker(ticker)}/{year:04d}/{month:02d}/data.parquet"
-
-
-def fundamentals_key(ticker: str, period_end: date) -> str:
-    """`fundamentals/v1/{TICKER}/{YYYY}/Q{n}/data.parquet`, n = period end's calendar quarter."""
-    quarter = (period_end.month - 1) // 3 + 1
-    return (
-        f"fundamentals/v1/{normalize_ticker(ticker)}/{period_end.year:04d}/Q{quarter}/data.parquet"
-    )
-
-
-def splits_key(ticker: str) -> str:
-    """`splits/v1/{TICKER}/data.parquet`."""
-    return f"splits/v1/{normalize_ticker(ticker)}/data.parquet"
-
-
-def _partition_of(key: str, prefix: str) -> tuple[int, int] | None:
-    """(year, month-or-quarter) of a partition key under `prefix`, None for foreign keys."""
-    parts = key[len(prefix) :].split("/")
-    if len(parts) != 3 or parts[2] != "data.parquet" or not parts[0].isdigit():
-        return None
-    sub = parts[1].removeprefix("Q")
-    return (int(parts[0]), int(sub)) if sub.isdigit() else None
-
-
-def _months(start: date, end: date) -> list[tuple[int, int]]:
-    out = []
-    year, month = start.year, start.month
-    while (year, month) <= (end.year, end.month):
-        out.append((year, month))
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return out
-
-
 def _check(problem: str | None, ticker: str, what: str, when: object) -> None:
     if problem:
         raise InvalidRecordError(f"{ticker} {what} {when}: {problem}")
-
-
-# --- encoding ---------------------------------------------------------------------------
-
-
-def encode_rows(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> bytes:
-    """Parquet bytes of `rows` (tuples in schema order, already sorted), deterministic."""
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-    table = pa.Table.from_arrays(
-        [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)],
-        schema=schema,
-    )
-    sink = io.BytesIO()
-    pq.write_table(table, sink, **_WRITE_OPTIONS)
-    return sink.getvalue()
-
-
-def decode_table(
-    key: str, data: bytes, schema: pa.Schema, columns: Sequence[str] | None = None
-) -> pa.Table:
-    """The object's rows as a table of `schema` (or its `columns`); CorruptObjectError if not."""
-    return _decode(key, data, _projection(schema, columns))
-
-
-def _projection(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
-    return pa.schema([schema.field(name) for name in columns]) if columns else schema
-
-
-def _decode(key: str, data: bytes, wanted: pa.Schema) -> pa.Table:
-    try:
-        # pre_buffer only helps remote files; for an in-memory object it is pure overhead.
-        parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
-        table = parquet.read(columns=wanted.names, use_threads=False)
-    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
-        raise CorruptObjectError(key, f"not a readable Parquet file ({exc})") from exc
-    if table.schema.equals(wanted):  # the common case: an object this module wrote
-        return table
-    if table.schema.names != wanted.names or table.schema.types != wanted.types:
-        raise CorruptObjectError(key, f"schema {table.schema} does not match {wanted}")
-    try:
-        return pa.Table.from_arrays(table.columns, schema=wanted)
-    except (pa.ArrowException, ValueError) as exc:
-        raise CorruptObjectError(key, f"unexpected nulls ({exc})") from exc
 
 
 # --- writers ----------------------------------------------------------------------------
@@ -324,7 +214,7 @@ async def _price_keys(
 ) -> list[str]:
     """Month keys that can hold rows in [start, end]; derived when probing beats listing."""
     if start is not None and end is not None and not store.prefers_listing:
-        return [price_key(symbol, y, m) for y, m in _months(start, end)]
+        return [price_key(symbol, y, m) for y, m in months_between(start, end)]
     prefix = f"prices/v1/{symbol}/"
     listed = prefix
     if start is not None and end is not None and start.year == end.year:
@@ -334,7 +224,7 @@ async def _price_keys(
     return [
         key
         for key in await store.list(listed)
-        if (part := _partition_of(key, prefix)) is not None and low <= part <= high
+        if (part := partition_of(key, prefix)) is not None and low <= part <= high
     ]
 
 
@@ -342,9 +232,9 @@ def _assemble(
     blobs: dict[str, bytes | None], schema: pa.Schema, columns: Sequence[str] | None
 ) -> pa.Table:
     """Decode and concatenate partitions in key order (= date order); missing ones are gaps."""
-    wanted = _projection(schema, columns)
+    wanted = projection(schema, columns)
     present = sorted((key, data) for key, data in blobs.items() if data is not None)
-    tables = [_decode(key, data, wanted) for key, data in present]
+    tables = [decode_as(key, data, wanted) for key, data in present]
     return pa.concat_tables(tables) if tables else wanted.empty_table()
 
 
@@ -380,7 +270,7 @@ async def price_date_range(store: ObjectStore, ticker: str) -> tuple[date, date]
     """(first, last) trading day stored for `ticker`, or None without price data."""
     symbol = normalize_ticker(ticker)
     prefix = f"prices/v1/{symbol}/"
-    keys = [k for k in await store.list(prefix) if _partition_of(k, prefix)]
+    keys = [k for k in await store.list(prefix) if partition_of(k, prefix)]
     return await _date_range(store, keys, PRICE_SCHEMA)
 
 
@@ -418,7 +308,7 @@ async def _fundamental_keys(
     return [
         key
         for key in await store.list(prefix)
-        if (part := _partition_of(key, prefix)) is not None and low <= part <= high
+        if (part := partition_of(key, prefix)) is not None and low <= part <= high
     ]
 
 
