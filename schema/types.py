@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
-from uuid import UUID
 
-import asyncpg
 import strawberry
 
 from schema.enums import (
     AlertType,
-    BackfillStatus,
-    DataStatus,
     Direction,
     FundamentalDirection,
     InvestingStyle,
@@ -24,12 +19,16 @@ from schema.enums import (
     valuation_arrow,
 )
 
-if TYPE_CHECKING:
-    from resolvers.context import Context
-
-# asyncpg records, or plain dicts built from them (e.g. a joined row's `signal_*` columns).
-Row = Mapping[str, Any] | asyncpg.Record
-T = TypeVar("T")
+# Stock and its parts live in schema.stock_types; re-exported so schema.types stays the one
+# import for every GraphQL object type.
+from schema.stock_types import BackfillJob as BackfillJob
+from schema.stock_types import PricePoint as PricePoint
+from schema.stock_types import Row as Row
+from schema.stock_types import Signal as Signal
+from schema.stock_types import Stock as Stock
+from schema.stock_types import backfill_job_from_row as backfill_job_from_row
+from schema.stock_types import signal_from_row as signal_from_row
+from schema.stock_types import stock_from_row as stock_from_row
 
 
 @strawberry.type
@@ -40,196 +39,6 @@ class Health:
     version: str
     pending_backfills: int
     last_evaluation_as_of: date | None
-
-
-@strawberry.type
-class BackfillJob:
-    status: BackfillStatus
-    priority: int
-    requested_at: datetime
-    retry_count: int
-    error_message: str | None
-    completed_at: datetime | None
-    started_at: datetime | None
-    next_attempt_at: datetime | None
-
-
-def backfill_job_from_row(row: Row) -> BackfillJob:
-    """A BackfillJob from a backfill_queue row."""
-    return BackfillJob(
-        status=BackfillStatus(row["status"]),
-        priority=row["priority"],
-        requested_at=row["requested_at"],
-        retry_count=row["retry_count"],
-        error_message=row["error_message"],
-        completed_at=row["completed_at"],
-        started_at=row["started_at"],
-        next_attempt_at=row["next_attempt_at"],
-    )
-
-
-@strawberry.type
-class Signal:
-    as_of: date
-    close: float | None
-    sma200: float | None
-    trend_position: TrendPosition
-    valuation_metric: str | None = strawberry.field(
-        description='"EV/EBITDA", "EV/SALES" or null when the valuation is UNKNOWN'
-    )
-    valuation_multiple: float | None
-    valuation_percentile: float | None
-    valuation_regime: ValuationRegime
-    eps_ttm: float | None
-    fundamental_direction: FundamentalDirection
-    computed_at: datetime
-
-
-def signal_from_row(row: Row) -> Signal:
-    """A Signal from an entity_signals row."""
-    return Signal(
-        as_of=row["as_of"],
-        close=row["close"],
-        sma200=row["sma200"],
-        trend_position=TrendPosition(row["trend_position"]),
-        valuation_metric=row["valuation_metric"],
-        valuation_multiple=row["valuation_multiple"],
-        valuation_percentile=row["valuation_percentile"],
-        valuation_regime=ValuationRegime(row["valuation_regime"]),
-        eps_ttm=row["eps_ttm"],
-        fundamental_direction=FundamentalDirection(row["fundamental_direction"]),
-        computed_at=row["computed_at"],
-    )
-
-
-@strawberry.type
-class PricePoint:
-    date: date
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    sma200: float | None
-
-
-@strawberry.type
-class Stock:
-    entity_id: strawberry.Private[UUID]
-    ticker: str
-    name: str | None
-    sector: str | None
-    exchange: str | None
-    is_etf: bool
-    data_status: DataStatus
-    has_price_data: bool
-    has_fundamental_data: bool
-    price_data_min_date: date | None
-    price_data_max_date: date | None
-    fundamental_data_min_date: date | None
-    fundamental_data_max_date: date | None
-    last_data_update: datetime | None
-
-    # Values the query that built this Stock already fetched ("watcher_count", "signal",
-    # "backfill"); a known value resolves synchronously, anything else via a DataLoader.
-    preloaded: strawberry.Private[dict[str, Any]]
-
-    @strawberry.field(description="How many watchlists hold this stock.")
-    def watcher_count(self, info: strawberry.Info) -> int:
-        if "watcher_count" in self.preloaded:
-            count: int = self.preloaded["watcher_count"]
-            return count
-        ctx: Context = info.context
-        return _deferred(ctx.loaders.watcher_count_by_entity_id.load(self.entity_id))
-
-    @strawberry.field(description="The newest backfill job for this ticker, if any.")
-    def backfill(self, info: strawberry.Info) -> BackfillJob | None:
-        if "backfill" in self.preloaded:
-            return _optional(backfill_job_from_row, self.preloaded["backfill"])
-        ctx: Context = info.context
-        return _deferred(
-            _load_then(ctx.loaders.backfill_job_by_ticker.load(self.ticker), backfill_job_from_row)
-        )
-
-    @strawberry.field(description="The latest evaluation, or null before the first one.")
-    def signal(self, info: strawberry.Info) -> Signal | None:
-        if "signal" in self.preloaded:
-            return _optional(signal_from_row, self.preloaded["signal"])
-        ctx: Context = info.context
-        return _deferred(
-            _load_then(ctx.loaders.signal_by_entity_id.load(self.entity_id), signal_from_row)
-        )
-
-    @strawberry.field(
-        description="Daily bars in [from, to] (default: the last 365 days; at most 10 years)."
-    )
-    async def prices(
-        self,
-        info: strawberry.Info,
-        from_: Annotated[date | None, strawberry.argument(name="from")] = None,
-        to: date | None = None,
-    ) -> list[PricePoint]:
-        # Imported here: resolvers import this module, so a top-level import would be a cycle.
-        from resolvers.prices import load_price_points, price_window
-
-        start, end = price_window(from_, to)
-        if not self.has_price_data:
-            return []
-        return await load_price_points(info, self.ticker, start, end)
-
-
-def _optional(build: Callable[[Row], T], row: Row | None) -> T | None:
-    return build(row) if row is not None else None
-
-
-async def _load_then(pending: Awaitable[Row | None], build: Callable[[Row], T]) -> T | None:
-    return _optional(build, await pending)
-
-
-def _deferred(awaitable: Awaitable[Any]) -> Any:
-    """Hand graphql-core an awaitable from a sync resolver; it awaits it (only when needed)."""
-    return awaitable
-
-
-def _prefixed(row: Row, prefix: str, marker: str) -> Row | None:
-    """The `prefix*` columns of a joined row, unprefixed; None when `marker` is NULL."""
-    if row[prefix + marker] is None:
-        return None
-    return {key.removeprefix(prefix): row[key] for key in row.keys() if key.startswith(prefix)}
-
-
-def _preloaded(row: Row) -> dict[str, Any]:
-    """What a row already carries beyond the entity: watcher count, signal_*, job_* columns."""
-    keys = set(row.keys())
-    known: dict[str, Any] = {}
-    if "watcher_count" in keys:
-        known["watcher_count"] = row["watcher_count"]
-    if "signal_as_of" in keys:
-        known["signal"] = _prefixed(row, "signal_", "as_of")
-    if "job_status" in keys:
-        known["backfill"] = _prefixed(row, "job_", "status")
-    return known
-
-
-def stock_from_row(row: Row) -> Stock:
-    """A Stock from any row carrying the entity columns (entity id as `entity_id`)."""
-    return Stock(
-        preloaded=_preloaded(row),
-        entity_id=row["entity_id"],
-        ticker=row["ticker"],
-        name=row["name"],
-        sector=row["sector"],
-        exchange=row["exchange"],
-        is_etf=row["is_etf"],
-        data_status=DataStatus(row["data_status"]),
-        has_price_data=row["has_price_data"],
-        has_fundamental_data=row["has_fundamental_data"],
-        price_data_min_date=row["price_data_min_date"],
-        price_data_max_date=row["price_data_max_date"],
-        fundamental_data_min_date=row["fundamental_data_min_date"],
-        fundamental_data_max_date=row["fundamental_data_max_date"],
-        last_data_update=row["last_data_update"],
-    )
 
 
 @strawberry.type
