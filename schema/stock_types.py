@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
-import asyncpg
 import strawberry
 
 from schema.enums import (
@@ -17,12 +16,12 @@ from schema.enums import (
     TrendPosition,
     ValuationRegime,
 )
+from schema.rows import Row as Row
+from schema.rows import from_row
 
 if TYPE_CHECKING:
     from resolvers.context import Context
 
-# asyncpg records, or plain dicts built from them (e.g. a joined row's `signal_*` columns).
-Row = Mapping[str, Any] | asyncpg.Record
 T = TypeVar("T")
 
 
@@ -40,16 +39,7 @@ class BackfillJob:
 
 def backfill_job_from_row(row: Row) -> BackfillJob:
     """A BackfillJob from a backfill_queue row."""
-    return BackfillJob(
-        status=BackfillStatus(row["status"]),
-        priority=row["priority"],
-        requested_at=row["requested_at"],
-        retry_count=row["retry_count"],
-        error_message=row["error_message"],
-        completed_at=row["completed_at"],
-        started_at=row["started_at"],
-        next_attempt_at=row["next_attempt_at"],
-    )
+    return from_row(BackfillJob, row)
 
 
 @strawberry.type
@@ -71,19 +61,7 @@ class Signal:
 
 def signal_from_row(row: Row) -> Signal:
     """A Signal from an entity_signals row."""
-    return Signal(
-        as_of=row["as_of"],
-        close=row["close"],
-        sma200=row["sma200"],
-        trend_position=TrendPosition(row["trend_position"]),
-        valuation_metric=row["valuation_metric"],
-        valuation_multiple=row["valuation_multiple"],
-        valuation_percentile=row["valuation_percentile"],
-        valuation_regime=ValuationRegime(row["valuation_regime"]),
-        eps_ttm=row["eps_ttm"],
-        fundamental_direction=FundamentalDirection(row["fundamental_direction"]),
-        computed_at=row["computed_at"],
-    )
+    return from_row(Signal, row)
 
 
 @strawberry.type
@@ -197,20 +175,4 @@ def _preloaded(row: Row) -> dict[str, Any]:
 
 def stock_from_row(row: Row) -> Stock:
     """A Stock from any row carrying the entity columns (entity id as `entity_id`)."""
-    return Stock(
-        preloaded=_preloaded(row),
-        entity_id=row["entity_id"],
-        ticker=row["ticker"],
-        name=row["name"],
-        sector=row["sector"],
-        exchange=row["exchange"],
-        is_etf=row["is_etf"],
-        data_status=DataStatus(row["data_status"]),
-        has_price_data=row["has_price_data"],
-        has_fundamental_data=row["has_fundamental_data"],
-        price_data_min_date=row["price_data_min_date"],
-        price_data_max_date=row["price_data_max_date"],
-        fundamental_data_min_date=row["fundamental_data_min_date"],
-        fundamental_data_max_date=row["fundamental_data_max_date"],
-        last_data_update=row["last_data_update"],
-    )
+    return from_row(Stock, row, preloaded=_preloaded(row))

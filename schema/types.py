@@ -18,6 +18,7 @@ from schema.enums import (
     trend_arrow,
     valuation_arrow,
 )
+from schema.rows import from_row
 
 # Stock and its parts live in schema.stock_types; re-exported so schema.types stays the one
 # import for every GraphQL object type.
@@ -105,20 +106,13 @@ class Alert:
 
 def alert_from_row(row: Row) -> Alert:
     """An Alert from a services.alerts row (alert columns plus its entity's columns)."""
-    return Alert(
+    return from_row(
+        Alert,
+        row,
         id=strawberry.ID(str(row["id"])),
         type=AlertType(row["alert_type"]),
         stock=stock_from_row(row),
-        as_of=row["as_of"],
-        previous_state=row["previous_state"],
-        new_state=row["new_state"],
-        headline=row["headline"],
-        what_changed=row["what_changed"],
-        why_it_matters=row["why_it_matters"],
-        before_vs_now=row["before_vs_now"],
-        what_didnt_change=row["what_didnt_change"],
         created_at=row["sent_at"],
-        opened_at=row["opened_at"],
     )
 
 
@@ -199,13 +193,9 @@ class User:
 
 def user_from_row(row: Row) -> User:
     """A User from a users row."""
-    style = row["investing_style"]
-    return User(
+    return from_row(
+        User,
+        row,
         id=strawberry.ID(str(row["id"])),
-        email=row["email"],
-        investing_style=InvestingStyle(style) if style else None,
-        onboarded_at=row["onboarded_at"],
-        alerts_enabled=row["alerts_enabled"],
         alert_types=[AlertType(t) for t in row["alert_types"]],
-        created_at=row["created_at"],
     )
