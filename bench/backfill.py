@@ -12,57 +12,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
-import asyncpg
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._scratch import scratch_database, server_dsn
 from ingest.backfill import run_backfill
 from ingest.dolthub import DoltHubClient
 from ingest.object_store import LocalObjectStore
 from ingest.progress import Progress
-from migrations.runner import migrate
-from services.db import create_pool, dsn_with_database, resolve_database_url
+from services.db import create_pool
 from services.settings import Settings
 
 TODAY = date(2026, 11, 28)  # the fake's data ends 2026-11-27
 # Each worker fetches up to 4 year-windows (or 4 earnings windows) concurrently.
 IN_FLIGHT_PER_WORKER = 4
-
-
-def server_dsn() -> str:
-    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    return url or resolve_database_url(Settings.from_env({"DATA_DIR": ".data"}))
-
-
-async def scratch_database(server: str) -> str:
-    name = f"mc_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(dsn_with_database(server, name))
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return name
-
-
-async def drop_database(server: str, name: str) -> None:
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 FAKE_SCRIPT = """
@@ -93,32 +61,32 @@ async def start_fake(latency_ms: float) -> tuple[asyncio.subprocess.Process, str
 
 async def bench(args: argparse.Namespace) -> None:
     fake, url = await start_fake(args.latency_ms)
-    server = server_dsn()
-    name = await scratch_database(server)
     tickers = [f"S{i:04d}" for i in range(args.tickers)]
     try:
-        pool = await create_pool(dsn_with_database(server, name), max_size=args.workers + 2)
-        await pool.execute("INSERT INTO backfill_queue (ticker) SELECT unnest($1::text[])", tickers)
-        settings = Settings.from_env({"DOLTHUB_API_URL": url, "BACKFILL_YEARS": "10"})
-        with tempfile.TemporaryDirectory() as tmp:
-            store = LocalObjectStore(Path(tmp), fsync=not args.no_fsync)
-            client = DoltHubClient(url, rps=args.rps, timeout=30, max_retries=3)
-            progress = Progress("backfill", interactive=False, log_interval=1e9)
-            wall, cpu = time.perf_counter(), time.process_time()
-            await run_backfill(
-                settings, pool, client, store, progress, workers=args.workers, today=TODAY
+        async with scratch_database(server_dsn()) as dsn:
+            pool = await create_pool(dsn, max_size=args.workers + 2)
+            await pool.execute(
+                "INSERT INTO backfill_queue (ticker) SELECT unnest($1::text[])", tickers
             )
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            summary = progress.summary_line()
-            await client.aclose()
-            requests = client.stats.requests
-        statuses = await pool.fetch("SELECT status, count(*) FROM backfill_queue GROUP BY 1")
-        await pool.close()
+            settings = Settings.from_env({"DOLTHUB_API_URL": url, "BACKFILL_YEARS": "10"})
+            with tempfile.TemporaryDirectory() as tmp:
+                store = LocalObjectStore(Path(tmp), fsync=not args.no_fsync)
+                client = DoltHubClient(url, rps=args.rps, timeout=30, max_retries=3)
+                progress = Progress("backfill", interactive=False, log_interval=1e9)
+                wall, cpu = time.perf_counter(), time.process_time()
+                await run_backfill(
+                    settings, pool, client, store, progress, workers=args.workers, today=TODAY
+                )
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                summary = progress.summary_line()
+                await client.aclose()
+                requests = client.stats.requests
+            statuses = await pool.fetch("SELECT status, count(*) FROM backfill_queue GROUP BY 1")
+            await pool.close()
     finally:
         assert fake.stdin is not None
         fake.stdin.close()
         await fake.wait()
-        await drop_database(server, name)
     print(summary)
     report(args, progress, wall, cpu, requests, {r[0]: r[1] for r in statuses})
 

@@ -32,6 +32,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._scratch import scratch_database
 from ingest.evaluation.run import run_evaluation
 from ingest.object_store import LocalObjectStore
 from ingest.parquet_layout import (
@@ -43,8 +44,7 @@ from ingest.parquet_layout import (
     price_key,
     splits_key,
 )
-from migrations.runner import migrate
-from services.db import dsn_with_database, resolve_database_url
+from services.db import resolve_database_url
 from services.settings import Settings
 
 AS_OF = date(2025, 12, 31)
@@ -133,28 +133,9 @@ def generate(root: Path, tickers: int, years: int) -> None:
     print(f"generated {tickers} tickers x {len(days)} days in {time.perf_counter() - began:.0f} s")
 
 
-async def scratch_database(server: str) -> str:
-    name = f"mc_bench_eval_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return name
-
-
-async def drop_database(server: str, name: str) -> None:
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def seed(dsn: str, tickers: int, years: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        await migrate(conn)
         user = uuid.uuid4()
         await conn.execute("INSERT INTO users (id) VALUES ($1)", user)
         first = date(AS_OF.year - years, AS_OF.month, AS_OF.day)
@@ -230,40 +211,43 @@ async def main() -> None:
     generate(root, args.tickers, args.years)
     settings = Settings.from_env()
     server = os.environ.get("TEST_DATABASE_URL") or resolve_database_url(settings)
-    name = await scratch_database(server)
-    dsn = dsn_with_database(server, name)
     try:
-        await seed(dsn, args.tickers, args.years)
-        store = LocalObjectStore(root, fsync=False)
-        runs = [
-            ("first run (states NULL), 1 process", 1),
-            ("second run (same D), 1 process", 1),
-            ("third run (same D), EVALUATION_PROCESSES=2", 2),
-        ]
-        for label, processes in runs:
-            settings = dataclasses.replace(settings, evaluation_processes=processes)
-            cpu = _cpu()
-            summary = await run_evaluation(settings, dsn, as_of=AS_OF, store=store)
-            cpu = _cpu() - cpu
-            busy = summary.read_seconds + summary.compute_seconds + summary.write_seconds
-            print(summary.summary_line())
-            print(
-                f"{label}: {summary.seconds:.1f} s, {summary.entities / summary.seconds:.0f} "
-                f"tickers/s; of the per-entity time {100 * summary.read_seconds / busy:.0f}% "
-                f"reading Parquet, {100 * summary.compute_seconds / busy:.0f}% computing, "
-                f"{100 * summary.write_seconds / busy:.0f}% writing Postgres "
-                f"(1,000 tickers ~ {1000 * summary.seconds / max(summary.entities, 1):.0f} s)"
-            )
-            print(
-                f"  evaluator CPU {cpu:.1f} s (incl. workers) for {summary.seconds:.1f} s wall "
-                f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
-            )
-        if args.processes > 1:
-            await parallel_run(dsn, root, args.processes)
+        async with scratch_database(server, "mc_bench_eval") as dsn:
+            await bench(settings, dsn, root, args)
     finally:
-        await drop_database(server, name)
         if tmp is not None:
             tmp.cleanup()
+
+
+async def bench(settings: Settings, dsn: str, root: Path, args: argparse.Namespace) -> None:
+    """Seed, then the three timed runs and (with --processes > 1) the scale-out run."""
+    await seed(dsn, args.tickers, args.years)
+    store = LocalObjectStore(root, fsync=False)
+    runs = [
+        ("first run (states NULL), 1 process", 1),
+        ("second run (same D), 1 process", 1),
+        ("third run (same D), EVALUATION_PROCESSES=2", 2),
+    ]
+    for label, processes in runs:
+        settings = dataclasses.replace(settings, evaluation_processes=processes)
+        cpu = _cpu()
+        summary = await run_evaluation(settings, dsn, as_of=AS_OF, store=store)
+        cpu = _cpu() - cpu
+        busy = summary.read_seconds + summary.compute_seconds + summary.write_seconds
+        print(summary.summary_line())
+        print(
+            f"{label}: {summary.seconds:.1f} s, {summary.entities / summary.seconds:.0f} "
+            f"tickers/s; of the per-entity time {100 * summary.read_seconds / busy:.0f}% "
+            f"reading Parquet, {100 * summary.compute_seconds / busy:.0f}% computing, "
+            f"{100 * summary.write_seconds / busy:.0f}% writing Postgres "
+            f"(1,000 tickers ~ {1000 * summary.seconds / max(summary.entities, 1):.0f} s)"
+        )
+        print(
+            f"  evaluator CPU {cpu:.1f} s (incl. workers) for {summary.seconds:.1f} s wall "
+            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
+    if args.processes > 1:
+        await parallel_run(dsn, root, args.processes)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,8 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.backfill import drop_database, scratch_database, server_dsn
+from bench._scratch import scratch_database, server_dsn
 from services.auth import issue_token
-from services.db import dsn_with_database
 from tests.fixtures.app import TEST_JWT_SECRET
 from tests.fixtures.ws import (
     ServerProcess,
@@ -103,9 +102,11 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    server = server_dsn()
-    name = await scratch_database(server)
-    dsn = dsn_with_database(server, name)
+    async with scratch_database(server_dsn()) as dsn:
+        await run_on(args, dsn)
+
+
+async def run_on(args: argparse.Namespace, dsn: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mc-bench-subs-"))
     process = ServerProcess(server_env(dsn, workdir / "data"), workdir / "server.log")
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
@@ -156,7 +157,6 @@ async def run(args: argparse.Namespace) -> None:
         await subscribers.close()
         process.stop()
         await pool.close()
-        await drop_database(server, name)
 
 
 def report(received: list[tuple[str, float]], committed: dict[str, float], per_user: int) -> None:

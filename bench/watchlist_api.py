@@ -25,9 +25,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._scratch import scratch_database
 from migrations.runner import migrate
 from services.auth import issue_token
-from services.db import dsn_with_database, resolve_database_url
+from services.db import resolve_database_url
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,10 +162,13 @@ async def main() -> None:
     parser.add_argument("--items", type=int, default=50)
     args = parser.parse_args()
     server = os.environ.get("TEST_DATABASE_URL") or resolve_database_url(Settings.from_env())
-    name = f"bench_watchlist_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = dsn_with_database(server, name)
+    # Not migrated here: seed() migrates (bench/watchlist_vs_postgraphile.py reuses it).
+    async with scratch_database(server, "bench_watchlist", migrated=False) as dsn:
+        await bench(dsn, args)
+
+
+async def bench(dsn: str, args: argparse.Namespace) -> None:
+    """Seed, start the server, warm up, then time `args.requests` watchlist queries."""
     port = free_port()
     child = None
     try:
@@ -187,8 +191,6 @@ async def main() -> None:
         if child is not None:
             child.terminate()
             child.wait(10)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":
