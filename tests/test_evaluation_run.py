@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 import uuid
 from datetime import date
+from typing import Protocol
 
 import asyncpg
 import pytest
@@ -26,22 +26,30 @@ from tests.fixtures.evaluation import (
     add_entity,
     add_user,
     alerts,
+    before_split,
     scenario_entity,
     scenario_series,
     watch,
+    watched_scenario,
     weekdays,
     write_series,
 )
 
 
-async def evaluate(
-    settings: Settings,
-    url: str,
-    store: LocalObjectStore,
-    day: date,
-    tickers: list[str] | None = None,
-) -> EvaluationSummary:
-    return await run_evaluation(settings, url, as_of=day, store=store, tickers=tickers)
+class Evaluate(Protocol):
+    async def __call__(self, day: date, tickers: list[str] | None = None) -> EvaluationSummary: ...
+
+
+@pytest.fixture
+def evaluate(database_url: str, eval_store: LocalObjectStore, eval_settings: Settings) -> Evaluate:
+    """Evaluate `day` (only `tickers` when given) on this test's database and store."""
+
+    async def run(day: date, tickers: list[str] | None = None) -> EvaluationSummary:
+        return await run_evaluation(
+            eval_settings, database_url, as_of=day, store=eval_store, tickers=tickers
+        )
+
+    return run
 
 
 async def states(pool: asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record:
@@ -51,13 +59,11 @@ async def states(pool: asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record:
 
 
 async def test_valuation_cycle_alerts_entering_and_leaving_cheap(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
-    entity = await scenario_entity(pool, eval_store)
-    user = await add_user(pool)
-    await watch(pool, user, entity)
+    entity, user = await watched_scenario(pool, eval_store)
     for day in (D0, D1, D2, D3):
-        summary = await evaluate(eval_settings, database_url, eval_store, day)
+        summary = await evaluate(day)
         assert summary.entities == 1 and summary.failures == 0
     rows = await alerts(pool, VALUATION)
     # D0 sets NORMAL silently; D1 enters CHEAP; D2 (25th percentile) stays CHEAP; D3 leaves.
@@ -91,13 +97,11 @@ async def test_valuation_cycle_alerts_entering_and_leaving_cheap(
 
 
 async def test_texts_are_plain_and_never_advise(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
-    entity = await scenario_entity(pool, eval_store)
-    user = await add_user(pool)
-    await watch(pool, user, entity)
+    await watched_scenario(pool, eval_store)
     for day in (D0, D1, D2, D3):
-        await evaluate(eval_settings, database_url, eval_store, day)
+        await evaluate(day)
     rows = await alerts(pool)
     kinds = {r["alert_type"] for r in rows}
     assert {"valuation_regime_change", "trend_break"} <= kinds
@@ -118,7 +122,7 @@ async def test_texts_are_plain_and_never_advise(
 
 
 async def test_clean_cross_gives_one_trend_break_and_whipsaw_none(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
     days = weekdays(date(2023, 1, 2), 320)
     # Clean: 300 closes at 100 (ABOVE from day 199), then 90s: 90 < 0.98 * SMA, so the
@@ -132,7 +136,7 @@ async def test_clean_cross_gives_one_trend_break_and_whipsaw_none(
     for ticker in ("CLEAN", "WHIP"):
         await watch(pool, user, await add_entity(pool, ticker, days[0], days[-1]))
     for day in days[298:]:
-        await evaluate(eval_settings, database_url, eval_store, day)
+        await evaluate(day)
     rows = await alerts(pool, "trend_break")
     assert [(r["as_of"], r["previous_state"], r["new_state"]) for r in rows] == [
         (days[302], "ABOVE_200DMA", "BELOW_200DMA")
@@ -141,27 +145,17 @@ async def test_clean_cross_gives_one_trend_break_and_whipsaw_none(
 
 
 async def test_split_never_alerts_and_closes_stay_continuous(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
     dates, closes, quarters = scenario_series()
     ex_date = date(2024, 6, 10)
-    raw = [c * 4 if d < ex_date else c for d, c in zip(dates, closes, strict=True)]
-    raw_quarters = [
-        dataclasses.replace(
-            q,
-            diluted_eps=(q.diluted_eps or 0) * 4,
-            shares_outstanding=(q.shares_outstanding or 0) / 4,
-        )
-        if q.period_end_date < ex_date
-        else q
-        for q in quarters
-    ]
+    raw, raw_quarters = before_split(dates, closes, quarters, ex_date, 4.0)
     await write_series(eval_store, "SPLT", dates, raw, raw_quarters, [Split(ex_date, 4.0, 1.0)])
     entity = await add_entity(pool, "SPLT", dates[0], dates[-1])
     user = await add_user(pool)
     await watch(pool, user, entity)
     for day in (date(2024, 6, 6), date(2024, 6, 7), ex_date, date(2024, 6, 11)):
-        await evaluate(eval_settings, database_url, eval_store, day)
+        await evaluate(day)
     assert await alerts(pool) == []
     rows = await pool.fetch(
         "SELECT as_of, close, trend_position, valuation_regime, fundamental_direction "
@@ -175,22 +169,20 @@ async def test_split_never_alerts_and_closes_stay_continuous(
 
 
 async def test_rerun_same_day_writes_and_notifies_nothing_new(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
-    entity = await scenario_entity(pool, eval_store)
-    user = await add_user(pool)
-    await watch(pool, user, entity)
-    await evaluate(eval_settings, database_url, eval_store, D0)
+    await watched_scenario(pool, eval_store)
+    await evaluate(D0)
     listener = await connect(database_url)
     received: list[str] = []
     await listener.add_listener("alert_created", lambda *args: received.append(args[3]))
     try:
-        first = await evaluate(eval_settings, database_url, eval_store, D1)
+        first = await evaluate(D1)
         await asyncio.sleep(0.2)
         ids = sorted(str(r["id"]) for r in await alerts(pool))
         assert ids and first.alerts_written == len(ids)
         assert sorted(received) == ids  # the NOTIFY payload is the alert id
-        second = await evaluate(eval_settings, database_url, eval_store, D1)
+        second = await evaluate(D1)
         await asyncio.sleep(0.2)
         assert second.alerts_written == 0 and second.entities == 1
         assert sorted(str(r["id"]) for r in await alerts(pool)) == ids
@@ -200,12 +192,10 @@ async def test_rerun_same_day_writes_and_notifies_nothing_new(
 
 
 async def test_null_state_is_set_silently(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
-    entity = await scenario_entity(pool, eval_store)
-    user = await add_user(pool)
-    await watch(pool, user, entity)
-    summary = await evaluate(eval_settings, database_url, eval_store, D1)
+    _, user = await watched_scenario(pool, eval_store)
+    summary = await evaluate(D1)
     assert summary.alerts_written == 0
     row = await states(pool, user)
     assert row["last_valuation_regime"] == "CHEAP"
@@ -215,7 +205,7 @@ async def test_null_state_is_set_silently(
 
 
 async def test_disabled_alerts_still_update_state(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
     entity = await scenario_entity(pool, eval_store)
     on = await add_user(pool)
@@ -225,8 +215,8 @@ async def test_disabled_alerts_still_update_state(
     for user in (on, user_off, no_valuation):
         await watch(pool, user, entity)
     await watch(pool, row_off, entity, alerts_enabled=False)
-    await evaluate(eval_settings, database_url, eval_store, D0)
-    await evaluate(eval_settings, database_url, eval_store, D1)
+    await evaluate(D0)
+    await evaluate(D1)
     valuation = await alerts(pool, VALUATION)
     assert [r["user_id"] for r in valuation] == [on]
     trend = await alerts(pool, "trend_break")
@@ -236,16 +226,14 @@ async def test_disabled_alerts_still_update_state(
 
 
 async def test_changes_to_or_from_unknown_are_silent(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
-    entity = await scenario_entity(pool, eval_store)
-    user = await add_user(pool)
-    await watch(pool, user, entity)
+    _, user = await watched_scenario(pool, eval_store)
     await pool.execute(
         "UPDATE user_entity_settings SET last_valuation_regime = 'UNKNOWN', "
         "last_trend_position = 'UNKNOWN', last_fundamental_direction = 'DETERIORATING'"
     )
-    await evaluate(eval_settings, database_url, eval_store, D1)
+    await evaluate(D1)
     rows = await alerts(pool)
     # Only the known -> known change (DETERIORATING -> IMPROVING) alerts.
     assert [(r["alert_type"], r["new_state"]) for r in rows] == [
@@ -262,9 +250,7 @@ async def test_changes_to_or_from_unknown_are_silent(
         "last_trend_position = 'ABOVE_200DMA' WHERE entity_id = $1",
         newco,
     )
-    summary = await evaluate(
-        eval_settings, database_url, eval_store, short_days[-1], tickers=["newco"]
-    )
+    summary = await evaluate(short_days[-1], tickers=["newco"])
     assert summary.alerts_written == 0 and summary.entities == 1
     row = await pool.fetchrow("SELECT * FROM user_entity_settings WHERE entity_id = $1", newco)
     assert row is not None
@@ -272,29 +258,25 @@ async def test_changes_to_or_from_unknown_are_silent(
 
 
 async def test_readding_a_stock_does_not_realert(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
-    entity = await scenario_entity(pool, eval_store)
-    user = await add_user(pool)
-    await watch(pool, user, entity)
-    await evaluate(eval_settings, database_url, eval_store, D0)
-    await evaluate(eval_settings, database_url, eval_store, D1)
+    entity, user = await watched_scenario(pool, eval_store)
+    await evaluate(D0)
+    await evaluate(D1)
     before = len(await alerts(pool))
     assert before > 0
     await pool.execute("DELETE FROM watchlists WHERE user_id = $1", user)
     await watch(pool, user, entity)
-    await evaluate(eval_settings, database_url, eval_store, D2)
+    await evaluate(D2)
     assert len(await alerts(pool)) == before
 
 
 async def test_back_dated_run_does_not_alert_backwards(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
-    entity = await scenario_entity(pool, eval_store)
-    user = await add_user(pool)
-    await watch(pool, user, entity)
-    await evaluate(eval_settings, database_url, eval_store, D1)
-    await evaluate(eval_settings, database_url, eval_store, D0)
+    _, user = await watched_scenario(pool, eval_store)
+    await evaluate(D1)
+    await evaluate(D0)
     assert await alerts(pool) == []
     row = await states(pool, user)
     assert row["last_evaluated_as_of"] == D1 and row["last_valuation_regime"] == "CHEAP"
@@ -304,9 +286,7 @@ async def test_back_dated_run_does_not_alert_backwards(
 async def test_default_as_of_is_the_latest_price_date(
     pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
 ) -> None:
-    entity = await scenario_entity(pool, eval_store)
-    user = await add_user(pool)
-    await watch(pool, user, entity)
+    _, user = await watched_scenario(pool, eval_store)
     # A watched ticker whose prices stop earlier is evaluated on its own last day <= D.
     stale_days = weekdays(date(2023, 1, 2), 300)
     await write_series(eval_store, "STALE", stale_days, [5.0] * 300)
@@ -332,7 +312,7 @@ async def test_default_as_of_is_the_latest_price_date(
 
 
 async def test_one_bad_ticker_never_stops_the_run(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
     good = await scenario_entity(pool, eval_store, "GOOD")
     bad = await scenario_entity(pool, eval_store, "BAD")
@@ -340,7 +320,7 @@ async def test_one_bad_ticker_never_stops_the_run(
     await watch(pool, user, good)
     await watch(pool, user, bad)
     eval_store.path_for("prices/v1/BAD/2024/06/data.parquet").write_bytes(b"not parquet")
-    summary = await evaluate(eval_settings, database_url, eval_store, D3)
+    summary = await evaluate(D3)
     assert summary.entities == 1 and summary.failures == 1
     assert summary.failed_tickers == ["BAD"]
     assert "1 failed (BAD)" in summary.summary_line()
@@ -351,12 +331,12 @@ async def test_one_bad_ticker_never_stops_the_run(
 
 
 async def test_tickers_option_validates_and_skips_unknown(
-    pool: asyncpg.Pool, database_url: str, eval_store: LocalObjectStore, eval_settings: Settings
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:
     await scenario_entity(pool, eval_store)  # nobody watches it: --tickers still evaluates it
     with pytest.raises(BadUserInput):
-        await evaluate(eval_settings, database_url, eval_store, D3, tickers=["bad ticker!"])
-    summary = await evaluate(eval_settings, database_url, eval_store, D3, tickers=["acme", "NOPE"])
+        await evaluate(D3, tickers=["bad ticker!"])
+    summary = await evaluate(D3, tickers=["acme", "NOPE"])
     assert summary.entities == 1
     assert summary.skipped_tickers == ["NOPE"]
     assert await pool.fetchval("SELECT count(*) FROM entity_signals") == 1

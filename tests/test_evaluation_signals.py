@@ -20,6 +20,7 @@ from tests.fixtures.evaluation import (
     D1,
     D2,
     D3,
+    before_split,
     scenario_multiple,
     scenario_series,
     steady_quarters,
@@ -150,19 +151,7 @@ def test_quarter_inside_its_lag_does_not_count_yet() -> None:
 def test_four_for_one_split_changes_no_state_and_no_adjusted_number() -> None:
     dates, closes, quarters = scenario_series()
     ex_date = date(2024, 5, 20)
-    # Raw data: before the split each share was 4 of today's, so its price and EPS were 4x
-    # and there were a quarter as many shares.
-    raw_closes = [c * 4 if d < ex_date else c for d, c in zip(dates, closes, strict=True)]
-    raw_quarters = [
-        dataclasses.replace(
-            q,
-            diluted_eps=(q.diluted_eps or 0) * 4,
-            shares_outstanding=(q.shares_outstanding or 0) / 4,
-        )
-        if q.period_end_date < ex_date
-        else q
-        for q in quarters
-    ]
+    raw_closes, raw_quarters = before_split(dates, closes, quarters, ex_date, 4.0)
     split = Split(ex_date, to_factor=4.0, for_factor=1.0)
     raw = EntitySeries(dates, raw_closes, raw_quarters, [split])
     adjusted = EntitySeries(dates, closes, quarters)
