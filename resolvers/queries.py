@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import cast
 
 import strawberry
@@ -100,11 +101,5 @@ async def resolve_health(info: strawberry.Info) -> Health:
     ctx = context_of(info)
     # The same check as GET /api/health, so the two always agree.
     report = await health.check_health(ctx.pool, ctx.object_store)
-    return Health(
-        ok=report.ok,
-        database=report.database,
-        object_store=report.object_store,
-        version=report.version,
-        pending_backfills=report.pending_backfills,
-        last_evaluation_as_of=report.last_evaluation_as_of,
-    )
+    # Health declares exactly HealthReport's fields (the schema snapshot pins them).
+    return Health(**dataclasses.asdict(report))
