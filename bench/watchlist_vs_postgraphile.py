@@ -1,14 +1,15 @@
 """Benchmark: the 50-item `watchlist` on our server vs PostGraphile v4 over the same data.
 
 Usage (once: `npm ci --prefix bench/postgraphile`):
-    python bench/watchlist_vs_postgraphile.py [--clients 32] [--requests 5000] [--rounds 2]
+    python bench/watchlist_vs_postgraphile.py [--clients 32] [--requests 2000] [--rounds 2]
 
 A scratch database on TEST_DATABASE_URL / DATABASE_URL (else the embedded server) is migrated
 and seeded (bench/watchlist_api.seed plus sectors, varied states and watcher counts), then
 served by `python server.py` and by PostGraphile v4 side by side. Both answers are checked to
 carry the same information; then each server gets the same number of requests from the same
-32 clients in turn. Prints req/s, p50/p95/p99, errors, server RSS and CPU per request, and the
-ratios ours/PostGraphile (SPEC §10). The database is dropped and both servers stopped at the end.
+32 clients in turn. Prints req/s, p50/p95/p99, errors, server RSS, CPU per request (server,
+its Postgres backends, the client) and the ratios ours/PostGraphile (SPEC §10). The database
+is dropped and both servers stopped at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.postgraphile.answers import OUR_QUERY, PG_QUERY, our_items, postgraphile_items
 from bench.watchlist_api import seed
 from services.auth import issue_token
 from services.db import dsn_with_database, resolve_database_url
@@ -44,31 +45,6 @@ PG_DIR = ROOT / "bench" / "postgraphile"
 PG_CLI = PG_DIR / "node_modules" / "postgraphile" / "cli.js"
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-OUR_QUERY = """{ watchlist { count items {
-  addedAt alertsEnabled valuationState trendState fundamentalsState
-  valuationRegime trendPosition fundamentalDirection lastAlertAt lastEvaluatedAt
-  stock { ticker name sector exchange dataStatus hasPriceData watcherCount
-    signal { asOf close sma200 trendPosition valuationMetric valuationMultiple
-             valuationPercentile valuationRegime epsTtm fundamentalDirection }
-    backfill { status priority requestedAt retryCount errorMessage completedAt } } } } }"""
-
-# The same information from PostGraphile's generated schema. Differences: the user id is an
-# argument (no auth, no RLS); states come raw (null → fall back to the signal client-side);
-# the Direction arrows are not derivable; the latest backfill job needs a computed column.
-PG_QUERY = """query Watchlist($userId: UUID!) { userById(id: $userId) {
-  watchlistsByUserId(orderBy: [ADDED_AT_DESC, ID_DESC]) { totalCount nodes {
-    addedAt alertsEnabled
-    entityByEntityId { ticker name sector exchange dataStatus hasPriceData
-      watchlistsByEntityId { totalCount }
-      entitySignalsByEntityId(orderBy: AS_OF_DESC, first: 1) { nodes {
-        asOf close sma200 trendPosition valuationMetric valuationMultiple
-        valuationPercentile valuationRegime epsTtm fundamentalDirection } }
-      latestBackfill { status priority requestedAt retryCount errorMessage completedAt }
-      userEntitySettingsByEntityId(condition: { userId: $userId }) { nodes {
-        lastValuationRegime lastTrendPosition lastFundamentalDirection lastEvaluatedAt } }
-      alertHistoriesByEntityId(condition: { userId: $userId }, orderBy: SENT_AT_DESC, first: 1) {
-        nodes { sentAt } } } } } } }"""
 
 # A computed column (PostGraphile's idiom for a non-FK relation), created in the scratch
 # database only: backfill_queue joins entities by ticker, which PostGraphile cannot infer.
@@ -127,6 +103,7 @@ class Result:
     rss_mb: float
     peak_rss_mb: float
     server_cpu_s: float
+    db_cpu_s: float
     client_cpu_s: float
     machine_busy: float
 
@@ -203,104 +180,6 @@ async def wait_ready(server: Server) -> None:
     raise SystemExit(f"{server.name} did not start within 30 s")
 
 
-def instant(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def number(value: float | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def signal_tuple(signal: dict[str, Any] | None) -> tuple[Any, ...] | None:
-    if signal is None:
-        return None
-    floats = ("close", "sma200", "valuationMultiple", "valuationPercentile", "epsTtm")
-    texts = ("asOf", "trendPosition", "valuationMetric", "valuationRegime", "fundamentalDirection")
-    return tuple(number(signal[k]) for k in floats) + tuple(signal[k] for k in texts)
-
-
-def job_tuple(job: dict[str, Any] | None) -> tuple[Any, ...] | None:
-    if job is None:
-        return None
-    return (
-        job["status"].upper(),
-        job["priority"],
-        instant(job["requestedAt"]),
-        job["retryCount"],
-        job["errorMessage"],
-        instant(job["completedAt"]),
-    )
-
-
-def our_items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Our answer as comparable values."""
-    items = body["data"]["watchlist"]["items"]
-    return [
-        {
-            "ticker": item["stock"]["ticker"],
-            "name": item["stock"]["name"],
-            "sector": item["stock"]["sector"],
-            "exchange": item["stock"]["exchange"],
-            "dataStatus": item["stock"]["dataStatus"],
-            "hasPriceData": item["stock"]["hasPriceData"],
-            "watchers": item["stock"]["watcherCount"],
-            "signal": signal_tuple(item["stock"]["signal"]),
-            "backfill": job_tuple(item["stock"]["backfill"]),
-            "states": (
-                item["valuationRegime"],
-                item["trendPosition"],
-                item["fundamentalDirection"],
-            ),
-            "alertsEnabled": item["alertsEnabled"],
-            "addedAt": instant(item["addedAt"]),
-            "lastAlertAt": instant(item["lastAlertAt"]),
-            "lastEvaluatedAt": instant(item["lastEvaluatedAt"]),
-        }
-        for item in items
-    ]
-
-
-def fallback(state: dict[str, Any], signal: dict[str, Any] | None, key: str, other: str) -> str:
-    """The user's last state, else the latest signal's, else UNKNOWN (as our server does)."""
-    return str(state.get(key) or (signal or {}).get(other) or "UNKNOWN")
-
-
-def postgraphile_items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """PostGraphile's answer as the same values (state fallback done here, client-side)."""
-    result = []
-    for node in body["data"]["userById"]["watchlistsByUserId"]["nodes"]:
-        entity = node["entityByEntityId"]
-        signals = entity["entitySignalsByEntityId"]["nodes"]
-        signal = signals[0] if signals else None
-        states = entity["userEntitySettingsByEntityId"]["nodes"]
-        state = states[0] if states else {}
-        alerts = entity["alertHistoriesByEntityId"]["nodes"]
-
-        result.append(
-            {
-                "ticker": entity["ticker"],
-                "name": entity["name"],
-                "sector": entity["sector"],
-                "exchange": entity["exchange"],
-                "dataStatus": entity["dataStatus"].upper(),
-                "hasPriceData": entity["hasPriceData"],
-                "watchers": entity["watchlistsByEntityId"]["totalCount"],
-                "signal": signal_tuple(signal),
-                "backfill": job_tuple(entity["latestBackfill"]),
-                "states": (
-                    fallback(state, signal, "lastValuationRegime", "valuationRegime"),
-                    fallback(state, signal, "lastTrendPosition", "trendPosition"),
-                    fallback(state, signal, "lastFundamentalDirection", "fundamentalDirection"),
-                ),
-                "alertsEnabled": node["alertsEnabled"],
-                "addedAt": instant(node["addedAt"]),
-                "lastAlertAt": instant(alerts[0]["sentAt"]) if alerts else None,
-                "lastEvaluatedAt": instant(state.get("lastEvaluatedAt")),
-            }
-        )
-    return result
-
-
 async def verify_same(ours: Server, theirs: Server, items: int) -> None:
     """Both servers answer without errors, with `items` items carrying the same values."""
     answers = []
@@ -353,6 +232,23 @@ def status_mb(field: str) -> Callable[[int], float]:
     return read
 
 
+def database_backends(database: str) -> list[int]:
+    """Postgres backends serving `database` (their title names it), when /proc shows them."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def backends_cpu(database: str) -> float:
+    return sum(tree_sum(pid, cpu_seconds) for pid in database_backends(database))
+
+
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs: how saturated the box was, whoever used it."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -365,7 +261,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-async def load(server: Server, clients: int, total: int, max_seconds: float) -> Result:
+async def load(
+    server: Server, clients: int, total: int, max_seconds: float, database: str
+) -> Result:
     """`total` requests from `clients` concurrent keep-alive connections (stops at max_seconds)."""
     latencies: list[float] = []
     errors = 0
@@ -389,6 +287,7 @@ async def load(server: Server, clients: int, total: int, max_seconds: float) -> 
 
     cpu_before, client_before = tree_sum(server.process.pid, cpu_seconds), time.process_time()
     busy_before, total_before = machine_ticks()
+    db_before = backends_cpu(database)
     async with httpx.AsyncClient(limits=limits, timeout=30) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(http, started + max_seconds) for _ in range(clients)))
@@ -402,33 +301,39 @@ async def load(server: Server, clients: int, total: int, max_seconds: float) -> 
         rss_mb=tree_sum(pid, status_mb("VmRSS:")),
         peak_rss_mb=tree_sum(pid, status_mb("VmHWM:")),
         server_cpu_s=tree_sum(pid, cpu_seconds) - cpu_before,
+        db_cpu_s=backends_cpu(database) - db_before,
         client_cpu_s=time.process_time() - client_before,
         machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
     )
 
 
+def per_request_ms(seconds: float, result: Result) -> float:
+    return seconds / max(1, len(result.latencies)) * 1000
+
+
 def report(result: Result) -> None:
-    per_request_ms = result.server_cpu_s / max(1, len(result.latencies)) * 1000
+    cpu = [per_request_ms(s, result) for s in (result.server_cpu_s, result.db_cpu_s)]
     print(
-        f"  {result.name:<13}{result.rps:7.0f} req/s  p50 {result.percentile(0.50):6.1f}  "
+        f"  {result.name:<13}{result.rps:5.0f} req/s  p50 {result.percentile(0.50):6.1f}  "
         f"p95 {result.percentile(0.95):6.1f}  p99 {result.percentile(0.99):6.1f} ms  "
-        f"errors {result.errors}  RSS {result.rss_mb:5.0f} MB (peak {result.peak_rss_mb:.0f})  "
-        f"server CPU {per_request_ms:.2f} ms/req  client CPU {result.client_cpu_s:.1f} s  "
+        f"errors {result.errors}  RSS {result.rss_mb:3.0f} MB (peak {result.peak_rss_mb:.0f})  "
+        f"CPU/req: server {cpu[0]:.1f} ms, Postgres {cpu[1]:.1f} ms, "
+        f"client {per_request_ms(result.client_cpu_s, result):.1f} ms  "
         f"machine busy {result.machine_busy:.0%}  "
         f"({len(result.latencies)} in {result.seconds:.1f} s)"
     )
 
 
 def compare(ours: Result, theirs: Result) -> None:
+    cpu = per_request_ms(ours.server_cpu_s, ours) / per_request_ms(theirs.server_cpu_s, theirs)
     print(
         f"  ours/PostGraphile: throughput x{ours.rps / theirs.rps:.2f}, "
-        f"p99 x{ours.percentile(0.99) / theirs.percentile(0.99):.2f}, "
-        f"CPU/request x{ours.server_cpu_s / max(theirs.server_cpu_s, 1e-9):.2f} "
-        f"(targets: throughput >= x1.00, p99 < 50 ms, RSS < 200 MB)"
+        f"p99 x{ours.percentile(0.99) / theirs.percentile(0.99):.2f}, server CPU/request x{cpu:.2f}"
+        f"  (SPEC targets: throughput >= x1.00, p99 < 50 ms, RSS < 200 MB)"
     )
 
 
-async def run(args: argparse.Namespace, dsn: str) -> None:
+async def run(args: argparse.Namespace, dsn: str, database: str) -> None:
     user = await prepare_database(dsn, args.items)
     our_port, pg_port = free_port(), free_port()
     processes = [
@@ -463,11 +368,10 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
             results = {}
             print(f"round {round_number + 1}:")
             for server in order:
-                await load(server, args.clients, args.warmup, args.max_seconds)
-                results[server.name] = await load(
-                    server, args.clients, args.requests, args.max_seconds
-                )
-                report(results[server.name])
+                await load(server, args.clients, args.warmup, args.max_seconds, database)
+                timed = await load(server, args.clients, args.requests, args.max_seconds, database)
+                results[server.name] = timed
+                report(timed)
             compare(results["ours"], results["PostGraphile"])
     finally:
         for process in processes:
@@ -483,10 +387,10 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=5000, help="timed requests per server")
+    parser.add_argument("--requests", type=int, default=2000, help="timed requests per server")
     parser.add_argument("--warmup", type=int, default=500, help="untimed requests first")
     parser.add_argument("--rounds", type=int, default=1, help="alternating server order")
-    parser.add_argument("--max-seconds", type=float, default=60, help="cap per timed run")
+    parser.add_argument("--max-seconds", type=float, default=120, help="cap per timed run")
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="server processes, both sides")
     args = parser.parse_args()
@@ -499,7 +403,7 @@ async def main() -> None:
     admin = await asyncpg.connect(server)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        await run(args, dsn_with_database(server, name))
+        await run(args, dsn_with_database(server, name), name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

@@ -1,0 +1,1 @@
+"""PostGraphile v4 baseline for bench/watchlist_vs_postgraphile.py (node package + helpers)."""
