@@ -245,8 +245,14 @@ def database_backends(database: str) -> list[int]:
     return found
 
 
-def backends_cpu(database: str) -> float:
-    return sum(tree_sum(pid, cpu_seconds) for pid in database_backends(database))
+def backends_cpu(database: str) -> dict[int, float]:
+    return {pid: tree_sum(pid, cpu_seconds) for pid in database_backends(database)}
+
+
+def backends_cpu_since(database: str, before: dict[int, float]) -> float:
+    """CPU the backends used since `before` (a backend that exited meanwhile is not counted)."""
+    now = backends_cpu(database)
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in now.items())
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -301,7 +307,7 @@ async def load(
         rss_mb=tree_sum(pid, status_mb("VmRSS:")),
         peak_rss_mb=tree_sum(pid, status_mb("VmHWM:")),
         server_cpu_s=tree_sum(pid, cpu_seconds) - cpu_before,
-        db_cpu_s=backends_cpu(database) - db_before,
+        db_cpu_s=backends_cpu_since(database, db_before),
         client_cpu_s=time.process_time() - client_before,
         machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
     )
