@@ -30,6 +30,8 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # The process's ObjectStore (ingest.object_store), opened once in the app lifespan.
     object_store: Any = None
+    # The process's recently-ensured users (server.py); None upserts on every request.
+    ensured_users: users.EnsuredUsers | None = None
     loaders: Loaders = field(init=False)
     _claims: Claims | None = field(default=None, init=False)
     _user: asyncpg.Record | None = field(default=None, init=False)
@@ -40,6 +42,11 @@ class Context:
 
     async def require_user_id(self) -> UUID:
         """The authenticated user's id; raises Unauthenticated without a valid bearer token."""
+        if self._user is None and self.ensured_users is not None:
+            async with self._user_lock:
+                claims = await self._verify()
+            if self.ensured_users.recently_ensured(claims.sub, claims.email):
+                return claims.sub  # its row exists: this process upserted it moments ago
         user = await self.require_user()
         user_id: UUID = user["id"]
         return user_id
@@ -53,6 +60,8 @@ class Context:
             if self._user is None:
                 claims = await self._verify()
                 self._user = await users.ensure_user(self.pool, claims.sub, claims.email)
+                if self.ensured_users is not None:
+                    self.ensured_users.remember(claims.sub, claims.email)
         return self._user
 
     def remember_user(self, row: asyncpg.Record) -> None:

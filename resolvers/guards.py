@@ -6,13 +6,16 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 from graphql import ASTValidationRule, GraphQLError, ValidationContext, ValidationRule
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    ParserCache,
     SchemaExtension,
+    ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
 
 from services.settings import Settings
 
@@ -24,6 +27,9 @@ MAX_QUERY_BYTES = 32 * 1024
 # Whole HTTP request body (query + variables); enforced by server.py before JSON parsing.
 MAX_REQUEST_BYTES = 1024 * 1024
 GUARD_ERROR_CODE = "BAD_USER_INPUT"
+# Distinct documents whose parse and validation results are kept (LRU, per process); bounded
+# so a client sending unique queries cannot grow memory.
+DOCUMENT_CACHE_SIZE = 256
 
 
 class QuerySizeLimiter(SchemaExtension):
@@ -45,16 +51,13 @@ class QuerySizeLimiter(SchemaExtension):
         yield
 
 
-class DepthLimiter(QueryDepthLimiter):
-    """Strawberry's QueryDepthLimiter, minus its KeyError on a spread of an undefined fragment.
+def depth_rule(max_depth: int = MAX_DEPTH) -> type[ASTValidationRule]:
+    """Strawberry's query-depth rule, minus its KeyError on a spread of an undefined fragment.
 
     That document is already refused by graphql-core's KnownFragmentNamesRule (BAD_USER_INPUT);
     without this wrapper the depth rule's crash would turn it into an INTERNAL error.
     """
-
-    def __init__(self, max_depth: int = MAX_DEPTH) -> None:
-        super().__init__(max_depth=max_depth)
-        self.validation_rules = [_tolerate_undefined_fragments(r) for r in self.validation_rules]
+    return _tolerate_undefined_fragments(create_depth_rule(max_depth, None))
 
 
 def _tolerate_undefined_fragments(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
@@ -73,16 +76,23 @@ ExtensionFactory = Callable[[], SchemaExtension]
 
 
 def guard_extensions(settings: Settings) -> list[ExtensionFactory]:
-    """Factories of the guard extensions (fresh per operation), cheapest check first."""
-    extensions: list[ExtensionFactory] = [
+    """Factories of the guard extensions (fresh per operation), cheapest check first.
+
+    The validation rule classes are built here, once per schema: ValidationCache keys on
+    them, so classes made per request (Strawberry's limiter extensions) would never hit.
+    The size cap and token limit run before the cache lookups, so a huge or unique document
+    is refused (or parsed at most to the token limit) without growing either cache.
+    """
+    rules: list[type[ASTValidationRule]] = [depth_rule(MAX_DEPTH), alias_rule(MAX_ALIASES)]
+    if not settings.graphql_introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return [
         QuerySizeLimiter,
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
-        partial(DepthLimiter, max_depth=MAX_DEPTH),
-        partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
+        partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
+        partial(AddValidationRules, rules),
+        partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
     ]
-    if not settings.graphql_introspection:
-        extensions.append(DisableIntrospection)
-    return extensions
 
 
 def graphiql_enabled(settings: Settings) -> bool:

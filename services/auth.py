@@ -14,10 +14,16 @@ import jwt
 from services.errors import Unauthenticated
 from services.jwks import ASYMMETRIC_ALGORITHMS, JwksKeys
 from services.settings import Settings
+from services.ttl_cache import TtlCache
 
 DEV_SECRET_FILE = "jwt_secret"
 # Clock skew tolerated on exp/iat/nbf between the issuer and this server.
 LEEWAY_SECONDS = 30
+# Verified tokens remembered per process (each request re-sends the same token): entries
+# live until the token's `exp`, and at most this long, so a revoked JWKS key stops
+# working within a minute.
+VERIFIED_TOKEN_CACHE_SIZE = 4096
+VERIFIED_TOKEN_CACHE_SECONDS = 60.0
 # The demo data set's user (`python -m ingest demo`, `make run` prints a token for it).
 DEMO_USER_ID = UUID("00000000-0000-4000-8000-000000000001")
 DEMO_USER_EMAIL = "demo@example.com"
@@ -97,10 +103,14 @@ class TokenVerifier:
         *,
         secret: str | None = None,
         jwks: JwksKeys | None = None,
+        leeway_seconds: int = LEEWAY_SECONDS,
     ) -> None:
         self._settings = settings
         self._secret = secret if secret is not None else resolve_jwt_secret(settings)
         self._jwks = jwks if jwks is not None else _jwks_from_settings(settings)
+        self._leeway = leeway_seconds
+        # Keyed by the whole token: another token for the same sub is verified on its own.
+        self._verified: TtlCache[str, Claims] = TtlCache(VERIFIED_TOKEN_CACHE_SIZE)
 
     @property
     def configured(self) -> bool:
@@ -108,6 +118,18 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Claims:
         """The token's claims; raises Unauthenticated for anything not valid right now."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            return claims
+        payload = await self._decode(token)
+        claims = _claims(payload)
+        # Cached no later than `exp` itself (the leeway only applies to a full verification).
+        deadline = min(_expiry(payload), time.time() + VERIFIED_TOKEN_CACHE_SECONDS)
+        self._verified.put(token, claims, deadline)
+        return claims
+
+    async def _decode(self, token: str) -> dict[str, object]:
+        """The verified payload (exp checked, sub present); raises Unauthenticated."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -124,13 +146,13 @@ class TokenVerifier:
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
                 options={"require": ["sub", "exp"]},
-                leeway=LEEWAY_SECONDS,
+                leeway=self._leeway,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
-        return _claims(payload)
+        return payload
 
     async def _key_for(self, algorithm: str, kid: object) -> str | jwt.PyJWK:
         if algorithm == "HS256":
@@ -154,6 +176,17 @@ def _jwks_from_settings(settings: Settings) -> JwksKeys | None:
         file=settings.jwt_jwks_file,
         cache_seconds=settings.jwt_jwks_cache_seconds,
     )
+
+
+def _expiry(payload: dict[str, object]) -> float:
+    """`exp` as PyJWT read it (int() of the claim); 0 (never cached) if it somehow is not."""
+    exp = payload.get("exp")
+    if not isinstance(exp, int | float | str):
+        return 0.0
+    try:
+        return min(float(int(exp)), float(2**62))
+    except (ValueError, OverflowError):
+        return 0.0
 
 
 def _claims(payload: dict[str, object]) -> Claims:

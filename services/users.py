@@ -11,10 +11,14 @@ from services import watchlists
 from services.entities import Executor
 from services.errors import BadUserInput, NotFound
 from services.tickers import normalize_ticker
+from services.ttl_cache import TtlCache
 
 INVESTING_STYLES = ("value", "growth", "blend")
 ALERT_TYPES = ("valuation_regime_change", "trend_break", "fundamental_inflection")
 MAX_ONBOARDING_TICKERS = 50
+# A user upserted this recently (same token email) is not upserted again by this process.
+ENSURED_USERS_CACHE_SIZE = 10_000
+ENSURED_USERS_SECONDS = 30.0
 
 _GET_SQL = """
 SELECT id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
@@ -61,6 +65,29 @@ async def ensure_user(pool: asyncpg.Pool, user_id: UUID, email: str | None) -> a
         upserted = await pool.fetchrow(_UPSERT_SQL, user_id, None)
     assert upserted is not None
     return upserted
+
+
+class EnsuredUsers:
+    """Users this process ensured recently, with the email it ensured, so repeats skip the read.
+
+    Keyed by user id with the last email applied: a token carrying another email misses and
+    is upserted at once. Only an email changed elsewhere (another worker, an older token) can
+    stay unapplied here, for at most `seconds`.
+    """
+
+    def __init__(
+        self, maxsize: int = ENSURED_USERS_CACHE_SIZE, seconds: float = ENSURED_USERS_SECONDS
+    ) -> None:
+        self.seconds = seconds
+        self._emails: TtlCache[UUID, tuple[str | None]] = TtlCache(maxsize)
+
+    def recently_ensured(self, user_id: UUID, email: str | None) -> bool:
+        """True when `user_id` was ensured with this `email` within the last `seconds`."""
+        return self._emails.get(user_id) == (email,)
+
+    def remember(self, user_id: UUID, email: str | None) -> None:
+        """Record that `user_id` exists with `email` applied (as ensure_user just did)."""
+        self._emails.put(user_id, (email,), self._emails.clock() + self.seconds)
 
 
 async def get_user(db: Executor, user_id: UUID) -> asyncpg.Record:
