@@ -124,7 +124,7 @@ class TokenVerifier:
         payload = await self._decode(token)
         claims = _claims(payload)
         # Cached no later than `exp` itself (the leeway only applies to a full verification).
-        deadline = min(_expiry(payload), time.time() + VERIFIED_TOKEN_CACHE_SECONDS)
+        deadline = min(_expiry(payload), self._verified.clock() + VERIFIED_TOKEN_CACHE_SECONDS)
         self._verified.put(token, claims, deadline)
         return claims
 
