@@ -31,13 +31,24 @@ async def apply_migrations(dsn: str) -> list[str]:
     return [f"{m.version:04d}_{m.name}" for m in applied]
 
 
-async def demo_user_exists(dsn: str) -> bool:
-    """Whether the demo data set has been loaded (its user row exists)."""
+# Loaded means evaluated up to the newest prices of the demo user's stocks, not just that the
+# user row exists: a demo run that stopped part-way must be resumed at the next start.
+_DEMO_LOADED_SQL = """
+SELECT coalesce((
+    SELECT max(s.last_evaluated_as_of) >= max(e.price_data_max_date)
+    FROM watchlists w
+    JOIN entities e ON e.id = w.entity_id
+    JOIN user_entity_settings s ON s.user_id = w.user_id AND s.entity_id = w.entity_id
+    WHERE w.user_id = $1
+), false)
+"""
+
+
+async def demo_loaded(dsn: str) -> bool:
+    """Whether the demo data set is fully loaded (its user's stocks evaluated to the end)."""
     conn = await asyncpg.connect(dsn)
     try:
-        return bool(
-            await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", DEMO_USER_ID)
-        )
+        return bool(await conn.fetchval(_DEMO_LOADED_SQL, DEMO_USER_ID))
     finally:
         await conn.close()
 
@@ -72,7 +83,7 @@ async def prepare_development_database(dsn: str, *, with_demo: bool) -> None:
     log.info("migrations: %s", ", ".join(applied) or "up to date")
     if not with_demo:
         return
-    if await demo_user_exists(dsn):
+    if await demo_loaded(dsn):
         log.info("demo data set already loaded")
     elif not demo_loader_available():
         log.info("demo data set skipped: %s does not exist yet", DEMO_MODULE)
