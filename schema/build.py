@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.errors import AppSchema
+from resolvers.execution import FastLeafExecutionContext
 from resolvers.guards import guard_extensions
 from resolvers.metrics import MetricsExtension
 from resolvers.root import Mutation, Query
@@ -20,4 +21,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         subscription=Subscription,
         # Metrics first: it wraps (and so times and counts) everything the guards refuse.
         extensions=[MetricsExtension, *guard_extensions(settings)],
+        execution_context_class=FastLeafExecutionContext,
     )
