@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 from graphql import ASTValidationRule, GraphQLError, ValidationContext, ValidationRule
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.validation import NoSchemaIntrospectionCustomRule
+from starlette.websockets import WebSocket
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -16,6 +18,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
+from strawberry.types.graphql import OperationType
 
 from services.settings import Settings
 
@@ -48,6 +51,32 @@ class QuerySizeLimiter(SchemaExtension):
                     f"query is {size} bytes; the limit is {self.max_bytes}",
                     extensions={"code": GUARD_ERROR_CODE},
                 )
+        yield
+
+
+class SubscriptionsOverWebSocket(SchemaExtension):
+    """A subscription sent over HTTP is BAD_USER_INPUT, not a confusing null-field INTERNAL.
+
+    Strawberry lets POST carry subscriptions (for its multipart protocol); graphql-core would
+    then run the resolver as a plain field. We serve them over graphql-transport-ws only.
+    """
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        request = getattr(context.context, "request", None)
+        if context.operation_type is OperationType.SUBSCRIPTION and not isinstance(
+            request, WebSocket
+        ):
+            context.result = GraphQLExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(
+                        "subscriptions are served over WebSocket (graphql-transport-ws) "
+                        "at /graphql, not over HTTP",
+                        extensions={"code": GUARD_ERROR_CODE},
+                    )
+                ],
+            )
         yield
 
 
@@ -88,6 +117,7 @@ def guard_extensions(settings: Settings) -> list[ExtensionFactory]:
         rules.append(NoSchemaIntrospectionCustomRule)
     return [
         QuerySizeLimiter,
+        SubscriptionsOverWebSocket,
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
         partial(AddValidationRules, rules),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from resolvers.guards import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_BYTES, MAX_TOKENS
@@ -106,3 +108,12 @@ async def test_large_realistic_query_passes_every_guard(gql: GraphQLClient) -> N
     body = await gql(query)
     assert "errors" not in body
     assert len(body["data"]) == MAX_ALIASES
+
+
+async def test_subscription_over_http_is_bad_user_input_not_internal(
+    gql: GraphQLClient, make_token: Callable[..., str]
+) -> None:
+    body = await gql("subscription { alertCreated { id } }", token=make_token())
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert "WebSocket" in body["errors"][0]["message"]
+    assert body.get("data") is None
