@@ -46,6 +46,9 @@ class Watcher:
     alert_types: tuple[str, ...]
     states: dict[str, str | None]
     last_evaluated_as_of: date | None
+    # Removed and added again since its states were last set: what changed while the stock
+    # was off the watchlist is old news, so the first evaluation after re-adding is silent.
+    rewatched: bool = False
 
 
 def scope_of(tickers: Sequence[str] | None) -> str:
@@ -209,7 +212,8 @@ _WATCHERS = """
 SELECT w.entity_id, w.user_id, w.alerts_enabled AS watchlist_alerts_enabled,
        u.alerts_enabled AS user_alerts_enabled, u.alert_types,
        s.last_valuation_regime, s.last_trend_position, s.last_fundamental_direction,
-       s.last_evaluated_as_of
+       s.last_evaluated_as_of,
+       coalesce(w.added_at > s.last_evaluated_at, false) AS rewatched
 FROM watchlists w
 JOIN users u ON u.id = w.user_id
 LEFT JOIN user_entity_settings s ON s.user_id = w.user_id AND s.entity_id = w.entity_id
@@ -234,6 +238,7 @@ async def watchers(pool: asyncpg.Pool, entity_ids: Sequence[UUID]) -> dict[UUID,
                     "fundamental_direction": row["last_fundamental_direction"],
                 },
                 last_evaluated_as_of=row["last_evaluated_as_of"],
+                rewatched=row["rewatched"],
             )
         )
     return out

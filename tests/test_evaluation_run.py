@@ -271,6 +271,25 @@ async def test_readding_a_stock_does_not_realert(
     assert len(await alerts(pool)) == before
 
 
+async def test_changes_while_a_stock_was_off_the_watchlist_are_old_news(
+    pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
+) -> None:
+    entity, user = await watched_scenario(pool, eval_store)
+    await evaluate(D0)
+    assert (await states(pool, user))["last_valuation_regime"] == "NORMAL"
+    await pool.execute("DELETE FROM watchlists WHERE user_id = $1", user)
+    await watch(pool, user, entity)  # re-added after the stock fell into its cheap zone (D1)
+    await evaluate(D1)
+    assert await alerts(pool) == []
+    assert (await states(pool, user))["last_valuation_regime"] == "CHEAP"
+    await evaluate(D2)  # ~25th percentile: still CHEAP
+    await evaluate(D3)  # ~35th percentile: leaves CHEAP — news from while it is watched
+    valuation = await alerts(pool, "valuation_regime_change")
+    assert [(a["previous_state"], a["new_state"], a["as_of"]) for a in valuation] == [
+        ("CHEAP", "NORMAL", D3)
+    ]
+
+
 async def test_back_dated_run_does_not_alert_backwards(
     pool: asyncpg.Pool, eval_store: LocalObjectStore, evaluate: Evaluate
 ) -> None:

@@ -24,7 +24,8 @@ def decide(watchers: list[Watcher], signal: Signal, as_of: date, explainer: Expl
     """SPEC §8: NULL → set silently; a change between known states alerts when enabled.
 
     A watcher whose state was evaluated for a later date than `as_of` (a back-dated run) is
-    left alone, so old dates never alert backwards.
+    left alone, so old dates never alert backwards. A re-added stock's kept states are
+    refreshed silently once, like NULL ones: changes from while it was unwatched are old news.
     """
     alerts: list[AlertRow] = []
     states: list[StateRow] = []
@@ -32,7 +33,7 @@ def decide(watchers: list[Watcher], signal: Signal, as_of: date, explainer: Expl
         if watcher.last_evaluated_as_of is not None and watcher.last_evaluated_as_of > as_of:
             continue
         for alert_type, field in TYPE_FIELDS.items():
-            old = watcher.states.get(field)
+            old = None if watcher.rewatched else watcher.states.get(field)
             new = str(getattr(signal, field))
             if old is None or old == new or UNKNOWN in (old, new):
                 continue
