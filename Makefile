@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(VENV)/bin/pytest
@@ -35,6 +36,6 @@ clean:
 explorer-assets:
 	@scripts/install_graphiql.sh
 
-# Regenerate the committed schema snapshot (tests/test_schema_snapshot.py compares them).
+# Regenerate the committed schema snapshot (tests/api/test_schema_snapshot.py compares them).
 schema: $(STAMP)
-	$(VENV)/bin/strawberry export-schema schema.snapshot:schema --output schema.graphql
+	$(VENV)/bin/strawberry export-schema web.schema_export:schema --output schema.graphql

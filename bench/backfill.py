@@ -21,12 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._scratch import scratch_database, server_dsn
-from ingest.backfill import run_backfill
-from ingest.dolthub import DoltHubClient
-from ingest.object_store import LocalObjectStore
+from ingest.dolthub.client import DoltHubClient
+from ingest.jobs.backfill import run_backfill
 from ingest.progress import Progress
 from services.db import create_pool
 from services.settings import Settings
+from services.storage.local import LocalObjectStore
 
 TODAY = date(2026, 11, 28)  # the fake's data ends 2026-11-27
 # Each worker fetches up to 4 year-windows (or 4 earnings windows) concurrently.
@@ -35,8 +35,8 @@ IN_FLIGHT_PER_WORKER = 4
 
 FAKE_SCRIPT = """
 import sys
-from tests import fake_dolthub
-fake = fake_dolthub.FakeDoltHub().start()
+from tests.fakes import dolthub_server
+fake = dolthub_server.FakeDoltHub().start()
 fake.switches.latency_ms = float(sys.argv[1])
 print(fake.url, flush=True)
 sys.stdin.read()

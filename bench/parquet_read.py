@@ -2,7 +2,7 @@
 
 Usage: python bench/parquet_read.py [--tickers 200] [--years 10] [--concurrency 4]
 Prints seconds and tickers/s for full-column and (date, close) reads, and the projection to
-1,000 tickers (SPEC §10: evaluation of 1,000 tickers x 10 years in < 60 s).
+1,000 tickers (target: evaluation of 1,000 tickers x 10 years in < 10 s).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.market_data import PriceBar
-from ingest.object_store import LocalObjectStore
-from ingest.parquet_layout import read_prices, write_prices
+from services.market.records import PriceBar
+from services.storage.local import LocalObjectStore
+from services.storage.market_files import read_prices, write_prices
 
 
 def synthetic_bars(seed: int, start: date, end: date) -> list[PriceBar]:

@@ -9,7 +9,7 @@ then commits `--rounds` bursts of `--burst` alerts, each burst one transaction w
 pg_notify per alert, as the evaluator writes them. Prints delivery latency after commit
 (p50/p99/max over every delivery), lost or duplicated deliveries, the server's RSS and its
 CPU time per delivery (user/system; steadier than latency on a shared machine).
-Target (SPEC §10): p99 < 250 ms. Numbers only; nothing is asserted.
+Target: p99 < 250 ms. Numbers only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._scratch import scratch_database, server_dsn
-from services.auth import issue_token
+from services.auth.tokens import issue_token
 from tests.fixtures.app import TEST_JWT_SECRET
 from tests.fixtures.ws import (
     ServerProcess,

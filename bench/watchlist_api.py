@@ -4,7 +4,7 @@ Usage: python bench/watchlist_api.py [--clients 32] [--requests 3000] [--items 5
 A scratch database is created on TEST_DATABASE_URL / DATABASE_URL (else the embedded
 server), migrated, filled with one user watching `--items` stocks (states, signals, alerts,
 queued backfills, other watchers), and dropped at the end. Prints requests/s, p50/p99
-latency and the server's RSS (SPEC §10: p99 < 50 ms, RSS < 200 MB on a 2-core box).
+latency and the server's RSS (targets: p99 < 50 ms, RSS < 200 MB on a 2-core box).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._scratch import scratch_database
 from migrations.runner import migrate
-from services.auth import issue_token
+from services.auth.tokens import issue_token
 from services.db import resolve_database_url
 from services.settings import Settings
 
@@ -42,7 +42,7 @@ QUERY = """{ watchlist { count items {
 
 SERVE = """
 import dataclasses, sys, uvicorn
-from server import create_app
+from web.app import create_app
 from services.settings import Settings
 settings = dataclasses.replace(Settings.from_env(), jwt_secret=sys.argv[2])
 uvicorn.run(create_app(settings, database_url=sys.argv[1]), host="127.0.0.1",

@@ -8,7 +8,8 @@ and seeded (bench/watchlist_api.seed plus sectors, varied states and watcher cou
 served by `python server.py` and by PostGraphile v4 side by side. Both answers are checked to
 carry the same information; then each server gets the same number of requests from the same
 32 clients in turn. Prints req/s, p50/p95/p99, errors, server RSS, CPU per request (server,
-its Postgres backends, the client) and the ratios ours/PostGraphile (SPEC §10). The database
+its Postgres backends, the client) and the ratios ours/PostGraphile (docs/operations.md has
+the targets). The database
 is dropped and both servers stopped at the end.
 """
 
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.postgraphile.answers import OUR_QUERY, PG_QUERY, our_items, postgraphile_items
 from bench.watchlist_api import seed
-from services.auth import issue_token
+from services.auth.tokens import issue_token
 from services.db import dsn_with_database, resolve_database_url
 from services.settings import Settings
 
@@ -335,7 +336,7 @@ def compare(ours: Result, theirs: Result) -> None:
     print(
         f"  ours/PostGraphile: throughput x{ours.rps / theirs.rps:.2f}, "
         f"p99 x{ours.percentile(0.99) / theirs.percentile(0.99):.2f}, server CPU/request x{cpu:.2f}"
-        f"  (SPEC targets: throughput >= x1.00, p99 < 50 ms, RSS < 200 MB)"
+        f"  (targets: throughput >= x1.00, p99 < 50 ms, RSS < 200 MB)"
     )
 
 

@@ -1,1 +1,1 @@
-"""Batch jobs: DoltHub backfill, object store, Parquet layout, evaluation and the ingest CLI."""
+"""The batch jobs run by cron: DoltHub backfill, price updates, evaluation, CSV import, demo."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,12 +15,14 @@ from typing import Any, NoReturn
 
 import asyncpg
 
-from ingest.dolthub import DoltHubClient, DoltHubError
-from ingest.object_store import ObjectStore, open_object_store
+from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.progress import Progress
 from services.db import create_pool, redact_dsn, resolve_database_url
 from services.errors import BadUserInput, ConfigurationError, ServiceError
+from services.logs import configure_logging
 from services.settings import Settings
+from services.storage.factory import open_object_store
+from services.storage.object_store import ObjectStore
 from services.tickers import normalize_ticker
 
 log = logging.getLogger("ingest")
@@ -126,7 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder with ohlcv.csv, symbol.csv, income_statement.csv, …",
     )
-    commands.add_parser("demo", help="write the offline demo data set and import it")
+    demo = commands.add_parser("demo", help="write the offline demo data set and import it")
+    demo.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="do nothing when the demo is already fully loaded (what `make run` uses)",
+    )
     return parser
 
 
@@ -188,7 +194,7 @@ def finish(progress: Progress) -> int:
 
 
 async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
-    from ingest.backfill import run_backfill
+    from ingest.jobs.backfill import run_backfill
 
     progress = progress_for("backfill")
     pool = await res.pool(args.workers + 2)
@@ -208,7 +214,7 @@ async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
 
 
 async def cmd_update_prices(res: Resources, args: argparse.Namespace) -> int:
-    from ingest.update_prices import run_update_prices
+    from ingest.jobs.update_prices import run_update_prices
 
     progress = progress_for("update-prices")
     await run_update_prices(
@@ -218,20 +224,11 @@ async def cmd_update_prices(res: Resources, args: argparse.Namespace) -> int:
 
 
 async def cmd_evaluate(res: Resources, args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module("ingest.evaluation.run")
-    except ModuleNotFoundError as exc:
-        if exc.name != "ingest.evaluation.run":
-            raise
-        print(
-            "evaluate: the evaluation module (ingest.evaluation.run) is not installed; "
-            "nothing evaluated",
-            flush=True,
-        )
-        return EXIT_OK
+    from ingest.evaluation.run import run_evaluation
+
     await res.pool()  # fail early, with the usual message, when the database is unusable
     progress = progress_for("evaluate")
-    summary: Any = await module.run_evaluation(
+    summary = await run_evaluation(
         res.settings,
         res.dsn,
         as_of=args.as_of,
@@ -272,7 +269,7 @@ async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
 
 
 async def cmd_sync_symbols(res: Resources, args: argparse.Namespace) -> int:
-    from ingest.symbols import run_sync_symbols
+    from ingest.jobs.sync_symbols import run_sync_symbols
 
     progress = progress_for("sync-symbols")
     await run_sync_symbols(res.settings, await res.pool(), res.client(), progress)
@@ -280,7 +277,7 @@ async def cmd_sync_symbols(res: Resources, args: argparse.Namespace) -> int:
 
 
 async def cmd_import_csv(res: Resources, args: argparse.Namespace) -> int:
-    from ingest.csv_import import find_csv_files, run_import_csv
+    from ingest.jobs.csv_import import find_csv_files, run_import_csv
 
     files = find_csv_files(args.directory)  # argument errors before touching the database
     progress = progress_for("import-csv")
@@ -289,17 +286,15 @@ async def cmd_import_csv(res: Resources, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(res: Resources, args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module("ingest.demo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "ingest.demo":
-            raise
-        raise ConfigurationError("the demo data set (ingest.demo) is not available") from None
-    await res.pool()
-    summary: Any = await module.run_demo(res.settings, res.dsn)
-    line = summary.summary_line() if hasattr(summary, "summary_line") else str(summary)
-    print(line, flush=True)
-    return EXIT_FAILED if getattr(summary, "failures", None) else EXIT_OK
+    from ingest.demo.load import demo_loaded, run_demo
+
+    pool = await res.pool()
+    if args.if_needed and await demo_loaded(pool):
+        print("demo data set already loaded", flush=True)
+        return EXIT_OK
+    summary = await run_demo(res.settings, res.dsn)
+    print(summary.summary_line(), flush=True)
+    return EXIT_FAILED if summary.failures else EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[Resources, argparse.Namespace], Awaitable[int]]] = {
@@ -323,16 +318,6 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 async def run_command(settings: Settings, args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
         resources = Resources(settings, stack)
@@ -344,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         settings = Settings.from_env()
-        configure_logging(settings.log_level)
+        configure_logging(settings)
         return asyncio.run(run_command(settings, args))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,1 +1,1 @@
-"""Query, Mutation and Subscription resolvers and the per-request DataLoaders."""
+"""Query, Mutation and Subscription resolvers, the per-request Context and DataLoaders."""

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
+import strawberry
 
 from resolvers.loaders import Loaders
-from services import users
-from services.auth import Claims, TokenVerifier
+from services import alerts, users, watchlists
+from services.alerts import AlertPage, AlertTotals
+from services.auth.tokens import Claims, TokenVerifier
+from services.db import Row
 from services.errors import Unauthenticated
+from services.price_history import DailyBar, daily_bars
 from services.settings import Settings
 
 
@@ -28,7 +34,7 @@ class Context:
     response: Any = None
     # The WebSocket connection_init payload (Strawberry sets it; subscriptions read the token).
     connection_params: dict[str, Any] | None = None
-    # The process's ObjectStore (ingest.object_store), opened once in the app lifespan.
+    # The process's ObjectStore (services.storage.factory), opened once in the app lifespan.
     object_store: Any = None
     # The process's recently-ensured users (server.py); None upserts on every request.
     ensured_users: users.EnsuredUsers | None = None
@@ -68,6 +74,37 @@ class Context:
         """Keep the viewer's row a mutation just returned, so later fields read it."""
         self._user = row
 
+    # --- what the types' fields read (schema.context.FieldContext) ---------------------
+
+    def watcher_count(self, entity_id: UUID) -> Awaitable[int]:
+        return self.loaders.watcher_count_by_entity_id.load(entity_id)
+
+    def backfill_job(self, ticker: str) -> Awaitable[Row | None]:
+        return self.loaders.backfill_job_by_ticker.load(ticker)
+
+    def latest_signal(self, entity_id: UUID) -> Awaitable[Row | None]:
+        return self.loaders.signal_by_entity_id.load(entity_id)
+
+    async def daily_bars(self, ticker: str, start: date, end: date) -> list[DailyBar]:
+        if self.object_store is None:
+            return []
+        return await daily_bars(self.object_store, ticker, start, end)
+
+    async def watchlist_rows(self) -> Sequence[Row]:
+        return await watchlists.list_items(self.pool, await self.require_user_id())
+
+    async def alert_page(self, first: int, after: str | None, alert_type: str | None) -> AlertPage:
+        user_id = await self.require_user_id()
+        return await alerts.list_page(
+            self.pool, user_id, first=first, after=after, alert_type=alert_type
+        )
+
+    async def alert_count(self, alert_type: str | None) -> int:
+        return await alerts.count(self.pool, await self.require_user_id(), alert_type)
+
+    async def alert_stats(self) -> AlertTotals:
+        return await alerts.stats(self.pool, await self.require_user_id(), users.ALERT_TYPES)
+
     async def _verify(self) -> Claims:
         if self._claims is None:
             token = bearer_token(self.authorization)
@@ -85,3 +122,8 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def context_of(info: strawberry.Info) -> Context:
+    """The request's Context, typed."""
+    return cast(Context, info.context)

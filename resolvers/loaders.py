@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 from strawberry.dataloader import DataLoader
 
-from services import backfill_queue, entities, signals
-
-Row = Mapping[str, Any] | asyncpg.Record
+from services import backfill_queue, entities, signal_store
+from services.db import Row
 
 
 class WatcherCountByEntityIdLoader(DataLoader[UUID, int]):
@@ -34,7 +31,7 @@ class SignalByEntityIdLoader(DataLoader[UUID, Row | None]):
         self._pool = pool
 
     async def _load(self, keys: list[UUID]) -> list[Row | None]:
-        latest = await signals.latest(self._pool, keys)
+        latest = await signal_store.latest(self._pool, keys)
         return [latest.get(key) for key in keys]
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers.queries import context_of
-from schema.enums import InvestingStyle
+from resolvers.context import context_of
+from schema.alert import Alert, alert_from_row
 from schema.inputs import UpdateSettingsInput
-from schema.types import Alert, User, WatchlistItem, alert_from_row, user_from_row
-from schema.types import watchlist_item_from_row as item_from_row
+from schema.user import User, WatchlistItem, user_from_row, watchlist_item_from_row
 from services import alerts, users, watchlists
+from services.users import InvestingStyle
 
 
 async def resolve_complete_onboarding(
@@ -39,7 +39,7 @@ async def resolve_update_settings(info: strawberry.Info, data: UpdateSettingsInp
 async def resolve_add_stock(info: strawberry.Info, ticker: str) -> WatchlistItem:
     ctx = context_of(info)
     row = await watchlists.add_stock(ctx.pool, await ctx.require_user_id(), ticker)
-    return item_from_row(row)
+    return watchlist_item_from_row(row)
 
 
 async def resolve_remove_stock(info: strawberry.Info, ticker: str) -> bool:
@@ -52,7 +52,7 @@ async def resolve_set_stock_alerts(
 ) -> WatchlistItem:
     ctx = context_of(info)
     row = await watchlists.set_stock_alerts(ctx.pool, await ctx.require_user_id(), ticker, enabled)
-    return item_from_row(row)
+    return watchlist_item_from_row(row)
 
 
 async def resolve_mark_alert_opened(info: strawberry.Info, alert_id: str) -> Alert:

@@ -1,26 +1,21 @@
-"""Root Query and Mutation types (SPEC §5); the Subscription root lives with its resolvers."""
+"""Root Query and Mutation types (docs/api.md); the Subscription root lives with its resolvers."""
 
 from __future__ import annotations
 
 import strawberry
 
 from resolvers import mutations, queries
-from schema.enums import AlertType, InvestingStyle
+from schema.alert import ALERTS_PAGE_SIZE, Alert, AlertConnection, AlertStats
+from schema.health import Health
 from schema.inputs import UpdateSettingsInput
-from schema.types import (
-    Alert,
-    AlertConnection,
-    AlertStats,
-    Health,
-    Stock,
-    User,
-    Watchlist,
-    WatchlistItem,
-)
+from schema.stock import Stock
+from schema.user import User, Watchlist, WatchlistItem
+from services.market.states import AlertType
+from services.users import InvestingStyle
 
 
 def _or(value: int | None, default: int) -> int:
-    """SPEC §5 declares these arguments nullable with a default; an explicit null means it."""
+    """These arguments are nullable with a default; an explicit null means it."""
     return default if value is None else value
 
 
@@ -55,12 +50,12 @@ class Query:
     async def alerts(
         self,
         info: strawberry.Info,
-        first: int | None = 20,
+        first: int | None = ALERTS_PAGE_SIZE,
         after: str | None = None,
         type: AlertType | None = None,
     ) -> AlertConnection:
         return await queries.resolve_alerts(
-            info, first=_or(first, 20), after=after, alert_type=type
+            info, first=_or(first, ALERTS_PAGE_SIZE), after=after, alert_type=type
         )
 
     @strawberry.field

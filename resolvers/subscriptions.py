@@ -12,17 +12,14 @@ import strawberry
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
-from resolvers import metrics
 from resolvers.context import Context
 from resolvers.loaders import Loaders
-from schema.types import Alert, alert_from_row
-from services import alert_replay
-from services.alert_hub import AlertHub, HubStopped, Subscriber
+from schema.alert import Alert, alert_from_row
 from services.errors import ServiceError, Unauthenticated
+from services.live import replay as alert_replay
+from services.live.hub import AlertHub, HubStopped, Subscriber
 
 log = logging.getLogger(__name__)
-
-LIVE_BATCH = 100
 
 
 async def authenticate_connection(context: Context) -> UnsetType:
@@ -77,11 +74,9 @@ async def _stream(
     this operation then ends with a SUBSCRIBER_TOO_SLOW error, and the client resumes with
     `after` = the last id it received.
     """
-    gauge = _SubscriberGauge()
     try:
-        subscriber = hub.subscribe(user_id, on_overflow=lambda _: gauge.release())
+        subscriber = hub.subscribe(user_id)
     except HubStopped:  # the server is shutting down: end quietly
-        gauge.release()
         return
     registered_at = datetime.now().astimezone()
     try:
@@ -99,20 +94,6 @@ async def _stream(
         return
     finally:
         subscriber.close()
-        gauge.release()
-
-
-class _SubscriberGauge:
-    """Counts one hub registration in the subscribers gauge until released (once)."""
-
-    def __init__(self) -> None:
-        metrics.ACTIVE_SUBSCRIBERS.inc()
-        self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            metrics.ACTIVE_SUBSCRIBERS.dec()
 
 
 async def _live_rows(subscriber: Subscriber, replayed: set[UUID]) -> AsyncIterator[Any]:

@@ -1,1 +1,1 @@
-"""Strawberry types and the one Schema object."""
+"""Strawberry types, built from rows; fields below the root read the request via schema.context."""

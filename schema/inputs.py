@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from schema.enums import AlertType, InvestingStyle
+from services.market.states import AlertType
+from services.users import InvestingStyle
 
 
 @strawberry.input(description="Omitted (or null) fields keep their current value.")

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
-import asyncpg
+from services.db import Row
 
-# asyncpg records, or plain dicts built from them (e.g. a joined row's `signal_*` columns).
-Row = Mapping[str, Any] | asyncpg.Record
 T = TypeVar("T")
 
 _FIELDS: dict[type[Any], tuple[tuple[str, type[Enum] | None], ...]] = {}

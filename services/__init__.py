@@ -1,1 +1,1 @@
-"""Business logic on asyncpg: users, watchlists, entities, alerts, backfill queue."""
+"""Everything below GraphQL, shared by the API and the jobs: SQL on asyncpg, auth, domain."""

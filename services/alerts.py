@@ -9,7 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
-from services.entities import STOCK_COLUMNS, Executor, check_limit
+from services.db import Executor
+from services.entities import STOCK_COLUMNS, check_limit
 from services.errors import BadUserInput, NotFound
 from services.pagination import decode_cursor, encode_cursor
 
@@ -17,7 +18,7 @@ MAX_PAGE_SIZE = 100
 MAX_RECENT_DAYS = 365
 
 # Every alert query returns the alert plus its entity columns, so `Alert.stock` needs no
-# second statement. These columns must stay in step with schema.types.alert_from_row; the
+# second statement. These columns must stay in step with schema.alert.alert_from_row; the
 # hub and replay build their statements from ALERT_SELECT too (constant fragments only).
 ALERT_COLUMNS = """a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state,
        a.headline, a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
@@ -139,7 +140,7 @@ async def mark_opened(db: Executor, user_id: UUID, raw_id: str) -> asyncpg.Recor
 
 
 @dataclass(frozen=True)
-class AlertStats:
+class AlertTotals:
     """Totals across the user's alert history."""
 
     total: int
@@ -151,12 +152,12 @@ class AlertStats:
         return self.opened / self.total if self.total else 0.0
 
 
-async def stats(db: Executor, user_id: UUID, alert_types: Sequence[str]) -> AlertStats:
+async def stats(db: Executor, user_id: UUID, alert_types: Sequence[str]) -> AlertTotals:
     """Total, opened and per-type counts; every type in `alert_types` appears, 0 if none."""
     rows = await db.fetch(_STATS_SQL, user_id)
     by_type = dict.fromkeys(alert_types, 0)
     by_type.update({row["alert_type"]: row["total"] for row in rows})
-    return AlertStats(
+    return AlertTotals(
         total=sum(row["total"] for row in rows),
         opened=sum(row["opened"] for row in rows),
         by_type=by_type,

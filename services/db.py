@@ -1,23 +1,28 @@
-"""Database boundary: DSN resolution (embedded Postgres when unset), pools, error translation."""
+"""Database boundary: DSN resolution (embedded Postgres when unset), pools, codecs, row types."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
-from services.errors import BadUserInput, Conflict, NotFound
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# One connection (plain or checked out of a pool), or anything that runs a statement.
+Connection = asyncpg.Connection | PoolConnectionProxy
+Executor = Connection | asyncpg.Pool
+# asyncpg records, or plain dicts built from them (e.g. a joined row's `signal_*` columns).
+Row = Mapping[str, Any] | asyncpg.Record
 
 _embedded_servers: dict[Path, Any] = {}
 
@@ -122,18 +127,3 @@ async def connect(dsn: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
-
-
-@contextlib.contextmanager
-def translate_errors(
-    *, conflict: str | None = None, not_found: str | None = None
-) -> Iterator[None]:
-    """Turn asyncpg integrity errors into domain errors at the database boundary."""
-    try:
-        yield
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict(conflict or "already exists") from exc
-    except asyncpg.ForeignKeyViolationError as exc:
-        raise NotFound(not_found or "referenced row does not exist") from exc
-    except (asyncpg.CheckViolationError, asyncpg.InvalidTextRepresentationError) as exc:
-        raise BadUserInput("invalid value") from exc

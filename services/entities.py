@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from uuid import UUID
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
+from services.db import Connection, Executor
 from services.errors import BadUserInput
 
 # What services accept: a plain connection, a pooled one (inside transactions) or the pool.
-Connection = asyncpg.Connection | PoolConnectionProxy
-Executor = Connection | asyncpg.Pool
 
 # Every query that builds a Stock selects these entity columns (entity id as `entity_id`);
-# they must stay in step with schema.types.stock_from_row. Statements that embed them are
+# they must stay in step with schema.stock.stock_from_row. Statements that embed them are
 # f-strings of module constants only (hence `noqa: S608`); values always go in as $n.
 STOCK_COLUMNS = """e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf,
        e.data_status, e.has_price_data, e.has_fundamental_data, e.price_data_min_date,
@@ -23,6 +22,17 @@ STOCK_COLUMNS = """e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.
        e.last_data_update"""
 
 MAX_SEARCH_QUERY_LENGTH = 100
+
+
+class DataStatus(StrEnum):
+    """Whether an entity's market data is in object storage; the value entities stores."""
+
+    NONE = "none"
+    QUEUED = "queued"
+    READY = "ready"
+    UNAVAILABLE = "unavailable"
+
+
 MAX_LIST_LIMIT = 50
 
 _BY_TICKER_SQL = f"""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -219,9 +218,3 @@ def _check_valuation_thresholds(s: Settings) -> None:
         )
     if s.valuation_ebitda_positive_share > 1:
         raise ConfigurationError("VALUATION_EBITDA_POSITIVE_SHARE must be <= 1")
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """Settings from the process environment, read once."""
-    return Settings.from_env()

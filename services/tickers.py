@@ -10,7 +10,7 @@ TICKER_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9.$^-]{0,9}$")
 
 
 def normalize_ticker(raw: str) -> str:
-    """Trim and upper-case; raise BadUserInput unless it matches SPEC §5's pattern."""
+    """Trim and upper-case; raise BadUserInput unless it matches the ticker pattern."""
     if not isinstance(raw, str):
         raise BadUserInput("ticker must be a string")
     ticker = raw.strip().upper()

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from uuid import UUID
 
 import asyncpg
 
 from services import watchlists
-from services.entities import Executor
+from services.db import Executor
 from services.errors import BadUserInput, NotFound
+from services.market.states import AlertType
 from services.tickers import normalize_ticker
 from services.ttl_cache import TtlCache
 
-INVESTING_STYLES = ("value", "growth", "blend")
-ALERT_TYPES = ("valuation_regime_change", "trend_break", "fundamental_inflection")
+
+class InvestingStyle(StrEnum):
+    """How the user invests; the value is what users.investing_style stores."""
+
+    VALUE = "value"
+    GROWTH = "growth"
+    BLEND = "blend"
+
+
+INVESTING_STYLES = tuple(InvestingStyle)
+# Every alert type, in the order settings and stats list them.
+ALERT_TYPES = tuple(AlertType)
 MAX_ONBOARDING_TICKERS = 50
 # A user upserted this recently (same token email) is not upserted again by this process.
 ENSURED_USERS_CACHE_SIZE = 10_000

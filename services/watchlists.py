@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from services import backfill_queue, entities
-from services.entities import Connection, Executor
+from services.db import Connection, Executor
 from services.errors import BadUserInput, Conflict, NotFound
 from services.tickers import normalize_ticker
 

@@ -1,1 +1,1 @@
-"""Signal evaluation (SPEC §8): split adjustment, trend, fundamentals, valuation, alerts."""
+"""The evaluation job: claim entities, read their series, compute signals, commit alerts."""

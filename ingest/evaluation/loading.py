@@ -17,17 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from ingest.evaluation.signals import EntitySeries
-from ingest.evaluation.valuation import years_before
-from ingest.market_data import QuarterFundamentals
-from ingest.object_store import ObjectStore
-from ingest.parquet_layout import (
-    FUNDAMENTALS_SCHEMA,
-    decode_table,
-    fundamentals_key,
-    read_prices,
-    read_splits,
-)
+from services.market.records import QuarterFundamentals
+from services.market.signal import EntitySeries
+from services.market.valuation import years_before
+from services.storage.keys import fundamentals_key
+from services.storage.market_files import read_prices, read_splits
+from services.storage.object_store import ObjectStore
+from services.storage.parquet import FUNDAMENTALS_SCHEMA, decode_table
 
 QUARTER_LOOKBACK_DAYS = 430
 QUARTER_COLUMNS = (

@@ -11,12 +11,14 @@ from datetime import date
 from pathlib import Path
 
 from ingest.evaluation.loading import DataRange, load_series
-from ingest.evaluation.signals import NeedsFullHistory, Signal, compute_signal
-from ingest.evaluation.splits import applicable_splits
-from ingest.evaluation.states import EvaluationParams
-from ingest.market_data import Split
-from ingest.object_store import LocalObjectStore, ObjectStore, open_object_store
+from services.market.records import Split
+from services.market.signal import NeedsFullHistory, Signal, compute_signal
+from services.market.splits import applicable_splits
+from services.market.states import EvaluationParams
 from services.settings import Settings
+from services.storage.factory import open_object_store
+from services.storage.local import LocalObjectStore
+from services.storage.object_store import ObjectStore
 
 
 @dataclass

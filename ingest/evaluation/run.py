@@ -16,7 +16,6 @@ from datetime import date
 
 import asyncpg
 
-from ingest.evaluation.explain import Previous, explain
 from ingest.evaluation.loading import DataRange
 from ingest.evaluation.parallel import (
     compute_in_worker,
@@ -24,14 +23,16 @@ from ingest.evaluation.parallel import (
     start_workers,
     store_spec,
 )
-from ingest.evaluation.signals import Signal
-from ingest.evaluation.states import EvaluationParams
-from ingest.evaluation.transitions import decide
-from ingest.market_data import Split
-from ingest.object_store import ObjectStore, open_object_store
-from services import evaluation_store as db
+from services import signal_store as db
 from services.db import create_pool
+from services.market.alert_text import Previous, explain
+from services.market.records import Split
+from services.market.signal import Signal
+from services.market.states import EvaluationParams
+from services.market.transitions import decide
 from services.settings import Settings
+from services.storage.factory import open_object_store
+from services.storage.object_store import ObjectStore
 from services.tickers import normalize_ticker
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,22 @@ async def run_evaluation(
     return summary
 
 
+def evaluation_params(settings: Settings) -> EvaluationParams:
+    """The evaluation's tunable numbers as the environment configures them."""
+    return EvaluationParams(
+        trend_band=settings.trend_band,
+        trend_confirm_days=settings.trend_confirm_days,
+        cheap_percentile=settings.valuation_cheap_percentile,
+        cheap_exit_percentile=settings.valuation_cheap_exit_percentile,
+        expensive_percentile=settings.valuation_expensive_percentile,
+        expensive_exit_percentile=settings.valuation_expensive_exit_percentile,
+        min_history=settings.valuation_min_history,
+        iqr_k=settings.valuation_iqr_k,
+        ebitda_positive_share=settings.valuation_ebitda_positive_share,
+        availability_lag_days=settings.fundamentals_lag_days,
+    )
+
+
 async def _evaluate_run(
     pool: asyncpg.Pool,
     store: ObjectStore,
@@ -150,7 +167,7 @@ async def _evaluate_run(
     job = _Job(
         pool=pool,
         store=store,
-        params=EvaluationParams.from_settings(settings),
+        params=evaluation_params(settings),
         run=run,
         worker=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         summary=summary,

@@ -1,0 +1,272 @@
+"""The backfill worker: drain the queue with N concurrent workers per process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TypeVar
+
+import asyncpg
+
+from ingest.dolthub.client import DoltHubClient, DoltHubError
+from ingest.dolthub.earnings import fetch_fundamentals
+from ingest.dolthub.stocks import TickerNotInSource, fetch_price_bars, fetch_splits, fetch_symbol
+from ingest.dolthub.values import RejectCounts
+from ingest.jobs.ticker_writes import TickerData, write_objects
+from ingest.progress import Progress
+from services import backfill_queue as claims
+from services.data_coverage import mark_unavailable, record_written
+from services.errors import ServiceError
+from services.settings import Settings
+from services.storage.object_store import ObjectStore, ObjectStoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Fundamentals reach further back than prices: TTM needs 4 quarters, the direction 8.
+FUNDAMENTALS_EXTRA_YEARS = 2
+
+
+class PermanentFailure(Exception):
+    """Retrying cannot help (no data at the source, a refused query, a malformed ticker)."""
+
+
+@dataclass
+class FetchedTicker:
+    """A ticker's data plus its reject counts and query count."""
+
+    data: TickerData
+    rejected: RejectCounts
+    queries: int
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def backfill_start(today: date, years: int) -> date:
+    """1 January `years` years back: every calendar year window is whole except the last."""
+    return date(today.year - years, 1, 1)
+
+
+async def fetch_ticker(
+    client: DoltHubClient, settings: Settings, ticker: str, today: date
+) -> FetchedTicker:
+    """Prices first (an unknown ticker fails after them), then the rest concurrently."""
+    start = backfill_start(today, settings.backfill_years)
+    stocks, earnings = settings.dolthub_stocks_db, settings.dolthub_earnings_db
+    prices = await fetch_price_bars(client, stocks, ticker, start, today, require_rows=True)
+    if not prices.rows:
+        raise PermanentFailure(
+            f"every one of the {prices.source_rows} price rows DoltHub has for {ticker} since "
+            f"{start} was invalid ({prices.rejected.describe()})"
+        )
+    fundamentals_start = date(start.year - FUNDAMENTALS_EXTRA_YEARS, 1, 1)
+    async with asyncio.TaskGroup() as group:
+        quarters = group.create_task(
+            fetch_fundamentals(client, earnings, ticker, fundamentals_start, today)
+        )
+        splits = group.create_task(fetch_splits(client, stocks, ticker, end=today))
+        symbol = group.create_task(fetch_symbol(client, stocks, ticker))
+    rejected = RejectCounts()
+    for result in (prices, quarters.result(), splits.result()):
+        rejected.update(result.rejected)
+    data = TickerData(
+        ticker=ticker,
+        bars=prices.rows,
+        quarters=quarters.result().rows,
+        splits=splits.result().rows,
+        symbol=symbol.result(),
+    )
+    queries = prices.queries + quarters.result().queries + splits.result().queries + 1
+    return FetchedTicker(data, rejected, queries)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups from TaskGroup."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """The ticker itself is the problem: no data at the source, or a malformed ticker."""
+    if isinstance(exc, PermanentFailure | TickerNotInSource):
+        return True
+    return isinstance(exc, ServiceError) and not isinstance(exc, ObjectStoreError)
+
+
+def is_expected_transient(exc: BaseException) -> bool:
+    """Outages that retries are for (network, 429/5xx, deadlines, storage hiccups)."""
+    if isinstance(exc, DoltHubError):
+        return exc.transient
+    return isinstance(exc, ObjectStoreError | OSError)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, DoltHubError | ServiceError) else f"{type(exc).__name__}: {text}"
+
+
+class BackfillRun:
+    """One `python -m ingest backfill` invocation: shared pool, client, store and budget."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        client: DoltHubClient,
+        store: ObjectStore,
+        progress: Progress,
+        *,
+        max_items: int | None = None,
+        today: date | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.client = client
+        self.store = store
+        self.progress = progress
+        self.remaining = max_items
+        self.today = today or today_utc()
+        self.lease = float(settings.backfill_lease_seconds)
+        self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def run(self, workers: int) -> None:
+        async with asyncio.TaskGroup() as group:
+            for index in range(workers):
+                group.create_task(self.worker(f"{self.worker_prefix}:{index}"))
+
+    def _reserve(self) -> bool:
+        if self.remaining is None:
+            return True
+        if self.remaining <= 0:
+            return False
+        self.remaining -= 1
+        return True
+
+    def _release(self) -> None:
+        if self.remaining is not None:
+            self.remaining += 1
+
+    async def worker(self, name: str) -> None:
+        """Claim and process jobs until none is due (or the --max-items budget is spent)."""
+        while self._reserve():
+            async with self.pool.acquire() as conn:
+                await claims.reclaim_expired(conn, self.lease)
+                job = await claims.claim(conn, name, self.lease)
+            if job is None:
+                self._release()
+                return
+            await self.process(job)
+
+    async def process(self, job: claims.ClaimedJob) -> None:
+        log.info("%s: backfilling %s (attempt %d)", job.locked_by, job.ticker, job.retry_count + 1)
+        try:
+            fetched = await self._holding_lease(job, lambda: self._fetch_and_write(job))
+        except claims.LeaseLost as exc:
+            self.progress.item_failed(job.ticker, str(exc), outcome="lease lost")
+        except Exception as raw:
+            await self._failed(job, _unwrap(raw))
+        else:
+            self.progress.add("bars written", len(fetched.data.bars))
+            self.progress.add("quarters written", len(fetched.data.quarters))
+            self.progress.add("splits written", len(fetched.data.splits))
+            self.progress.add("rows rejected", fetched.rejected.rejected)
+            self.progress.item_done("completed")
+
+    async def _fetch_and_write(self, job: claims.ClaimedJob) -> FetchedTicker:
+        fetched = await fetch_ticker(self.client, self.settings, job.ticker, self.today)
+        if fetched.rejected.rejected:
+            log.warning("%s: %s", job.ticker, fetched.rejected.describe())
+        written = await write_objects(self.store, fetched.data)
+        # Objects are all in place; flip the entity and finish the job atomically.
+        async with self.pool.acquire() as conn, conn.transaction():
+            await claims.complete(conn, job)
+            await record_written(conn, written)
+        return fetched
+
+    async def _holding_lease(self, job: claims.ClaimedJob, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` while renewing the lease; cancel it if the lease is lost."""
+        task = asyncio.ensure_future(work())
+        interval = max(0.2, self.lease / 3)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=interval)
+                if done:
+                    return task.result()
+                async with self.pool.acquire() as conn:
+                    if not await claims.heartbeat(conn, job):
+                        task.cancel()
+                        raise claims.LeaseLost(f"{job.ticker}: lease lost to another worker")
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _failed(self, job: claims.ClaimedJob, exc: BaseException) -> None:
+        message = describe(exc)
+        async with self.pool.acquire() as conn:
+            try:
+                if is_permanent(exc):
+                    async with conn.transaction():
+                        await claims.fail_permanently(conn, job, message)
+                        await mark_unavailable(conn, job.ticker)
+                    self.progress.item_done("unavailable")
+                    log.warning("%s: unavailable: %s", job.ticker, message)
+                    return
+                outcome = await claims.retry_transient(conn, job, message)
+            except claims.LeaseLost as lost:
+                self.progress.item_failed(job.ticker, str(lost), outcome="lease lost")
+                return
+        if not is_expected_transient(exc) and outcome.status != "failed":
+            # A refused query (bad configuration, schema change) or a bug: not the ticker's
+            # fault, so the job is kept for a retry, but the run must report the failure.
+            if not isinstance(exc, DoltHubError):
+                log.error("%s: unexpected error", job.ticker, exc_info=exc)
+            retry = (
+                f" (retry {outcome.retry_count} scheduled)" if outcome.status == "pending" else ""
+            )
+            self.progress.item_failed(job.ticker, message + retry)
+        elif outcome.status == "pending":
+            self.progress.item_done("retry scheduled")
+            log.warning(
+                "%s: transient failure, retry %d at %s: %s",
+                job.ticker,
+                outcome.retry_count,
+                outcome.next_attempt_at,
+                message,
+            )
+        elif outcome.status == "superseded":
+            self.progress.item_done("superseded")
+        else:
+            self.progress.item_failed(job.ticker, outcome_message(message))
+
+
+def outcome_message(message: str) -> str:
+    return f"gave up after {claims.MAX_RETRIES} retries: {message}"
+
+
+async def run_backfill(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    client: DoltHubClient,
+    store: ObjectStore,
+    progress: Progress,
+    *,
+    workers: int = 1,
+    max_items: int | None = None,
+    today: date | None = None,
+) -> Progress:
+    """Drain the due part of the queue; returns the progress with the outcome counts."""
+    run = BackfillRun(settings, pool, client, store, progress, max_items=max_items, today=today)
+    await run.run(workers)
+    return progress

@@ -1,0 +1,61 @@
+"""What the types' own fields read from the request context, as a Protocol.
+
+Fields such as `Stock.signal` or `User.alerts` resolve below the root, so they need the
+request's DataLoaders and viewer. They reach them through this Protocol, which the
+resolvers' Context implements; the schema never imports the resolvers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from datetime import date
+from typing import Protocol
+from uuid import UUID
+
+import strawberry
+
+from services.alerts import AlertPage, AlertTotals
+from services.db import Row
+from services.price_history import DailyBar
+
+
+class FieldContext(Protocol):
+    """The request context as seen from a type's field."""
+
+    def watcher_count(self, entity_id: UUID) -> Awaitable[int]:
+        """How many watchlists hold the entity (batched per request)."""
+        ...
+
+    def backfill_job(self, ticker: str) -> Awaitable[Row | None]:
+        """The ticker's newest backfill_queue row (batched per request)."""
+        ...
+
+    def latest_signal(self, entity_id: UUID) -> Awaitable[Row | None]:
+        """The entity's newest entity_signals row (batched per request)."""
+        ...
+
+    async def daily_bars(self, ticker: str, start: date, end: date) -> list[DailyBar]:
+        """The ticker's bars in [start, end] from object storage."""
+        ...
+
+    async def watchlist_rows(self) -> Sequence[Row]:
+        """The viewer's watchlist item rows, newest first."""
+        ...
+
+    async def alert_page(self, first: int, after: str | None, alert_type: str | None) -> AlertPage:
+        """One page of the viewer's alerts."""
+        ...
+
+    async def alert_count(self, alert_type: str | None) -> int:
+        """How many alerts the viewer has (of one type when given)."""
+        ...
+
+    async def alert_stats(self) -> AlertTotals:
+        """The viewer's alert totals by type."""
+        ...
+
+
+def field_context(info: strawberry.Info) -> FieldContext:
+    """`info.context`, typed as what fields may use."""
+    context: FieldContext = info.context
+    return context

@@ -1,9 +1,0 @@
-"""The module-level Schema that `make schema` exports to schema.graphql (Strawberry's CLI)."""
-
-from __future__ import annotations
-
-from schema.build import build_schema
-from services.settings import Settings
-
-# Plain defaults, not the environment: the SDL must not depend on who runs the export.
-schema = build_schema(Settings())

@@ -1,0 +1,179 @@
+"""GraphQL Stock and what hangs off it (signal, backfill job, prices), built from rows."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import strawberry
+
+from schema.context import field_context
+from schema.rows import from_row
+from services.backfill_queue import BackfillStatus
+from services.db import Row
+from services.entities import DataStatus
+from services.market.states import FundamentalDirection, TrendPosition, ValuationRegime
+from services.price_history import DailyBar, price_window
+
+T = TypeVar("T")
+
+
+@strawberry.type
+class BackfillJob:
+    status: BackfillStatus
+    priority: int
+    requested_at: datetime
+    retry_count: int
+    error_message: str | None
+    completed_at: datetime | None
+    started_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+def backfill_job_from_row(row: Row) -> BackfillJob:
+    """A BackfillJob from a backfill_queue row."""
+    return from_row(BackfillJob, row)
+
+
+@strawberry.type
+class Signal:
+    as_of: date
+    close: float | None
+    sma200: float | None
+    trend_position: TrendPosition
+    valuation_metric: str | None = strawberry.field(
+        description='"EV/EBITDA", "EV/SALES" or null when the valuation is UNKNOWN'
+    )
+    valuation_multiple: float | None
+    valuation_percentile: float | None
+    valuation_regime: ValuationRegime
+    eps_ttm: float | None
+    fundamental_direction: FundamentalDirection
+    computed_at: datetime
+
+
+def signal_from_row(row: Row) -> Signal:
+    """A Signal from an entity_signals row."""
+    return from_row(Signal, row)
+
+
+@strawberry.type
+class PricePoint:
+    date: date
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    sma200: float | None
+
+
+def price_point(bar: DailyBar) -> PricePoint:
+    """A PricePoint from a DailyBar (same fields)."""
+    return PricePoint(
+        date=bar.date,
+        open=bar.open,
+        high=bar.high,
+        low=bar.low,
+        close=bar.close,
+        volume=bar.volume,
+        sma200=bar.sma200,
+    )
+
+
+@strawberry.type
+class Stock:
+    entity_id: strawberry.Private[UUID]
+    ticker: str
+    name: str | None
+    sector: str | None
+    exchange: str | None
+    is_etf: bool
+    data_status: DataStatus
+    has_price_data: bool
+    has_fundamental_data: bool
+    price_data_min_date: date | None
+    price_data_max_date: date | None
+    fundamental_data_min_date: date | None
+    fundamental_data_max_date: date | None
+    last_data_update: datetime | None
+
+    # Values the query that built this Stock already fetched ("watcher_count", "signal",
+    # "backfill"); a known value resolves synchronously, anything else via a DataLoader.
+    preloaded: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="How many watchlists hold this stock.")
+    def watcher_count(self, info: strawberry.Info) -> int:
+        if "watcher_count" in self.preloaded:
+            count: int = self.preloaded["watcher_count"]
+            return count
+        return _deferred(field_context(info).watcher_count(self.entity_id))
+
+    @strawberry.field(description="The newest backfill job for this ticker, if any.")
+    def backfill(self, info: strawberry.Info) -> BackfillJob | None:
+        if "backfill" in self.preloaded:
+            return _optional(backfill_job_from_row, self.preloaded["backfill"])
+        pending = field_context(info).backfill_job(self.ticker)
+        return _deferred(_load_then(pending, backfill_job_from_row))
+
+    @strawberry.field(description="The latest evaluation, or null before the first one.")
+    def signal(self, info: strawberry.Info) -> Signal | None:
+        if "signal" in self.preloaded:
+            return _optional(signal_from_row, self.preloaded["signal"])
+        pending = field_context(info).latest_signal(self.entity_id)
+        return _deferred(_load_then(pending, signal_from_row))
+
+    @strawberry.field(
+        description="Daily bars in [from, to] (default: the last 365 days; at most 10 years)."
+    )
+    async def prices(
+        self,
+        info: strawberry.Info,
+        from_: Annotated[date | None, strawberry.argument(name="from")] = None,
+        to: date | None = None,
+    ) -> list[PricePoint]:
+        start, end = price_window(from_, to)
+        if not self.has_price_data:
+            return []
+        bars = await field_context(info).daily_bars(self.ticker, start, end)
+        return [price_point(bar) for bar in bars]
+
+
+def _optional(build: Callable[[Row], T], row: Row | None) -> T | None:
+    return build(row) if row is not None else None
+
+
+async def _load_then(pending: Awaitable[Row | None], build: Callable[[Row], T]) -> T | None:
+    return _optional(build, await pending)
+
+
+def _deferred(awaitable: Awaitable[Any]) -> Any:
+    """Hand graphql-core an awaitable from a sync resolver; it awaits it (only when needed)."""
+    return awaitable
+
+
+def _prefixed(row: Row, prefix: str, marker: str) -> Row | None:
+    """The `prefix*` columns of a joined row, unprefixed; None when `marker` is NULL."""
+    if row[prefix + marker] is None:
+        return None
+    return {key.removeprefix(prefix): row[key] for key in row.keys() if key.startswith(prefix)}
+
+
+def _preloaded(row: Row) -> dict[str, Any]:
+    """What a row already carries beyond the entity: watcher count, signal_*, job_* columns."""
+    keys = set(row.keys())
+    known: dict[str, Any] = {}
+    if "watcher_count" in keys:
+        known["watcher_count"] = row["watcher_count"]
+    if "signal_as_of" in keys:
+        known["signal"] = _prefixed(row, "signal_", "as_of")
+    if "job_status" in keys:
+        known["backfill"] = _prefixed(row, "job_", "status")
+    return known
+
+
+def stock_from_row(row: Row) -> Stock:
+    """A Stock from any row carrying the entity columns (entity id as `entity_id`)."""
+    return from_row(Stock, row, preloaded=_preloaded(row))

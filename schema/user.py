@@ -1,0 +1,125 @@
+"""GraphQL User and the watchlist, built from rows; the user's nested lists load lazily."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from schema.alert import (
+    ALERTS_PAGE_SIZE,
+    AlertConnection,
+    AlertStats,
+    viewer_alert_stats,
+    viewer_alerts,
+)
+from schema.context import FieldContext, field_context
+from schema.rows import from_row
+from schema.stock import Stock, stock_from_row
+from services.db import Row
+from services.market.states import (
+    AlertType,
+    Direction,
+    FundamentalDirection,
+    TrendPosition,
+    ValuationRegime,
+    fundamentals_arrow,
+    trend_arrow,
+    valuation_arrow,
+)
+from services.users import InvestingStyle
+
+
+@strawberry.type
+class WatchlistItem:
+    stock: Stock
+    added_at: datetime
+    alerts_enabled: bool
+    valuation_state: Direction
+    trend_state: Direction
+    fundamentals_state: Direction
+    valuation_regime: ValuationRegime
+    trend_position: TrendPosition
+    fundamental_direction: FundamentalDirection
+    last_alert_at: datetime | None
+    last_evaluated_at: datetime | None
+
+
+def watchlist_item_from_row(row: Row) -> WatchlistItem:
+    """An item from a watchlists.ITEMS_SQL row; states fall back to the latest signal."""
+    regime = ValuationRegime(
+        row["last_valuation_regime"] or row["signal_valuation_regime"] or "UNKNOWN"
+    )
+    trend = TrendPosition(row["last_trend_position"] or row["signal_trend_position"] or "UNKNOWN")
+    fundamentals = FundamentalDirection(
+        row["last_fundamental_direction"] or row["signal_fundamental_direction"] or "UNKNOWN"
+    )
+    return WatchlistItem(
+        stock=stock_from_row(row),
+        added_at=row["added_at"],
+        alerts_enabled=row["alerts_enabled"],
+        valuation_state=valuation_arrow(regime),
+        trend_state=trend_arrow(trend),
+        fundamentals_state=fundamentals_arrow(fundamentals),
+        valuation_regime=regime,
+        trend_position=trend,
+        fundamental_direction=fundamentals,
+        last_alert_at=row["last_alert_at"],
+        last_evaluated_at=row["last_evaluated_at"],
+    )
+
+
+@strawberry.type
+class Watchlist:
+    items: list[WatchlistItem]
+    count: int
+
+
+async def viewer_watchlist(ctx: FieldContext) -> Watchlist:
+    """The viewer's watchlist, newest addition first."""
+    items = [watchlist_item_from_row(row) for row in await ctx.watchlist_rows()]
+    return Watchlist(items=items, count=len(items))
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    email: str | None
+    investing_style: InvestingStyle | None
+    onboarded_at: datetime | None
+    alerts_enabled: bool
+    alert_types: list[AlertType]
+    created_at: datetime
+
+    @strawberry.field
+    async def watchlist(self, info: strawberry.Info) -> Watchlist:
+        return await viewer_watchlist(field_context(info))
+
+    @strawberry.field
+    async def alerts(
+        self,
+        info: strawberry.Info,
+        first: int | None = ALERTS_PAGE_SIZE,
+        after: str | None = None,
+        type: AlertType | None = None,
+    ) -> AlertConnection:
+        return await viewer_alerts(
+            field_context(info),
+            first=ALERTS_PAGE_SIZE if first is None else first,
+            after=after,
+            alert_type=type,
+        )
+
+    @strawberry.field
+    async def alert_stats(self, info: strawberry.Info) -> AlertStats:
+        return await viewer_alert_stats(field_context(info))
+
+
+def user_from_row(row: Row) -> User:
+    """A User from a users row."""
+    return from_row(
+        User,
+        row,
+        id=strawberry.ID(str(row["id"])),
+        alert_types=[AlertType(t) for t in row["alert_types"]],
+    )

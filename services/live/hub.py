@@ -1,0 +1,364 @@
+"""Per-process fan-out of `alert_created` notifications to bounded per-subscriber queues."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.alerts import ALERT_SELECT
+from services.errors import ServiceError
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "alert_created"
+APPLICATION_NAME_PREFIX = "material-changes-alert-hub"
+RESOLVE_BATCH = 1000
+
+# Full rows (alert plus entity columns, what schema.alert builds an Alert from), fetched once
+# per batch for the users subscribed here, so no subscriber queries per event.
+RESOLVE_SQL = (
+    ALERT_SELECT
+    + """WHERE a.id = ANY($1::uuid[]) AND a.user_id = ANY($2::uuid[])
+ORDER BY a.sent_at, a.id
+"""
+)
+
+# Alerts a reconnecting listener may have missed: committed while it was down. An alert's
+# sent_at is taken inside its transaction, so it may predate the commit by the lookback.
+CATCH_UP_SQL = (
+    ALERT_SELECT
+    + """WHERE a.sent_at > $1 AND a.user_id = ANY($2::uuid[])
+ORDER BY a.sent_at, a.id
+"""
+)
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """A committed alert as the hub routes it, with its row as read after the commit."""
+
+    id: UUID
+    user_id: UUID
+    sent_at: datetime
+    row: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def key(self) -> tuple[datetime, UUID]:
+        return (self.sent_at, self.id)
+
+
+class SubscriberTooSlow(ServiceError):
+    """The subscriber's queue overflowed; it was dropped rather than allowed to grow."""
+
+    code = "SUBSCRIBER_TOO_SLOW"
+
+
+class HubStopped(Exception):
+    """The hub shut down; the subscription ends."""
+
+
+_CLOSED = object()
+
+
+class Subscriber:
+    """One live subscription: a bounded queue of this user's alert events."""
+
+    def __init__(
+        self,
+        hub: AlertHub,
+        user_id: UUID,
+        maxsize: int,
+        on_overflow: Callable[[Subscriber], None] | None,
+    ) -> None:
+        self.hub = hub
+        self.user_id = user_id
+        # One slot more than the limit so the close marker always fits.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize + 1)
+        self._limit = maxsize
+        self._on_overflow = on_overflow
+        self._error: Exception | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._error is not None
+
+    def offer(self, event: AlertEvent) -> None:
+        """Enqueue without waiting; a full queue closes the subscriber with an error."""
+        if self._error is not None:
+            return
+        if self._queue.qsize() >= self._limit:
+            self.fail(SubscriberTooSlow(f"subscriber fell more than {self._limit} alerts behind"))
+            if self._on_overflow is not None:
+                self._on_overflow(self)
+            return
+        self._queue.put_nowait(event)
+
+    async def get(self) -> AlertEvent:
+        """The next event; raises SubscriberTooSlow or HubStopped once closed."""
+        item = await self._queue.get()
+        if item is _CLOSED:
+            self._queue.put_nowait(_CLOSED)  # stay closed for later calls
+            assert self._error is not None
+            raise self._error
+        event: AlertEvent = item
+        return event
+
+    def get_nowait(self) -> AlertEvent | None:
+        """The next queued event without waiting, or None (closure is reported by get)."""
+        if self._queue.empty():
+            return None
+        item = self._queue.get_nowait()
+        if item is _CLOSED:
+            self._queue.put_nowait(_CLOSED)
+            return None
+        event: AlertEvent = item
+        return event
+
+    def close(self) -> None:
+        """Unregister (idempotent)."""
+        self.hub.unsubscribe(self)
+        if self._error is None:
+            self._error = HubStopped("subscription closed")
+
+    def fail(self, error: Exception) -> None:
+        """Close with `error`: unregister, drop the backlog, wake the reader."""
+        self._error = error
+        self.hub.unsubscribe(self)
+        while not self._queue.empty():  # free the backlog now, not when the client reads
+            self._queue.get_nowait()
+        self._queue.put_nowait(_CLOSED)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AlertHub:
+    """One LISTEN connection per process; resolves notified ids in batches and routes them."""
+
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        *,
+        queue_size: int = 256,
+        catch_up_seconds: float = 60.0,
+        keepalive_seconds: float = 10.0,
+        max_backoff_seconds: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._pool = pool
+        self.queue_size = queue_size
+        self.application_name = f"{APPLICATION_NAME_PREFIX}-{os.getpid()}"
+        self._lookback = timedelta(seconds=catch_up_seconds)
+        self._keepalive = keepalive_seconds
+        self._max_backoff = max_backoff_seconds
+        self._subscribers: dict[UUID, set[Subscriber]] = {}
+        self._pending: list[UUID] = []
+        self._pending_ready = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # Ids routed recently (id -> sent_at), so a catch-up never routes an alert twice.
+        self._routed: dict[UUID, datetime] = {}
+        self._alive_at: datetime | None = None
+        self.reconnects = 0
+
+    @classmethod
+    def from_settings(cls, dsn: str, pool: asyncpg.Pool, settings: Settings) -> AlertHub:
+        """A hub sized by ALERT_SUBSCRIBER_QUEUE and ALERT_CATCH_UP_SECONDS."""
+        return cls(
+            dsn,
+            pool,
+            queue_size=settings.alert_subscriber_queue,
+            catch_up_seconds=settings.alert_catch_up_seconds,
+        )
+
+    # -- subscribers -------------------------------------------------------------------
+
+    def subscribe(
+        self, user_id: UUID, on_overflow: Callable[[Subscriber], None] | None = None
+    ) -> Subscriber:
+        """Register a subscriber for `user_id`; events routed from now on are queued."""
+        if not self._tasks:
+            raise HubStopped("alert hub is not running")
+        subscriber = Subscriber(self, user_id, self.queue_size, on_overflow)
+        self._subscribers.setdefault(user_id, set()).add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        group = self._subscribers.get(subscriber.user_id)
+        if group is not None:
+            group.discard(subscriber)
+            if not group:
+                del self._subscribers[subscriber.user_id]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(group) for group in self._subscribers.values())
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and LISTEN (raising if the database is unreachable), then run in background."""
+        await self._connect()
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="alert-hub-listen"),
+            asyncio.create_task(self._resolve_forever(), name="alert-hub-resolve"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop listening and end every subscription."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._disconnect()
+        for group in list(self._subscribers.values()):
+            for subscriber in list(group):
+                subscriber.fail(HubStopped("server is shutting down"))
+        self._subscribers.clear()
+
+    async def _connect(self) -> None:
+        self._lost.clear()
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": self.application_name}
+        )
+        try:
+            conn.add_termination_listener(self._on_terminated)
+            await conn.add_listener(CHANNEL, self._on_notify)
+            # Listening from here on: anything committed later is notified to us.
+            alive_at = await conn.fetchval("SELECT clock_timestamp()")
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn = conn
+        if self._alive_at is not None:
+            try:
+                await self._catch_up(self._alive_at - self._lookback)
+            except BaseException:
+                await self._disconnect()  # retry the whole reconnect, from the same point
+                raise
+        self._alive_at = alive_at
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.remove_termination_listener(self._on_terminated)
+            try:
+                await asyncio.wait_for(conn.close(), timeout=2)
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                conn.terminate()
+
+    async def _listen_forever(self) -> None:
+        """Keep the LISTEN connection alive; reconnect with backoff and catch up when it drops."""
+        while True:
+            await self._watch_connection()
+            await self._disconnect()
+            log.warning("alert listener connection lost; reconnecting")
+            await self._reconnect_with_backoff()
+
+    async def _watch_connection(self) -> None:
+        """Return when the connection is lost (terminated, or a keepalive fails)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), timeout=self._keepalive)
+            if self._lost.is_set() or self._conn is None:
+                return
+            try:
+                self._alive_at = await self._conn.fetchval(
+                    "SELECT clock_timestamp()", timeout=self._keepalive
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                return
+            self._prune_routed()
+
+    async def _reconnect_with_backoff(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._connect()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("alert listener reconnect failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, self._max_backoff)
+                continue
+            self.reconnects += 1
+            log.info("alert listener reconnected")
+            return
+
+    def _on_terminated(self, conn: Any) -> None:
+        self._lost.set()
+
+    # -- routing -------------------------------------------------------------------------
+
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        try:
+            alert_id = UUID(str(payload))
+        except ValueError:
+            log.warning("ignoring %s notification with a non-UUID payload", CHANNEL)
+            return
+        self._pending.append(alert_id)
+        self._pending_ready.set()
+
+    async def _resolve_forever(self) -> None:
+        """Turn notified ids into events with one query per batch and route them."""
+        delay = 0.05
+        while True:
+            await self._pending_ready.wait()
+            batch = self._pending[:RESOLVE_BATCH]
+            try:
+                rows = await self._pool.fetch(RESOLVE_SQL, batch, list(self._subscribers))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                log.warning("resolving notified alerts failed; retrying", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+                continue
+            delay = 0.05
+            del self._pending[: len(batch)]
+            if not self._pending:
+                self._pending_ready.clear()
+            self._route(rows)
+
+    async def _catch_up(self, since: datetime) -> None:
+        users = list(self._subscribers)
+        if not users:
+            return
+        rows = await self._pool.fetch(CATCH_UP_SQL, since, users)
+        self._route(rows)
+
+    def _route(self, rows: Iterable[Any]) -> None:
+        for row in rows:
+            if row["id"] in self._routed:
+                continue
+            event = AlertEvent(row["id"], row["user_id"], row["sent_at"], row)
+            self._routed[event.id] = event.sent_at
+            for subscriber in list(self._subscribers.get(event.user_id, ())):
+                subscriber.offer(event)
+
+    def _prune_routed(self) -> None:
+        if self._alive_at is None:
+            return
+        horizon = self._alive_at - self._lookback
+        stale = [alert_id for alert_id, sent_at in self._routed.items() if sent_at < horizon]
+        for alert_id in stale:
+            del self._routed[alert_id]

@@ -1,0 +1,1 @@
+"""The pure domain: states, split adjustment, trend, valuation, fundamentals, alerts. No I/O."""

@@ -1,0 +1,416 @@
+"""Evaluation storage: runs and claims, watchers, the per-entity commit, latest signals.
+
+The pure decisions (what alerts, what updates silently) live in services.market; this module
+only reads their inputs and writes their outcome, one transaction per entity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.db import Connection, Executor
+from services.market.transitions import AlertRow, StateRow, Watcher
+
+# Serialises "join or create the open run" across evaluator processes.
+RUN_LOCK_KEY = 727_002_001
+ALL_SCOPE = "*"
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    id: UUID
+    as_of: date
+    entity_count: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class ClaimedEntity:
+    id: UUID
+    ticker: str
+    price_data_min_date: date | None
+    fundamental_data_min_date: date | None
+
+
+def scope_of(tickers: Sequence[str] | None) -> str:
+    """'*' for a full run, else the sorted, de-duplicated ticker list."""
+    return ALL_SCOPE if tickers is None else ",".join(sorted(set(tickers)))
+
+
+_LATEST_PRICE_DATE = """
+SELECT max(e.price_data_max_date)
+FROM entities e
+WHERE e.has_price_data
+  AND (CASE WHEN $1::text[] IS NULL
+            THEN EXISTS (SELECT 1 FROM watchlists w WHERE w.entity_id = e.id)
+            ELSE e.ticker = ANY($1::text[]) END)
+"""
+
+
+async def latest_price_date(pool: asyncpg.Pool, tickers: Sequence[str] | None) -> date | None:
+    """The latest price date over the entities a run would evaluate."""
+    value: date | None = await pool.fetchval(
+        _LATEST_PRICE_DATE, None if tickers is None else list(tickers)
+    )
+    return value
+
+
+async def evaluable_tickers(pool: asyncpg.Pool, tickers: Sequence[str]) -> set[str]:
+    """Those of `tickers` that exist and have price data."""
+    rows = await pool.fetch(
+        "SELECT ticker FROM entities WHERE has_price_data AND ticker = ANY($1::text[])",
+        list(tickers),
+    )
+    return {row["ticker"] for row in rows}
+
+
+_OPEN_RUN = """
+SELECT id, as_of, entity_count FROM evaluation_runs
+WHERE as_of = $1 AND scope = $2 AND finished_at IS NULL
+"""
+_CREATE_RUN = "INSERT INTO evaluation_runs (as_of, scope) VALUES ($1, $2) RETURNING id"
+_SEED_CLAIMS = """
+WITH seeded AS (
+    INSERT INTO evaluation_claims (run_id, entity_id)
+    SELECT $1, e.id FROM entities e
+    WHERE e.has_price_data
+      AND (e.price_data_min_date IS NULL OR e.price_data_min_date <= $3)
+      AND (CASE WHEN $2::text[] IS NULL
+                THEN EXISTS (SELECT 1 FROM watchlists w WHERE w.entity_id = e.id)
+                ELSE e.ticker = ANY($2::text[]) END)
+    RETURNING 1
+)
+UPDATE evaluation_runs SET entity_count = (SELECT count(*) FROM seeded) WHERE id = $1
+RETURNING entity_count
+"""
+
+
+async def join_or_create_run(
+    pool: asyncpg.Pool, as_of: date, tickers: Sequence[str] | None
+) -> EvaluationRun:
+    """Join the open run for (as_of, scope), or open one and seed a claim per entity.
+
+    Entities whose prices start after as_of have nothing to evaluate and are left out.
+    """
+    scope = scope_of(tickers)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", RUN_LOCK_KEY)
+        row = await conn.fetchrow(_OPEN_RUN, as_of, scope)
+        if row is not None:
+            return EvaluationRun(row["id"], row["as_of"], row["entity_count"], created=False)
+        run_id = await conn.fetchval(_CREATE_RUN, as_of, scope)
+        count = await conn.fetchval(
+            _SEED_CLAIMS, run_id, None if tickers is None else list(tickers), as_of
+        )
+        return EvaluationRun(run_id, as_of, count, created=True)
+
+
+_CLAIM_BATCH = """
+WITH picked AS (
+    SELECT entity_id FROM evaluation_claims
+    WHERE run_id = $1
+      AND (status = 'pending'
+           OR (status = 'processing' AND claimed_at < now() - make_interval(secs => $4)))
+    ORDER BY entity_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE evaluation_claims c
+    SET status = 'processing', claimed_by = $2, claimed_at = now()
+    FROM picked
+    WHERE c.run_id = $1 AND c.entity_id = picked.entity_id
+    RETURNING c.entity_id
+)
+SELECT e.id, e.ticker, e.price_data_min_date, e.fundamental_data_min_date
+FROM claimed JOIN entities e ON e.id = claimed.entity_id
+ORDER BY e.ticker
+"""
+
+
+async def claim_batch(
+    pool: asyncpg.Pool, run_id: UUID, worker: str, size: int, lease_seconds: float
+) -> list[ClaimedEntity]:
+    """Claim up to `size` pending (or lease-expired) entities of the run for `worker`."""
+    rows = await pool.fetch(_CLAIM_BATCH, run_id, worker, size, float(lease_seconds))
+    return [
+        ClaimedEntity(
+            r["id"], r["ticker"], r["price_data_min_date"], r["fundamental_data_min_date"]
+        )
+        for r in rows
+    ]
+
+
+async def fail_claim(
+    pool: asyncpg.Pool, run_id: UUID, entity_id: UUID, worker: str, error: str
+) -> None:
+    """Mark one claim failed with its error (the run goes on)."""
+    await pool.execute(
+        """
+        UPDATE evaluation_claims
+        SET status = 'failed', finished_at = now(), error_message = left($4, 2000)
+        WHERE run_id = $1 AND entity_id = $2 AND claimed_by = $3
+        """,
+        run_id,
+        entity_id,
+        worker,
+        error,
+    )
+
+
+async def finish_run_if_complete(pool: asyncpg.Pool, run_id: UUID) -> bool:
+    """Close the run once no claim is pending or processing; True when this call closed it."""
+    status = await pool.execute(
+        """
+        UPDATE evaluation_runs SET finished_at = now()
+        WHERE id = $1 AND finished_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM evaluation_claims
+                          WHERE run_id = $1 AND status IN ('pending', 'processing'))
+        """,
+        run_id,
+    )
+    return bool(status.endswith(" 1"))
+
+
+_PREVIOUS_SIGNALS = """
+SELECT DISTINCT ON (entity_id)
+       entity_id, as_of, close, sma200, trend_position, valuation_metric, valuation_multiple,
+       valuation_percentile, valuation_regime, eps_ttm, fundamental_direction
+FROM entity_signals
+WHERE entity_id = ANY($1::uuid[]) AND as_of < $2
+ORDER BY entity_id, as_of DESC
+"""
+
+
+async def previous_signals(
+    pool: asyncpg.Pool, entity_ids: Sequence[UUID], as_of: date
+) -> dict[UUID, asyncpg.Record]:
+    """The last stored signal before `as_of` of each entity (absent when none)."""
+    rows = await pool.fetch(_PREVIOUS_SIGNALS, list(entity_ids), as_of)
+    return {row["entity_id"]: row for row in rows}
+
+
+_WATCHERS = """
+SELECT w.entity_id, w.user_id, w.alerts_enabled AS watchlist_alerts_enabled,
+       u.alerts_enabled AS user_alerts_enabled, u.alert_types,
+       s.last_valuation_regime, s.last_trend_position, s.last_fundamental_direction,
+       s.last_evaluated_as_of,
+       coalesce(w.added_at > s.last_evaluated_at, false) AS rewatched
+FROM watchlists w
+JOIN users u ON u.id = w.user_id
+LEFT JOIN user_entity_settings s ON s.user_id = w.user_id AND s.entity_id = w.entity_id
+WHERE w.entity_id = ANY($1::uuid[])
+ORDER BY w.entity_id, w.user_id
+"""
+
+
+async def watchers(pool: asyncpg.Pool, entity_ids: Sequence[UUID]) -> dict[UUID, list[Watcher]]:
+    """Every watcher of each entity with its alert flags and stored states."""
+    out: dict[UUID, list[Watcher]] = {entity_id: [] for entity_id in entity_ids}
+    for row in await pool.fetch(_WATCHERS, list(entity_ids)):
+        out[row["entity_id"]].append(
+            Watcher(
+                user_id=row["user_id"],
+                user_alerts_enabled=row["user_alerts_enabled"],
+                watchlist_alerts_enabled=row["watchlist_alerts_enabled"],
+                alert_types=tuple(row["alert_types"] or ()),
+                states={
+                    "valuation_regime": row["last_valuation_regime"],
+                    "trend_position": row["last_trend_position"],
+                    "fundamental_direction": row["last_fundamental_direction"],
+                },
+                last_evaluated_as_of=row["last_evaluated_as_of"],
+                rewatched=row["rewatched"],
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class SignalRow:
+    entity_id: UUID
+    as_of: date
+    close: float | None
+    sma200: float | None
+    trend_position: str
+    valuation_metric: str | None
+    valuation_multiple: float | None
+    valuation_percentile: float | None
+    valuation_regime: str
+    eps_ttm: float | None
+    fundamental_direction: str
+    details: dict[str, Any]
+
+
+_FINISH_CLAIM = """
+UPDATE evaluation_claims SET status = 'done', finished_at = now(), error_message = NULL
+WHERE run_id = $1 AND entity_id = $2 AND claimed_by = $3 AND status = 'processing'
+RETURNING 1
+"""
+_UPSERT_SIGNAL = """
+INSERT INTO entity_signals (entity_id, as_of, close, sma200, trend_position, valuation_metric,
+    valuation_multiple, valuation_percentile, valuation_regime, eps_ttm, fundamental_direction,
+    details, computed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, now())
+ON CONFLICT (entity_id, as_of) DO UPDATE SET
+    close = EXCLUDED.close, sma200 = EXCLUDED.sma200, trend_position = EXCLUDED.trend_position,
+    valuation_metric = EXCLUDED.valuation_metric,
+    valuation_multiple = EXCLUDED.valuation_multiple,
+    valuation_percentile = EXCLUDED.valuation_percentile,
+    valuation_regime = EXCLUDED.valuation_regime, eps_ttm = EXCLUDED.eps_ttm,
+    fundamental_direction = EXCLUDED.fundamental_direction, details = EXCLUDED.details,
+    computed_at = EXCLUDED.computed_at
+"""
+_INSERT_ALERTS = """
+WITH inserted AS (
+    INSERT INTO alert_history (user_id, entity_id, alert_type, as_of, previous_state,
+        new_state, headline, what_changed, why_it_matters, before_vs_now, what_didnt_change,
+        data_snapshot)
+    SELECT a.user_id, $1, a.alert_type, $2, a.previous_state, a.new_state, a.headline,
+           a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
+           a.snapshot::jsonb
+    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::text[], $11::text[], $12::text[])
+         AS a(user_id, alert_type, previous_state, new_state, headline, what_changed,
+              why_it_matters, before_vs_now, what_didnt_change, snapshot)
+    ON CONFLICT (user_id, entity_id, alert_type, as_of) DO NOTHING
+    RETURNING id
+)
+SELECT id, pg_notify('alert_created', id::text) FROM inserted
+"""
+# A state evaluated for a later date is never overwritten by a back-dated run.
+_UPSERT_STATES = """
+INSERT INTO user_entity_settings AS s (user_id, entity_id, last_valuation_regime,
+    last_trend_position, last_fundamental_direction, last_evaluated_at, last_evaluated_as_of)
+SELECT x.user_id, $1, x.valuation, x.trend, x.fundamentals, now(), $2
+FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[])
+     AS x(user_id, valuation, trend, fundamentals)
+ON CONFLICT (user_id, entity_id) DO UPDATE SET
+    last_valuation_regime = EXCLUDED.last_valuation_regime,
+    last_trend_position = EXCLUDED.last_trend_position,
+    last_fundamental_direction = EXCLUDED.last_fundamental_direction,
+    last_evaluated_at = EXCLUDED.last_evaluated_at,
+    last_evaluated_as_of = EXCLUDED.last_evaluated_as_of,
+    updated_at = now()
+WHERE s.last_evaluated_as_of IS NULL OR s.last_evaluated_as_of <= EXCLUDED.last_evaluated_as_of
+"""
+
+
+async def commit_entity(
+    pool: asyncpg.Pool,
+    *,
+    run_id: UUID,
+    worker: str,
+    signal: SignalRow,
+    alerts: Sequence[AlertRow],
+    states: Sequence[StateRow],
+) -> list[UUID] | None:
+    """One transaction: finish the claim, store the signal, insert + notify alerts, set states.
+
+    Returns the ids of newly inserted alerts, or None when the claim was lost (lease expired
+    and another evaluator took it), in which case nothing is written.
+    """
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(_FINISH_CLAIM, run_id, signal.entity_id, worker) is None:
+                raise _ClaimLost  # rolls the transaction back
+            await _upsert_signal(conn, signal)
+            inserted = await _insert_alerts(conn, signal, alerts) if alerts else []
+            if states:
+                await _upsert_states(conn, signal, states)
+            return inserted
+    except _ClaimLost:
+        return None
+
+
+async def _upsert_signal(conn: Connection, signal: SignalRow) -> None:
+    await conn.execute(
+        _UPSERT_SIGNAL,
+        signal.entity_id,
+        signal.as_of,
+        signal.close,
+        signal.sma200,
+        signal.trend_position,
+        signal.valuation_metric,
+        signal.valuation_multiple,
+        signal.valuation_percentile,
+        signal.valuation_regime,
+        signal.eps_ttm,
+        signal.fundamental_direction,
+        _json(signal.details),
+    )
+
+
+async def _insert_alerts(
+    conn: Connection, signal: SignalRow, alerts: Sequence[AlertRow]
+) -> list[UUID]:
+    rows = await conn.fetch(_INSERT_ALERTS, signal.entity_id, signal.as_of, *_columns(alerts))
+    return [row["id"] for row in rows]
+
+
+async def _upsert_states(conn: Connection, signal: SignalRow, states: Sequence[StateRow]) -> None:
+    await conn.execute(
+        _UPSERT_STATES,
+        signal.entity_id,
+        signal.as_of,
+        [s.user_id for s in states],
+        [s.valuation_regime for s in states],
+        [s.trend_position for s in states],
+        [s.fundamental_direction for s in states],
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class _ClaimLost(Exception):
+    pass
+
+
+def _columns(alerts: Sequence[AlertRow]) -> list[list[Any]]:
+    return [
+        [a.user_id for a in alerts],
+        [a.alert_type for a in alerts],
+        [a.previous_state for a in alerts],
+        [a.new_state for a in alerts],
+        [a.headline for a in alerts],
+        [a.what_changed for a in alerts],
+        [a.why_it_matters for a in alerts],
+        [a.before_vs_now for a in alerts],
+        [a.what_didnt_change for a in alerts],
+        [_json(a.snapshot) for a in alerts],
+    ]
+
+
+# One probe of the (entity_id, as_of) primary key per entity instead of scanning history.
+_LATEST_SQL = """
+SELECT s.entity_id, s.as_of, s.close, s.sma200, s.trend_position, s.valuation_metric,
+       s.valuation_multiple, s.valuation_percentile, s.valuation_regime, s.eps_ttm,
+       s.fundamental_direction, s.computed_at
+FROM unnest($1::uuid[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT * FROM entity_signals x WHERE x.entity_id = k.id ORDER BY x.as_of DESC LIMIT 1
+) s
+"""
+
+_LAST_AS_OF_SQL = "SELECT max(as_of) FROM entity_signals"
+
+
+async def latest(db: Executor, entity_ids: Sequence[UUID]) -> dict[UUID, asyncpg.Record]:
+    """The newest signal row of each entity that has been evaluated."""
+    rows = await db.fetch(_LATEST_SQL, list(entity_ids))
+    return {row["entity_id"]: row for row in rows}
+
+
+async def last_evaluation_as_of(db: Executor) -> dt.date | None:
+    """The most recent as-of date any entity was evaluated for."""
+    value: dt.date | None = await db.fetchval(_LAST_AS_OF_SQL)
+    return value

@@ -1,0 +1,110 @@
+"""The leaf-field fast path answers exactly what graphql-core's own execution answers."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Any
+
+import strawberry
+from graphql import GraphQLObjectType
+from strawberry.extensions import SchemaExtension
+
+from web.execution import FastLeafExecutionContext, leaf_plan
+
+
+@strawberry.enum
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+def _resolved(value: str) -> asyncio.Future[str]:
+    """An awaitable that any number of fields may await."""
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+@strawberry.type
+class Item:
+    name: str
+    count: int | None
+    color: Color
+    ratio: float | None
+
+    @strawberry.field
+    def shout(self) -> str | None:
+        return self.name.upper() if isinstance(self.name, str) else None
+
+
+def _items() -> list[Any]:
+    # Strawberry types do not check what they are given: these reach the executor as is.
+    return [
+        Item(name="ok", count=1, color=Color.RED, ratio=0.5),
+        Item(name=None, count=2, color=Color.BLUE, ratio=None),  # type: ignore[arg-type]
+        Item(name="bad int", count="x", color=Color.RED, ratio=1.0),  # type: ignore[arg-type]
+        Item(name="bad enum", count=3, color="purple", ratio=1.0),  # type: ignore[arg-type]
+        Item(name="nan", count=None, color=Color.BLUE, ratio=float("nan")),
+        Item(name=_resolved("awaited"), count=4, color=Color.RED, ratio=2.0),  # type: ignore[arg-type]
+        Item(name="err", count=ValueError("boom"), color=Color.RED, ratio=2.0),  # type: ignore[arg-type]
+    ]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def items(self) -> list[Item | None]:
+        return _items()
+
+    @strawberry.field
+    def greeting(self, name: str = "you") -> str:
+        return f"hi {name}"
+
+
+QUERY = '{ greeting g2: greeting(name: "x") items { name n2: name count color ratio shout } }'
+
+
+async def _run(schema: strawberry.Schema) -> tuple[Any, list[Any]]:
+    result = await schema.execute(QUERY)
+    errors = sorted((dict(e.formatted) for e in result.errors or []), key=str)
+    return result.data, errors
+
+
+async def test_fast_path_answers_like_graphql_core() -> None:
+    plain = strawberry.Schema(Query)
+    fast = strawberry.Schema(Query, execution_context_class=FastLeafExecutionContext)
+    expected, actual = await _run(plain), await _run(fast)
+    assert actual == expected
+    data, errors = actual
+    assert data["items"][0] == {
+        "name": "ok", "n2": "ok", "count": 1, "color": "RED", "ratio": 0.5, "shout": "OK"
+    }  # fmt: skip
+    assert data["items"][5]["name"] == "awaited"
+    assert len(errors) >= 5  # null for non-null, bad int, bad enum, NaN, raised value
+
+
+async def test_middleware_disables_the_fast_path() -> None:
+    seen: list[str] = []
+
+    class Spy(SchemaExtension):
+        def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(info.field_name)
+            return _next(root, info, *args, **kwargs)
+
+    schema = strawberry.Schema(
+        Query, extensions=[Spy], execution_context_class=FastLeafExecutionContext
+    )
+    await schema.execute("{ items { ratio } }")
+    assert seen.count("ratio") == len(_items())
+
+
+def test_only_plain_leaf_fields_qualify() -> None:
+    schema = strawberry.Schema(Query)
+    item_type = schema._schema.type_map["Item"]
+    assert isinstance(item_type, GraphQLObjectType) and schema._schema.query_type is not None
+    item, query = item_type.fields, schema._schema.query_type.fields
+    assert leaf_plan(item["name"]) is not None and leaf_plan(item["color"]) is not None
+    assert leaf_plan(item["shout"]) is None  # has a resolver
+    assert leaf_plan(query["items"]) is None  # not a leaf
+    assert leaf_plan(query["greeting"]) is None

@@ -1,0 +1,1 @@
+"""The HTTP edge: the Starlette app, the Schema object, guards, metrics and the explorer."""
