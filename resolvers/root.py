@@ -13,6 +13,10 @@ from schema.user import User, Watchlist, WatchlistItem
 from services.market.states import AlertType
 from services.users import InvestingStyle
 
+# Each argument default is written once: the SDL shows it and an explicit null means it.
+STOCK_LIST_SIZE = 10
+RECENT_ALERT_DAYS = 7
+
 
 def _or(value: int | None, default: int) -> int:
     """These arguments are nullable with a default; an explicit null means it."""
@@ -34,17 +38,19 @@ class Query:
         "Public. An empty query returns []."
     )
     async def search_stocks(
-        self, info: strawberry.Info, query: str, limit: int | None = 10
+        self, info: strawberry.Info, query: str, limit: int | None = STOCK_LIST_SIZE
     ) -> list[Stock]:
-        return await queries.resolve_search_stocks(info, query, _or(limit, 10))
+        return await queries.resolve_search_stocks(info, query, _or(limit, STOCK_LIST_SIZE))
 
     @strawberry.field(description="One stock by ticker, or null when unknown. Public.")
     async def stock(self, info: strawberry.Info, ticker: str) -> Stock | None:
         return await queries.resolve_stock(info, ticker)
 
     @strawberry.field(description="Most-watched stocks, then by ticker. Public.")
-    async def popular_stocks(self, info: strawberry.Info, limit: int | None = 10) -> list[Stock]:
-        return await queries.resolve_popular_stocks(info, _or(limit, 10))
+    async def popular_stocks(
+        self, info: strawberry.Info, limit: int | None = STOCK_LIST_SIZE
+    ) -> list[Stock]:
+        return await queries.resolve_popular_stocks(info, _or(limit, STOCK_LIST_SIZE))
 
     @strawberry.field(description="The signed-in user's alerts, newest first.")
     async def alerts(
@@ -63,8 +69,10 @@ class Query:
         return await queries.resolve_alert_stats(info)
 
     @strawberry.field(description="Alerts sent in the last `days` days (1-365).")
-    async def recent_alerts_count(self, info: strawberry.Info, days: int | None = 7) -> int:
-        return await queries.resolve_recent_alerts_count(info, _or(days, 7))
+    async def recent_alerts_count(
+        self, info: strawberry.Info, days: int | None = RECENT_ALERT_DAYS
+    ) -> int:
+        return await queries.resolve_recent_alerts_count(info, _or(days, RECENT_ALERT_DAYS))
 
     @strawberry.field(description="Liveness of the server and its dependencies. Public.")
     async def health(self, info: strawberry.Info) -> Health:
