@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,7 +11,11 @@ from urllib.parse import urlparse
 
 from services.errors import ConfigurationError
 
+log = logging.getLogger(__name__)
+
 APP_ENVS = ("development", "test", "production")
+# HS256 signs with SHA-256: a shorter key is weaker than the hash (RFC 7518 §3.2).
+MIN_JWT_SECRET_BYTES = 32
 
 
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
@@ -199,7 +204,27 @@ class Settings:
             raise ConfigurationError(
                 "APP_ENV=production requires JWT_SECRET, JWT_JWKS_URL or JWT_JWKS_FILE"
             )
+        _check_jwt_secret_length(settings)
         return settings
+
+
+def _check_jwt_secret_length(s: Settings) -> None:
+    """An HS256 key shorter than the hash (RFC 7518 §3.2) makes every token forgeable offline.
+
+    Refused in production; in development only logged, so a local experiment still runs.
+    """
+    if s.jwt_secret is None:
+        return
+    size = len(s.jwt_secret.encode())
+    if size >= MIN_JWT_SECRET_BYTES:
+        return
+    message = (
+        f"JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes for HS256, got {size} "
+        "(e.g. `openssl rand -base64 48`)"
+    )
+    if s.is_production:
+        raise ConfigurationError(message)
+    log.warning("%s; accepted because APP_ENV is not production", message)
 
 
 def _check_valuation_thresholds(s: Settings) -> None:

@@ -101,6 +101,7 @@ def test_token_bad_arguments(tmp_path: Path, args: list[str], fragment: str) -> 
         ({"JWT_JWKS_FILE": "/nonexistent/jwks.json"}, [], "JWT_JWKS_FILE"),
         ({"JWT_JWKS_CACHE_SECONDS": "soon"}, [], "JWT_JWKS_CACHE_SECONDS"),
         ({"GRAPHQL_INTROSPECTION": "maybe"}, [], "GRAPHQL_INTROSPECTION"),
+        ({"APP_ENV": "production", "JWT_SECRET": "short-secret"}, [], "JWT_SECRET"),
         ({"CORS_ALLOW_ORIGINS": "example.com/path"}, [], "CORS_ALLOW_ORIGINS"),
         ({}, ["--workers", "0"], "--workers"),
     ],
