@@ -13,12 +13,12 @@ import asyncpg
 import strawberry
 
 from resolvers.loaders import Loaders
-from services import alerts, users, watchlists
+from services import alerts, price_history, users, watchlists
 from services.alerts import AlertPage, AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
 from services.errors import Unauthenticated
-from services.price_history import DailyBar, daily_bars
+from services.price_history import DailyBar
 from services.settings import Settings
 
 
@@ -88,7 +88,7 @@ class Context:
     async def daily_bars(self, ticker: str, start: date, end: date) -> list[DailyBar]:
         if self.object_store is None:
             return []
-        return await daily_bars(self.object_store, ticker, start, end)
+        return await price_history.daily_bars(self.object_store, ticker, start, end)
 
     async def watchlist_rows(self) -> Sequence[Row]:
         return await watchlists.list_items(self.pool, await self.require_user_id())

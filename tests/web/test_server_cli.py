@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from services.auth.tokens import DEMO_USER_ID, TokenVerifier
 from services.settings import Settings
 from tests.fixtures.app import TEST_JWT_SECRET
+from tests.fixtures.ws import free_port
 from tests.paths import ROOT
 
 
@@ -117,13 +117,6 @@ def test_bad_configuration_is_one_line_exit_2(
 
 
 # --- serving ---
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Served:
