@@ -118,7 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluation date (default: the latest date with prices)",
     )
     evaluate.add_argument("--tickers", type=ticker_list, metavar="A,B", help="only these tickers")
-    commands.add_parser("daily", help="update-prices, backfill, evaluate (the cron entry)")
+    deliver = commands.add_parser("deliver", help="send due webhook and email deliveries")
+    deliver.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep running: woken by new alerts, sweeping for retries (stop with SIGTERM)",
+    )
+    deliver.add_argument(
+        "--workers", type=positive_int, default=2, metavar="N", help="concurrent webhook senders"
+    )
+    commands.add_parser("daily", help="update-prices, backfill, evaluate, deliver (the cron entry)")
     commands.add_parser("sync-symbols", help="load DoltHub's symbol table into entities")
     importer = commands.add_parser("import-csv", help="bulk import DoltHub table exports")
     importer.add_argument(
@@ -242,11 +251,12 @@ async def cmd_evaluate(res: Resources, args: argparse.Namespace) -> int:
 
 
 async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
-    """All three steps in order; a failing step never stops the next one."""
+    """All four steps in order; a failing step never stops the next one."""
     steps: list[tuple[str, Callable[[], Awaitable[int]]]] = [
         ("update-prices", lambda: cmd_update_prices(res, _ns(tickers=None))),
         ("backfill", lambda: cmd_backfill(res, _ns(workers=2, max_items=None))),
         ("evaluate", lambda: cmd_evaluate(res, _ns(as_of=None, tickers=None))),
+        ("deliver", lambda: cmd_deliver(res, _ns(follow=False, workers=2))),
     ]
     failed: list[str] = []
     for name, step in steps:
@@ -266,6 +276,17 @@ async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
         flush=True,
     )
     return EXIT_FAILED if failed else EXIT_OK
+
+
+async def cmd_deliver(res: Resources, args: argparse.Namespace) -> int:
+    from ingest.jobs.deliver import run_deliver
+
+    progress = progress_for("deliver")
+    pool = await res.pool(args.workers + 2)
+    await run_deliver(
+        res.settings, pool, res.dsn, progress, follow=args.follow, workers=args.workers
+    )
+    return finish(progress)
 
 
 async def cmd_sync_symbols(res: Resources, args: argparse.Namespace) -> int:
@@ -302,6 +323,7 @@ COMMANDS: dict[str, Callable[[Resources, argparse.Namespace], Awaitable[int]]] =
     "update-prices": cmd_update_prices,
     "evaluate": cmd_evaluate,
     "daily": cmd_daily,
+    "deliver": cmd_deliver,
     "sync-symbols": cmd_sync_symbols,
     "import-csv": cmd_import_csv,
     "demo": cmd_demo,

@@ -14,10 +14,12 @@ import strawberry
 
 from resolvers.loaders import Loaders
 from services import alerts, price_history, users, watchlists
-from services.alerts import AlertPage, AlertTotals
+from services.alerts import AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
+from services.delivery import endpoints, outbox
 from services.errors import Unauthenticated
+from services.pagination import KeysetPage
 from services.price_history import DailyBar
 from services.settings import Settings
 
@@ -93,7 +95,7 @@ class Context:
     async def watchlist_rows(self) -> Sequence[Row]:
         return await watchlists.list_items(self.pool, await self.require_user_id())
 
-    async def alert_page(self, first: int, after: str | None, alert_type: str | None) -> AlertPage:
+    async def alert_page(self, first: int, after: str | None, alert_type: str | None) -> KeysetPage:
         user_id = await self.require_user_id()
         return await alerts.list_page(
             self.pool, user_id, first=first, after=after, alert_type=alert_type
@@ -104,6 +106,23 @@ class Context:
 
     async def alert_stats(self) -> AlertTotals:
         return await alerts.stats(self.pool, await self.require_user_id(), users.ALERT_TYPES)
+
+    def alert(self, user_id: UUID, alert_id: UUID) -> Awaitable[Row | None]:
+        return self.loaders.alert_by_user_and_id.load((user_id, alert_id))
+
+    def webhook(self, webhook_id: UUID) -> Awaitable[Row | None]:
+        return self.loaders.webhook_by_id.load(webhook_id)
+
+    async def webhook_rows(self) -> Sequence[Row]:
+        return await endpoints.list_for_user(self.pool, await self.require_user_id())
+
+    async def delivery_page(
+        self, first: int, after: str | None, status: str | None, channel: str | None
+    ) -> KeysetPage:
+        user_id = await self.require_user_id()
+        return await outbox.list_page(
+            self.pool, user_id, first=first, after=after, status=status, channel=channel
+        )
 
     async def _verify(self) -> Claims:
         if self._claims is None:

@@ -7,8 +7,9 @@ from uuid import UUID
 import asyncpg
 from strawberry.dataloader import DataLoader
 
-from services import backfill_queue, entities, signal_store
+from services import alerts, backfill_queue, entities, signal_store
 from services.db import Row
+from services.delivery import endpoints
 
 
 class WatcherCountByEntityIdLoader(DataLoader[UUID, int]):
@@ -47,6 +48,34 @@ class BackfillJobByTickerLoader(DataLoader[str, Row | None]):
         return [jobs.get(key) for key in keys]
 
 
+class AlertByUserAndIdLoader(DataLoader[tuple[UUID, UUID], Row | None]):
+    """Alerts by (owner, id): another user's id loads nothing."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(load_fn=self._load)
+        self._pool = pool
+
+    async def _load(self, keys: list[tuple[UUID, UUID]]) -> list[Row | None]:
+        found: dict[tuple[UUID, UUID], Row] = {}
+        for user_id in {user for user, _ in keys}:
+            ids = [alert_id for user, alert_id in keys if user == user_id]
+            for row in await alerts.get_by_ids(self._pool, user_id, ids):
+                found[(user_id, row["id"])] = row
+        return [found.get(key) for key in keys]
+
+
+class WebhookByIdLoader(DataLoader[UUID, Row | None]):
+    """Webhook endpoints by id (ids come from the viewer's own deliveries)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(load_fn=self._load)
+        self._pool = pool
+
+    async def _load(self, keys: list[UUID]) -> list[Row | None]:
+        rows = await endpoints.by_ids(self._pool, keys)
+        return [rows.get(key) for key in keys]
+
+
 class Loaders:
     """The loaders of one request (or one subscription operation)."""
 
@@ -54,3 +83,5 @@ class Loaders:
         self.watcher_count_by_entity_id = WatcherCountByEntityIdLoader(pool)
         self.signal_by_entity_id = SignalByEntityIdLoader(pool)
         self.backfill_job_by_ticker = BackfillJobByTickerLoader(pool)
+        self.alert_by_user_and_id = AlertByUserAndIdLoader(pool)
+        self.webhook_by_id = WebhookByIdLoader(pool)

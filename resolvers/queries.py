@@ -8,10 +8,17 @@ import strawberry
 
 from resolvers.context import context_of
 from schema.alert import AlertConnection, AlertStats, viewer_alert_stats, viewer_alerts
+from schema.delivery import (
+    DeliveryConnection,
+    WebhookEndpoint,
+    viewer_deliveries,
+    viewer_webhooks,
+)
 from schema.health import Health
 from schema.stock import Stock, stock_from_row
 from schema.user import User, Watchlist, user_from_row, viewer_watchlist
 from services import alerts, entities, health
+from services.delivery.outbox import DeliveryChannel, DeliveryStatus
 from services.market.states import AlertType
 from services.tickers import normalize_ticker
 
@@ -60,3 +67,20 @@ async def resolve_health(info: strawberry.Info) -> Health:
     report = await health.check_health(ctx.pool, ctx.object_store)
     # Health declares exactly HealthReport's fields (the schema snapshot pins them).
     return Health(**dataclasses.asdict(report))
+
+
+async def resolve_webhooks(info: strawberry.Info) -> list[WebhookEndpoint]:
+    return await viewer_webhooks(context_of(info))
+
+
+async def resolve_deliveries(
+    info: strawberry.Info,
+    *,
+    first: int,
+    after: str | None,
+    status: DeliveryStatus | None,
+    channel: DeliveryChannel | None,
+) -> DeliveryConnection:
+    return await viewer_deliveries(
+        context_of(info), first=first, after=after, status=status, channel=channel
+    )

@@ -6,10 +6,18 @@ import strawberry
 
 from resolvers import mutations, queries
 from schema.alert import ALERTS_PAGE_SIZE, Alert, AlertConnection, AlertStats
+from schema.delivery import (
+    DELIVERIES_PAGE_SIZE,
+    Delivery,
+    DeliveryConnection,
+    WebhookEndpoint,
+    WebhookSecret,
+)
 from schema.health import Health
 from schema.inputs import UpdateSettingsInput
 from schema.stock import Stock
 from schema.user import User, Watchlist, WatchlistItem
+from services.delivery.outbox import DeliveryChannel, DeliveryStatus
 from services.market.states import AlertType
 from services.users import InvestingStyle
 
@@ -78,6 +86,29 @@ class Query:
     async def health(self, info: strawberry.Info) -> Health:
         return await queries.resolve_health(info)
 
+    @strawberry.field(description="The signed-in user's webhook endpoints, oldest first.")
+    async def webhooks(self, info: strawberry.Info) -> list[WebhookEndpoint]:
+        return await queries.resolve_webhooks(info)
+
+    @strawberry.field(
+        description="The signed-in user's webhook and email deliveries, newest first."
+    )
+    async def deliveries(
+        self,
+        info: strawberry.Info,
+        first: int | None = DELIVERIES_PAGE_SIZE,
+        after: str | None = None,
+        status: DeliveryStatus | None = None,
+        channel: DeliveryChannel | None = None,
+    ) -> DeliveryConnection:
+        return await queries.resolve_deliveries(
+            info,
+            first=_or(first, DELIVERIES_PAGE_SIZE),
+            after=after,
+            status=status,
+            channel=channel,
+        )
+
 
 @strawberry.type
 class Mutation:
@@ -112,3 +143,35 @@ class Mutation:
     @strawberry.mutation(description="Record that an alert was opened; the first time stays.")
     async def mark_alert_opened(self, info: strawberry.Info, id: strawberry.ID) -> Alert:
         return await mutations.resolve_mark_alert_opened(info, str(id))
+
+    @strawberry.mutation(
+        description="Add an endpoint (at most 5); the secret is shown here and never again."
+    )
+    async def create_webhook(
+        self, info: strawberry.Info, url: str, description: str | None = None
+    ) -> WebhookSecret:
+        return await mutations.resolve_create_webhook(info, url, description)
+
+    @strawberry.mutation(description="Remove an endpoint and its deliveries.")
+    async def delete_webhook(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        return await mutations.resolve_delete_webhook(info, str(id))
+
+    @strawberry.mutation(description="Switch an endpoint on (resetting its failures) or off.")
+    async def set_webhook_enabled(
+        self, info: strawberry.Info, id: strawberry.ID, enabled: bool
+    ) -> WebhookEndpoint:
+        return await mutations.resolve_set_webhook_enabled(info, str(id), enabled)
+
+    @strawberry.mutation(description="A new signing secret; the old one stops verifying at once.")
+    async def rotate_webhook_secret(
+        self, info: strawberry.Info, id: strawberry.ID
+    ) -> WebhookSecret:
+        return await mutations.resolve_rotate_webhook_secret(info, str(id))
+
+    @strawberry.mutation(description="Send a webhook.test event now and return the outcome.")
+    async def test_webhook(self, info: strawberry.Info, id: strawberry.ID) -> Delivery:
+        return await mutations.resolve_test_webhook(info, str(id))
+
+    @strawberry.mutation(description="A FAILED delivery back to PENDING, due now.")
+    async def redeliver(self, info: strawberry.Info, id: strawberry.ID) -> Delivery:
+        return await mutations.resolve_redeliver(info, str(id))

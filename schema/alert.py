@@ -10,7 +10,6 @@ import strawberry
 from schema.context import FieldContext
 from schema.rows import from_row
 from schema.stock import Stock, stock_from_row
-from services import alerts
 from services.db import Row
 from services.market.states import AlertType
 
@@ -96,7 +95,7 @@ async def viewer_alerts(
         return await ctx.alert_count(type_value)
 
     return AlertConnection(
-        edges=[AlertEdge(cursor=alerts.cursor_of(r), node=alert_from_row(r)) for r in page.rows],
+        edges=[AlertEdge(cursor=page.cursor_of(r), node=alert_from_row(r)) for r in page.rows],
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         count_total=count_total,
     )

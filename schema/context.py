@@ -14,8 +14,9 @@ from uuid import UUID
 
 import strawberry
 
-from services.alerts import AlertPage, AlertTotals
+from services.alerts import AlertTotals
 from services.db import Row
+from services.pagination import KeysetPage
 from services.price_history import DailyBar
 
 
@@ -42,7 +43,7 @@ class FieldContext(Protocol):
         """The viewer's watchlist item rows, newest first."""
         ...
 
-    async def alert_page(self, first: int, after: str | None, alert_type: str | None) -> AlertPage:
+    async def alert_page(self, first: int, after: str | None, alert_type: str | None) -> KeysetPage:
         """One page of the viewer's alerts."""
         ...
 
@@ -52,6 +53,24 @@ class FieldContext(Protocol):
 
     async def alert_stats(self) -> AlertTotals:
         """The viewer's alert totals by type."""
+        ...
+
+    def alert(self, user_id: UUID, alert_id: UUID) -> Awaitable[Row | None]:
+        """An alert of `user_id` (batched per request); None for another user's id."""
+        ...
+
+    def webhook(self, webhook_id: UUID) -> Awaitable[Row | None]:
+        """A webhook endpoint by id (batched per request)."""
+        ...
+
+    async def webhook_rows(self) -> Sequence[Row]:
+        """The viewer's webhook endpoints, oldest first."""
+        ...
+
+    async def delivery_page(
+        self, first: int, after: str | None, status: str | None, channel: str | None
+    ) -> KeysetPage:
+        """One page of the viewer's deliveries."""
         ...
 
 

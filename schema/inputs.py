@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from services.delivery.outbox import EmailDigest
 from services.market.states import AlertType
 from services.users import InvestingStyle
 
@@ -14,4 +15,7 @@ class UpdateSettingsInput:
     alerts_enabled: bool | None = None
     alert_types: list[AlertType] | None = strawberry.field(
         default=None, description="The alert types to receive; [] mutes every type."
+    )
+    email_digest: EmailDigest | None = strawberry.field(
+        default=None, description="OFF cancels email still queued; others reschedule it."
     )

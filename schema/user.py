@@ -14,9 +14,11 @@ from schema.alert import (
     viewer_alerts,
 )
 from schema.context import FieldContext, field_context
+from schema.delivery import WebhookEndpoint, viewer_webhooks
 from schema.rows import from_row
 from schema.stock import Stock, stock_from_row
 from services.db import Row
+from services.delivery.outbox import EmailDigest
 from services.market.states import (
     AlertType,
     Direction,
@@ -89,7 +91,14 @@ class User:
     onboarded_at: datetime | None
     alerts_enabled: bool
     alert_types: list[AlertType]
+    email_digest: EmailDigest = strawberry.field(
+        description="How often alerts are emailed (DAILY by default); OFF sends none."
+    )
     created_at: datetime
+
+    @strawberry.field(description="Where alerts are POSTed (Standard Webhooks), oldest first.")
+    async def webhooks(self, info: strawberry.Info) -> list[WebhookEndpoint]:
+        return await viewer_webhooks(field_context(info))
 
     @strawberry.field
     async def watchlist(self, info: strawberry.Info) -> Watchlist:

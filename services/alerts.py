@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -12,7 +11,8 @@ import asyncpg
 from services.db import Executor
 from services.entities import STOCK_COLUMNS, check_limit
 from services.errors import BadUserInput, NotFound
-from services.pagination import decode_cursor, encode_cursor
+from services.ids import parse_owned_id
+from services.pagination import KeysetPage, page_of, position
 
 MAX_PAGE_SIZE = 100
 MAX_RECENT_DAYS = 365
@@ -76,54 +76,24 @@ SELECT count(*) FROM alert_history
 WHERE user_id = $1 AND sent_at > now() - make_interval(days => $2)
 """
 
-# Sorts after every real row, so the first page needs no separate statement.
-_BEFORE_EVERYTHING = (datetime.fromisoformat("9999-12-31T00:00:00+00:00"), UUID(int=2**128 - 1))
-
-
-@dataclass(frozen=True)
-class AlertPage:
-    """One page of alert rows, newest first, and whether more follow."""
-
-    rows: list[asyncpg.Record]
-    has_next_page: bool
-
-    @property
-    def end_cursor(self) -> str | None:
-        if not self.rows:
-            return None
-        return cursor_of(self.rows[-1])
-
-
-def cursor_of(row: asyncpg.Record) -> str:
-    """The opaque cursor of an alert row."""
-    return encode_cursor(row["sent_at"], row["id"])
-
 
 async def list_page(
     db: Executor, user_id: UUID, *, first: int, after: str | None, alert_type: str | None
-) -> AlertPage:
+) -> KeysetPage:
     """`first` alerts of the user after the cursor, newest first, optionally of one type."""
     check_limit(first, "first", MAX_PAGE_SIZE)
-    sent_at, row_id = decode_cursor(after) if after is not None else _BEFORE_EVERYTHING
+    sent_at, row_id = position(after)
     if alert_type is None:
         rows = await db.fetch(_PAGE_SQL, user_id, sent_at, row_id, first + 1)
     else:
         rows = await db.fetch(_PAGE_BY_TYPE_SQL, user_id, sent_at, row_id, first + 1, alert_type)
-    return AlertPage(rows=list(rows[:first]), has_next_page=len(rows) > first)
+    return page_of(list(rows), first, "sent_at")
 
 
 async def count(db: Executor, user_id: UUID, alert_type: str | None) -> int:
     """How many alerts the user has (of one type when given)."""
     total: int = await db.fetchval(_COUNT_SQL, user_id, alert_type)
     return total
-
-
-def parse_alert_id(raw: str) -> UUID:
-    """The alert id as a UUID; a malformed id is reported exactly like an unknown one."""
-    try:
-        return UUID(raw)
-    except (ValueError, TypeError, AttributeError):
-        raise NotFound("alert not found") from None
 
 
 async def get_by_ids(db: Executor, user_id: UUID, ids: Sequence[UUID]) -> list[asyncpg.Record]:
@@ -133,7 +103,7 @@ async def get_by_ids(db: Executor, user_id: UUID, ids: Sequence[UUID]) -> list[a
 
 async def mark_opened(db: Executor, user_id: UUID, raw_id: str) -> asyncpg.Record:
     """Set opened_at the first time only; NotFound for malformed, unknown or others' ids."""
-    row = await db.fetchrow(_MARK_OPENED_SQL, parse_alert_id(raw_id), user_id)
+    row = await db.fetchrow(_MARK_OPENED_SQL, parse_owned_id(raw_id, "alert"), user_id)
     if row is None:
         raise NotFound("alert not found")
     return row

@@ -1,11 +1,14 @@
-"""Opaque keyset cursors over `(sent_at, id)`: base64url of a versioned, readable payload."""
+"""Keyset pages newest first by `(timestamp, id)`, with opaque cursors (versioned base64url)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
+
+import asyncpg
 
 from services.errors import BadUserInput
 
@@ -32,3 +35,34 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         return sent_at, UUID(raw_id)
     except (ValueError, UnicodeError, binascii.Error):
         raise BadUserInput("malformed cursor: pass an endCursor from a previous page") from None
+
+
+# Sorts after every real row, so the first page needs no separate statement.
+_BEFORE_EVERYTHING = (datetime.fromisoformat("9999-12-31T00:00:00+00:00"), UUID(int=2**128 - 1))
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    """One page of rows, newest first by (`key` column, id), and whether more follow."""
+
+    rows: list[asyncpg.Record]
+    has_next_page: bool
+    key: str
+
+    def cursor_of(self, row: asyncpg.Record) -> str:
+        """The opaque cursor of one of this page's rows."""
+        return encode_cursor(row[self.key], row["id"])
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursor_of(self.rows[-1]) if self.rows else None
+
+
+def position(after: str | None) -> tuple[datetime, UUID]:
+    """Where a page starts: just after the `after` cursor, or before everything."""
+    return decode_cursor(after) if after is not None else _BEFORE_EVERYTHING
+
+
+def page_of(rows: list[asyncpg.Record], first: int, key: str) -> KeysetPage:
+    """The page from `first + 1` fetched rows (the extra one only says more follow)."""
+    return KeysetPage(rows=rows[:first], has_next_page=len(rows) > first, key=key)

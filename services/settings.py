@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 APP_ENVS = ("development", "test", "production")
 # HS256 signs with SHA-256: a shorter key is weaker than the hash (RFC 7518 §3.2).
 MIN_JWT_SECRET_BYTES = 32
+# Seconds before retry 1, 2, …; after the last one a delivery is FAILED.
+DEFAULT_RETRY_SCHEDULE = (60, 300, 1800, 7200, 18000, 36000, 36000)
+DEFAULT_EMAIL_FROM = "Material Changes <alerts@material-changes.local>"
 
 
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
@@ -126,6 +129,14 @@ class Settings:
     evaluation_processes: int = 1
     alert_subscriber_queue: int = 256
     alert_catch_up_seconds: float = 60.0
+    webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    webhook_allow_private: bool = True
+    smtp_url: str | None = field(default=None, repr=False)
+    email_from: str = DEFAULT_EMAIL_FROM
+    public_base_url: str = "http://127.0.0.1:8000"
+    email_link_secret: str | None = field(default=None, repr=False)
+    delivery_lease_seconds: int = 60
+    delivery_batch_size: int = 50
     log_level: str = "INFO"
 
     @property
@@ -191,6 +202,16 @@ class Settings:
             evaluation_processes=_int(env, "EVALUATION_PROCESSES", 1, minimum=1),
             alert_subscriber_queue=_int(env, "ALERT_SUBSCRIBER_QUEUE", 256, minimum=1),
             alert_catch_up_seconds=_float(env, "ALERT_CATCH_UP_SECONDS", 60.0),
+            webhook_retry_schedule=_retry_schedule(env),
+            webhook_allow_private=_flag(env, "WEBHOOK_ALLOW_PRIVATE", not production),
+            smtp_url=_url(env, "SMTP_URL", None, ("smtp", "smtps")),
+            email_from=_optional(env, "EMAIL_FROM") or DEFAULT_EMAIL_FROM,
+            public_base_url=(
+                _url(env, "PUBLIC_BASE_URL", cls.public_base_url, ("http", "https")) or ""
+            ).rstrip("/"),
+            email_link_secret=_optional(env, "EMAIL_LINK_SECRET"),
+            delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 60, minimum=5),
+            delivery_batch_size=_int(env, "DELIVERY_BATCH_SIZE", 50, minimum=1),
             log_level=_log_level(env),
         )
         _check_valuation_thresholds(settings)
@@ -205,7 +226,39 @@ class Settings:
                 "APP_ENV=production requires JWT_SECRET, JWT_JWKS_URL or JWT_JWKS_FILE"
             )
         _check_jwt_secret_length(settings)
+        _check_email(settings, env)
         return settings
+
+
+def _retry_schedule(env: Mapping[str, str]) -> tuple[int, ...]:
+    raw = env.get("WEBHOOK_RETRY_SCHEDULE", "").strip()
+    if not raw:
+        return DEFAULT_RETRY_SCHEDULE
+    try:
+        delays = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigurationError(
+            f"WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, got {raw!r}"
+        ) from None
+    if not 1 <= len(delays) <= 20 or min(delays) < 1:
+        raise ConfigurationError(
+            f"WEBHOOK_RETRY_SCHEDULE must list 1-20 delays of at least 1 second, got {raw!r}"
+        )
+    return delays
+
+
+def _check_email(s: Settings, env: Mapping[str, str]) -> None:
+    """Production email needs a sender address and a real secret for unsubscribe links."""
+    if not (s.is_production and s.smtp_url):
+        return
+    if not _optional(env, "EMAIL_FROM"):
+        raise ConfigurationError("SMTP_URL in production requires EMAIL_FROM")
+    secret = s.email_link_secret or ""
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ConfigurationError(
+            f"SMTP_URL in production requires EMAIL_LINK_SECRET of at least "
+            f"{MIN_JWT_SECRET_BYTES} bytes (it signs unsubscribe links)"
+        )
 
 
 def _check_jwt_secret_length(s: Settings) -> None:

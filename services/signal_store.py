@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from services.db import Connection, Executor
+from services.delivery import outbox
 from services.market.transitions import AlertRow, StateRow, Watcher
 
 # Serialises "join or create the open run" across evaluator processes.
@@ -312,7 +313,7 @@ async def commit_entity(
     alerts: Sequence[AlertRow],
     states: Sequence[StateRow],
 ) -> list[UUID] | None:
-    """One transaction: finish the claim, store the signal, insert + notify alerts, set states.
+    """One transaction: finish the claim, store the signal, insert + notify + queue alerts, states.
 
     Returns the ids of newly inserted alerts, or None when the claim was lost (lease expired
     and another evaluator took it), in which case nothing is written.
@@ -323,6 +324,8 @@ async def commit_entity(
                 raise _ClaimLost  # rolls the transaction back
             await _upsert_signal(conn, signal)
             inserted = await _insert_alerts(conn, signal, alerts) if alerts else []
+            # The outbox rows commit with their alerts: none is ever queued without the other.
+            await outbox.enqueue_for_alerts(conn, inserted)
             if states:
                 await _upsert_states(conn, signal, states)
             return inserted

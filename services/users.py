@@ -9,7 +9,9 @@ from uuid import UUID
 import asyncpg
 
 from services import watchlists
-from services.db import Executor
+from services.db import Connection, Executor
+from services.delivery import outbox
+from services.delivery.outbox import EmailDigest
 from services.errors import BadUserInput, NotFound
 from services.market.states import AlertType
 from services.tickers import normalize_ticker
@@ -32,37 +34,40 @@ MAX_ONBOARDING_TICKERS = 50
 ENSURED_USERS_CACHE_SIZE = 10_000
 ENSURED_USERS_SECONDS = 30.0
 
-_GET_SQL = """
-SELECT id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
-FROM users WHERE id = $1
-"""
+USER_COLUMNS = """id, email, investing_style, onboarded_at, alerts_enabled, alert_types,
+    email_digest, created_at"""
 
-_UPSERT_SQL = """
+_GET_SQL = f"""
+SELECT {USER_COLUMNS} FROM users WHERE id = $1
+"""  # noqa: S608
+
+_UPSERT_SQL = f"""
 INSERT INTO users AS u (id, email) VALUES ($1, $2)
 ON CONFLICT (id) DO UPDATE
     SET email = coalesce(EXCLUDED.email, u.email), updated_at = now()
-RETURNING id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
-"""
+RETURNING {USER_COLUMNS}
+"""  # noqa: S608
 
-_UPDATE_SETTINGS_SQL = """
+_UPDATE_SETTINGS_SQL = f"""
 UPDATE users SET
     investing_style = coalesce($2, investing_style),
     alerts_enabled = coalesce($3, alerts_enabled),
     alert_types = coalesce($4::text[], alert_types),
+    email_digest = coalesce($5, email_digest),
     updated_at = now()
 WHERE id = $1
-RETURNING id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
-"""
+RETURNING {USER_COLUMNS}
+"""  # noqa: S608
 
 # onboarded_at keeps the first completion, so re-running onboarding is idempotent.
-_ONBOARD_SQL = """
+_ONBOARD_SQL = f"""
 UPDATE users SET
     investing_style = $2,
     onboarded_at = coalesce(onboarded_at, now()),
     updated_at = now()
 WHERE id = $1
-RETURNING id, email, investing_style, onboarded_at, alerts_enabled, alert_types, created_at
-"""
+RETURNING {USER_COLUMNS}
+"""  # noqa: S608
 
 
 async def ensure_user(pool: asyncpg.Pool, user_id: UUID, email: str | None) -> asyncpg.Record:
@@ -124,20 +129,44 @@ def _canonical_alert_types(types: Sequence[str]) -> list[str]:
 
 
 async def update_settings(
-    db: Executor,
+    pool: asyncpg.Pool,
     user_id: UUID,
     *,
     investing_style: str | None = None,
     alerts_enabled: bool | None = None,
     alert_types: Sequence[str] | None = None,
+    email_digest: str | None = None,
 ) -> asyncpg.Record:
     """Change the given settings (None leaves one as it is); returns the user row."""
     style = _check_style(investing_style) if investing_style is not None else None
     types = _canonical_alert_types(alert_types) if alert_types is not None else None
-    row = await db.fetchrow(_UPDATE_SETTINGS_SQL, user_id, style, alerts_enabled, types)
-    if row is None:
-        raise NotFound("user not found")
+    digest = EmailDigest(email_digest) if email_digest is not None else None
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            _UPDATE_SETTINGS_SQL, user_id, style, alerts_enabled, types, digest
+        )
+        if row is None:
+            raise NotFound("user not found")
+        if digest is not None:
+            await _queue_follows_digest(conn, user_id, digest)
     return row
+
+
+async def set_email_digest(pool: asyncpg.Pool, user_id: UUID, digest: str) -> bool:
+    """Set how often the user gets email (one-click unsubscribe); False for an unknown user."""
+    try:
+        await update_settings(pool, user_id, email_digest=digest)
+    except NotFound:
+        return False
+    return True
+
+
+async def _queue_follows_digest(conn: Connection, user_id: UUID, digest: EmailDigest) -> None:
+    """Email already queued follows the new choice: cancelled when OFF, else rescheduled."""
+    if digest == EmailDigest.OFF:
+        await outbox.cancel_email(conn, user_id, "email turned off by the user")
+    else:
+        await outbox.reschedule_email(conn, user_id)
 
 
 def normalize_onboarding_tickers(raw: Sequence[str]) -> list[str]:

@@ -24,6 +24,7 @@ from web import metrics
 from web.body_limit import RequestGuard
 from web.explorer import explorer_routes
 from web.graphql_app import GraphQLApp
+from web.unsubscribe import unsubscribe_routes
 
 
 def create_app(settings: Settings, database_url: str | None = None) -> Starlette:
@@ -61,6 +62,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
         Route("/api/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *explorer_routes(),
+        *unsubscribe_routes(settings, lambda: graphql.pool),
     ]
     middleware = [
         Middleware(RequestGuard),

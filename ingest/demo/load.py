@@ -25,6 +25,7 @@ from ingest.demo.csv_files import write_demo_csvs
 from ingest.demo.stocks import BASELINE, DEMO_STOCKS, REPLAY_DATES
 from ingest.evaluation.run import run_evaluation
 from ingest.jobs.csv_import import find_csv_files, run_import_csv
+from ingest.jobs.deliver import run_deliver
 from ingest.progress import Progress
 from services import users
 from services.auth.tokens import DEMO_USER_EMAIL, DEMO_USER_ID
@@ -71,6 +72,7 @@ class DemoSummary:
     watched: int = 0
     evaluated: list[date] = field(default_factory=list)
     alerts: int = 0
+    emails: int = 0
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -83,7 +85,8 @@ class DemoSummary:
         line = (
             f"demo: {self.tickers} synthetic tickers, {self.csv_rows:,} CSV rows in "
             f"{self.directory}, {self.watched} watched by {DEMO_USER_EMAIL}, {days}, "
-            f"{self.alerts} alerts for the demo user, {len(self.failures)} failures"
+            f"{self.alerts} alerts for the demo user, {self.emails} digest emails sent, "
+            f"{len(self.failures)} failures"
         )
         if self.failures:
             line += f" ({'; '.join(self.failures[:3])})"
@@ -136,6 +139,10 @@ async def run_demo(
         if not summary.failures:
             await label_and_seed(pool, summary)
             await replay_evaluations(settings, dsn, object_store, pool, summary)
+            # The demo's alerts leave as they would in production: an email digest (in
+            # development an .eml file in $DATA_DIR/outbox) and any webhooks.
+            delivered = await run_deliver(settings, pool, dsn, Progress("demo deliver"))
+            summary.emails = delivered.emails
         summary.alerts = await pool.fetchval(USER_ALERTS_SQL, DEMO_USER_ID)
     finally:
         await pool.close()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 import jwt
 
 from services.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksKeys
+from services.dev_secrets import kept_secret
 from services.errors import Unauthenticated
 from services.settings import Settings
 from services.ttl_cache import TtlCache
@@ -43,25 +41,7 @@ def resolve_jwt_secret(settings: Settings) -> str | None:
         return settings.jwt_secret
     if settings.is_production or settings.jwt_jwks_url or settings.jwt_jwks_file:
         return None
-    path = Path(settings.data_dir) / DEV_SECRET_FILE
-    if not path.exists():
-        _create_secret_file(path)
-    return path.read_text().strip()
-
-
-def _create_secret_file(path: Path) -> None:
-    """Write a new random secret atomically; the first of racing processes wins."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(48))
-    try:
-        os.link(tmp, path)  # fails if another process already created it: keep theirs
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    return kept_secret(settings.data_dir, DEV_SECRET_FILE)
 
 
 def issue_token(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import socket
 import uuid
 
 import asyncpg
@@ -15,6 +14,7 @@ from ingest.progress import Progress
 from services.db import dsn_with_database
 from tests.fakes.dolthub_server import FakeDoltHub
 from tests.fixtures.ingest import CliResult, queue_tickers, run_ingest
+from tests.net import free_port
 
 
 def assert_one_line_error(result: CliResult, code: int, starts: str) -> None:
@@ -35,6 +35,8 @@ BAD_ARGUMENTS = [
     (["evaluate", "--tickers", "AAPL,toolongticker"], "argument --tickers: invalid ticker"),
     (["update-prices", "--tickers", ","], "argument --tickers: expected a comma-separated"),
     (["import-csv"], "the following arguments are required: DIR"),
+    (["deliver", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
+    (["deliver", "--follow", "yes"], "unrecognized arguments: yes"),
 ]
 
 
@@ -42,13 +44,6 @@ async def test_bad_arguments_are_one_line_errors(ingest_env: dict[str, str]) -> 
     results = await asyncio.gather(*(run_ingest(args, ingest_env) for args, _ in BAD_ARGUMENTS))
     for (_, message), result in zip(BAD_ARGUMENTS, results, strict=True):
         assert_one_line_error(result, 2, message)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize(
@@ -59,6 +54,11 @@ def free_port() -> int:
         ("BACKFILL_LEASE_SECONDS", "0", "BACKFILL_LEASE_SECONDS must be >= 1"),
         ("OBJECT_STORE_URL", "ftp://host/x", "OBJECT_STORE_URL must start with one of file://"),
         ("APP_ENV", "staging", "APP_ENV must be one of"),
+        ("WEBHOOK_RETRY_SCHEDULE", "60,soon", "WEBHOOK_RETRY_SCHEDULE must be comma-separated"),
+        ("WEBHOOK_RETRY_SCHEDULE", "0", "WEBHOOK_RETRY_SCHEDULE must list 1-20 delays"),
+        ("SMTP_URL", "http://mail.example.com", "SMTP_URL must start with one of smtp://"),
+        ("DELIVERY_LEASE_SECONDS", "1", "DELIVERY_LEASE_SECONDS must be >= 5"),
+        ("WEBHOOK_ALLOW_PRIVATE", "maybe", "WEBHOOK_ALLOW_PRIVATE must be a boolean"),
     ],
 )
 async def test_bad_configuration_names_the_variable(
@@ -141,9 +141,16 @@ async def test_daily_with_an_unreachable_database_fails_every_step_but_runs_them
     result = await run_ingest(["daily"], ingest_env, DATABASE_URL=dsn)
     assert result.code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert [e.split(":")[1].strip() for e in errors] == ["update-prices", "backfill", "evaluate"]
+    assert [e.split(":")[1].strip() for e in errors] == [
+        "update-prices",
+        "backfill",
+        "evaluate",
+        "deliver",
+    ]
     assert "Traceback" not in result.stderr
-    assert result.stdout.strip().endswith("daily: failed steps: update-prices, backfill, evaluate")
+    assert result.stdout.strip().endswith(
+        "daily: failed steps: update-prices, backfill, evaluate, deliver"
+    )
 
 
 def test_progress_draws_a_bar_on_a_tty_and_logs_otherwise(

@@ -35,3 +35,43 @@ def test_development_warns_about_a_short_jwt_secret_without_logging_it(
     assert settings.jwt_secret == "hunter2"
     assert "JWT_SECRET must be at least 32 bytes for HS256, got 7" in caplog.text
     assert "hunter2" not in caplog.text
+
+
+PRODUCTION = {"APP_ENV": "production", "JWT_SECRET": "s" * MIN_JWT_SECRET_BYTES}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({}, "SMTP_URL in production requires EMAIL_FROM"),
+        ({"EMAIL_FROM": "alerts@example.com"}, "requires EMAIL_LINK_SECRET of at least 32 bytes"),
+        (
+            {"EMAIL_FROM": "alerts@example.com", "EMAIL_LINK_SECRET": "short"},
+            "requires EMAIL_LINK_SECRET of at least 32 bytes",
+        ),
+    ],
+)
+def test_production_email_needs_a_sender_and_a_link_secret(
+    extra: dict[str, str], message: str
+) -> None:
+    env = {**PRODUCTION, "SMTP_URL": "smtp://mail.example.com", **extra}
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(env)
+
+
+def test_delivery_defaults_differ_between_development_and_production() -> None:
+    development = Settings.from_env({})
+    production = Settings.from_env(PRODUCTION)
+    assert development.webhook_allow_private and not production.webhook_allow_private
+    assert development.webhook_retry_schedule == (60, 300, 1800, 7200, 18000, 36000, 36000)
+    complete = Settings.from_env(
+        {
+            **PRODUCTION,
+            "SMTP_URL": "smtps://u:p@mail.example.com",
+            "EMAIL_FROM": "alerts@example.com",
+            "EMAIL_LINK_SECRET": "e" * 32,
+            "PUBLIC_BASE_URL": "https://app.example.com/",
+        }
+    )
+    assert complete.public_base_url == "https://app.example.com"
+    assert "u:p" not in repr(complete) and "eeee" not in repr(complete)

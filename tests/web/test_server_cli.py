@@ -19,7 +19,7 @@ import pytest
 from services.auth.tokens import DEMO_USER_ID, TokenVerifier
 from services.settings import Settings
 from tests.fixtures.app import TEST_JWT_SECRET
-from tests.fixtures.ws import free_port
+from tests.net import free_port
 from tests.paths import ROOT
 
 

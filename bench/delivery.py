@@ -1,0 +1,236 @@
+"""Webhook delivery latency: alerts committed while `deliver --follow` runs, to many endpoints.
+
+    .venv/bin/python bench/delivery.py [--alerts 1000] [--endpoints 200] [--batch 20]
+                                       [--workers 8]
+
+On a scratch database (TEST_DATABASE_URL / DATABASE_URL, else the embedded server; dropped
+afterwards): `--endpoints` users, each with one webhook endpoint on a receiver process on
+loopback (a minimal asyncio HTTP server answering 204 and recording when each `webhook-id`
+arrived). `python -m ingest deliver --follow` runs as its own process. Alerts are committed
+`--batch` per transaction, as the evaluator writes them (alert rows, their outbox rows and a
+NOTIFY in one commit), spread over the users. Prints deliveries/s, the latency from each
+alert's commit to its receipt (p50/p99/max), lost or duplicated deliveries, and the
+deliverer's CPU time per delivery and RSS. Target: p99 < 2 s. Numbers only; nothing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._scratch import scratch_database, server_dsn
+from services.delivery import outbox
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A receiver that does as little as possible per request, so the deliverer is what is measured.
+RECEIVER = r"""
+import asyncio, sys, time
+out = open(sys.argv[1], "w", buffering=1)
+
+class Http(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+            headers = dict(
+                line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line
+            )
+            length = int(headers.get(b"content-length", b"0"))
+            if len(rest) < length:
+                return
+            self.buffer = rest[length:]
+            out.write(f"{headers[b'webhook-id'].decode()} {time.time()}\n")
+            self.transport.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Http, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+async def seed(dsn: str, endpoints: int, port: int) -> tuple[list[uuid.UUID], uuid.UUID]:
+    """Users, one endpoint each, and one entity; returns (user ids, entity id)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        users = [uuid.uuid4() for _ in range(endpoints)]
+        await conn.execute(
+            "INSERT INTO users (id, email_digest) SELECT u, 'off' FROM unnest($1::uuid[]) u", users
+        )
+        await conn.execute(
+            "INSERT INTO webhook_endpoints (user_id, url, secret) "
+            "SELECT u, format('http://127.0.0.1:%s/hook/%s', $2::int, i), $3 "
+            "FROM unnest($1::uuid[]) WITH ORDINALITY AS x(u, i)",
+            users,
+            port,
+            "whsec_" + "a" * 43 + "=",
+        )
+        entity: uuid.UUID = await conn.fetchval(
+            "INSERT INTO entities (ticker, name) VALUES ('BENCH', 'Bench Corp') RETURNING id"
+        )
+        return users, entity
+    finally:
+        await conn.close()
+
+
+async def commit_alerts(
+    dsn: str, users: list[uuid.UUID], entity: uuid.UUID, count: int, batch: int
+) -> dict[uuid.UUID, float]:
+    """Commit `count` alerts, `batch` per transaction; returns each alert's commit time."""
+    committed: dict[uuid.UUID, float] = {}
+    conn = await asyncpg.connect(dsn)
+    try:
+        for start in range(0, count, batch):
+            owners = [users[i % len(users)] for i in range(start, min(start + batch, count))]
+            days = [i // len(users) for i in range(start, start + len(owners))]
+            async with conn.transaction():
+                ids = [
+                    row["id"]
+                    for row in await conn.fetch(
+                        "INSERT INTO alert_history (user_id, entity_id, alert_type, as_of, "
+                        "new_state, headline, what_changed, why_it_matters, before_vs_now, "
+                        "what_didnt_change) SELECT u, $2, 'trend_break', "
+                        "date '2024-01-01' + d, 'BELOW_200DMA', 'BENCH broke its trend', "
+                        "'It crossed.', 'Trends persist.', 'Above, now below.', 'Nothing else.' "
+                        "FROM unnest($1::uuid[], $3::int[]) AS x(u, d) RETURNING id",
+                        owners,
+                        entity,
+                        days,
+                    )
+                ]
+                await outbox.enqueue_for_alerts(conn, ids)
+                await conn.execute(
+                    "SELECT pg_notify('alert_created', id::text) FROM unnest($1::uuid[]) id", ids
+                )
+            now = time.time()
+            committed.update(dict.fromkeys(ids, now))
+            await asyncio.sleep(0.05)  # a steady stream rather than one burst
+    finally:
+        await conn.close()
+    return committed
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def run(args: argparse.Namespace) -> None:
+    async with scratch_database(server_dsn(), "mc_bench_delivery") as dsn:
+        workdir = Path(tempfile.mkdtemp(prefix="mc-delivery-bench-"))
+        received_path = workdir / "received.txt"
+        receiver = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", RECEIVER, str(received_path), stdout=asyncio.subprocess.PIPE
+        )
+        assert receiver.stdout is not None
+        port = int((await receiver.stdout.readline()).decode())
+        users, entity = await seed(dsn, args.endpoints, port)
+        env = {**os.environ, "DATABASE_URL": dsn, "DATA_DIR": str(workdir), "LOG_LEVEL": "WARNING"}
+        deliverer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ingest",
+            "deliver",
+            "--follow",
+            "--workers",
+            str(args.workers),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await asyncio.sleep(2.0)  # imports and LISTEN
+            process = psutil.Process(deliverer.pid)
+            cpu_before = process.cpu_times()
+            started = time.time()
+            committed = await commit_alerts(dsn, users, entity, args.alerts, args.batch)
+            deadline = time.monotonic() + 120
+            lines: list[str] = []
+            while time.monotonic() < deadline:
+                lines = received_path.read_text().splitlines()
+                if len(lines) >= args.alerts:
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)  # late duplicates would show up here
+            lines = received_path.read_text().splitlines()
+            cpu_after = process.cpu_times()
+            rss = process.memory_info().rss
+        finally:
+            deliverer.send_signal(signal.SIGTERM)
+            await deliverer.wait()
+            receiver.kill()
+            await receiver.wait()
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch("SELECT id, alert_id FROM deliveries")
+        finally:
+            await conn.close()
+    alert_of = {str(r["id"]): r["alert_id"] for r in rows}
+    arrivals = [line.split() for line in lines]
+    counts = Counter(webhook_id for webhook_id, _ in arrivals)
+    first_arrival: dict[str, float] = {}
+    for webhook_id, moment in arrivals:
+        first_arrival.setdefault(webhook_id, float(moment))
+    latencies = [first_arrival[d] - committed[alert_of[d]] for d in first_arrival if d in alert_of]
+    lost = len(alert_of) - len(first_arrival)
+    duplicates = sum(n - 1 for n in counts.values())
+    span = max(first_arrival.values()) - started if first_arrival else float("nan")
+    cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    delivered = max(len(first_arrival), 1)
+    print(
+        json.dumps(
+            {
+                "alerts": args.alerts,
+                "endpoints": args.endpoints,
+                "workers": args.workers,
+                "delivered": len(first_arrival),
+                "lost": lost,
+                "duplicates": duplicates,
+                "deliveries_per_s": round(len(first_arrival) / span, 1),
+                "latency_ms_p50": round(1000 * percentile(latencies, 0.50), 1),
+                "latency_ms_p99": round(1000 * percentile(latencies, 0.99), 1),
+                "latency_ms_max": round(1000 * max(latencies), 1),
+                "deliverer_cpu_ms_per_delivery": round(1000 * cpu / delivered, 2),
+                "deliverer_rss_mb": round(rss / 2**20, 1),
+                "target": "p99 < 2000 ms",
+            },
+            indent=2,
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--endpoints", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

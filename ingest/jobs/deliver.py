@@ -1,0 +1,201 @@
+"""`deliver [--follow] [--workers N]`: drain the deliveries outbox (webhooks, email digests).
+
+One pass claims due rows until none is left. With `--follow` it then waits: the
+`alert_created` NOTIFY wakes it within moments of a commit, and a periodic sweep picks up
+retries that fall due. SIGTERM or SIGINT stop it after the sends in flight; the leases it
+still holds are released, so another deliverer takes the rows at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from ingest.progress import Progress
+from services.db import connect
+from services.delivery import dispatch, outbox
+from services.delivery.dispatch import DispatchCounts
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How often --follow looks for retries that fell due (a NOTIFY covers new alerts).
+SWEEP_SECONDS = 5.0
+NO_SMTP_MESSAGE = (
+    "email deliveries stay pending: SMTP_URL is not set (APP_ENV=production writes no .eml files)"
+)
+
+
+@dataclass
+class Deliverer:
+    """One process's deliverer: its lease owner name, clients and running totals."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    progress: Progress
+    workers: int = 2
+    worker: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+    counts: DispatchCounts = field(default_factory=DispatchCounts)
+    _warned_no_smtp: bool = False
+
+    async def run_pass(self) -> None:
+        """Send everything due now: webhooks with `workers` concurrent senders, then email."""
+        async with dispatch.webhook_client() as client:
+            await asyncio.gather(*(self._webhook_sender(client) for _ in range(self.workers)))
+        await self._send_email()
+
+    async def _webhook_sender(self, client: httpx.AsyncClient) -> None:
+        while True:
+            rows = await outbox.claim_webhooks(
+                self.pool,
+                self.worker,
+                lease_seconds=self.settings.delivery_lease_seconds,
+                limit=self.settings.delivery_batch_size,
+            )
+            if not rows:
+                return
+            counts = await dispatch.send_webhooks(
+                self.pool, client, rows, worker=self.worker, settings=self.settings
+            )
+            self._record(counts)
+
+    async def _send_email(self) -> None:
+        sender = dispatch.email_sender(self.settings)
+        secret = dispatch.email_link_secret(self.settings)
+        if sender is None or secret is None:
+            if not self._warned_no_smtp:
+                self._warned_no_smtp = True
+                print(f"deliver: {NO_SMTP_MESSAGE}", flush=True)
+            return
+        while True:
+            rows = await outbox.claim_email(
+                self.pool,
+                self.worker,
+                lease_seconds=self.settings.delivery_lease_seconds,
+                users=self.settings.delivery_batch_size,
+            )
+            if not rows:
+                return
+            counts = await dispatch.send_email(
+                self.pool,
+                sender,
+                rows,
+                worker=self.worker,
+                settings=self.settings,
+                link_secret=secret,
+            )
+            self._record(counts)
+
+    def _record(self, counts: DispatchCounts) -> None:
+        self.counts.add(counts)
+        for _ in range(counts.delivered):
+            self.progress.item_done("delivered")
+        self.progress.add("retries scheduled", counts.retried)
+        self.progress.add("failed deliveries", counts.failed)
+        self.progress.add("emails sent", counts.emails)
+        self.progress.add("endpoints disabled", counts.endpoints_disabled)
+        for error in counts.errors:
+            log.info("delivery attempt failed: %s", error)
+
+    async def release(self) -> int:
+        """Give back every lease this deliverer holds."""
+        return await outbox.release(self.pool, self.worker)
+
+
+async def run_deliver(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    dsn: str,
+    progress: Progress,
+    *,
+    follow: bool = False,
+    workers: int = 2,
+    stop: asyncio.Event | None = None,
+) -> DispatchCounts:
+    """One pass, or with `follow` passes until `stop` (or SIGTERM/SIGINT); leases released."""
+    deliverer = Deliverer(settings, pool, progress, workers=workers)
+    try:
+        if follow:
+            await _follow(deliverer, dsn, stop or asyncio.Event())
+        else:
+            await deliverer.run_pass()
+    finally:
+        released = await asyncio.shield(deliverer.release())
+        if released:
+            log.info("released %d delivery leases", released)
+    return deliverer.counts
+
+
+async def _follow(deliverer: Deliverer, dsn: str, stop: asyncio.Event) -> None:
+    """Pass, wait for a NOTIFY or the sweep, pass again; a stop cancels the sends in flight.
+
+    A cancelled send is not recorded: its row keeps its lease until `run_deliver` releases
+    it, and the next deliverer sends it again (receivers dedupe on `webhook-id`).
+    """
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    listener = await _listen(dsn, wake)
+    try:
+        while not stop.is_set():
+            wake.clear()
+            if not await _unless_stopped(deliverer.run_pass(), stop):
+                return
+            if not await _unless_stopped(_wait(wake, SWEEP_SECONDS), stop):
+                return
+            if listener is None or listener.is_closed():
+                listener = await _listen(dsn, wake)  # reconnect; the sweep covered the gap
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+        if listener is not None and not listener.is_closed():
+            await listener.close()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` unless `stop` is set first (then cancel it); True when it completed."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        task.result()  # re-raise a failure of the pass
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+async def _listen(dsn: str, wake: asyncio.Event) -> asyncpg.Connection | None:
+    """A LISTEN connection that sets `wake` on every alert; None while Postgres is away."""
+    try:
+        conn = await connect(dsn)
+        await conn.add_listener("alert_created", lambda *_: wake.set())
+    except (OSError, asyncpg.PostgresError) as exc:
+        log.warning("deliver: cannot LISTEN (%s); sweeping every %.0f s", exc, SWEEP_SECONDS)
+        return None
+    return conn

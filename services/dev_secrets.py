@@ -1,0 +1,30 @@
+"""Random secrets that development keeps in `$DATA_DIR`, so restarts keep tokens and links valid."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def kept_secret(data_dir: Path, name: str) -> str:
+    """The secret stored in `data_dir/name`, created (random, mode 0600) on first use."""
+    path = Path(data_dir) / name
+    if not path.exists():
+        _create_secret_file(path)
+    return path.read_text().strip()
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write a new random secret atomically; the first of racing processes wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    try:
+        os.link(tmp, path)  # fails if another process already created it: keep theirs
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
