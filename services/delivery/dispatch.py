@@ -6,6 +6,7 @@ the lease holder (services.deliveries), so a deliverer that lost its lease write
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from uuid import UUID
 import asyncpg
 import httpx
 
+from services.db import Connection
 from services.delivery import email, endpoints, outbox, webhooks
 from services.dev_secrets import kept_secret
 from services.errors import BadUserInput
@@ -29,6 +31,8 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 OUTBOX_DIRECTORY = "outbox"
+# Sends in flight per claimed batch: a burst to one receiver should not become a flood.
+SEND_CONCURRENCY = 10
 EMAIL_LINK_SECRET_FILE = "email_link_secret"
 
 
@@ -93,42 +97,58 @@ async def send_webhooks(
     worker: str,
     settings: Settings,
 ) -> DispatchCounts:
-    """Send each claimed webhook delivery once and record its outcome."""
+    """Send the claimed webhook deliveries concurrently, then record every outcome."""
+    gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+    async def bounded(row: Any) -> webhooks.SendResult:
+        async with gate:
+            return await _send_one(client, row, settings)
+
+    results = await asyncio.gather(*(bounded(row) for row in rows))
     counts = DispatchCounts()
-    for row in rows:
-        now = datetime.now(UTC)
-        result = await webhooks.send(
-            client,
-            url=row["url"],
-            secret=row["secret"],
-            message_id=str(row["delivery_id"]),
-            body=webhook_body(row, now=now),
-            allow_private=settings.webhook_allow_private,
-            now=now,
-        )
-        await _record_webhook(pool, row, result, worker=worker, settings=settings, counts=counts)
+    succeeded = [(row, result) for row, result in zip(rows, results, strict=True) if result.ok]
+    async with pool.acquire() as conn:
+        if succeeded:
+            async with conn.transaction():
+                held = await outbox.mark_delivered(
+                    conn,
+                    [row["delivery_id"] for row, _ in succeeded],
+                    worker,
+                    [result.status_code for _, result in succeeded],
+                )
+                await endpoints.record_success(conn, [r["webhook_id"] for r in held])
+            counts.delivered += len(held)
+        for row, result in zip(rows, results, strict=True):
+            if not result.ok:
+                await _record_failure(conn, row, result, worker, settings, counts)
     return counts
 
 
-async def _record_webhook(
-    pool: asyncpg.Pool,
+async def _send_one(client: httpx.AsyncClient, row: Any, settings: Settings) -> webhooks.SendResult:
+    now = datetime.now(UTC)
+    return await webhooks.send(
+        client,
+        url=row["url"],
+        secret=row["secret"],
+        message_id=str(row["delivery_id"]),
+        body=webhook_body(row, now=now),
+        allow_private=settings.webhook_allow_private,
+        now=now,
+    )
+
+
+async def _record_failure(
+    conn: Connection,
     row: Any,
     result: webhooks.SendResult,
-    *,
     worker: str,
     settings: Settings,
     counts: DispatchCounts,
 ) -> None:
-    ids = [row["delivery_id"]]
-    async with pool.acquire() as conn, conn.transaction():
-        if result.ok:
-            if await outbox.mark_delivered(conn, ids, worker, result.status_code):
-                await endpoints.record_success(conn, row["webhook_id"])
-                counts.delivered += 1
-            return
+    async with conn.transaction():
         outcome = await outbox.mark_failed_attempt(
             conn,
-            ids,
+            [row["delivery_id"]],
             worker,
             status_code=result.status_code,
             error=result.error or "failed",
@@ -196,7 +216,7 @@ async def send_email(
             counts.errors.append(f"email to user {user_id}: {exc}")
             continue
         async with pool.acquire() as conn, conn.transaction():
-            held = await outbox.mark_delivered(conn, ids, worker, None)
+            held = len(await outbox.mark_delivered(conn, ids, worker, [None] * len(ids)))
             if held:
                 await outbox.mark_digest_sent(conn, user_id)
         counts.delivered += held

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
@@ -48,7 +49,7 @@ RETURNING {ENDPOINT_COLUMNS}, secret
 """  # noqa: S608
 _SUCCESS_SQL = """
 UPDATE webhook_endpoints SET consecutive_failures = 0, last_success_at = now(), updated_at = now()
-WHERE id = $1
+WHERE id = ANY($1::uuid[])
 """
 # $2: the receiver answered 410 Gone, which disables at once.
 _FAILURE_SQL = """
@@ -142,9 +143,10 @@ async def rotate_secret(db: Executor, user_id: UUID, raw_id: str) -> asyncpg.Rec
     return row
 
 
-async def record_success(conn: Connection, endpoint_id: UUID) -> None:
-    """A 2xx: the failure streak ends."""
-    await conn.execute(_SUCCESS_SQL, endpoint_id)
+async def record_success(conn: Connection, endpoint_ids: Sequence[UUID]) -> None:
+    """A 2xx: the failure streaks of these endpoints end."""
+    if endpoint_ids:
+        await conn.execute(_SUCCESS_SQL, sorted(set(endpoint_ids)))
 
 
 async def record_failure(conn: Connection, endpoint_id: UUID, *, gone: bool) -> bool:

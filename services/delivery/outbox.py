@@ -156,11 +156,12 @@ ORDER BY u.id, a.sent_at, a.id
 """  # noqa: S608
 
 _DELIVERED_SQL = """
-UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = now(),
-    last_status_code = $3, last_error = NULL, locked_by = NULL, locked_until = NULL,
+UPDATE deliveries d SET status = 'delivered', attempts = d.attempts + 1, delivered_at = now(),
+    last_status_code = x.code, last_error = NULL, locked_by = NULL, locked_until = NULL,
     updated_at = now()
-WHERE id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'pending'
-RETURNING id
+FROM unnest($1::uuid[], $3::int[]) AS x(id, code)
+WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'pending'
+RETURNING d.id, d.webhook_id
 """
 
 # $5: the retry delays; the attempt after the last one is FAILED. $6 forces FAILED (permanent).
@@ -279,10 +280,13 @@ async def claim_email(
 
 
 async def mark_delivered(
-    conn: Connection, ids: Sequence[UUID], worker: str, status_code: int | None
-) -> int:
-    """Record success; returns how many rows this worker still held (0: lease lost)."""
-    return len(await conn.fetch(_DELIVERED_SQL, list(ids), worker, status_code))
+    conn: Connection, ids: Sequence[UUID], worker: str, status_codes: Sequence[int | None]
+) -> list[asyncpg.Record]:
+    """Record successes in one statement; returns the rows this worker still held.
+
+    A row missing from the result had lost its lease: another deliverer owns it now.
+    """
+    return list(await conn.fetch(_DELIVERED_SQL, list(ids), worker, list(status_codes)))
 
 
 async def mark_failed_attempt(
