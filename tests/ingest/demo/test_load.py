@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import email
+import email.policy
 import hashlib
 import os
 import subprocess
@@ -252,6 +254,26 @@ async def test_demo_loads_entities_user_and_designed_alerts(
     assert all(a["as_of"] in REPLAY_DATES for a in alerts), "the baseline sets states silently"
     assert not {a["ticker"] for a in alerts} & QUIET, "the split must not alert"
     assert summary.alerts == len(EXPECTED_ALERTS)
+
+
+@pytest.mark.slow
+async def test_the_demo_users_alerts_arrive_as_one_digest_email(
+    demo_db: DemoDatabase, demo_conn: asyncpg.Connection
+) -> None:
+    assert demo_db.summary.emails == 1
+    (eml,) = sorted((demo_db.settings.data_dir / "outbox").glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["To"] == DEMO_USER_EMAIL
+    assert message["Subject"].startswith(f"{len(EXPECTED_ALERTS)} material changes")
+    text = message.get_body(("plain",))
+    assert text is not None
+    headlines = await demo_conn.fetch(
+        "SELECT headline FROM alert_history WHERE user_id = $1", DEMO_USER_ID
+    )
+    for row in headlines:
+        assert row["headline"] in text.get_content()
+    statuses = await demo_conn.fetch("SELECT DISTINCT status, channel FROM deliveries")
+    assert [tuple(r) for r in statuses] == [("delivered", "email")]
 
 
 @pytest.mark.slow
