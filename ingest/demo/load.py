@@ -85,7 +85,8 @@ class DemoSummary:
         line = (
             f"demo: {self.tickers} synthetic tickers, {self.csv_rows:,} CSV rows in "
             f"{self.directory}, {self.watched} watched by {DEMO_USER_EMAIL}, {days}, "
-            f"{self.alerts} alerts for the demo user, {self.emails} digest emails sent, "
+            f"{self.alerts} alerts for the demo user, "
+            f"{self.emails} digest email{'' if self.emails == 1 else 's'} sent, "
             f"{len(self.failures)} failures"
         )
         if self.failures:
