@@ -1,28 +1,34 @@
 """Benchmark: the 50-item `watchlist` on our server vs PostGraphile v4 over the same data.
 
-Usage (once: `npm ci --prefix bench/postgraphile`):
-    python bench/watchlist_vs_postgraphile.py [--clients 32] [--requests 2000] [--rounds 2]
+Usage (once: `npm ci --prefix bench/postgraphile`; `apt-get install wrk` for native load):
+    python bench/watchlist_vs_postgraphile.py [--clients 32] [--seconds 10] [--rounds 2]
+                                              [--workers 1] [--driver wrk|python]
 
 A scratch database on TEST_DATABASE_URL / DATABASE_URL (else the embedded server) is migrated
 and seeded (bench/watchlist_api.seed plus sectors, varied states and watcher counts), then
-served by `python server.py` and by PostGraphile v4 side by side. Both answers are checked to
-carry the same information; then each server gets the same number of requests from the same
-32 clients in turn. Prints req/s, p50/p95/p99, errors, server RSS, CPU per request (server,
-its Postgres backends, the client) and the ratios ours/PostGraphile (docs/operations.md has
-the targets). The database
-is dropped and both servers stopped at the end.
+served by `python server.py` twice — response cache on (warm) and off (RESPONSE_CACHE_MB=0) —
+and by PostGraphile v4, side by side. The answers are checked to carry the same information;
+then each server gets the same load in turn: by default from `wrk` (a native generator, so
+the load does not compete with the servers for Python time), 32 connections for --seconds.
+Prints req/s, p50/p95/p99 (p90 in the p95 column with wrk), errors, server RSS, CPU per
+request (server and its Postgres backends) and the ratios ours/PostGraphile, cached and
+uncached (docs/operations.md has the targets). The database is dropped and every server
+stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -107,14 +113,23 @@ class Result:
     db_cpu_s: float
     client_cpu_s: float
     machine_busy: float
+    # From wrk: its percentiles (ms) and request count, instead of per-request latencies.
+    quantiles: dict[float, float] | None = None
+    requests: int | None = None
 
     def percentile(self, q: float) -> float:
+        if self.quantiles is not None:
+            return self.quantiles[q]
         ordered = sorted(self.latencies)
         return ordered[max(0, math.ceil(len(ordered) * q) - 1)] * 1000
 
     @property
+    def count(self) -> int:
+        return self.requests if self.requests is not None else len(self.latencies)
+
+    @property
     def rps(self) -> float:
-        return len(self.latencies) / self.seconds
+        return self.count / self.seconds
 
 
 async def prepare_database(dsn: str, items: int) -> uuid.UUID:
@@ -137,7 +152,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_ours(dsn: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_ours(dsn: str, port: int, workers: int, cache_mb: str = "64") -> subprocess.Popen[bytes]:
     """`python server.py` (development start-up migrates; access log off like PostGraphile's)."""
     env = {
         **os.environ,
@@ -146,6 +161,7 @@ def start_ours(dsn: str, port: int, workers: int) -> subprocess.Popen[bytes]:
         "APP_ENV": "development",
         "LOG_LEVEL": "WARNING",
         "DATA_DIR": str(ROOT / ".data" / "bench"),
+        "RESPONSE_CACHE_MB": cache_mb,
     }
     command = [sys.executable, "server.py", "--port", str(port), "--workers", str(workers)]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -314,8 +330,70 @@ async def load(
     )
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["content-type"] = "application/json"
+{headers}
+"""
+
+
+def _lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+async def load_wrk(server: Server, clients: int, seconds: float, database: str) -> Result:
+    """`wrk` with `clients` keep-alive connections for `seconds` (2 threads: the box has 2)."""
+    headers = "\n".join(
+        f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in server.headers.items()
+    )
+    script = WRK_SCRIPT.format(body=_lua_string(json.dumps(server.payload)), headers=headers)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    cpu_before = tree_sum(server.process.pid, cpu_seconds)
+    busy_before, total_before = machine_ticks()
+    db_before = backends_cpu(database)
+    command = ["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency"]
+    process = await asyncio.create_subprocess_exec(
+        *command, "-s", handle.name, server.url, stdout=asyncio.subprocess.PIPE
+    )
+    output = (await process.communicate())[0].decode()
+    os.unlink(handle.name)
+    pid, (busy_after, total_after) = server.process.pid, machine_ticks()
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    quantiles = {
+        int(p) / 100: float(v) * units[u]
+        for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)$", output, re.M)
+    }
+    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output)
+    assert done is not None, output
+    total = int(done.group(1))
+    elapsed = float(done.group(2)) * (0.001 if done.group(3) == "ms" else 1)
+    errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(errors_match.group(1)) if errors_match else 0
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return Result(
+        name=server.name,
+        seconds=elapsed,
+        latencies=[],
+        errors=errors,
+        rss_mb=tree_sum(pid, status_mb("VmRSS:")),
+        peak_rss_mb=tree_sum(pid, status_mb("VmHWM:")),
+        server_cpu_s=tree_sum(pid, cpu_seconds) - cpu_before,
+        db_cpu_s=backends_cpu_since(database, db_before),
+        client_cpu_s=0.0,
+        machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
+        quantiles={0.5: quantiles[0.5], 0.95: quantiles[0.9], 0.99: quantiles[0.99]},
+        requests=total,
+    )
+
+
 def per_request_ms(seconds: float, result: Result) -> float:
-    return seconds / max(1, len(result.latencies)) * 1000
+    return seconds / max(1, result.count) * 1000
 
 
 def report(result: Result) -> None:
@@ -327,7 +405,7 @@ def report(result: Result) -> None:
         f"CPU/req: server {cpu[0]:.1f} ms, Postgres {cpu[1]:.1f} ms, "
         f"client {per_request_ms(result.client_cpu_s, result):.1f} ms  "
         f"machine busy {result.machine_busy:.0%}  "
-        f"({len(result.latencies)} in {result.seconds:.1f} s)"
+        f"({result.count} in {result.seconds:.1f} s)"
     )
 
 
@@ -336,50 +414,73 @@ def compare(ours: Result, theirs: Result) -> None:
     print(
         f"  ours/PostGraphile: throughput x{ours.rps / theirs.rps:.2f}, "
         f"p99 x{ours.percentile(0.99) / theirs.percentile(0.99):.2f}, server CPU/request x{cpu:.2f}"
-        f"  (targets: throughput >= x1.00, p99 < 50 ms, RSS < 200 MB)"
+        f"  (targets: uncached >= x1.00, cached >= x10, cached p99 < 50 ms, RSS < 200 MB)"
     )
 
 
 async def run(args: argparse.Namespace, dsn: str, database: str) -> None:
     user = await prepare_database(dsn, args.items)
-    our_port, pg_port = free_port(), free_port()
+    our_port, uncached_port, pg_port = free_port(), free_port(), free_port()
     processes = [
         start_ours(dsn, our_port, args.workers),
+        start_ours(dsn, uncached_port, args.workers, cache_mb="0"),
         start_postgraphile(dsn, pg_port, args.workers),
     ]
     try:
         token = issue_token(SECRET, user, ttl_seconds=3600 * 4)
         ours = Server(
-            "ours",
+            "ours cached",
             processes[0],
             f"http://127.0.0.1:{our_port}/graphql",
             {"query": OUR_QUERY},
             {"authorization": f"Bearer {token}"},
         )
+        uncached = Server(
+            "ours uncached",
+            processes[1],
+            f"http://127.0.0.1:{uncached_port}/graphql",
+            {"query": OUR_QUERY},
+            {"authorization": f"Bearer {token}"},
+        )
         theirs = Server(
             "PostGraphile",
-            processes[1],
+            processes[2],
             f"http://127.0.0.1:{pg_port}/graphql",
             {"query": PG_QUERY, "variables": {"userId": str(user)}},
             {},
         )
-        await asyncio.gather(wait_ready(ours), wait_ready(theirs))
+        await asyncio.gather(wait_ready(ours), wait_ready(uncached), wait_ready(theirs))
         await verify_same(ours, theirs, args.items)
-        print(
-            f"{args.items} items, {args.clients} clients, {args.requests} requests per server "
-            f"(after {args.warmup} warm-up), workers {args.workers}, "
-            f"load average {os.getloadavg()[0]:.2f}"
+        await verify_same(uncached, theirs, args.items)
+        use_wrk = args.driver == "wrk"
+        if use_wrk and shutil.which("wrk") is None:
+            raise SystemExit("wrk missing: `apt-get install wrk`, or pass --driver python")
+        load_size = (
+            f"{args.seconds:g} s per server (wrk)" if use_wrk else f"{args.requests} requests"
         )
+        print(
+            f"{args.items} items, {args.clients} connections, {load_size}, "
+            f"workers {args.workers}, load average {os.getloadavg()[0]:.2f}"
+        )
+        servers = (ours, uncached, theirs)
         for round_number in range(args.rounds):
-            order = (ours, theirs) if round_number % 2 == 0 else (theirs, ours)
+            order = servers if round_number % 2 == 0 else tuple(reversed(servers))
             results = {}
             print(f"round {round_number + 1}:")
             for server in order:
-                await load(server, args.clients, args.warmup, args.max_seconds, database)
-                timed = await load(server, args.clients, args.requests, args.max_seconds, database)
+                if use_wrk:
+                    await load_wrk(server, args.clients, 2, database)  # warm-up
+                    timed = await load_wrk(server, args.clients, args.seconds, database)
+                else:
+                    await load(server, args.clients, args.warmup, args.max_seconds, database)
+                    timed = await load(
+                        server, args.clients, args.requests, args.max_seconds, database
+                    )
                 results[server.name] = timed
                 report(timed)
-            compare(results["ours"], results["PostGraphile"])
+            for name in ("ours cached", "ours uncached"):
+                print(f"  {name}:", end="")
+                compare(results[name], results["PostGraphile"])
     finally:
         for process in processes:
             process.terminate()
@@ -400,6 +501,8 @@ async def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=120, help="cap per timed run")
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="server processes, both sides")
+    parser.add_argument("--seconds", type=float, default=10, help="timed load per server (wrk)")
+    parser.add_argument("--driver", choices=("wrk", "python"), default="wrk")
     args = parser.parse_args()
     server = (
         os.environ.get("TEST_DATABASE_URL")

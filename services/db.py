@@ -127,3 +127,15 @@ async def connect(dsn: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
+
+
+_ADVISORY_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+
+async def lock_for_transaction(conn: Connection, name: str) -> None:
+    """Serialise transactions on `name` until commit, without locking any table row.
+
+    Used instead of `SELECT … FOR UPDATE` on a user's row, which other writers (the
+    deliverer, the token upsert) update: they need not wait for a limit check.
+    """
+    await conn.execute(_ADVISORY_LOCK_SQL, name)

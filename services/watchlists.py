@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from services import backfill_queue, entities
-from services.db import Connection, Executor
+from services.db import Connection, Executor, lock_for_transaction
 from services.errors import BadUserInput, Conflict, NotFound
 from services.tickers import normalize_ticker
 
@@ -59,7 +59,7 @@ WHERE w.user_id = $1 AND ($2::uuid IS NULL OR w.entity_id = $2)
 ORDER BY w.added_at DESC, w.id DESC
 """
 
-_LOCK_USER_SQL = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE"
+_USER_EXISTS_SQL = "SELECT 1 FROM users WHERE id = $1"
 
 # The count runs on this statement's snapshot, i.e. before its own inserts; the user row
 # lock taken first makes it include every committed concurrent add.
@@ -119,7 +119,9 @@ async def add_many(
     backfill for each newly watched entity without price data. Conflict when nothing was
     new and `existing_ok` is false; BadUserInput beyond MAX_WATCHLIST_SIZE.
     """
-    if await conn.fetchval(_LOCK_USER_SQL, user_id) is None:
+    # One user's adds serialise here, so the size limit holds under concurrent requests.
+    await lock_for_transaction(conn, f"watchlist:{user_id}")
+    if await conn.fetchval(_USER_EXISTS_SQL, user_id) is None:
         raise NotFound("user not found")
     await entities.check_in_universe(conn, tickers)
     by_ticker = await entities.get_or_create(conn, tickers)

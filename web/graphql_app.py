@@ -8,22 +8,28 @@ from typing import Any
 
 import orjson
 import strawberry
-from cross_web import HTTPException
-from starlette.responses import Response
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.types import HTTPMethod
 from strawberry.http.websocket_origin import normalize_allowed_origins
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context
 from resolvers.root import Mutation, Query
 from resolvers.subscriptions import Subscription, authenticate_connection
+from services import cache_versions
 from services.auth.tokens import TokenVerifier
-from services.errors import ConfigurationError
+from services.errors import ConfigurationError, Unauthenticated
 from services.settings import Settings
 from services.storage.object_store import ObjectStore
 from services.users import EnsuredUsers
@@ -31,8 +37,20 @@ from web import metrics
 from web.errors import AppSchema
 from web.execution import FastLeafExecutionContext
 from web.explorer import explorer_page
+from web.http_conventions import (
+    GRAPHQL_RESPONSE_JSON,
+    OperationTypeExtension,
+    PersistedQueries,
+    PersistedQueryError,
+    etag_matches,
+    etag_of,
+    is_request_error,
+    wants_graphql_response,
+    without_data,
+)
 from web.metrics import MetricsExtension
 from web.operation_guards import graphiql_enabled, guard_extensions
+from web.response_cache import ResponseCache
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
@@ -42,7 +60,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         # Metrics first: it wraps (and so times and counts) everything the guards refuse.
-        extensions=[MetricsExtension, *guard_extensions(settings)],
+        extensions=[MetricsExtension, OperationTypeExtension, *guard_extensions(settings)],
         execution_context_class=FastLeafExecutionContext,
     )
 
@@ -74,6 +92,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self.pool: Any = None  # set by the app's lifespan
         self.object_store: ObjectStore | None = None
         self.ensured_users = EnsuredUsers()
+        self.persisted_queries = PersistedQueries()
+        self.response_cache = ResponseCache(int(settings.response_cache_mb * 2**20))
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return Context(
@@ -95,6 +115,12 @@ class GraphQLApp(GraphQL[Context, None]):
         """GraphiQL from this server's npm-installed assets; Strawberry's CDN page without them."""
         return explorer_page() or await super().render_graphql_ide(request)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a GET that carries a persisted query's hash instead of the query text."""
+        return super().should_render_graphql_ide(request) and (
+            request.query_params.get("extensions") is None
+        )
+
     def parse_json(self, data: str | bytes) -> Any:
         """JSON that is not an object (or a batch list) is a 400, not a crash."""
         parsed = super().parse_json(data)
@@ -109,12 +135,124 @@ class GraphQLApp(GraphQL[Context, None]):
         except TypeError:  # e.g. an int beyond 64 bits, which the json module still writes
             return json.dumps(data, separators=(",", ":")).encode()
 
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, plus persisted queries, the response cache and 405 for GET mutations."""
+        if not isinstance(request_data.operation_name, str | None):
+            raise HTTPException(400, "The GraphQL operation's `operationName` must be a string")
+        try:
+            request_data = self.persisted_queries.resolve(request_data)
+        except PersistedQueryError as exc:
+            request.state.persisted_query_error = True
+            return exc.as_result()
+        method = request_adapter.method
+        cached = await self._cache_lookup(context, request_data)
+        if isinstance(cached, ExecutionResult):
+            request.state.graphql_operation_type = "query"  # only queries are ever cached
+            return cached
+        result = await self._execute(context, root_value, request_data, method)
+        if cached is not None and not result.errors and result.data is not None:
+            key, versions = cached
+            self.response_cache.put(key, versions, result.data)
+            metrics.RESPONSE_CACHE_BYTES.set(self.response_cache.bytes)
+        return result
+
+    async def _cache_lookup(
+        self, context: Context, request_data: GraphQLRequestData
+    ) -> ExecutionResult | tuple[tuple[str, ...], tuple[int, ...]] | None:
+        """A cached answer, or the (key, versions) to store the answer under, or None."""
+        cache = self.response_cache
+        query = request_data.query
+        plan = cache.plan(query, request_data.operation_name) if cache.enabled else None
+        if plan is None or query is None:
+            return None
+        if plan.public:
+            viewer, scopes = cache_versions.PUBLIC, [cache_versions.PUBLIC]
+        else:
+            try:
+                user_id = await context.require_user_id()
+            except Unauthenticated:
+                metrics.RESPONSE_CACHE.labels("uncached").inc()
+                return None  # execution answers UNAUTHENTICATED
+            viewer = cache_versions.user_scope(user_id)
+            scopes = [cache_versions.PUBLIC, viewer]
+        versions = await cache_versions.read(context.pool, scopes)
+        key = cache.key(viewer, query, request_data.variables, request_data.operation_name)
+        data = cache.get(key, versions)
+        if data is not None:
+            metrics.RESPONSE_CACHE.labels("hit").inc()
+            return ExecutionResult(data=data, errors=None)
+        metrics.RESPONSE_CACHE.labels("miss").inc()
+        return key, versions
+
+    async def _execute(
+        self,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+        method: HTTPMethod,
+    ) -> ExecutionResult:
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=OperationType.from_http(method),
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            status = 405 if method == "GET" else 400
+            raise HTTPException(status, exc.as_http_error_reason(method)) from exc
+        except CannotGetOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason()) from exc
+        except MissingQueryError as exc:
+            raise HTTPException(400, "No GraphQL query found in the request") from exc
+
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
         metrics.count_errors(response.get("errors") or ())
+        if wants_graphql_response(request.headers.get("accept")):
+            request.state.graphql_response = True
+            if is_request_error(result) and not getattr(
+                request.state, "persisted_query_error", False
+            ):
+                # Nothing was executed: a client error, and no `data` entry at all.
+                request.state.graphql_status = 400
+                return without_data(dict(response))  # type: ignore[return-value]
         return response
 
+    async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
+        """Strawberry's, then the HTTP conventions: media type, status, ETag and 304."""
+        kwargs: dict[str, Any] = {}
+        if context is not None:
+            kwargs["context"] = context
+        if root_value is not None:
+            kwargs["root_value"] = root_value
+        response = await super().run(request, **kwargs)
+        if self.is_websocket_request(request) or not isinstance(response, Response):
+            return response
+        return _http_conventions(request, response)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope=scope, receive=receive)
+            try:
+                response = await self.run(request)
+            except HTTPException as exc:
+                # A 405 says which methods would work (RFC 9110).
+                allow = {"allow": "GET, POST"} if exc.status_code == 405 else None
+                response = PlainTextResponse(exc.reason, status_code=exc.status_code, headers=allow)
+            await response(scope, receive, send)
+            return
         if scope["type"] != "websocket":
             await super().__call__(scope, receive, send)
             return
@@ -132,3 +270,22 @@ def _websocket_origins(settings: Settings) -> tuple[str, ...]:
     except ValueError as exc:
         raise ConfigurationError(f"CORS_ALLOW_ORIGINS: {exc}") from None
     return settings.cors_allow_origins
+
+
+def _http_conventions(request: Request, response: Response) -> Response:
+    """Media type and status for graphql-response+json; ETag and 304 for query responses."""
+    state = request.state
+    if getattr(state, "graphql_response", False):
+        response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+        status = getattr(state, "graphql_status", None)
+        if status is not None:
+            response.status_code = status
+    if response.status_code != 200 or getattr(state, "graphql_operation_type", None) != "query":
+        return response
+    # Answers differ by token and by media type: no shared cache may mix them up.
+    response.headers["vary"] = "Accept, Authorization"
+    etag = etag_of(bytes(response.body))
+    response.headers["etag"] = etag
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={"etag": etag, "vary": "Accept, Authorization"})
+    return response

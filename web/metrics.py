@@ -45,6 +45,14 @@ WEBSOCKET_CONNECTIONS = Gauge(
     "mc_websocket_connections",
     "Open GraphQL WebSocket connections in this process.",
 )
+RESPONSE_CACHE = Counter(
+    "mc_response_cache_total",
+    "Cacheable GraphQL queries by outcome: hit, miss (executed and stored) or uncached.",
+    ["result"],
+)
+RESPONSE_CACHE_BYTES = Gauge(
+    "mc_response_cache_bytes", "Approximate size of this process's response cache."
+)
 DB_POOL_CONNECTIONS = Gauge(
     "mc_db_pool_connections",
     "asyncpg pool connections: size (open), idle, max.",

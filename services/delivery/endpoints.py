@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from services.db import Connection, Executor
+from services.db import Connection, Executor, lock_for_transaction
 from services.delivery import webhooks
 from services.errors import BadUserInput, NotFound
 from services.ids import parse_owned_id
@@ -25,8 +25,6 @@ SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE user_id = $1 ORDER BY cre
 """  # noqa: S608
 _GET_SQL = f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND user_id = $2"  # noqa: S608
 _BY_IDS_SQL = f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ANY($1::uuid[])"  # noqa: S608
-# The user row lock serialises concurrent creates, so the limit holds under races.
-_LOCK_USER_SQL = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE"
 _COUNT_SQL = "SELECT count(*) FROM webhook_endpoints WHERE user_id = $1"
 _INSERT_SQL = f"""
 INSERT INTO webhook_endpoints (user_id, url, description, secret) VALUES ($1, $2, $3, $4)
@@ -92,7 +90,8 @@ async def create(
     text = check_description(description)
     await webhooks.resolve_public(url, allow_private=allow_private)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(_LOCK_USER_SQL, user_id)
+        # One user's creates serialise here, so the limit holds under concurrent requests.
+        await lock_for_transaction(conn, f"webhooks:{user_id}")
         if await conn.fetchval(_COUNT_SQL, user_id) >= MAX_ENDPOINTS:
             raise BadUserInput(f"at most {MAX_ENDPOINTS} webhook endpoints per user")
         row = await conn.fetchrow(_INSERT_SQL, user_id, url, text, webhooks.new_secret())

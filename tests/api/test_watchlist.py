@@ -136,7 +136,8 @@ async def test_watchlist_costs_a_constant_number_of_statements(
     await gql(WATCHLIST, token=viewer.token)  # warm the connection's type cache
     statement_log.clear()
 
-    body = await gql(WATCHLIST, token=viewer.token)
+    # Named differently, so the response cache misses and the query really executes.
+    body = await gql("query Measured " + WATCHLIST.strip(), token=viewer.token)
 
     assert "errors" not in body, body
     items = body["data"]["watchlist"]["items"]
@@ -153,6 +154,12 @@ async def test_watchlist_costs_a_constant_number_of_statements(
     joined = "\n".join(statement_log.queries)
     assert "FROM watchlists w" in joined and "FROM users WHERE id = $1" not in joined
     print(f"watchlist of {size}: {statement_log.count} statements")
+
+    # Asked again, unchanged: served from the response cache after one counter read.
+    statement_log.clear()
+    again = await gql("query Measured " + WATCHLIST.strip(), token=viewer.token)
+    assert again == body
+    assert statement_log.count == 1 and "cache_versions" in statement_log.queries[0]
 
 
 async def test_add_stock_creates_entity_settings_and_queues_backfill(

@@ -1,0 +1,177 @@
+"""GraphQL over HTTP conventions: response media type, status codes, ETags, persisted queries.
+
+- `Accept: application/graphql-response+json` is answered in that media type, and a request
+  that never reached execution (a document that fails to parse or validate, variables that
+  do not coerce) gets HTTP 400 without a `data` entry. Plain `application/json` clients keep
+  HTTP 200 for every GraphQL error, as before.
+- Query responses carry a strong `ETag` (a hash of the body); a matching `If-None-Match`
+  gets 304 with no body.
+- Automatic Persisted Queries (Apollo's protocol): `extensions.persistedQuery` with
+  `version: 1` and the query's `sha256Hash`; a hash alone is looked up in a bounded
+  per-process store, and a miss answers `PERSISTED_QUERY_NOT_FOUND` so the client resends
+  the full text once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+APPLICATION_JSON = "application/json"
+PERSISTED_QUERIES_SIZE = 10_000
+# Longer than any query the guards accept, so a stored text can always be executed again.
+MAX_PERSISTED_QUERY_BYTES = 32 * 1024
+
+
+def _quality(accept: str, media_type: str) -> float:
+    """The q-value `accept` gives `media_type` (exactly, or through */* or type/*); 0 if none."""
+    best = -1.0
+    best_specificity = -1
+    major = media_type.split("/", 1)[0]
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        candidate = fields[0].lower()
+        if candidate == media_type:
+            specificity = 2
+        elif candidate == f"{major}/*":
+            specificity = 1
+        elif candidate == "*/*":
+            specificity = 0
+        else:
+            continue
+        q = 1.0
+        for parameter in fields[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if specificity > best_specificity:
+            best, best_specificity = q, specificity
+    return max(best, 0.0)
+
+
+def wants_graphql_response(accept: str | None) -> bool:
+    """Whether to answer in application/graphql-response+json rather than application/json."""
+    if not accept:
+        return False
+    lowered = accept.lower()
+    if GRAPHQL_RESPONSE_JSON not in lowered:
+        return False
+    return _quality(lowered, GRAPHQL_RESPONSE_JSON) >= max(
+        _quality(lowered, APPLICATION_JSON), 1e-9
+    )
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """No execution happened: parse, validation or variable coercion errors (none has a path)."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(not getattr(e, "path", None) for e in result.errors or ())
+    )
+
+
+def etag_of(body: bytes) -> str:
+    """A strong validator of a response body."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 If-None-Match (weak comparison): `*` or any listed tag equal to `etag`."""
+    if not if_none_match:
+        return False
+    bare = etag.removeprefix("W/")
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == bare:
+            return True
+    return False
+
+
+class OperationTypeExtension(SchemaExtension):
+    """Records the operation's type on the HTTP request, so only queries get an ETag."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        request = getattr(self.execution_context.context, "request", None)
+        state = getattr(request, "state", None)
+        if state is None:
+            return
+        try:
+            state.graphql_operation_type = self.execution_context.operation_type.value
+        except Exception:  # no operation could be determined (the document was refused)
+            state.graphql_operation_type = None
+
+
+@dataclass(frozen=True)
+class PersistedQueryError(Exception):
+    """An APQ request that cannot run; answered as one GraphQL error with `code`."""
+
+    message: str
+    code: str
+
+    def as_result(self) -> ExecutionResult:
+        return ExecutionResult(
+            data=None, errors=[GraphQLError(self.message, extensions={"code": self.code})]
+        )
+
+
+class PersistedQueries:
+    """Query texts by SHA-256, bounded (least recently used leave first), per process."""
+
+    def __init__(self, size: int = PERSISTED_QUERIES_SIZE) -> None:
+        self.size = size
+        self._texts: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def resolve(self, data: GraphQLRequestData) -> GraphQLRequestData:
+        """The request with its query text; PersistedQueryError for a miss or a bad hash."""
+        persisted = (data.extensions or {}).get("persistedQuery")
+        if persisted is None:
+            return data
+        if not isinstance(persisted, dict) or persisted.get("version") != 1:
+            raise PersistedQueryError(
+                "PersistedQueryNotSupported: only persistedQuery version 1 is supported",
+                "PERSISTED_QUERY_NOT_SUPPORTED",
+            )
+        digest = persisted.get("sha256Hash")
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise PersistedQueryError(
+                "persistedQuery.sha256Hash must be the 64 hex digits of the query's SHA-256",
+                "BAD_USER_INPUT",
+            )
+        digest = digest.lower()
+        if data.query is None:
+            text = self._texts.get(digest)
+            if text is None:
+                raise PersistedQueryError("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
+            self._texts.move_to_end(digest)
+            return replace(data, query=text)
+        if hashlib.sha256(data.query.encode()).hexdigest() != digest:
+            raise PersistedQueryError(
+                "provided sha256Hash does not match the query", "BAD_USER_INPUT"
+            )
+        if len(data.query.encode()) <= MAX_PERSISTED_QUERY_BYTES:
+            self._texts[digest] = data.query
+            self._texts.move_to_end(digest)
+            while len(self._texts) > self.size:
+                self._texts.popitem(last=False)
+        return data
+
+
+def without_data(response: dict[str, Any]) -> dict[str, Any]:
+    """The response of a request error: errors (and extensions) only, no `data` entry."""
+    return {key: value for key, value in response.items() if key != "data"}

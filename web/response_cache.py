@@ -1,0 +1,185 @@
+"""A per-process cache of query answers that is never stale.
+
+Each entry remembers the version counters (services/cache_versions.py) it was computed
+under; a request reads the current counters (one small statement) and is served from the
+cache only if they are unchanged. The counters are bumped by triggers in the transactions
+that change the data, so after any write commits, on any process, the next read misses.
+The counters are read *before* executing a miss, so a write that lands during execution
+makes the stored entry outdated at once rather than hiding the write.
+
+Only queries whose root fields are all listed below are cached. Public fields are shared by
+everyone; a query with any private field is cached per user, after the token is verified.
+Answers with errors are never stored, and mutations and subscriptions never pass here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    parse,
+)
+
+# Root fields whose answer depends only on data the `public` counter covers. A field added
+# under them that depends on the viewer (or on time) must come off this list.
+PUBLIC_ROOT_FIELDS = frozenset({"searchStocks", "stock", "popularStocks", "__typename"})
+# Root fields whose answer depends on public data and the viewer's own rows only. Not listed,
+# so never cached: health (live checks) and recentAlertsCount (a sliding time window).
+PRIVATE_ROOT_FIELDS = frozenset(
+    {"me", "watchlist", "alerts", "alertStats", "webhooks", "deliveries"}
+)
+PLAN_CACHE_SIZE = 1_000
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """How a document may be cached: shared by everyone, or per user."""
+
+    public: bool
+
+
+@dataclass
+class _Entry:
+    versions: tuple[int, ...]
+    data: dict[str, Any]
+    size: int
+
+
+class ResponseCache:
+    """Query answers by (viewer or public, document, variables, operation, UTC date)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, str | None], CachePlan | None] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def plan(self, query: str | None, operation_name: str | None) -> CachePlan | None:
+        """Whether (and how) this document's answer may be cached; None: never."""
+        if query is None:
+            return None
+        key = (query, operation_name)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        plan = _plan(query, operation_name)
+        self._plans[key] = plan
+        while len(self._plans) > PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    @staticmethod
+    def key(
+        viewer: str, query: str, variables: dict[str, Any] | None, operation_name: str | None
+    ) -> tuple[str, ...]:
+        """The entry key; the date is in it because default windows (prices) are relative."""
+        return (
+            viewer,
+            hashlib.sha256(query.encode()).hexdigest(),
+            orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS).decode(),
+            operation_name or "",
+            datetime.now(UTC).date().isoformat(),
+        )
+
+    def get(self, key: tuple[str, ...], versions: tuple[int, ...]) -> dict[str, Any] | None:
+        """The stored answer if it was computed under exactly these versions."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.versions != versions:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry.data
+
+    def put(self, key: tuple[str, ...], versions: tuple[int, ...], data: dict[str, Any]) -> None:
+        """Store an answer; the least recently used leave first to stay within max_bytes."""
+        size = len(orjson.dumps(data)) + 256  # the key and bookkeeping, roughly
+        if size > self.max_bytes:
+            return
+        self._drop(key)
+        self._entries[key] = _Entry(versions, data, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple[str, ...]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
+
+
+def _plan(query: str, operation_name: str | None) -> CachePlan | None:
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    operation = _operation(document, operation_name)
+    if operation is None or operation.operation != OperationType.QUERY:
+        return None
+    fragments = {
+        d.name.value: d.selection_set
+        for d in document.definitions
+        if isinstance(d, FragmentDefinitionNode)
+    }
+    roots = _root_fields(operation.selection_set, fragments, depth=0)
+    if roots is None or not roots:
+        return None
+    if roots <= PUBLIC_ROOT_FIELDS:
+        return CachePlan(public=True)
+    if roots <= PUBLIC_ROOT_FIELDS | PRIVATE_ROOT_FIELDS:
+        return CachePlan(public=False)
+    return None
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None:
+        return operations[0] if len(operations) == 1 else None
+    named = [o for o in operations if o.name is not None and o.name.value == name]
+    return named[0] if len(named) == 1 else None
+
+
+def _root_fields(
+    selection_set: SelectionSetNode, fragments: dict[str, SelectionSetNode], depth: int
+) -> set[str] | None:
+    """The names of the operation's root fields, through fragments; None when unclear."""
+    if depth > 10:
+        return None
+    names: set[str] = set()
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            names.add(selection.name.value)
+            continue
+        if isinstance(selection, InlineFragmentNode):
+            nested = _root_fields(selection.selection_set, fragments, depth + 1)
+        elif isinstance(selection, FragmentSpreadNode):
+            target = fragments.get(selection.name.value)
+            nested = None if target is None else _root_fields(target, fragments, depth + 1)
+        else:
+            nested = None
+        if nested is None:
+            return None
+        names |= nested
+    return names
