@@ -345,7 +345,7 @@ def _lua_string(text: str) -> str:
 async def load_wrk(server: Server, clients: int, seconds: float, database: str) -> Result:
     """`wrk` with `clients` keep-alive connections for `seconds` (2 threads: the box has 2)."""
     headers = "\n".join(
-        f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in server.headers.items()
+        f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in server.headers.items()
     )
     script = WRK_SCRIPT.format(body=_lua_string(json.dumps(server.payload)), headers=headers)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
@@ -363,10 +363,11 @@ async def load_wrk(server: Server, clients: int, seconds: float, database: str) 
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     quantiles = {
         int(p) / 100: float(v) * units[u]
-        for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)$", output, re.M)
+        for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
     }
     done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output)
-    assert done is not None, output
+    if done is None or not {0.5, 0.9, 0.99} <= set(quantiles):
+        raise SystemExit(f"unexpected wrk output for {server.name}:\n{output}")
     total = int(done.group(1))
     elapsed = float(done.group(2)) * (0.001 if done.group(3) == "ms" else 1)
     errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
