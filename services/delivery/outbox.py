@@ -20,8 +20,6 @@ from services.ids import parse_owned_id
 from services.pagination import KeysetPage, page_of, position
 
 MAX_PAGE_SIZE = 100
-# DAILY and WEEKLY digests wait this long after the previous one.
-DIGEST_INTERVALS = {"daily": "20 hours", "weekly": "156 hours"}
 
 
 class DeliveryChannel(StrEnum):
@@ -215,7 +213,6 @@ WHERE d.id = $1 AND d.user_id = $2 AND d.status = 'failed'
 RETURNING {DELIVERY_COLUMNS}
 """  # noqa: S608
 _ENDPOINT_ENABLED_SQL = "SELECT enabled FROM webhook_endpoints WHERE id = $1"
-_PENDING_COUNT_SQL = "SELECT count(*) FROM deliveries WHERE status = 'pending'"
 
 # --- writing ----------------------------------------------------------------------------
 
@@ -316,12 +313,6 @@ async def release(db: Executor, worker: str) -> int:
     """Give back every lease `worker` holds (a clean shutdown); returns how many."""
     result = await db.execute(_RELEASE_SQL, worker)
     return int(result.rsplit(" ", 1)[-1])
-
-
-async def pending_count(db: Executor) -> int:
-    """How many deliveries wait to be sent."""
-    count: int = await db.fetchval(_PENDING_COUNT_SQL)
-    return count
 
 
 # --- API side ------------------------------------------------------------------------------
