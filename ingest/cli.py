@@ -160,7 +160,12 @@ class Resources:
         if self._pool is None:
             self.dsn = self.dsn or resolve_database_url(self.settings)
             try:
-                pool = await create_pool(self.dsn, min_size=1, max_size=max(size, 2))
+                pool = await create_pool(
+                    self.dsn,
+                    min_size=1,
+                    max_size=max(size, 2),
+                    statement_cache_size=self.settings.database_statement_cache_size,
+                )
             except (OSError, asyncpg.PostgresError) as exc:
                 raise ConfigurationError(
                     f"cannot connect to the database at {redact_dsn(self.dsn)}: {exc}"

@@ -113,10 +113,21 @@ def _json_loads(value: str) -> Any:
     return json.loads(value)
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """An asyncpg pool with our codecs installed on every connection."""
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, statement_cache_size: int = 100
+) -> asyncpg.Pool:
+    """An asyncpg pool with our codecs installed on every connection.
+
+    `statement_cache_size=0` for poolers in transaction mode (PgBouncer, Supabase's port
+    6543), where a prepared statement may land on another server connection.
+    """
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=60,
+        statement_cache_size=statement_cache_size,
     )
     assert pool is not None
     return pool

@@ -76,6 +76,18 @@ async def check_health(
     )
 
 
+async def database_ready(pool: asyncpg.Pool | None, seconds: float = CHECK_TIMEOUT_SECONDS) -> bool:
+    """Whether the database answers `SELECT 1` within `seconds` (readiness: can serve)."""
+    if pool is None:
+        return False
+    try:
+        async with asyncio.timeout(seconds):
+            return bool(await pool.fetchval("SELECT 1", timeout=seconds) == 1)
+    except Exception as exc:  # any failure means "not ready", never a 500
+        log.warning("readiness: database check failed: %s", exc)
+        return False
+
+
 async def _database_state(
     pool: asyncpg.Pool | None, seconds: float
 ) -> tuple[int, date | None] | None:

@@ -15,7 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from services.auth.tokens import TokenVerifier
 from services.db import create_pool, resolve_database_url
-from services.health import check_health
+from services.health import check_health, database_ready
 from services.live.hub import AlertHub
 from services.logs import configure_logging
 from services.settings import Settings
@@ -34,7 +34,9 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         dsn = database_url or resolve_database_url(settings)
-        graphql.pool = await create_pool(dsn)
+        graphql.pool = await create_pool(
+            dsn, statement_cache_size=settings.database_statement_cache_size
+        )
         app.state.alert_hub = AlertHub.from_settings(dsn, graphql.pool, settings)
         await app.state.alert_hub.start()
         graphql.object_store = open_object_store(settings)
@@ -50,6 +52,16 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
         report = await check_health(graphql.pool, graphql.object_store)
         return JSONResponse(report.as_json(), status_code=200 if report.ok else 503)
 
+    async def livez(request: Request) -> Response:
+        # The process answers: nothing else is checked, so a dependency blip never restarts it.
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        # Can serve: the database answers. The object store is left out on purpose: one R2
+        # hiccup must not take every instance out of the load balancer (only prices need it).
+        ready = await database_ready(graphql.pool)
+        return JSONResponse({"ok": ready, "database": ready}, status_code=200 if ready else 503)
+
     async def metrics_endpoint(request: Request) -> Response:
         metrics.observe_pool(graphql.pool)
         metrics.observe_subscribers(request.app.state.alert_hub.subscriber_count)
@@ -60,6 +72,8 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/api/health", health, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *explorer_routes(),
         *unsubscribe_routes(settings, lambda: graphql.pool),

@@ -134,7 +134,9 @@ async def run_demo(
     counts = write_demo_csvs(summary.directory)
     summary.csv_rows = sum(counts.values())
     object_store = store if store is not None else open_object_store(settings)
-    pool = await create_pool(dsn, min_size=1, max_size=4)
+    pool = await create_pool(
+        dsn, min_size=1, max_size=4, statement_cache_size=settings.database_statement_cache_size
+    )
     try:
         await import_demo_csvs(pool, object_store, summary)
         if not summary.failures:

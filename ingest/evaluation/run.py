@@ -110,7 +110,12 @@ async def run_evaluation(
     own_store = store is None
     object_store = store if store is not None else open_object_store(settings)
     connections = max(CONCURRENCY, 2 * settings.evaluation_processes) + 1
-    pool = await create_pool(dsn, min_size=1, max_size=connections)
+    pool = await create_pool(
+        dsn,
+        min_size=1,
+        max_size=connections,
+        statement_cache_size=settings.database_statement_cache_size,
+    )
     try:
         if wanted is not None:
             present = await db.evaluable_tickers(pool, wanted)

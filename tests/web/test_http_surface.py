@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from starlette.applications import Starlette
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.typing import Subprotocol
@@ -230,3 +231,35 @@ async def test_websocket_origin_allowlist(
         with pytest.raises(InvalidStatus) as refused:
             await ws_handshake(address, token, origin="https://evil.example.net", **protocols)
         assert refused.value.response.status_code == 403
+
+
+async def test_livez_and_readyz(app: Starlette, client: httpx.AsyncClient) -> None:
+    assert (await client.get("/livez")).json() == {"ok": True}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"ok": True, "database": True}
+    # The object store is not part of readiness: its outage leaves the instance serving.
+    graphql = app.state.graphql
+    store, graphql.object_store = graphql.object_store, None
+    try:
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.get("/api/health")).status_code == 503  # the detailed report says so
+    finally:
+        graphql.object_store = store
+    # Without the database it is not ready, and still alive.
+    await graphql.pool.close()
+    down = await client.get("/readyz")
+    assert down.status_code == 503 and down.json() == {"ok": False, "database": False}
+    assert (await client.get("/livez")).status_code == 200
+
+
+async def test_statement_cache_size_reaches_the_pool(settings: Settings, database_url: str) -> None:
+    no_cache = dataclasses.replace(settings, database_statement_cache_size=0)
+    application = create_app(no_cache, database_url=database_url)
+    async with application.router.lifespan_context(application):
+        pool = application.state.graphql.pool
+        async with pool.acquire() as conn:
+            assert conn._con._stmt_cache.get_max_size() == 0
+            assert await conn.fetchval("SELECT $1::int + 1", 1) == 2
+    assert (
+        Settings.from_env({"DATABASE_STATEMENT_CACHE_SIZE": "0"}).database_statement_cache_size == 0
+    )
