@@ -64,6 +64,17 @@ def ticker_list(raw: str) -> list[str]:
     return tickers
 
 
+# How long `daily` waits before asking the source again for a ticker it had no data for.
+RECHECK_UNAVAILABLE_DAYS = 7
+
+
+def one_ticker(raw: str) -> str:
+    try:
+        return normalize_ticker(raw)
+    except BadUserInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def positive_int(raw: str) -> int:
     try:
         value = int(raw)
@@ -129,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("daily", help="update-prices, backfill, evaluate, deliver (the cron entry)")
     commands.add_parser("sync-symbols", help="load DoltHub's symbol table into entities")
+    requeue = commands.add_parser(
+        "requeue", help="queue failed or unavailable tickers (or the named ones) for backfill"
+    )
+    requeue.add_argument("--failed", action="store_true", help="tickers whose last job failed")
+    requeue.add_argument(
+        "--unavailable", action="store_true", help="tickers the source had no data for"
+    )
+    requeue.add_argument("tickers", nargs="*", type=one_ticker, metavar="TICKER")
     importer = commands.add_parser("import-csv", help="bulk import DoltHub table exports")
     importer.add_argument(
         "directory",
@@ -212,6 +231,14 @@ async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
 
     progress = progress_for("backfill")
     pool = await res.pool(args.workers + 2)
+    if getattr(args, "recheck_unavailable_days", None):
+        # A listing can appear later: `daily` retries what the source lacked a week ago.
+        from services import backfill_queue
+
+        stale = await backfill_queue.unavailable_tickers(pool, args.recheck_unavailable_days)
+        rechecked = await backfill_queue.requeue(pool, stale)
+        if rechecked:
+            print(f"backfill: re-checking {len(rechecked)} unavailable tickers", flush=True)
     client = res.client()
     before = client.stats.requests
     await run_backfill(
@@ -225,6 +252,28 @@ async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
     )
     progress.add("DoltHub requests", client.stats.requests - before)
     return finish(progress)
+
+
+async def cmd_requeue(res: Resources, args: argparse.Namespace) -> int:
+    from services import backfill_queue
+
+    if not (args.failed or args.unavailable or args.tickers):
+        raise UsageError("requeue: name tickers, or pass --failed and/or --unavailable")
+    pool = await res.pool()
+    chosen = list(args.tickers)
+    if args.failed:
+        chosen += await backfill_queue.failed_tickers(pool)
+    if args.unavailable:
+        chosen += await backfill_queue.unavailable_tickers(pool)
+    queued = await backfill_queue.requeue(pool, sorted(set(chosen)))
+    skipped = len(set(chosen)) - len(queued)
+    print(
+        f"requeue: {len(queued)} tickers queued for backfill"
+        + (f", {skipped} already being processed" if skipped else "")
+        + (f" ({', '.join(queued[:10])}{', …' if len(queued) > 10 else ''})" if queued else ""),
+        flush=True,
+    )
+    return EXIT_OK
 
 
 async def cmd_update_prices(res: Resources, args: argparse.Namespace) -> int:
@@ -259,7 +308,13 @@ async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
     """All four steps in order; a failing step never stops the next one."""
     steps: list[tuple[str, Callable[[], Awaitable[int]]]] = [
         ("update-prices", lambda: cmd_update_prices(res, _ns(tickers=None))),
-        ("backfill", lambda: cmd_backfill(res, _ns(workers=2, max_items=None))),
+        (
+            "backfill",
+            lambda: cmd_backfill(
+                res,
+                _ns(workers=2, max_items=None, recheck_unavailable_days=RECHECK_UNAVAILABLE_DAYS),
+            ),
+        ),
         ("evaluate", lambda: cmd_evaluate(res, _ns(as_of=None, tickers=None))),
         ("deliver", lambda: cmd_deliver(res, _ns(follow=False, workers=2))),
     ]
@@ -328,6 +383,7 @@ COMMANDS: dict[str, Callable[[Resources, argparse.Namespace], Awaitable[int]]] =
     "update-prices": cmd_update_prices,
     "evaluate": cmd_evaluate,
     "daily": cmd_daily,
+    "requeue": cmd_requeue,
     "deliver": cmd_deliver,
     "sync-symbols": cmd_sync_symbols,
     "import-csv": cmd_import_csv,

@@ -13,8 +13,9 @@ import asyncpg
 import strawberry
 
 from resolvers.loaders import Loaders
+from schema.alert import Alert, alert_from_row
 from services import alerts, price_history, users, watchlists
-from services.alerts import AlertTotals
+from services.alerts import AlertFilter, AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
 from services.delivery import endpoints, outbox
@@ -95,14 +96,20 @@ class Context:
     async def watchlist_rows(self) -> Sequence[Row]:
         return await watchlists.list_items(self.pool, await self.require_user_id())
 
-    async def alert_page(self, first: int, after: str | None, alert_type: str | None) -> KeysetPage:
+    async def alert_page(self, first: int, after: str | None, where: AlertFilter) -> KeysetPage:
         user_id = await self.require_user_id()
-        return await alerts.list_page(
-            self.pool, user_id, first=first, after=after, alert_type=alert_type
-        )
+        return await alerts.list_page(self.pool, user_id, first=first, after=after, where=where)
 
-    async def alert_count(self, alert_type: str | None) -> int:
-        return await alerts.count(self.pool, await self.require_user_id(), alert_type)
+    async def alert_count(self, where: AlertFilter) -> int:
+        return await alerts.count(self.pool, await self.require_user_id(), where)
+
+    async def my_alerts(self, entity_id: UUID, first: int) -> Sequence[Alert]:
+        try:
+            user_id = await self.require_user_id()
+        except Unauthenticated:
+            return []  # a public field: without a token there simply are none
+        rows = await self.loaders.alerts_by_user_entity_and_first.load((user_id, entity_id, first))
+        return [alert_from_row(row) for row in rows]
 
     async def alert_stats(self) -> AlertTotals:
         return await alerts.stats(self.pool, await self.require_user_id(), users.ALERT_TYPES)

@@ -64,6 +64,23 @@ class AlertByUserAndIdLoader(DataLoader[tuple[UUID, UUID], Row | None]):
         return [found.get(key) for key in keys]
 
 
+class AlertsByUserEntityAndFirstLoader(DataLoader[tuple[UUID, UUID, int], list[Row]]):
+    """A user's newest alerts of each entity: one statement per (user, page size) in a batch."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(load_fn=self._load)
+        self._pool = pool
+
+    async def _load(self, keys: list[tuple[UUID, UUID, int]]) -> list[list[Row]]:
+        found: dict[tuple[UUID, UUID, int], list[Row]] = {}
+        for user_id, first in {(user, first) for user, _, first in keys}:
+            entities = [entity for user, entity, n in keys if (user, n) == (user_id, first)]
+            rows = await alerts.for_entities(self._pool, user_id, entities, first)
+            for entity_id in entities:
+                found[(user_id, entity_id, first)] = list(rows.get(entity_id, []))
+        return [found[key] for key in keys]
+
+
 class WebhookByIdLoader(DataLoader[UUID, Row | None]):
     """Webhook endpoints by id (ids come from the viewer's own deliveries)."""
 
@@ -85,3 +102,4 @@ class Loaders:
         self.backfill_job_by_ticker = BackfillJobByTickerLoader(pool)
         self.alert_by_user_and_id = AlertByUserAndIdLoader(pool)
         self.webhook_by_id = WebhookByIdLoader(pool)
+        self.alerts_by_user_entity_and_first = AlertsByUserEntityAndFirstLoader(pool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 
 from resolvers.context import context_of
@@ -115,3 +117,8 @@ async def resolve_redeliver(info: strawberry.Info, delivery_id: str) -> Delivery
     ctx = context_of(info)
     row = await outbox.redeliver(ctx.pool, await ctx.require_user_id(), delivery_id)
     return delivery_from_row(row)
+
+
+async def resolve_mark_all_alerts_opened(info: strawberry.Info, before: datetime | None) -> int:
+    ctx = context_of(info)
+    return await alerts.mark_all_opened(ctx.pool, await ctx.require_user_id(), before)

@@ -7,7 +7,15 @@ import dataclasses
 import strawberry
 
 from resolvers.context import context_of
-from schema.alert import AlertConnection, AlertStats, viewer_alert_stats, viewer_alerts
+from schema.alert import (
+    Alert,
+    AlertConnection,
+    AlertStats,
+    alert_filter,
+    alert_from_row,
+    viewer_alert_stats,
+    viewer_alerts,
+)
 from schema.delivery import (
     DeliveryConnection,
     WebhookEndpoint,
@@ -47,9 +55,23 @@ async def resolve_popular_stocks(info: strawberry.Info, limit: int) -> list[Stoc
 
 
 async def resolve_alerts(
-    info: strawberry.Info, *, first: int, after: str | None, alert_type: AlertType | None
+    info: strawberry.Info,
+    *,
+    first: int,
+    after: str | None,
+    alert_type: AlertType | None,
+    ticker: str | None,
+    unread: bool | None,
 ) -> AlertConnection:
-    return await viewer_alerts(context_of(info), first=first, after=after, alert_type=alert_type)
+    return await viewer_alerts(
+        context_of(info), first=first, after=after, where=alert_filter(alert_type, ticker, unread)
+    )
+
+
+async def resolve_alert(info: strawberry.Info, alert_id: str) -> Alert | None:
+    ctx = context_of(info)
+    row = await alerts.get(ctx.pool, await ctx.require_user_id(), alert_id)
+    return alert_from_row(row) if row is not None else None
 
 
 async def resolve_alert_stats(info: strawberry.Info) -> AlertStats:

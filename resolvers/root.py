@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
 import strawberry
 
 from resolvers import mutations, queries
@@ -67,10 +70,24 @@ class Query:
         first: int | None = ALERTS_PAGE_SIZE,
         after: str | None = None,
         type: AlertType | None = None,
+        ticker: str | None = None,
+        unread: Annotated[
+            bool | None,
+            strawberry.argument(description="true: only unopened alerts; false: only opened"),
+        ] = None,
     ) -> AlertConnection:
         return await queries.resolve_alerts(
-            info, first=_or(first, ALERTS_PAGE_SIZE), after=after, alert_type=type
+            info,
+            first=_or(first, ALERTS_PAGE_SIZE),
+            after=after,
+            alert_type=type,
+            ticker=ticker,
+            unread=unread,
         )
+
+    @strawberry.field(description="One of the signed-in user's alerts; null when not theirs.")
+    async def alert(self, info: strawberry.Info, id: strawberry.ID) -> Alert | None:
+        return await queries.resolve_alert(info, str(id))
 
     @strawberry.field
     async def alert_stats(self, info: strawberry.Info) -> AlertStats:
@@ -175,3 +192,11 @@ class Mutation:
     @strawberry.mutation(description="A FAILED delivery back to PENDING, due now.")
     async def redeliver(self, info: strawberry.Info, id: strawberry.ID) -> Delivery:
         return await mutations.resolve_redeliver(info, str(id))
+
+    @strawberry.mutation(
+        description="Mark every unopened alert (sent at or before `before`) opened; how many."
+    )
+    async def mark_all_alerts_opened(
+        self, info: strawberry.Info, before: datetime | None = None
+    ) -> int:
+        return await mutations.resolve_mark_all_alerts_opened(info, before)

@@ -4,17 +4,65 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from typing import Any
 
 import strawberry
 
 from schema.context import FieldContext
 from schema.rows import from_row
 from schema.stock import Stock, stock_from_row
+from services.alerts import AlertFilter
 from services.db import Row
 from services.market.states import AlertType
+from services.tickers import normalize_ticker
 
 # The one default page size of every `alerts(first:)` argument.
 ALERTS_PAGE_SIZE = 20
+
+
+def alert_filter(
+    alert_type: AlertType | None, ticker: str | None, unread: bool | None
+) -> AlertFilter:
+    """The filter of an `alerts(type, ticker, unread)` field; a malformed ticker is refused."""
+    return AlertFilter(
+        alert_type=alert_type.value if alert_type is not None else None,
+        ticker=normalize_ticker(ticker) if ticker is not None else None,
+        unread=unread,
+    )
+
+
+@strawberry.type(description="The numbers behind an alert's text; null where not applicable.")
+class AlertDetails:
+    metric: str | None = strawberry.field(description='"EV/EBITDA" or "EV/SALES"')
+    multiple_before: float | None
+    multiple_now: float | None
+    percentile_before: float | None
+    percentile_now: float | None
+    close: float | None
+    sma200: float | None
+    eps_ttm_before: float | None
+    eps_ttm_now: float | None
+
+
+def alert_details(alert_type: str, snapshot: dict[str, Any] | None) -> AlertDetails:
+    """AlertDetails from the snapshot stored with the alert (what its text was written from)."""
+    now: dict[str, Any] = snapshot if isinstance(snapshot, dict) else {}
+    previous = now.get("previous")
+    before: dict[str, Any] = previous if isinstance(previous, dict) else {}
+    valuation = alert_type == AlertType.VALUATION_REGIME_CHANGE
+    trend = alert_type == AlertType.TREND_BREAK
+    fundamentals = alert_type == AlertType.FUNDAMENTAL_INFLECTION
+    return AlertDetails(
+        metric=now.get("valuation_metric") if valuation else None,
+        multiple_before=before.get("valuation_multiple") if valuation else None,
+        multiple_now=now.get("valuation_multiple") if valuation else None,
+        percentile_before=before.get("valuation_percentile") if valuation else None,
+        percentile_now=now.get("valuation_percentile") if valuation else None,
+        close=now.get("close") if valuation or trend else None,
+        sma200=now.get("sma200") if trend else None,
+        eps_ttm_before=before.get("eps_ttm") if fundamentals else None,
+        eps_ttm_now=now.get("eps_ttm") if fundamentals else None,
+    )
 
 
 @strawberry.type
@@ -32,6 +80,7 @@ class Alert:
     what_didnt_change: str
     created_at: datetime
     opened_at: datetime | None
+    details: AlertDetails
 
 
 def alert_from_row(row: Row) -> Alert:
@@ -43,6 +92,7 @@ def alert_from_row(row: Row) -> Alert:
         type=AlertType(row["alert_type"]),
         stock=stock_from_row(row),
         created_at=row["sent_at"],
+        details=alert_details(row["alert_type"], row["data_snapshot"]),
     )
 
 
@@ -85,14 +135,13 @@ class AlertStats:
 
 
 async def viewer_alerts(
-    ctx: FieldContext, *, first: int, after: str | None, alert_type: AlertType | None
+    ctx: FieldContext, *, first: int, after: str | None, where: AlertFilter
 ) -> AlertConnection:
     """One page of the viewer's alerts; `totalCount` is counted only when selected."""
-    type_value = alert_type.value if alert_type is not None else None
-    page = await ctx.alert_page(first, after, type_value)
+    page = await ctx.alert_page(first, after, where)
 
     async def count_total() -> int:
-        return await ctx.alert_count(type_value)
+        return await ctx.alert_count(where)
 
     return AlertConnection(
         edges=[AlertEdge(cursor=page.cursor_of(r), node=alert_from_row(r)) for r in page.rows],

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import strawberry
 
-from services.alerts import AlertTotals
+from services.alerts import AlertFilter, AlertTotals
 from services.db import Row
 from services.pagination import KeysetPage
 from services.price_history import DailyBar
@@ -43,12 +43,16 @@ class FieldContext(Protocol):
         """The viewer's watchlist item rows, newest first."""
         ...
 
-    async def alert_page(self, first: int, after: str | None, alert_type: str | None) -> KeysetPage:
+    async def alert_page(self, first: int, after: str | None, where: AlertFilter) -> KeysetPage:
         """One page of the viewer's alerts."""
         ...
 
-    async def alert_count(self, alert_type: str | None) -> int:
-        """How many alerts the viewer has (of one type when given)."""
+    async def alert_count(self, where: AlertFilter) -> int:
+        """How many of the viewer's alerts match."""
+        ...
+
+    async def my_alerts(self, entity_id: UUID, first: int) -> Sequence[Any]:
+        """The viewer's newest alerts of one stock as Alerts (batched); none without a token."""
         ...
 
     async def alert_stats(self) -> AlertTotals:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import strawberry
@@ -17,7 +17,12 @@ from services.entities import DataStatus
 from services.market.states import FundamentalDirection, TrendPosition, ValuationRegime
 from services.price_history import DailyBar, price_window
 
+if TYPE_CHECKING:
+    from schema.alert import Alert
+
 T = TypeVar("T")
+# The default page size of `Stock.myAlerts(first:)`.
+MY_ALERTS_PAGE_SIZE = 10
 
 
 @strawberry.type
@@ -124,6 +129,15 @@ class Stock:
             return _optional(signal_from_row, self.preloaded["signal"])
         pending = field_context(info).latest_signal(self.entity_id)
         return _deferred(_load_then(pending, signal_from_row))
+
+    @strawberry.field(
+        description="The signed-in user's newest alerts about this stock; [] without a token."
+    )
+    async def my_alerts(
+        self, info: strawberry.Info, first: int | None = MY_ALERTS_PAGE_SIZE
+    ) -> list[Annotated[Alert, strawberry.lazy("schema.alert")]]:
+        size = MY_ALERTS_PAGE_SIZE if first is None else first
+        return list(await field_context(info).my_alerts(self.entity_id, size))
 
     @strawberry.field(
         description="Daily bars in [from, to] (default: the last 365 days; at most 10 years)."

@@ -10,6 +10,7 @@ from schema.alert import (
     ALERTS_PAGE_SIZE,
     AlertConnection,
     AlertStats,
+    alert_filter,
     viewer_alert_stats,
     viewer_alerts,
 )
@@ -111,12 +112,14 @@ class User:
         first: int | None = ALERTS_PAGE_SIZE,
         after: str | None = None,
         type: AlertType | None = None,
+        ticker: str | None = None,
+        unread: bool | None = None,
     ) -> AlertConnection:
         return await viewer_alerts(
             field_context(info),
             first=ALERTS_PAGE_SIZE if first is None else first,
             after=after,
-            alert_type=type,
+            where=alert_filter(type, ticker, unread),
         )
 
     @strawberry.field

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -37,8 +38,29 @@ _PAGE_ORDER = """
 ORDER BY a.sent_at DESC, a.id DESC
 LIMIT $4
 """
-_PAGE_SQL = ALERT_SELECT + _PAGE_WHERE + _PAGE_ORDER
-_PAGE_BY_TYPE_SQL = ALERT_SELECT + _PAGE_WHERE + " AND a.alert_type = $5" + _PAGE_ORDER
+# Optional filters: $5 type, $6 ticker, $7 unread (true: not opened, false: opened).
+_FILTERS = """
+  AND ($5::text IS NULL OR a.alert_type = $5)
+  AND ($6::text IS NULL OR e.ticker = $6)
+  AND ($7::bool IS NULL OR (a.opened_at IS NULL) = $7)"""
+_PAGE_SQL = ALERT_SELECT + _PAGE_WHERE + _FILTERS + _PAGE_ORDER
+_ONE_SQL = ALERT_SELECT + "WHERE a.id = $1 AND a.user_id = $2"
+# The newest `$3` alerts of the user for each entity in `$2`, newest first.
+_BY_ENTITIES_SQL = f"""
+SELECT * FROM (
+    SELECT {ALERT_COLUMNS}, a.opened_at, {STOCK_COLUMNS},
+           row_number() OVER (PARTITION BY a.entity_id ORDER BY a.sent_at DESC, a.id DESC) AS n
+    FROM alert_history a
+    JOIN entities e ON e.id = a.entity_id
+    WHERE a.user_id = $1 AND a.entity_id = ANY($2::uuid[])
+) ranked
+WHERE n <= $3
+ORDER BY entity_id, sent_at DESC, id DESC
+"""  # noqa: S608
+_MARK_ALL_OPENED_SQL = """
+UPDATE alert_history SET opened_at = now()
+WHERE user_id = $1 AND opened_at IS NULL AND ($2::timestamptz IS NULL OR sent_at <= $2)
+"""
 
 _BY_IDS_SQL = (
     ALERT_SELECT
@@ -63,7 +85,11 @@ WHERE a.id = $1 AND a.user_id = $2
 """  # noqa: S608
 
 _COUNT_SQL = """
-SELECT count(*) FROM alert_history WHERE user_id = $1 AND ($2::text IS NULL OR alert_type = $2)
+SELECT count(*) FROM alert_history a JOIN entities e ON e.id = a.entity_id
+WHERE a.user_id = $1
+  AND ($2::text IS NULL OR a.alert_type = $2)
+  AND ($3::text IS NULL OR e.ticker = $3)
+  AND ($4::bool IS NULL OR (a.opened_at IS NULL) = $4)
 """
 
 _STATS_SQL = """
@@ -77,23 +103,67 @@ WHERE user_id = $1 AND sent_at > now() - make_interval(days => $2)
 """
 
 
+@dataclass(frozen=True)
+class AlertFilter:
+    """Which of a user's alerts a page or count covers (None: no restriction)."""
+
+    alert_type: str | None = None
+    ticker: str | None = None
+    unread: bool | None = None
+
+
 async def list_page(
-    db: Executor, user_id: UUID, *, first: int, after: str | None, alert_type: str | None
+    db: Executor, user_id: UUID, *, first: int, after: str | None, where: AlertFilter
 ) -> KeysetPage:
-    """`first` alerts of the user after the cursor, newest first, optionally of one type."""
+    """`first` alerts of the user after the cursor, newest first, filtered by `where`."""
     check_limit(first, "first", MAX_PAGE_SIZE)
     sent_at, row_id = position(after)
-    if alert_type is None:
-        rows = await db.fetch(_PAGE_SQL, user_id, sent_at, row_id, first + 1)
-    else:
-        rows = await db.fetch(_PAGE_BY_TYPE_SQL, user_id, sent_at, row_id, first + 1, alert_type)
+    rows = await db.fetch(
+        _PAGE_SQL,
+        user_id,
+        sent_at,
+        row_id,
+        first + 1,
+        where.alert_type,
+        where.ticker,
+        where.unread,
+    )
     return page_of(list(rows), first, "sent_at")
 
 
-async def count(db: Executor, user_id: UUID, alert_type: str | None) -> int:
-    """How many alerts the user has (of one type when given)."""
-    total: int = await db.fetchval(_COUNT_SQL, user_id, alert_type)
+async def count(db: Executor, user_id: UUID, where: AlertFilter) -> int:
+    """How many alerts of the user match `where`."""
+    total: int = await db.fetchval(
+        _COUNT_SQL, user_id, where.alert_type, where.ticker, where.unread
+    )
     return total
+
+
+async def get(db: Executor, user_id: UUID, raw_id: str) -> asyncpg.Record | None:
+    """One of the user's alerts; None for a malformed, unknown or another user's id."""
+    try:
+        alert_id = parse_owned_id(raw_id, "alert")
+    except NotFound:
+        return None
+    row: asyncpg.Record | None = await db.fetchrow(_ONE_SQL, alert_id, user_id)
+    return row
+
+
+async def for_entities(
+    db: Executor, user_id: UUID, entity_ids: Sequence[UUID], first: int
+) -> dict[UUID, list[asyncpg.Record]]:
+    """The user's newest `first` alerts of each entity, newest first (one statement)."""
+    check_limit(first, "first", MAX_PAGE_SIZE)
+    found: dict[UUID, list[asyncpg.Record]] = {}
+    for row in await db.fetch(_BY_ENTITIES_SQL, user_id, list(entity_ids), first):
+        found.setdefault(row["entity_id"], []).append(row)
+    return found
+
+
+async def mark_all_opened(db: Executor, user_id: UUID, before: datetime | None) -> int:
+    """Mark the user's unopened alerts (sent at or before `before`) opened; how many."""
+    result = await db.execute(_MARK_ALL_OPENED_SQL, user_id, before)
+    return int(result.rsplit(" ", 1)[-1])
 
 
 async def get_by_ids(db: Executor, user_id: UUID, ids: Sequence[UUID]) -> list[asyncpg.Record]:

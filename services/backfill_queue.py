@@ -89,6 +89,53 @@ async def pending_count(db: Executor) -> int:
     return count
 
 
+# Tickers whose newest job failed (none waiting or running): worth another try.
+_FAILED_TICKERS_SQL = """
+SELECT ticker FROM (
+    SELECT DISTINCT ON (ticker) ticker, status
+    FROM backfill_queue
+    ORDER BY ticker, requested_at DESC, created_at DESC
+) newest
+WHERE status = 'failed'
+ORDER BY ticker
+"""
+# Tickers the source had no data for; $1 (days, or NULL for all): only those marked longer ago.
+_UNAVAILABLE_TICKERS_SQL = """
+SELECT ticker FROM entities
+WHERE data_status = 'unavailable'
+  AND ($1::int IS NULL OR updated_at < now() - make_interval(days => $1::int))
+ORDER BY ticker
+"""
+_MARK_QUEUED_SQL = """
+UPDATE entities SET data_status = 'queued', updated_at = now()
+WHERE ticker = ANY($1::text[]) AND NOT has_price_data AND data_status <> 'queued'
+"""
+
+
+async def failed_tickers(db: Executor) -> list[str]:
+    """Tickers whose newest backfill job is FAILED."""
+    return [row["ticker"] for row in await db.fetch(_FAILED_TICKERS_SQL)]
+
+
+async def unavailable_tickers(db: Executor, older_than_days: int | None = None) -> list[str]:
+    """Tickers marked unavailable (only those marked more than `older_than_days` ago)."""
+    return [row["ticker"] for row in await db.fetch(_UNAVAILABLE_TICKERS_SQL, older_than_days)]
+
+
+async def requeue(pool: asyncpg.Pool, tickers: Sequence[str]) -> list[str]:
+    """Queue a fresh backfill for each ticker (a pending one gets +1); returns those queued.
+
+    A ticker being processed right now is skipped: its running job already is the retry.
+    """
+    if not tickers:
+        return []
+    async with pool.acquire() as conn, conn.transaction():
+        jobs = await enqueue_many(conn, tickers, None)
+        queued = sorted({job["ticker"] for job in jobs})
+        await conn.execute(_MARK_QUEUED_SQL, queued)
+    return queued
+
+
 # --- worker side ------------------------------------------------------------------------
 
 # Delay before retry 1, 2 and 3 of a transiently failed job; after the last one it fails.

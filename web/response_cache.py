@@ -40,8 +40,11 @@ PUBLIC_ROOT_FIELDS = frozenset({"searchStocks", "stock", "popularStocks", "__typ
 # Root fields whose answer depends on public data and the viewer's own rows only. Not listed,
 # so never cached: health (live checks) and recentAlertsCount (a sliding time window).
 PRIVATE_ROOT_FIELDS = frozenset(
-    {"me", "watchlist", "alerts", "alertStats", "webhooks", "deliveries"}
+    {"me", "watchlist", "alerts", "alert", "alertStats", "webhooks", "deliveries"}
 )
+# Fields below public roots whose answer depends on the viewer: their presence anywhere in a
+# document makes it private.
+VIEWER_FIELDS = frozenset({"myAlerts"})
 PLAN_CACHE_SIZE = 1_000
 
 
@@ -147,7 +150,7 @@ def _plan(query: str, operation_name: str | None) -> CachePlan | None:
     if roots is None or not roots:
         return None
     if roots <= PUBLIC_ROOT_FIELDS:
-        return CachePlan(public=True)
+        return CachePlan(public=not _mentions(document, VIEWER_FIELDS))
     if roots <= PUBLIC_ROOT_FIELDS | PRIVATE_ROOT_FIELDS:
         return CachePlan(public=False)
     return None
@@ -183,3 +186,20 @@ def _root_fields(
             return None
         names |= nested
     return names
+
+
+def _mentions(document: DocumentNode, names: frozenset[str]) -> bool:
+    """Whether any field of the document (fragments included) has one of `names`."""
+    pending: list[SelectionSetNode] = [
+        d.selection_set
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode | FragmentDefinitionNode)
+    ]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode) and selection.name.value in names:
+                return True
+            nested = getattr(selection, "selection_set", None)
+            if nested is not None:
+                pending.append(nested)
+    return False
