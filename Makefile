@@ -26,7 +26,8 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
 
-test: lint
+# The explorer assets too (when npm is there), so the browser tests run from `make test` alone.
+test: lint explorer-assets
 	$(VENV)/bin/pytest
 
 clean:
