@@ -73,6 +73,11 @@ class Context:
                     self.ensured_users.remember(claims.sub, claims.email)
         return self._user
 
+    @property
+    def token_expires_at(self) -> float | None:
+        """Unix seconds at which the verified token expires (None before verification)."""
+        return self._claims.expires_at if self._claims is not None else None
+
     def remember_user(self, row: asyncpg.Record) -> None:
         """Keep the viewer's row a mutation just returned, so later fields read it."""
         self._user = row

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -88,18 +90,38 @@ async def _stream(
                 if row["sent_at"] >= horizon:
                     replayed.add(row["id"])
                 yield _fresh_alert(context, row)
-        async for row in _live_rows(subscriber, replayed):
+        async for row in _live_rows(subscriber, replayed, context.token_expires_at):
             yield _fresh_alert(context, row)
     except HubStopped:
         return
+    except TokenExpired:
+        # The connection was authorised by this token: it ends with it (the client reconnects
+        # with a fresh one and resumes with `after`). Then wait to be cancelled: the closing
+        # connection cancels its operations, whereas returning would make Strawberry send
+        # `complete` on a socket that is already closed.
+        await context.request.close(code=4403, reason="token expired")
+        await asyncio.Event().wait()
     finally:
         subscriber.close()
 
 
-async def _live_rows(subscriber: Subscriber, replayed: set[UUID]) -> AsyncIterator[Any]:
-    """Rows of routed events (read by the hub after commit), skipping ids already replayed."""
+class TokenExpired(Exception):
+    """The subscription's token expired while it waited for alerts."""
+
+
+async def _live_rows(
+    subscriber: Subscriber, replayed: set[UUID], expires_at: float | None
+) -> AsyncIterator[Any]:
+    """Rows of routed events (read by the hub after commit), skipping ids already replayed.
+
+    Raises TokenExpired once `expires_at` (unix seconds) passes, even with no alert arriving.
+    """
     while True:
-        event = await subscriber.get()
+        try:
+            async with asyncio.timeout(None if expires_at is None else expires_at - time.time()):
+                event = await subscriber.get()
+        except TimeoutError:
+            raise TokenExpired from None
         if event.id in replayed:
             replayed.discard(event.id)
             continue

@@ -33,6 +33,8 @@ class Claims:
 
     sub: UUID
     email: str | None
+    # Unix seconds of `exp`: a live subscription ends when its token does.
+    expires_at: float | None = None
 
 
 def resolve_jwt_secret(settings: Settings) -> str | None:
@@ -175,4 +177,8 @@ def _claims(payload: dict[str, object]) -> Claims:
     except ValueError:
         raise Unauthenticated("token subject must be a UUID") from None
     email = payload.get("email")
-    return Claims(sub=sub, email=email if isinstance(email, str) and email else None)
+    return Claims(
+        sub=sub,
+        email=email if isinstance(email, str) and email else None,
+        expires_at=_expiry(payload) or None,
+    )

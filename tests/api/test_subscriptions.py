@@ -345,3 +345,21 @@ async def test_server_shutdown_ends_open_subscriptions_cleanly(
     assert server.proc.returncode in (0, -15), server.log_path.read_text()[-2000:]
     log = server.log_path.read_text()
     assert "Traceback" not in log and " ERROR " not in log, log[-2000:]
+
+
+async def test_a_subscription_ends_with_4403_when_its_token_expires(
+    server: ServerProcess, make_token: MakeToken, pool: asyncpg.Pool
+) -> None:
+    user_id = uuid.uuid4()
+    token = make_token(sub=user_id, ttl_seconds=3)
+    async with WsClient.connect(server.ws_url) as client:
+        assert (await client.init(token))["type"] == "connection_ack"
+        await client.subscribe("1")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:  # no alert arrives: the token's expiry alone ends it
+                await client.receive(seconds=15)
+        waited = asyncio.get_running_loop().time() - started
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    assert closed.value.rcvd.reason == "token expired"
+    assert 1.0 < waited < 8.0

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from services.auth.jwks import JwksKeys
@@ -62,7 +63,8 @@ async def test_valid_hs256_token_yields_sub_and_email(base_settings: Settings) -
     sub = uuid.uuid4()
     token = issue_token(SECRET, sub, email="a@example.com")
     claims = await hs_verifier(base_settings).verify(token)
-    assert claims == Claims(sub=sub, email="a@example.com")
+    exp = float(jwt.decode(token, options={"verify_signature": False})["exp"])
+    assert claims == Claims(sub=sub, email="a@example.com", expires_at=exp)
 
 
 async def test_expired_token_is_rejected(base_settings: Settings) -> None:
@@ -138,8 +140,9 @@ async def test_asymmetric_token_verifies_with_jwks_file(
     settings = dataclasses.replace(base_settings, jwt_jwks_file=write_jwks(tmp_path, key))
     verifier = TokenVerifier(settings)
     sub = uuid.uuid4()
-    claims = await verifier.verify(key.sign(supabase_claims(sub)))
-    assert claims == Claims(sub=sub, email="user@example.com")
+    payload = supabase_claims(sub)
+    claims = await verifier.verify(key.sign(payload))
+    assert claims == Claims(sub=sub, email="user@example.com", expires_at=float(payload["exp"]))
     # The JWKS config alone disables the development HS256 secret.
     await assert_rejected(verifier, issue_token(SECRET, sub), "HS256 tokens are not accepted")
 
