@@ -4,13 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean explorer-assets schema
+.PHONY: run test lint install clean explorer-assets schema lock
 
-$(STAMP): pyproject.toml
+# Everything comes from the hash-locked requirements-dev.lock (the runtime subset is
+# requirements.lock); the project itself is then installed editable ("app mode") with no
+# dependency resolution of its own, which adds the material-changes and mc-ingest commands.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP) explorer-assets
@@ -36,6 +39,14 @@ clean:
 # GraphiQL's pinned npm packages for /graphql (without npm: a message, and the CDN page).
 explorer-assets:
 	@scripts/install_graphiql.sh
+
+# Re-resolve both lock files after a change to pyproject.toml's dependencies (needs uv:
+# `pip install uv`). The runtime lock is constrained to the dev lock's versions.
+UV ?= uv
+LOCK_ARGS := --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock" --quiet
+lock:
+	$(UV) pip compile pyproject.toml scripts/build-requirements.in --extra dev $(LOCK_ARGS) -o requirements-dev.lock
+	$(UV) pip compile pyproject.toml scripts/build-requirements.in -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
 
 # Regenerate the committed schema snapshot (tests/api/test_schema_snapshot.py compares them).
 schema: $(STAMP)

@@ -25,9 +25,15 @@ MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
 DEMO_TOKEN_TTL_SECONDS = 7 * 24 * 3600
 
 
+def _invoked_as(script: str, fallback: str) -> str:
+    return script if Path(sys.argv[0]).name == script else fallback
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python server.py", description="Serve the Material Changes GraphQL API."
+        # The console script shows its own name; `python server.py` otherwise.
+        prog=_invoked_as("material-changes", "python server.py"),
+        description="Serve the Material Changes GraphQL API.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

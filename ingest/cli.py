@@ -94,7 +94,7 @@ def iso_date(raw: str) -> date:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="python -m ingest",
+        prog="mc-ingest" if Path(sys.argv[0]).name == "mc-ingest" else "python -m ingest",
         description="Material Changes batch jobs (configuration comes from the environment).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
