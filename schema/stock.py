@@ -105,8 +105,10 @@ class Stock:
     fundamental_data_max_date: date | None
     last_data_update: datetime | None
 
-    # Values the query that built this Stock already fetched ("watcher_count", "signal",
-    # "backfill"); a known value resolves synchronously, anything else via a DataLoader.
+    # The final values of resolver fields that the query which built this Stock already
+    # fetched, by field name ("watcher_count", "signal", "backfill"): the resolver returns them
+    # as they are, and web/execution.py's fast path reads them without calling it. A field
+    # not held here is loaded through a DataLoader.
     preloaded: strawberry.Private[dict[str, Any]]
 
     @strawberry.field(description="How many watchlists hold this stock.")
@@ -119,14 +121,16 @@ class Stock:
     @strawberry.field(description="The newest backfill job for this ticker, if any.")
     def backfill(self, info: strawberry.Info) -> BackfillJob | None:
         if "backfill" in self.preloaded:
-            return _optional(backfill_job_from_row, self.preloaded["backfill"])
+            job: BackfillJob | None = self.preloaded["backfill"]
+            return job
         pending = field_context(info).backfill_job(self.ticker)
         return _deferred(_load_then(pending, backfill_job_from_row))
 
     @strawberry.field(description="The latest evaluation, or null before the first one.")
     def signal(self, info: strawberry.Info) -> Signal | None:
         if "signal" in self.preloaded:
-            return _optional(signal_from_row, self.preloaded["signal"])
+            signal: Signal | None = self.preloaded["signal"]
+            return signal
         pending = field_context(info).latest_signal(self.entity_id)
         return _deferred(_load_then(pending, signal_from_row))
 
@@ -168,23 +172,18 @@ def _deferred(awaitable: Awaitable[Any]) -> Any:
     return awaitable
 
 
-def _prefixed(row: Row, prefix: str, marker: str) -> Row | None:
-    """The `prefix*` columns of a joined row, unprefixed; None when `marker` is NULL."""
-    if row[prefix + marker] is None:
-        return None
-    return {key.removeprefix(prefix): row[key] for key in row.keys() if key.startswith(prefix)}
-
-
 def _preloaded(row: Row) -> dict[str, Any]:
     """What a row already carries beyond the entity: watcher count, signal_*, job_* columns."""
-    keys = set(row.keys())
+    keys = row.keys()
     known: dict[str, Any] = {}
     if "watcher_count" in keys:
         known["watcher_count"] = row["watcher_count"]
     if "signal_as_of" in keys:
-        known["signal"] = _prefixed(row, "signal_", "as_of")
+        has_signal = row["signal_as_of"] is not None
+        known["signal"] = from_row(Signal, row, "signal_") if has_signal else None
     if "job_status" in keys:
-        known["backfill"] = _prefixed(row, "job_", "status")
+        has_job = row["job_status"] is not None
+        known["backfill"] = from_row(BackfillJob, row, "job_") if has_job else None
     return known
 
 

@@ -14,29 +14,56 @@ the read (attribute reads have no side effects) and reports errors exactly as be
 
 from __future__ import annotations
 
+import math
 import weakref
+from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from graphql import (
+    GraphQLBoolean,
     GraphQLEnumType,
     GraphQLField,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLSchema,
+    GraphQLString,
 )
 from graphql.execution.collect_fields import FieldDetails
+from graphql.execution.executor import to_nodes
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
 
-# (attribute name, leaf type, non-null) for a qualifying field; None for any other field.
-LeafPlan = tuple[str, GraphQLLeafType, bool] | None
+# The output value for the common Python type of a leaf type, or Undefined for any other value
+# (which then takes the type's own coerce_output_value).
+Coercer = Callable[[Any], Any]
 
-# One entry per response key of an object's selection: the key, its field details and the
-# leaf plan when the field can be read inline (None: graphql-core executes it).
-FieldsPlan = list[tuple[str, list[FieldDetails], "LeafPlan"]]
+# (attribute name, leaf type, non-null, coercer) for a qualifying field; None for any other.
+LeafPlan = tuple[str, GraphQLLeafType, bool, Coercer] | None
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+PLAIN_VALUE_TYPES = frozenset({str, int, float, bool, date, datetime, UUID, Decimal})
+
+# A resolver field without arguments or extensions: its Python name and definition. When the
+# parent object holds the field's final value (see HELD_VALUES), the resolver is not called.
+HeldPlan = tuple[str, GraphQLField] | None
+
+# One entry per response key of an object's selection: the key, its field details, the leaf
+# plan when the field can be read inline, the held plan for a plain resolver field (both
+# None: graphql-core executes it).
+FieldsPlan = list[tuple[str, list[FieldDetails], "LeafPlan", HeldPlan]]
+
+# The attribute in which an object may hold the values its resolver fields would return, by
+# Python field name (e.g. schema.stock.Stock.preloaded, filled by the query that built it).
+HELD_VALUES = "preloaded"
 
 # Per schema: id(field) → (field, plan); the field is kept so its id cannot be reused.
 _PLANS: weakref.WeakKeyDictionary[GraphQLSchema, dict[int, tuple[GraphQLField, LeafPlan]]] = (
@@ -59,7 +86,57 @@ def leaf_plan(field_def: GraphQLField) -> LeafPlan:
     leaf = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
     if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
         return None
-    return strawberry_field.python_name, leaf, non_null
+    return strawberry_field.python_name, leaf, non_null, output_coercer(leaf)
+
+
+def held_plan(field_def: GraphQLField) -> HeldPlan:
+    """The Python name of a resolver field a parent may hold the value of, else None."""
+    if field_def.args:
+        return None
+    strawberry_field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if strawberry_field is None or strawberry_field.base_resolver is None:
+        return None
+    if strawberry_field.extensions or strawberry_field.arguments:
+        return None
+    return strawberry_field.python_name, field_def
+
+
+def output_coercer(leaf: GraphQLLeafType) -> Coercer:
+    """A shortcut for the Python type each leaf type usually holds, same result as the type's.
+
+    Strawberry's enum type scans all of its values per call and graphql-core's scalars check
+    several types first; a type test and a dict lookup give the same output for these values.
+    """
+    if isinstance(leaf, CustomGraphQLEnumType):
+        member_class = leaf.wrapped_cls
+        names: dict[Any, str] = {
+            member_class(value.value): name for name, value in leaf.values.items()
+        }
+
+        def enum_name(value: Any) -> Any:
+            return names.get(value, Undefined) if type(value) is member_class else Undefined
+
+        return enum_name
+    if leaf is GraphQLString or leaf is GraphQLID:
+        return lambda value: value if type(value) is str else Undefined
+    if leaf is GraphQLBoolean:
+        return lambda value: value if type(value) is bool else Undefined
+    if leaf is GraphQLFloat:
+        return lambda value: value if type(value) is float and math.isfinite(value) else Undefined
+    if leaf is GraphQLInt:
+        return lambda value: (
+            value if type(value) is int and INT_MIN <= value <= INT_MAX else Undefined
+        )
+    coerce_output_value = leaf.coerce_output_value
+
+    def custom_scalar(value: Any) -> Any:
+        # A plain value can be neither awaitable nor an error: only the scalar's own coercion.
+        if type(value) not in PLAIN_VALUE_TYPES:
+            return Undefined
+        coerced = coerce_output_value(value)
+        return Undefined if coerced is None else coerced
+
+    return custom_scalar
 
 
 class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -91,8 +168,11 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []
         execute_field = super().execute_field
+        held_values = getattr(source_value, HELD_VALUES, None)
+        if type(held_values) is not dict:
+            held_values = None
         try:
-            for response_name, field_details_list, leaf in self._fields_plan(
+            for response_name, field_details_list, leaf, held in self._fields_plan(
                 parent_type, grouped_field_set
             ):
                 if leaf is not None:
@@ -100,12 +180,25 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     if value is not Undefined:
                         results[response_name] = value
                         continue
+                field_path = Path(path, response_name, parent_type.name)
+                if held is not None and held_values is not None and held[0] in held_values:
+                    held_value = held_values[held[0]]
+                    if not is_awaitable(held_value):
+                        result = self._complete_held(
+                            parent_type,
+                            held[1],
+                            field_details_list,
+                            field_path,
+                            held_value,
+                            position_context,
+                        )
+                        if result is not Undefined:
+                            results[response_name] = result
+                            if is_awaitable(result):
+                                awaitable_fields.append(response_name)
+                        continue
                 result = execute_field(
-                    parent_type,
-                    source_value,
-                    field_details_list,
-                    Path(path, response_name, parent_type.name),
-                    position_context,
+                    parent_type, source_value, field_details_list, field_path, position_context
                 )
                 if result is not Undefined:
                     results[response_name] = result
@@ -138,10 +231,12 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         for response_name, field_details_list in grouped_field_set.items():
             first_node = field_details_list[0].node
             field_def = self.schema.get_field(parent_type, first_node.name.value)
-            leaf = None
+            leaf: LeafPlan = None
+            held: HeldPlan = None
             if field_def is not None and not first_node.arguments:
                 leaf = self._plan(field_def)
-            plan.append((response_name, field_details_list, leaf))
+                held = held_plan(field_def) if leaf is None else None
+            plan.append((response_name, field_details_list, leaf, held))
         self._fields_plans[key] = (grouped_field_set, plan)
         return plan
 
@@ -166,13 +261,47 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
             parent_type, source, field_details_list, path, position_context
         )
 
-    def _read_leaf(self, source: Any, plan: tuple[str, GraphQLLeafType, bool]) -> Any:
+    def _complete_held(
+        self,
+        parent_type: GraphQLObjectType,
+        field_def: GraphQLField,
+        field_details_list: Any,
+        path: Path,
+        value: Any,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's execute_field after its resolver call, with `value` as the result."""
+        return_type = field_def.type
+        info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
+        try:
+            completed = self.complete_value(
+                return_type, field_details_list, info, path, value, position_context
+            )
+            if self.is_awaitable(completed):
+
+                async def await_completed() -> Any:
+                    try:
+                        return await completed
+                    except Exception as raw_error:
+                        self.handle_field_error(raw_error, return_type, field_details_list, path)
+                        return None
+
+                return await_completed()
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        return completed
+
+    def _read_leaf(self, source: Any, plan: tuple[str, GraphQLLeafType, bool, Coercer]) -> Any:
         """The completed value, or Undefined when graphql-core must handle this field."""
-        name, leaf, non_null = plan
+        name, leaf, non_null, coerce = plan
         try:
             value = getattr(source, name)
             if value is None:
                 return Undefined if non_null else None
+            coerced = coerce(value)
+            if coerced is not Undefined:
+                return coerced
             if isinstance(value, Exception) or self.is_awaitable(value):
                 return Undefined
             coerced = leaf.coerce_output_value(value)

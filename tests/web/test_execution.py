@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import uuid
+from datetime import UTC, date, datetime
 from typing import Any
 
 import strawberry
-from graphql import GraphQLObjectType
+from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
+from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
-from web.execution import FastLeafExecutionContext, leaf_plan
+import web.schema_export
+from web.execution import FastLeafExecutionContext, leaf_plan, output_coercer
 
 
 @strawberry.enum
@@ -48,6 +53,53 @@ def _items() -> list[Any]:
         Item(name="nan", count=None, color=Color.BLUE, ratio=float("nan")),
         Item(name=_resolved("awaited"), count=4, color=Color.RED, ratio=2.0),  # type: ignore[arg-type]
         Item(name="err", count=ValueError("boom"), color=Color.RED, ratio=2.0),  # type: ignore[arg-type]
+        # Values of other types than the shortcut coercers take: graphql-core decides.
+        Item(name="big", count=2**31, color=Color.BLUE, ratio=3),  # type: ignore[arg-type]
+        Item(name="bool", count=True, color="red", ratio=float("inf")),  # type: ignore[arg-type]
+        Item(name=7, count=False, color=Color.BLUE, ratio=True),  # type: ignore[arg-type]
+    ]
+
+
+RESOLVER_CALLS: list[str] = []
+
+
+@strawberry.type
+class Holder:
+    """Resolver fields whose values the object may hold (as schema.stock.Stock does)."""
+
+    label: str
+    preloaded: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def best(self) -> Item | None:
+        RESOLVER_CALLS.append(f"best {self.label}")
+        return self.preloaded.get("best")
+
+    @strawberry.field
+    def total(self) -> int:
+        RESOLVER_CALLS.append(f"total {self.label}")
+        total: int = self.preloaded.get("total", -1)
+        return total
+
+    @strawberry.field
+    def required(self) -> Item:
+        RESOLVER_CALLS.append(f"required {self.label}")
+        item: Item = self.preloaded.get(
+            "required", Item(name="x", count=0, color=Color.RED, ratio=None)
+        )
+        return item
+
+
+def _holders() -> list[Holder]:
+    ok = Item(name="held", count=9, color=Color.BLUE, ratio=1.5)
+    return [
+        Holder(label="all held", preloaded={"best": ok, "total": 3, "required": ok}),
+        Holder(label="held nulls", preloaded={"best": None, "total": None, "required": None}),
+        Holder(
+            label="bad values",
+            preloaded={"best": Item(name=None, count="x", color="purple", ratio=1.0), "total": "x"},  # type: ignore[arg-type]
+        ),
+        Holder(label="nothing held", preloaded={}),
     ]
 
 
@@ -56,6 +108,10 @@ class Query:
     @strawberry.field
     async def items(self) -> list[Item | None]:
         return _items()
+
+    @strawberry.field
+    def holders(self) -> list[Holder | None]:
+        return list(_holders())
 
     @strawberry.field
     def greeting(self, name: str = "you") -> str:
@@ -84,6 +140,36 @@ async def test_fast_path_answers_like_graphql_core() -> None:
     assert len(errors) >= 5  # null for non-null, bad int, bad enum, NaN, raised value
 
 
+HOLDERS = "{ holders { label best { name count color } total required { name } } }"
+
+
+async def test_held_values_answer_like_their_resolvers_without_calling_them() -> None:
+    plain = strawberry.Schema(Query)
+    fast = strawberry.Schema(Query, execution_context_class=FastLeafExecutionContext)
+    RESOLVER_CALLS.clear()
+    expected = await plain.execute(HOLDERS)
+    called_by_graphql_core = list(RESOLVER_CALLS)
+    RESOLVER_CALLS.clear()
+    actual = await fast.execute(HOLDERS)
+    # Only the fields whose values the object does not hold run their resolvers.
+    assert set(RESOLVER_CALLS) < set(called_by_graphql_core)
+    # ("bad values" stops at its held non-null `total` error before reaching `required`.)
+    assert sorted(RESOLVER_CALLS) == [
+        "best nothing held", "required nothing held", "total nothing held"
+    ]  # fmt: skip
+    assert actual.data == expected.data
+    assert sorted(str(e.formatted) for e in actual.errors or []) == sorted(
+        str(e.formatted) for e in expected.errors or []
+    )
+    assert actual.data is not None and actual.data["holders"][0] == {
+        "label": "all held",
+        "best": {"name": "held", "count": 9, "color": "BLUE"},
+        "total": 3,
+        "required": {"name": "held"},
+    }
+    assert len(actual.errors or []) == 3  # a held null for non-null, a null name, a bad int
+
+
 async def test_middleware_disables_the_fast_path() -> None:
     seen: list[str] = []
 
@@ -97,6 +183,33 @@ async def test_middleware_disables_the_fast_path() -> None:
     )
     await schema.execute("{ items { ratio } }")
     assert seen.count("ratio") == len(_items())
+
+
+def test_shortcut_coercers_agree_with_each_leaf_types_own_coercion() -> None:
+    schema = web.schema_export.schema._schema
+    samples: list[Any] = ["text", "", 0, -(2**31), 2**31 - 1, 2**31, 1.5, float("nan"), True]
+    samples += [date(2026, 1, 2), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), uuid.uuid4()]
+    checked = 0
+    for leaf in schema.type_map.values():
+        if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+            continue
+        coerce = output_coercer(leaf)
+        values = samples + [
+            member for value in getattr(leaf, "values", {}).values() for member in [value.value]
+        ]
+        if isinstance(leaf, CustomGraphQLEnumType):
+            values += list(leaf.wrapped_cls)
+        for value in values:
+            try:
+                fast = coerce(value)
+            except Exception:  # the fast path then hands the field to graphql-core
+                continue
+            if fast is Undefined:
+                continue
+            assert fast == leaf.coerce_output_value(value), (leaf.name, value)
+            assert type(fast) is type(leaf.coerce_output_value(value))
+            checked += 1
+    assert checked > 20
 
 
 def test_only_plain_leaf_fields_qualify() -> None:
