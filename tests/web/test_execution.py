@@ -54,7 +54,7 @@ def _items() -> list[Any]:
         Item(name=_resolved("awaited"), count=4, color=Color.RED, ratio=2.0),  # type: ignore[arg-type]
         Item(name="err", count=ValueError("boom"), color=Color.RED, ratio=2.0),  # type: ignore[arg-type]
         # Values of other types than the shortcut coercers take: graphql-core decides.
-        Item(name="big", count=2**31, color=Color.BLUE, ratio=3),  # type: ignore[arg-type]
+        Item(name="big", count=2**31, color=Color.BLUE, ratio=3),
         Item(name="bool", count=True, color="red", ratio=float("inf")),  # type: ignore[arg-type]
         Item(name=7, count=False, color=Color.BLUE, ratio=True),  # type: ignore[arg-type]
     ]
