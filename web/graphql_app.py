@@ -90,6 +90,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.settings = settings
         self.verifier = verifier
         self.pool: Any = None  # set by the app's lifespan
+        self._versions: cache_versions.CoalescingReader | None = None
         self.object_store: ObjectStore | None = None
         self.ensured_users = EnsuredUsers()
         self.persisted_queries = PersistedQueries()
@@ -164,6 +165,13 @@ class GraphQLApp(GraphQL[Context, None]):
             metrics.RESPONSE_CACHE_BYTES.set(self.response_cache.bytes)
         return result
 
+    def _version_reader(self, pool: Any) -> cache_versions.CoalescingReader:
+        """One reader per pool: concurrent cache lookups share their counter reads."""
+        reader = self._versions
+        if reader is None or reader.db is not pool:
+            reader = self._versions = cache_versions.CoalescingReader(pool)
+        return reader
+
     async def _cache_lookup(
         self, context: Context, request_data: GraphQLRequestData
     ) -> ExecutionResult | tuple[tuple[str, ...], tuple[int, ...]] | None:
@@ -183,7 +191,7 @@ class GraphQLApp(GraphQL[Context, None]):
                 return None  # execution answers UNAUTHENTICATED
             viewer = cache_versions.user_scope(user_id)
             scopes = [cache_versions.PUBLIC, viewer]
-        versions = await cache_versions.read(context.pool, scopes)
+        versions = await self._version_reader(context.pool).read(scopes)
         key = cache.key(viewer, query, request_data.variables, request_data.operation_name)
         data = cache.get(key, versions)
         if data is not None:
