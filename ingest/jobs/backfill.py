@@ -1,9 +1,16 @@
-"""The backfill worker: drain the queue with N concurrent workers per process."""
+"""The backfill worker: drain the queue with N concurrent workers per process.
+
+A ticker that completes and has watchers is evaluated at once (silently, as a first
+evaluation), so its arrows show before the next daily run. A stop request (SIGTERM/SIGINT
+through `stop`) ends the claiming, cancels the fetches in flight and hands their jobs back
+to the queue as due now.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -18,9 +25,11 @@ from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.dolthub.earnings import fetch_fundamentals
 from ingest.dolthub.stocks import TickerNotInSource, fetch_price_bars, fetch_splits, fetch_symbol
 from ingest.dolthub.values import RejectCounts
+from ingest.evaluation.run import run_evaluation
 from ingest.jobs.ticker_writes import TickerData, write_objects
 from ingest.progress import Progress
 from services import backfill_queue as claims
+from services import signal_store
 from services.data_coverage import mark_unavailable, record_written
 from services.errors import ServiceError
 from services.settings import Settings
@@ -32,6 +41,10 @@ T = TypeVar("T")
 
 # Fundamentals reach further back than prices: TTM needs 4 quarters, the direction 8.
 FUNDAMENTALS_EXTRA_YEARS = 2
+
+
+class Stopped(Exception):
+    """A stop was requested while the job's work was in flight."""
 
 
 class PermanentFailure(Exception):
@@ -128,6 +141,7 @@ class BackfillRun:
         *,
         max_items: int | None = None,
         today: date | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -138,6 +152,9 @@ class BackfillRun:
         self.today = today or today_utc()
         self.lease = float(settings.backfill_lease_seconds)
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
+        self.stop = stop or asyncio.Event()
+        # One entity at a time: a worker process per evaluation would cost more than it saves.
+        self.evaluation_settings = dataclasses.replace(settings, evaluation_processes=1)
 
     async def run(self, workers: int) -> None:
         async with asyncio.TaskGroup() as group:
@@ -158,7 +175,7 @@ class BackfillRun:
 
     async def worker(self, name: str) -> None:
         """Claim and process jobs until none is due (or the --max-items budget is spent)."""
-        while self._reserve():
+        while not self.stop.is_set() and self._reserve():
             async with self.pool.acquire() as conn:
                 await claims.reclaim_expired(conn, self.lease)
                 job = await claims.claim(conn, name, self.lease)
@@ -171,6 +188,8 @@ class BackfillRun:
         log.info("%s: backfilling %s (attempt %d)", job.locked_by, job.ticker, job.retry_count + 1)
         try:
             fetched = await self._holding_lease(job, lambda: self._fetch_and_write(job))
+        except Stopped:
+            await self._hand_back(job)
         except claims.LeaseLost as exc:
             self.progress.item_failed(job.ticker, str(exc), outcome="lease lost")
         except Exception as raw:
@@ -181,6 +200,39 @@ class BackfillRun:
             self.progress.add("splits written", len(fetched.data.splits))
             self.progress.add("rows rejected", fetched.rejected.rejected)
             self.progress.item_done("completed")
+            await self._first_evaluation(job.ticker)
+
+    async def _hand_back(self, job: claims.ClaimedJob) -> None:
+        async with self.pool.acquire() as conn:
+            outcome = await claims.release(conn, job)
+        log.info("%s: stopped; job %s handed back (%s)", job.locked_by, job.ticker, outcome)
+        self.progress.item_done("released")
+
+    async def _first_evaluation(self, ticker: str) -> None:
+        """Evaluate a freshly completed ticker for its watchers; a failure is reported, not fatal.
+
+        Watchers without stored states get them silently; the next daily run alerts as usual.
+        Not cut short by a stop: one entity takes well under a second.
+        """
+        if not await signal_store.watched_tickers(self.pool, [ticker]):
+            return
+        try:
+            summary = await run_evaluation(
+                self.evaluation_settings,
+                None,
+                tickers=[ticker],
+                store=self.store,
+                pool=self.pool,
+            )
+        except (asyncpg.PostgresError, OSError, ServiceError) as exc:
+            self.progress.failed_step(f"{ticker} first evaluation", describe(exc))
+            return
+        if summary.failures:
+            self.progress.failed_step(f"{ticker} first evaluation", "see the log above")
+        else:
+            self.progress.add("evaluated", summary.entities)
+            if summary.alerts_written:
+                self.progress.add("alerts written", summary.alerts_written)
 
     async def _fetch_and_write(self, job: claims.ClaimedJob) -> FetchedTicker:
         fetched = await fetch_ticker(self.client, self.settings, job.ticker, self.today)
@@ -194,19 +246,25 @@ class BackfillRun:
         return fetched
 
     async def _holding_lease(self, job: claims.ClaimedJob, work: Callable[[], Awaitable[T]]) -> T:
-        """Run `work` while renewing the lease; cancel it if the lease is lost."""
+        """Run `work` while renewing the lease; cancel it if the lease is lost or on a stop."""
         task = asyncio.ensure_future(work())
+        stopping = asyncio.ensure_future(self.stop.wait())
         interval = max(0.2, self.lease / 3)
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=interval)
-                if done:
+                await asyncio.wait(
+                    {task, stopping}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                if task.done():
                     return task.result()
+                if stopping.done():
+                    raise Stopped
                 async with self.pool.acquire() as conn:
                     if not await claims.heartbeat(conn, job):
                         task.cancel()
                         raise claims.LeaseLost(f"{job.ticker}: lease lost to another worker")
         finally:
+            stopping.cancel()
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -265,8 +323,11 @@ async def run_backfill(
     workers: int = 1,
     max_items: int | None = None,
     today: date | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Progress:
-    """Drain the due part of the queue; returns the progress with the outcome counts."""
-    run = BackfillRun(settings, pool, client, store, progress, max_items=max_items, today=today)
+    """Drain the due part of the queue (until `stop` is set); returns the progress."""
+    run = BackfillRun(
+        settings, pool, client, store, progress, max_items=max_items, today=today, stop=stop
+    )
     await run.run(workers)
     return progress
