@@ -55,6 +55,7 @@ class EvaluationSummary:
     failures: int = 0
     failed_tickers: list[str] = field(default_factory=list)
     skipped_tickers: list[str] = field(default_factory=list)
+    stopped: bool = False
     released: int = 0
     run_entities: int = 0
     seconds: float = 0.0
@@ -75,8 +76,8 @@ class EvaluationSummary:
         if self.skipped_tickers:
             line += f", {len(self.skipped_tickers)} skipped without price data"
             line += f" ({', '.join(self.skipped_tickers[:10])})"
-        if self.released:
-            line += f", stopped early: {self.released} handed back to the run"
+        if self.stopped:
+            line += f", stopped by a signal ({self.released} claims handed back to the run)"
         return line + f" in {self.seconds:.1f}s"
 
 
@@ -144,6 +145,7 @@ async def run_evaluation(
                 progress(0, run.entity_count)
             stopping = stop or asyncio.Event()
             await _evaluate_run(pool, object_store, settings, run, summary, progress, stopping)
+            summary.stopped = stopping.is_set()
             await db.finish_run_if_complete(pool, run.id)
     finally:
         if own_pool:

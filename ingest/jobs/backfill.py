@@ -25,7 +25,6 @@ from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.dolthub.earnings import fetch_fundamentals
 from ingest.dolthub.stocks import TickerNotInSource, fetch_price_bars, fetch_splits, fetch_symbol
 from ingest.dolthub.values import RejectCounts
-from ingest.evaluation.run import run_evaluation
 from ingest.jobs.ticker_writes import TickerData, write_objects
 from ingest.progress import Progress
 from services import backfill_queue as claims
@@ -216,6 +215,9 @@ class BackfillRun:
         """
         if not await signal_store.watched_tickers(self.pool, [ticker]):
             return
+        # Imported here: the evaluation stack (numpy, pyarrow compute) would slow every start.
+        from ingest.evaluation.run import run_evaluation
+
         try:
             summary = await run_evaluation(
                 self.evaluation_settings,
@@ -224,7 +226,10 @@ class BackfillRun:
                 store=self.store,
                 pool=self.pool,
             )
-        except (asyncpg.PostgresError, OSError, ServiceError) as exc:
+        except Exception as exc:
+            # A follow-up step: it must not take the worker (and its siblings) down with it.
+            if not isinstance(exc, asyncpg.PostgresError | OSError | ServiceError):
+                log.error("%s: first evaluation crashed", ticker, exc_info=exc)
             self.progress.failed_step(f"{ticker} first evaluation", describe(exc))
             return
         if summary.failures:
