@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after claiming N jobs",
     )
+    backfill.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep running: poll for new jobs every 2 s (stop with SIGTERM)",
+    )
     update = commands.add_parser("update-prices", help="append new daily bars")
     update.add_argument(
         "--tickers",
@@ -253,6 +258,7 @@ async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
             workers=args.workers,
             max_items=args.max_items,
             stop=stop,
+            follow=getattr(args, "follow", False),
         )
     progress.add("DoltHub requests", client.stats.requests - before)
     return finish(progress)

@@ -40,6 +40,8 @@ T = TypeVar("T")
 
 # Fundamentals reach further back than prices: TTM needs 4 quarters, the direction 8.
 FUNDAMENTALS_EXTRA_YEARS = 2
+# How often an idle `--follow` worker looks for new or newly due jobs.
+FOLLOW_POLL_SECONDS = 2.0
 
 
 class Stopped(Exception):
@@ -141,6 +143,7 @@ class BackfillRun:
         max_items: int | None = None,
         today: date | None = None,
         stop: asyncio.Event | None = None,
+        follow: bool = False,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -148,10 +151,11 @@ class BackfillRun:
         self.store = store
         self.progress = progress
         self.remaining = max_items
-        self.today = today or today_utc()
+        self.fixed_today = today  # None: the real date, read per job (a follower runs for days)
         self.lease = float(settings.backfill_lease_seconds)
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
         self.stop = stop or asyncio.Event()
+        self.follow = follow
         # One entity at a time: a worker process per evaluation would cost more than it saves.
         self.evaluation_settings = dataclasses.replace(settings, evaluation_processes=1)
 
@@ -173,14 +177,18 @@ class BackfillRun:
             self.remaining += 1
 
     async def worker(self, name: str) -> None:
-        """Claim and process jobs until none is due (or the --max-items budget is spent)."""
+        """Claim and process jobs until none is due (following: until a stop) or the budget ends."""
         while not self.stop.is_set() and self._reserve():
             async with self.pool.acquire() as conn:
                 await claims.reclaim_expired(conn, self.lease)
                 job = await claims.claim(conn, name, self.lease)
             if job is None:
                 self._release()
-                return
+                if not self.follow:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), FOLLOW_POLL_SECONDS)
+                continue
             await self.process(job)
 
     async def process(self, job: claims.ClaimedJob) -> None:
@@ -240,7 +248,8 @@ class BackfillRun:
                 self.progress.add("alerts written", summary.alerts_written)
 
     async def _fetch_and_write(self, job: claims.ClaimedJob) -> FetchedTicker:
-        fetched = await fetch_ticker(self.client, self.settings, job.ticker, self.today)
+        today = self.fixed_today or today_utc()
+        fetched = await fetch_ticker(self.client, self.settings, job.ticker, today)
         if fetched.rejected.rejected:
             log.warning("%s: %s", job.ticker, fetched.rejected.describe())
         written = await write_objects(self.store, fetched.data)
@@ -329,10 +338,21 @@ async def run_backfill(
     max_items: int | None = None,
     today: date | None = None,
     stop: asyncio.Event | None = None,
+    follow: bool = False,
 ) -> Progress:
-    """Drain the due part of the queue (until `stop` is set); returns the progress."""
+    """Drain the due part of the queue (with `follow`, keep polling) until `stop` is set."""
     run = BackfillRun(
-        settings, pool, client, store, progress, max_items=max_items, today=today, stop=stop
+        settings,
+        pool,
+        client,
+        store,
+        progress,
+        max_items=max_items,
+        today=today,
+        stop=stop,
+        follow=follow,
     )
+    if follow:
+        log.info("backfill: following the queue (polling every %.0f s)", FOLLOW_POLL_SECONDS)
     await run.run(workers)
     return progress

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 from datetime import date
@@ -41,6 +42,18 @@ def shows_arrows(item: dict[str, Any]) -> bool:
     return any(item[arrow] != "NEUTRAL" for arrow in ARROWS)
 
 
+async def wait_for_arrows(
+    gql: GraphQLClient, viewer: Viewer, started: float
+) -> tuple[dict[str, Any], float]:
+    """Poll the watchlist until an arrow is not NEUTRAL; the item and seconds since `started`."""
+    item = await watchlist_item(gql, viewer)
+    while not shows_arrows(item):
+        assert time.monotonic() - started < 55, "no arrows within the minute"
+        await asyncio.sleep(0.1)
+        item = await watchlist_item(gql, viewer)
+    return item, time.monotonic() - started
+
+
 async def test_add_stock_then_backfill_shows_arrows_within_the_minute_without_an_alert(
     gql: GraphQLClient,
     pool: asyncpg.Pool,
@@ -60,12 +73,7 @@ async def test_add_stock_then_backfill_shows_arrows_within_the_minute_without_an
 
     worker = await start_ingest(["backfill"], ingest_env)  # what cron or a deploy would start
     try:
-        item = before
-        while not shows_arrows(item):
-            assert time.monotonic() - started < 55, "no arrows within the minute"
-            await asyncio.sleep(0.1)
-            item = await watchlist_item(gql, viewer)
-        elapsed = time.monotonic() - started
+        item, elapsed = await wait_for_arrows(gql, viewer, started)
         stdout, stderr = await worker.communicate()
     finally:
         if worker.returncode is None:
@@ -130,4 +138,34 @@ async def test_only_watched_tickers_are_evaluated_after_their_backfill(
     assert [r["ticker"] for r in evaluated] == ["KO"]
     states = await pool.fetchrow("SELECT * FROM user_entity_settings WHERE user_id = $1", user)
     assert states is not None and states["last_trend_position"] in ("ABOVE_200DMA", "BELOW_200DMA")
+    assert await pool.fetchval("SELECT count(*) FROM alert_history") == 0
+
+
+async def test_a_following_worker_picks_up_add_stock_and_shows_arrows_then_stops_on_sigterm(
+    gql: GraphQLClient,
+    pool: asyncpg.Pool,
+    new_viewer: Callable[..., Viewer],
+    ingest_env: dict[str, str],
+) -> None:
+    follower = await start_ingest(["backfill", "--follow"], ingest_env)
+    try:
+        assert follower.stderr is not None
+        line = b""
+        while b"following the queue" not in line:  # started and idle: nothing queued yet
+            line = await asyncio.wait_for(follower.stderr.readline(), 30)
+            assert line, "the follower exited"
+        viewer = new_viewer()
+        started = time.monotonic()
+        await gql(ADD, {"t": "MSFT"}, token=viewer.token)
+        _, elapsed = await wait_for_arrows(gql, viewer, started)
+        assert follower.returncode is None  # still following after the job
+        follower.send_signal(signal.SIGTERM)
+        stdout, _ = await asyncio.wait_for(follower.communicate(), 30)
+    finally:
+        if follower.returncode is None:
+            follower.kill()
+            await follower.wait()
+    print(f"\naddStock -> non-NEUTRAL arrows: {elapsed:.2f} s (idle `backfill --follow` worker)")
+    assert follower.returncode == 0
+    assert "1 completed" in stdout.decode() and "1 evaluated" in stdout.decode()
     assert await pool.fetchval("SELECT count(*) FROM alert_history") == 0
