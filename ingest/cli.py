@@ -145,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     deliver.add_argument(
         "--workers", type=positive_int, default=2, metavar="N", help="concurrent webhook senders"
     )
-    commands.add_parser("daily", help="update-prices, backfill, evaluate, deliver (the cron entry)")
+    commands.add_parser(
+        "daily",
+        help="update-prices, backfill, evaluate, deliver, sync-symbols when due (the cron entry)",
+    )
     commands.add_parser("sync-symbols", help="load DoltHub's symbol table into entities")
     requeue = commands.add_parser(
         "requeue", help="queue failed or unavailable tickers (or the named ones) for backfill"
