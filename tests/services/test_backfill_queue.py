@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from services import backfill_queue as claims
+from services.db import Connection
 from tests.fixtures.ingest import queue_tickers
 
 LEASE = 1800.0
@@ -108,12 +109,18 @@ async def test_transient_failures_back_off_1_5_30_minutes_then_fail(pool: asyncp
     assert status == "none"  # no longer queued, and it has no data
 
 
+async def claimed_with_a_newer_request(conn: Connection, ticker: str) -> claims.ClaimedJob:
+    """Claim `ticker`'s job, then queue a newer pending request for the same ticker."""
+    await queue_tickers(conn, [ticker])
+    job = await claims.claim(conn, "w", LEASE)
+    assert job is not None
+    await queue_tickers(conn, [ticker])
+    return job
+
+
 async def test_retry_folds_into_a_newer_pending_request(pool: asyncpg.Pool) -> None:
-    await queue_tickers(pool, ["BUSY"])
     async with pool.acquire() as conn:
-        job = await claims.claim(conn, "w", LEASE)
-        assert job is not None
-        await queue_tickers(conn, ["BUSY"])
+        job = await claimed_with_a_newer_request(conn, "BUSY")
         await conn.execute("UPDATE backfill_queue SET priority = 0 WHERE status = 'pending'")
         outcome = await claims.retry_transient(conn, job, "timeout")
     rows = await pool.fetch("SELECT * FROM backfill_queue ORDER BY requested_at")
@@ -208,11 +215,8 @@ async def test_release_puts_the_job_back_due_now_and_only_the_holder_can(
 
 
 async def test_release_folds_into_a_newer_pending_request(pool: asyncpg.Pool) -> None:
-    await queue_tickers(pool, ["BUSY"])
     async with pool.acquire() as conn:
-        job = await claims.claim(conn, "w", LEASE)
-        assert job is not None
-        await queue_tickers(conn, ["BUSY"])
+        job = await claimed_with_a_newer_request(conn, "BUSY")
         assert await claims.release(conn, job) == "superseded"
     rows = await pool.fetch("SELECT * FROM backfill_queue ORDER BY requested_at")
     assert [r["status"] for r in rows] == ["failed", "pending"]
