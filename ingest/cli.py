@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,12 +17,14 @@ import asyncpg
 
 from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.progress import Progress
+from ingest.shutdown import stop_on_signals
 from services.db import create_pool, redact_dsn, resolve_database_url
 from services.errors import BadUserInput, ConfigurationError, ServiceError
 from services.logs import configure_logging
 from services.settings import Settings
 from services.storage.factory import open_object_store
 from services.storage.object_store import ObjectStore
+from services.symbols import sync_age
 from services.tickers import normalize_ticker
 
 log = logging.getLogger("ingest")
@@ -114,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after claiming N jobs",
     )
+    backfill.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep running: poll for new jobs every 2 s (stop with SIGTERM)",
+    )
     update = commands.add_parser("update-prices", help="append new daily bars")
     update.add_argument(
         "--tickers",
@@ -138,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     deliver.add_argument(
         "--workers", type=positive_int, default=2, metavar="N", help="concurrent webhook senders"
     )
-    commands.add_parser("daily", help="update-prices, backfill, evaluate, deliver (the cron entry)")
+    commands.add_parser(
+        "daily",
+        help="update-prices, backfill, evaluate, deliver, sync-symbols when due (the cron entry)",
+    )
     commands.add_parser("sync-symbols", help="load DoltHub's symbol table into entities")
     requeue = commands.add_parser(
         "requeue", help="queue failed or unavailable tickers (or the named ones) for backfill"
@@ -241,15 +251,18 @@ async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
             print(f"backfill: re-checking {len(rechecked)} unavailable tickers", flush=True)
     client = res.client()
     before = client.stats.requests
-    await run_backfill(
-        res.settings,
-        pool,
-        client,
-        res.store(),
-        progress,
-        workers=args.workers,
-        max_items=args.max_items,
-    )
+    with stop_on_signals(_stop_event(args)) as stop:
+        await run_backfill(
+            res.settings,
+            pool,
+            client,
+            res.store(),
+            progress,
+            workers=args.workers,
+            max_items=args.max_items,
+            stop=stop,
+            follow=getattr(args, "follow", False),
+        )
     progress.add("DoltHub requests", client.stats.requests - before)
     return finish(progress)
 
@@ -291,35 +304,51 @@ async def cmd_evaluate(res: Resources, args: argparse.Namespace) -> int:
 
     await res.pool()  # fail early, with the usual message, when the database is unusable
     progress = progress_for("evaluate")
-    summary = await run_evaluation(
-        res.settings,
-        res.dsn,
-        as_of=args.as_of,
-        tickers=args.tickers,
-        store=res.store(),
-        progress=progress.track,
-    )
+    with stop_on_signals(_stop_event(args)) as stop:
+        summary = await run_evaluation(
+            res.settings,
+            res.dsn,
+            as_of=args.as_of,
+            tickers=args.tickers,
+            store=res.store(),
+            progress=progress.track,
+            stop=stop,
+        )
     progress.close()
     print(summary.summary_line(), flush=True)
     return EXIT_FAILED if summary.failures else EXIT_OK
 
 
 async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
-    """All four steps in order; a failing step never stops the next one."""
+    """The steps in order; a failing step never stops the next one, a SIGTERM/SIGINT does."""
+    stop = asyncio.Event()  # set by the backfill and evaluate steps' signal handlers
     steps: list[tuple[str, Callable[[], Awaitable[int]]]] = [
         ("update-prices", lambda: cmd_update_prices(res, _ns(tickers=None))),
         (
             "backfill",
             lambda: cmd_backfill(
                 res,
-                _ns(workers=2, max_items=None, recheck_unavailable_days=RECHECK_UNAVAILABLE_DAYS),
+                _ns(
+                    workers=2,
+                    max_items=None,
+                    recheck_unavailable_days=RECHECK_UNAVAILABLE_DAYS,
+                    stop=stop,
+                ),
             ),
         ),
-        ("evaluate", lambda: cmd_evaluate(res, _ns(as_of=None, tickers=None))),
+        ("evaluate", lambda: cmd_evaluate(res, _ns(as_of=None, tickers=None, stop=stop))),
         ("deliver", lambda: cmd_deliver(res, _ns(follow=False, workers=2))),
+        (
+            "sync-symbols",
+            lambda: cmd_sync_symbols(res, _ns(max_age_days=res.settings.symbols_max_age_days)),
+        ),
     ]
     failed: list[str] = []
-    for name, step in steps:
+    for index, (name, step) in enumerate(steps):
+        if stop.is_set():
+            skipped = ", ".join(n for n, _ in steps[index:])
+            print(f"daily: stopped by a signal; steps not run: {skipped}", flush=True)
+            return EXIT_INTERRUPTED
         try:
             status = await step()
         except asyncio.CancelledError:
@@ -352,9 +381,25 @@ async def cmd_deliver(res: Resources, args: argparse.Namespace) -> int:
 async def cmd_sync_symbols(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.sync_symbols import run_sync_symbols
 
+    pool = await res.pool()
+    max_age = getattr(args, "max_age_days", None)
+    if max_age is not None:
+        age = await sync_age(pool, max_age)
+        if not age.due:
+            assert age.last_finished_at is not None
+            print(
+                f"sync-symbols: skipped; last complete sync "
+                f"{age.last_finished_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC is within "
+                f"SYMBOLS_MAX_AGE_DAYS={max_age}",
+                flush=True,
+            )
+            return EXIT_OK
     progress = progress_for("sync-symbols")
-    await run_sync_symbols(res.settings, await res.pool(), res.client(), progress)
-    return finish(progress)
+    changes = await run_sync_symbols(res.settings, pool, res.client(), progress)
+    status = finish(progress)
+    if changes.added or changes.retired:
+        print(changes.report_line(), flush=True)
+    return status
 
 
 async def cmd_import_csv(res: Resources, args: argparse.Namespace) -> int:
@@ -393,6 +438,12 @@ COMMANDS: dict[str, Callable[[Resources, argparse.Namespace], Awaitable[int]]] =
 
 def _ns(**values: Any) -> argparse.Namespace:
     return argparse.Namespace(**values)
+
+
+def _stop_event(args: argparse.Namespace) -> asyncio.Event:
+    """`daily`'s shared stop event, or a fresh one for a command of its own."""
+    stop: asyncio.Event | None = getattr(args, "stop", None)
+    return stop if stop is not None else asyncio.Event()
 
 
 def _message(exc: BaseException) -> str:

@@ -74,8 +74,12 @@ class Progress:
 
     def item_failed(self, what: str, message: str, outcome: str = "failed") -> None:
         """One item failed; `what: message` is kept for the summary and logged now."""
-        self.failures.append(f"{what}: {message}")
         self.outcomes[outcome] += 1
+        self.failed_step(what, message)
+
+    def failed_step(self, what: str, message: str) -> None:
+        """A failure beside the counted items (a follow-up step); the run still fails."""
+        self.failures.append(f"{what}: {message}")
         self._clear()
         log.warning("%s: %s failed: %s", self.label, what, message)
         self._report()

@@ -334,6 +334,30 @@ async def retry_transient(conn: Connection, job: ClaimedJob, error: str) -> Retr
     return await retry_or_fail(conn, job.id, job.locked_by, job.retry_count, error)
 
 
+# A stopping worker hands its job back as it was: due now, same retry count, no lease.
+RELEASE_SQL = """
+UPDATE backfill_queue
+SET status = 'pending', locked_by = NULL, started_at = NULL, next_attempt_at = NULL,
+    updated_at = now()
+WHERE id = $1 AND status = 'processing' AND locked_by = $2
+RETURNING id
+"""
+
+
+async def release(conn: Connection, job: ClaimedJob) -> str:
+    """Put our job back to pending at once; 'pending', 'superseded' or 'gone' (not ours)."""
+    async with conn.transaction():
+        try:
+            async with conn.transaction():
+                row = await conn.fetchrow(RELEASE_SQL, job.id, job.locked_by)
+        except asyncpg.UniqueViolationError:
+            # A newer pending request for the ticker exists: it carries the work on.
+            message = "superseded by a newer pending request (released by a stopping worker)"
+            await conn.fetchrow(SUPERSEDE_SQL, job.id, job.locked_by, message, 0.0)
+            return "superseded"
+        return "gone" if row is None else "pending"
+
+
 async def reclaim_expired(conn: Connection, lease_seconds: float, limit: int = 50) -> int:
     """Return `processing` rows whose holder stopped heartbeating to the queue; count them."""
     reclaimed = 0

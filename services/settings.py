@@ -114,6 +114,7 @@ class Settings:
     graphql_introspection: bool = True
     backfill_lease_seconds: int = 1800
     backfill_years: int = 10
+    symbols_max_age_days: int = 7
     trend_band: float = 0.02
     trend_confirm_days: int = 3
     valuation_cheap_percentile: float = 20.0
@@ -187,6 +188,7 @@ class Settings:
             graphql_introspection=_flag(env, "GRAPHQL_INTROSPECTION", not production),
             backfill_lease_seconds=_int(env, "BACKFILL_LEASE_SECONDS", 1800, minimum=1),
             backfill_years=_int(env, "BACKFILL_YEARS", 10, minimum=1),
+            symbols_max_age_days=_int(env, "SYMBOLS_MAX_AGE_DAYS", 7),
             trend_band=_float(env, "TREND_BAND", 0.02),
             trend_confirm_days=_int(env, "TREND_CONFIRM_DAYS", 3, minimum=1),
             valuation_cheap_percentile=_float(env, "VALUATION_CHEAP_PERCENTILE", 20.0),

@@ -73,6 +73,16 @@ async def evaluable_tickers(pool: asyncpg.Pool, tickers: Sequence[str]) -> set[s
     return {row["ticker"] for row in rows}
 
 
+async def watched_tickers(db: Executor, tickers: Sequence[str]) -> set[str]:
+    """Those of `tickers` that at least one user watches."""
+    rows = await db.fetch(
+        "SELECT e.ticker FROM entities e WHERE e.ticker = ANY($1::text[]) "
+        "AND EXISTS (SELECT 1 FROM watchlists w WHERE w.entity_id = e.id)",
+        list(tickers),
+    )
+    return {row["ticker"] for row in rows}
+
+
 _OPEN_RUN = """
 SELECT id, as_of, entity_count FROM evaluation_runs
 WHERE as_of = $1 AND scope = $2 AND finished_at IS NULL
@@ -164,6 +174,18 @@ async def fail_claim(
         worker,
         error,
     )
+
+
+_RELEASE_CLAIMS = """
+UPDATE evaluation_claims SET status = 'pending', claimed_by = NULL, claimed_at = NULL
+WHERE run_id = $1 AND claimed_by = $2 AND status = 'processing'
+"""
+
+
+async def release_claims(pool: asyncpg.Pool, run_id: UUID, worker: str) -> int:
+    """Hand `worker`'s unfinished claims back to the run at once; returns how many."""
+    status = await pool.execute(_RELEASE_CLAIMS, run_id, worker)
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def finish_run_if_complete(pool: asyncpg.Pool, run_id: UUID) -> bool:

@@ -55,6 +55,8 @@ class EvaluationSummary:
     failures: int = 0
     failed_tickers: list[str] = field(default_factory=list)
     skipped_tickers: list[str] = field(default_factory=list)
+    stopped: bool = False
+    released: int = 0
     run_entities: int = 0
     seconds: float = 0.0
     read_seconds: float = 0.0
@@ -74,6 +76,8 @@ class EvaluationSummary:
         if self.skipped_tickers:
             line += f", {len(self.skipped_tickers)} skipped without price data"
             line += f" ({', '.join(self.skipped_tickers[:10])})"
+        if self.stopped:
+            line += f", stopped by a signal ({self.released} claims handed back to the run)"
         return line + f" in {self.seconds:.1f}s"
 
 
@@ -86,36 +90,43 @@ class _Job:
     worker: str
     summary: EvaluationSummary
     progress: Progress | None
+    stop: asyncio.Event
     workers: ProcessPoolExecutor | None = None
     concurrency: int = CONCURRENCY
 
 
 async def run_evaluation(
     settings: Settings,
-    dsn: str,
+    dsn: str | None,
     *,
     as_of: date | None = None,
     tickers: list[str] | None = None,
     store: ObjectStore | None = None,
     progress: Progress | None = None,
+    pool: asyncpg.Pool | None = None,
+    stop: asyncio.Event | None = None,
 ) -> EvaluationSummary:
     """Evaluate every watched entity with price data (or `tickers`) for `as_of`.
 
     `as_of` defaults to the latest price date over those entities. Several processes may run
-    this at once for the same date: they join one run and split its entities.
+    this at once for the same date: they join one run and split its entities. Once `stop` is
+    set no further entity is started; the ones in hand are committed and the rest of this
+    process's claims go back to the run for the next evaluator.
     """
     started = time.perf_counter()
     wanted = None if tickers is None else sorted({normalize_ticker(t) for t in tickers})
     summary = EvaluationSummary()
     own_store = store is None
     object_store = store if store is not None else open_object_store(settings)
-    connections = max(CONCURRENCY, 2 * settings.evaluation_processes) + 1
-    pool = await create_pool(
-        dsn,
-        min_size=1,
-        max_size=connections,
-        statement_cache_size=settings.database_statement_cache_size,
-    )
+    own_pool = pool is None
+    if pool is None:
+        assert dsn is not None, "run_evaluation needs a DSN or a pool"
+        pool = await create_pool(
+            dsn,
+            min_size=1,
+            max_size=max(CONCURRENCY, 2 * settings.evaluation_processes) + 1,
+            statement_cache_size=settings.database_statement_cache_size,
+        )
     try:
         if wanted is not None:
             present = await db.evaluable_tickers(pool, wanted)
@@ -132,10 +143,13 @@ async def run_evaluation(
             summary.run_entities = run.entity_count
             if progress is not None:
                 progress(0, run.entity_count)
-            await _evaluate_run(pool, object_store, settings, run, summary, progress)
+            stopping = stop or asyncio.Event()
+            await _evaluate_run(pool, object_store, settings, run, summary, progress, stopping)
+            summary.stopped = stopping.is_set()
             await db.finish_run_if_complete(pool, run.id)
     finally:
-        await pool.close()
+        if own_pool:
+            await pool.close()
         if own_store:
             await object_store.close()
     summary.seconds = time.perf_counter() - started
@@ -165,6 +179,7 @@ async def _evaluate_run(
     run: db.EvaluationRun,
     summary: EvaluationSummary,
     progress: Progress | None,
+    stop: asyncio.Event,
 ) -> None:
     """This process's share of the run, with EVALUATION_PROCESSES worker processes if > 1."""
     processes = settings.evaluation_processes
@@ -177,6 +192,7 @@ async def _evaluate_run(
         worker=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         summary=summary,
         progress=progress,
+        stop=stop,
         workers=workers,
         # Keep every worker busy while the main process writes to Postgres.
         concurrency=max(CONCURRENCY, 2 * processes),
@@ -189,8 +205,8 @@ async def _evaluate_run(
 
 
 async def _drain(job: _Job, settings: Settings) -> None:
-    """Claim batches until the run has nothing left for this process."""
-    while True:
+    """Claim batches until the run has nothing left for this process (or a stop)."""
+    while not job.stop.is_set():
         batch = await db.claim_batch(
             job.pool,
             job.run.id,
@@ -212,9 +228,13 @@ async def _process_batch(job: _Job, batch: list[db.ClaimedEntity]) -> None:
 
     async def one(entity: db.ClaimedEntity) -> None:
         async with gate:
-            await _evaluate_one(job, entity, previous.get(entity.id), watchers[entity.id])
+            if not job.stop.is_set():
+                await _evaluate_one(job, entity, previous.get(entity.id), watchers[entity.id])
 
     await asyncio.gather(*(one(entity) for entity in batch))
+    if job.stop.is_set():
+        # Entities in hand were committed; the unstarted ones are due again at once.
+        job.summary.released += await db.release_claims(job.pool, job.run.id, job.worker)
 
 
 async def _evaluate_one(

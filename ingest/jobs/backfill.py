@@ -1,9 +1,16 @@
-"""The backfill worker: drain the queue with N concurrent workers per process."""
+"""The backfill worker: drain the queue with N concurrent workers per process.
+
+A ticker that completes and has watchers is evaluated at once (silently, as a first
+evaluation), so its arrows show before the next daily run. A stop request (SIGTERM/SIGINT
+through `stop`) ends the claiming, cancels the fetches in flight and hands their jobs back
+to the queue as due now.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -21,6 +28,7 @@ from ingest.dolthub.values import RejectCounts
 from ingest.jobs.ticker_writes import TickerData, write_objects
 from ingest.progress import Progress
 from services import backfill_queue as claims
+from services import signal_store
 from services.data_coverage import mark_unavailable, record_written
 from services.errors import ServiceError
 from services.settings import Settings
@@ -32,6 +40,12 @@ T = TypeVar("T")
 
 # Fundamentals reach further back than prices: TTM needs 4 quarters, the direction 8.
 FUNDAMENTALS_EXTRA_YEARS = 2
+# How often an idle `--follow` worker looks for new or newly due jobs.
+FOLLOW_POLL_SECONDS = 2.0
+
+
+class Stopped(Exception):
+    """A stop was requested while the job's work was in flight."""
 
 
 class PermanentFailure(Exception):
@@ -128,6 +142,8 @@ class BackfillRun:
         *,
         max_items: int | None = None,
         today: date | None = None,
+        stop: asyncio.Event | None = None,
+        follow: bool = False,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -135,9 +151,13 @@ class BackfillRun:
         self.store = store
         self.progress = progress
         self.remaining = max_items
-        self.today = today or today_utc()
+        self.fixed_today = today  # None: the real date, read per job (a follower runs for days)
         self.lease = float(settings.backfill_lease_seconds)
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
+        self.stop = stop or asyncio.Event()
+        self.follow = follow
+        # One entity at a time: a worker process per evaluation would cost more than it saves.
+        self.evaluation_settings = dataclasses.replace(settings, evaluation_processes=1)
 
     async def run(self, workers: int) -> None:
         async with asyncio.TaskGroup() as group:
@@ -157,20 +177,26 @@ class BackfillRun:
             self.remaining += 1
 
     async def worker(self, name: str) -> None:
-        """Claim and process jobs until none is due (or the --max-items budget is spent)."""
-        while self._reserve():
+        """Claim and process jobs until none is due (following: until a stop) or the budget ends."""
+        while not self.stop.is_set() and self._reserve():
             async with self.pool.acquire() as conn:
                 await claims.reclaim_expired(conn, self.lease)
                 job = await claims.claim(conn, name, self.lease)
             if job is None:
                 self._release()
-                return
+                if not self.follow:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), FOLLOW_POLL_SECONDS)
+                continue
             await self.process(job)
 
     async def process(self, job: claims.ClaimedJob) -> None:
         log.info("%s: backfilling %s (attempt %d)", job.locked_by, job.ticker, job.retry_count + 1)
         try:
             fetched = await self._holding_lease(job, lambda: self._fetch_and_write(job))
+        except Stopped:
+            await self._hand_back(job)
         except claims.LeaseLost as exc:
             self.progress.item_failed(job.ticker, str(exc), outcome="lease lost")
         except Exception as raw:
@@ -181,9 +207,49 @@ class BackfillRun:
             self.progress.add("splits written", len(fetched.data.splits))
             self.progress.add("rows rejected", fetched.rejected.rejected)
             self.progress.item_done("completed")
+            await self._first_evaluation(job.ticker)
+
+    async def _hand_back(self, job: claims.ClaimedJob) -> None:
+        async with self.pool.acquire() as conn:
+            outcome = await claims.release(conn, job)
+        log.info("%s: stopped; job %s handed back (%s)", job.locked_by, job.ticker, outcome)
+        self.progress.item_done("released")
+
+    async def _first_evaluation(self, ticker: str) -> None:
+        """Evaluate a freshly completed ticker for its watchers; a failure is reported, not fatal.
+
+        Watchers without stored states get them silently; the next daily run alerts as usual.
+        Not cut short by a stop: one entity takes well under a second.
+        """
+        if not await signal_store.watched_tickers(self.pool, [ticker]):
+            return
+        # Imported here: the evaluation stack (numpy, pyarrow compute) would slow every start.
+        from ingest.evaluation.run import run_evaluation
+
+        try:
+            summary = await run_evaluation(
+                self.evaluation_settings,
+                None,
+                tickers=[ticker],
+                store=self.store,
+                pool=self.pool,
+            )
+        except Exception as exc:
+            # A follow-up step: it must not take the worker (and its siblings) down with it.
+            if not isinstance(exc, asyncpg.PostgresError | OSError | ServiceError):
+                log.error("%s: first evaluation crashed", ticker, exc_info=exc)
+            self.progress.failed_step(f"{ticker} first evaluation", describe(exc))
+            return
+        if summary.failures:
+            self.progress.failed_step(f"{ticker} first evaluation", "see the log above")
+        else:
+            self.progress.add("evaluated", summary.entities)
+            if summary.alerts_written:
+                self.progress.add("alerts written", summary.alerts_written)
 
     async def _fetch_and_write(self, job: claims.ClaimedJob) -> FetchedTicker:
-        fetched = await fetch_ticker(self.client, self.settings, job.ticker, self.today)
+        today = self.fixed_today or today_utc()
+        fetched = await fetch_ticker(self.client, self.settings, job.ticker, today)
         if fetched.rejected.rejected:
             log.warning("%s: %s", job.ticker, fetched.rejected.describe())
         written = await write_objects(self.store, fetched.data)
@@ -194,19 +260,25 @@ class BackfillRun:
         return fetched
 
     async def _holding_lease(self, job: claims.ClaimedJob, work: Callable[[], Awaitable[T]]) -> T:
-        """Run `work` while renewing the lease; cancel it if the lease is lost."""
+        """Run `work` while renewing the lease; cancel it if the lease is lost or on a stop."""
         task = asyncio.ensure_future(work())
+        stopping = asyncio.ensure_future(self.stop.wait())
         interval = max(0.2, self.lease / 3)
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=interval)
-                if done:
+                await asyncio.wait(
+                    {task, stopping}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                if task.done():
                     return task.result()
+                if stopping.done():
+                    raise Stopped
                 async with self.pool.acquire() as conn:
                     if not await claims.heartbeat(conn, job):
                         task.cancel()
                         raise claims.LeaseLost(f"{job.ticker}: lease lost to another worker")
         finally:
+            stopping.cancel()
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -265,8 +337,22 @@ async def run_backfill(
     workers: int = 1,
     max_items: int | None = None,
     today: date | None = None,
+    stop: asyncio.Event | None = None,
+    follow: bool = False,
 ) -> Progress:
-    """Drain the due part of the queue; returns the progress with the outcome counts."""
-    run = BackfillRun(settings, pool, client, store, progress, max_items=max_items, today=today)
+    """Drain the due part of the queue (with `follow`, keep polling) until `stop` is set."""
+    run = BackfillRun(
+        settings,
+        pool,
+        client,
+        store,
+        progress,
+        max_items=max_items,
+        today=today,
+        stop=stop,
+        follow=follow,
+    )
+    if follow:
+        log.info("backfill: following the queue (polling every %.0f s)", FOLLOW_POLL_SECONDS)
     await run.run(workers)
     return progress

@@ -81,6 +81,7 @@ class FakeData:
     end: date = DEFAULT_END
     synthetic_symbols: int = 1200
     unknown: set[str] = field(default_factory=lambda: {"NODATA", "ZZZZ"})
+    delisted: set[str] = field(default_factory=set)  # left out of the symbol table
 
     def rng(self, ticker: str, topic: str) -> random.Random:
         return random.Random(f"{self.seed}:{ticker}:{topic}")
@@ -114,7 +115,8 @@ class FakeData:
         return _earnings(self.seed, self.end, ticker)[table]
 
     def symbols(self) -> list[TableRow]:
-        return _symbols(self.seed, self.synthetic_symbols)
+        rows = _symbols(self.seed, self.synthetic_symbols)
+        return [r for r in rows if r["act_symbol"] not in self.delisted]
 
 
 @lru_cache(maxsize=256)

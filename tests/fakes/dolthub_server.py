@@ -102,11 +102,13 @@ class FakeDoltHub:
         self._thread.join(timeout=5)
 
     def reset(self) -> None:
-        """Back to defaults: no latency, no failures, no corruption, empty log."""
+        """Back to defaults: no latency, no failures, no corruption, empty log, every symbol."""
         with self._lock:
             self.switches = Switches()
             self.log = []
             self.data.unknown = {"NODATA", "ZZZZ"}
+            self.data.delisted = set()
+            self.data.synthetic_symbols = FakeData.synthetic_symbols
 
     # -- switches -------------------------------------------------------------------------
     def fail_next(self, n: int, status: int = 429, retry_after: str | None = None) -> None:

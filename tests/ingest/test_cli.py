@@ -146,10 +146,11 @@ async def test_daily_with_an_unreachable_database_fails_every_step_but_runs_them
         "backfill",
         "evaluate",
         "deliver",
+        "sync-symbols",
     ]
     assert "Traceback" not in result.stderr
     assert result.stdout.strip().endswith(
-        "daily: failed steps: update-prices, backfill, evaluate, deliver"
+        "daily: failed steps: update-prices, backfill, evaluate, deliver, sync-symbols"
     )
 
 

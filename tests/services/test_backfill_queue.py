@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import asyncpg
 import pytest
 
 from services import backfill_queue as claims
+from services.db import Connection
 from tests.fixtures.ingest import queue_tickers
 
 LEASE = 1800.0
@@ -107,12 +109,18 @@ async def test_transient_failures_back_off_1_5_30_minutes_then_fail(pool: asyncp
     assert status == "none"  # no longer queued, and it has no data
 
 
+async def claimed_with_a_newer_request(conn: Connection, ticker: str) -> claims.ClaimedJob:
+    """Claim `ticker`'s job, then queue a newer pending request for the same ticker."""
+    await queue_tickers(conn, [ticker])
+    job = await claims.claim(conn, "w", LEASE)
+    assert job is not None
+    await queue_tickers(conn, [ticker])
+    return job
+
+
 async def test_retry_folds_into_a_newer_pending_request(pool: asyncpg.Pool) -> None:
-    await queue_tickers(pool, ["BUSY"])
     async with pool.acquire() as conn:
-        job = await claims.claim(conn, "w", LEASE)
-        assert job is not None
-        await queue_tickers(conn, ["BUSY"])
+        job = await claimed_with_a_newer_request(conn, "BUSY")
         await conn.execute("UPDATE backfill_queue SET priority = 0 WHERE status = 'pending'")
         outcome = await claims.retry_transient(conn, job, "timeout")
     rows = await pool.fetch("SELECT * FROM backfill_queue ORDER BY requested_at")
@@ -184,3 +192,32 @@ async def test_reclaim_after_three_deaths_fails_the_job(pool: asyncpg.Pool) -> N
     row = await job_row(pool, "POISON")
     assert row["status"] == "failed" and row["retry_count"] == 3
     assert row["error_message"].startswith("gave up after 3 retries: worker w stopped")
+
+
+async def test_release_puts_the_job_back_due_now_and_only_the_holder_can(
+    pool: asyncpg.Pool,
+) -> None:
+    await queue_tickers(pool, ["HELD"])
+    await pool.execute("UPDATE backfill_queue SET retry_count = 1")
+    async with pool.acquire() as conn:
+        job = await claims.claim(conn, "w", LEASE)
+        assert job is not None
+        impostor = dataclasses.replace(job, locked_by="other")
+        assert await claims.release(conn, impostor) == "gone"
+        assert (await job_row(pool, "HELD"))["status"] == "processing"
+        assert await claims.release(conn, job) == "pending"
+        row = await job_row(pool, "HELD")
+        assert (row["status"], row["locked_by"], row["started_at"]) == ("pending", None, None)
+        assert row["retry_count"] == 1 and row["next_attempt_at"] is None
+        again = await claims.claim(conn, "w2", LEASE)  # due at once, no lease to wait out
+        assert again is not None and again.id == job.id
+        assert await claims.release(conn, job) == "gone"  # no longer ours
+
+
+async def test_release_folds_into_a_newer_pending_request(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        job = await claimed_with_a_newer_request(conn, "BUSY")
+        assert await claims.release(conn, job) == "superseded"
+    rows = await pool.fetch("SELECT * FROM backfill_queue ORDER BY requested_at")
+    assert [r["status"] for r in rows] == ["failed", "pending"]
+    assert "released by a stopping worker" in rows[0]["error_message"]

@@ -75,3 +75,12 @@ def test_delivery_defaults_differ_between_development_and_production() -> None:
     )
     assert complete.public_base_url == "https://app.example.com"
     assert "u:p" not in repr(complete) and "eeee" not in repr(complete)
+
+
+def test_symbols_max_age_days_defaults_to_a_week_and_rejects_bad_values() -> None:
+    assert Settings.from_env({}).symbols_max_age_days == 7
+    assert Settings.from_env({"SYMBOLS_MAX_AGE_DAYS": "0"}).symbols_max_age_days == 0
+    with pytest.raises(ConfigurationError, match="SYMBOLS_MAX_AGE_DAYS must be >= 0, got '-1'"):
+        Settings.from_env({"SYMBOLS_MAX_AGE_DAYS": "-1"})
+    with pytest.raises(ConfigurationError, match="SYMBOLS_MAX_AGE_DAYS must be an integer"):
+        Settings.from_env({"SYMBOLS_MAX_AGE_DAYS": "weekly"})

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections import Counter
-from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -20,7 +18,7 @@ from tests.fixtures.ingest import (
     queue_tickers,
     run_ingest,
     sql_requests_for,
-    start_ingest,
+    start_slow_backfill,
 )
 
 pytestmark = pytest.mark.slow
@@ -70,32 +68,16 @@ async def test_four_processes_process_each_ticker_exactly_once(
     await assert_entities_consistent(pool, ingest_store, tickers)
 
 
-async def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_killed_worker_leaves_nothing_half_done_and_its_job_is_reclaimed(
     pool: asyncpg.Pool,
     ingest_env: dict[str, str],
     ingest_store: LocalObjectStore,
     fake_dolthub: FakeDoltHub,
 ) -> None:
-    await queue_tickers(pool, ["AAPL"])
     env = {**ingest_env, "BACKFILL_LEASE_SECONDS": "2"}
-    fake_dolthub.switches.latency_ms = 250  # a slow ticker: plenty of time to kill mid-way
-    victim = await start_ingest(["backfill"], env)
-    try:
-        await wait_for(
-            lambda: len(sql_requests_for(fake_dolthub, "ohlcv", "AAPL")) >= 3, 30, "fetching"
-        )
-        assert await pool.fetchval("SELECT status FROM backfill_queue") == "processing"
-    finally:
-        os.kill(victim.pid, signal.SIGKILL)
-        await victim.wait()
+    victim = await start_slow_backfill(pool, fake_dolthub, env, "AAPL")
+    os.kill(victim.pid, signal.SIGKILL)
+    await victim.wait()
     assert victim.returncode == -signal.SIGKILL
     fake_dolthub.switches.latency_ms = 0
     entity = await pool.fetchrow("SELECT * FROM entities WHERE ticker = 'AAPL'")
