@@ -28,6 +28,12 @@ class Fetcher(Protocol):
     async def fetch(self, query: str, *args: Any) -> list[Any]: ...
 
 
+async def read(db: Fetcher, scopes: Sequence[str]) -> tuple[int, ...]:
+    """The current version of each scope, in order (0 for a scope never bumped)."""
+    found = await _read_all(db, scopes)
+    return tuple(found.get(scope, 0) for scope in scopes)
+
+
 async def _read_all(db: Fetcher, scopes: Sequence[str]) -> dict[str, int]:
     return {row["scope"]: row["version"] for row in await db.fetch(_READ_SQL, list(scopes))}
 
