@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from services.errors import DatabaseUnavailable
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,18 @@ Executor = Connection | asyncpg.Pool
 Row = Mapping[str, Any] | asyncpg.Record
 
 _embedded_servers: dict[Path, Any] = {}
+
+# What a server that is down, restarting or cut off looks like from asyncpg: the request
+# itself was fine. OSError covers refused and reset sockets and connect timeouts.
+_OUTAGE_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # class 08, including "connection does not exist"
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable; try again shortly"
 
 
 def start_embedded_postgres(pgdata: Path) -> str:
@@ -97,6 +110,16 @@ def redact_dsn(dsn: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return dsn
+
+
+def database_outage(exc: BaseException) -> DatabaseUnavailable | None:
+    """The domain error for `exc` when it means the database is unreachable, else None."""
+    if isinstance(exc, _OUTAGE_ERRORS) or (
+        # asyncpg raises this bare InterfaceError for a pooled connection the server closed.
+        type(exc) is asyncpg.InterfaceError and "connection is closed" in str(exc)
+    ):
+        return DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
+    return None
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -29,6 +29,7 @@ from resolvers.root import Mutation, Query
 from resolvers.subscriptions import Subscription, authenticate_connection
 from services import cache_versions
 from services.auth.tokens import TokenVerifier
+from services.db import database_outage
 from services.errors import ConfigurationError, Unauthenticated
 from services.settings import Settings
 from services.storage.object_store import ObjectStore
@@ -153,7 +154,12 @@ class GraphQLApp(GraphQL[Context, None]):
             request.state.persisted_query_error = True
             return exc.as_result()
         method = request_adapter.method
-        cached = await self._cache_lookup(context, request_data)
+        try:
+            cached = await self._cache_lookup(context, request_data)
+        except Exception as exc:
+            if database_outage(exc) is None:
+                raise
+            cached = None  # execution meets the same outage and answers DATABASE_UNAVAILABLE
         if isinstance(cached, ExecutionResult):
             request.state.graphql_operation_type = "query"  # only queries are ever cached
             return cached
