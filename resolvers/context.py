@@ -108,7 +108,9 @@ class Context:
         except ObjectStoreError as exc:
             # The message names the bucket, endpoint and key: for the log, not the client.
             log.warning("prices of %s: object store unavailable: %s", ticker, exc)
-            raise StorageUnavailable("price data is unavailable right now; try again shortly") from exc
+            raise StorageUnavailable(
+                "price data is unavailable right now; try again shortly"
+            ) from exc
 
     async def watchlist_rows(self) -> Sequence[Row]:
         return await watchlists.list_items(self.pool, await self.require_user_id())

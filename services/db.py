@@ -38,6 +38,9 @@ _OUTAGE_ERRORS = (
     asyncpg.TooManyConnectionsError,
 )
 DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable; try again shortly"
+# A server that accepts TCP but never answers (a hung host, a stuck proxy) must not hold a
+# request for asyncpg's default minute: connecting takes milliseconds when all is well.
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def start_embedded_postgres(pgdata: Path) -> str:
@@ -150,6 +153,7 @@ async def create_pool(
         max_size=max_size,
         init=_init_connection,
         command_timeout=60,
+        timeout=CONNECT_TIMEOUT_SECONDS,
         statement_cache_size=statement_cache_size,
     )
     assert pool is not None
@@ -158,7 +162,7 @@ async def create_pool(
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """A single connection with our codecs (CLI jobs, LISTEN)."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS)
     await _init_connection(conn)
     return conn
 

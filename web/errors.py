@@ -1,9 +1,9 @@
 """Maps every GraphQL error to an `extensions.code`; unexpected ones are masked and logged.
 
 ServiceError → its code and message. A database outage (services.db.database_outage) →
-DATABASE_UNAVAILABLE, logged as a warning without a traceback. Errors with no path and no cause (syntax, unknown
-field, wrong argument type, enum misuse, variable coercion) → BAD_USER_INPUT with
-graphql-core's message. Anything else (a bug, a database outage) → "Internal server
+DATABASE_UNAVAILABLE, logged as a warning without a traceback. Errors with no path and no
+cause (syntax, unknown field, wrong argument type, enum misuse, variable coercion) →
+BAD_USER_INPUT with graphql-core's message. Anything else (a bug) → "Internal server
 error" / INTERNAL; the exception is logged with the operation name and path, never sent.
 """
 

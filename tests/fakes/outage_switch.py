@@ -1,8 +1,9 @@
 """A TCP forwarder on a fixed loopback port that can take the service behind it down and up.
 
 `down()` closes the listening socket (new connections are refused) and resets every open
-connection, keep-alive ones included, as a crashed server would; `up()` listens again on the
-same port. The service behind it keeps its state, like a real store after an outage.
+connection, keep-alive ones included, as a crashed server would; `hang()` resets them too but
+then lets new connections complete and never answers them, like a hung host; `up()` serves
+again on the same port. The service behind it keeps its state, like a real one after an outage.
 """
 
 from __future__ import annotations
@@ -24,23 +25,37 @@ class OutageSwitch:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._silent: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def up(self) -> OutageSwitch:
+    def _listen(self) -> socket.socket:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
+        return listener
+
+    def up(self) -> OutageSwitch:
+        self.down()
+        listener = self._listen()
         self._listener = listener
         self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
         self._thread.start()
         return self
 
+    def hang(self) -> None:
+        self.down()
+        # Never accepted: the kernel completes each handshake, then nothing ever answers.
+        self._silent = self._listen()
+
     def down(self) -> None:
+        silent, self._silent = self._silent, None
+        if silent is not None:
+            silent.close()  # the connections waiting in its backlog are reset
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):
@@ -78,9 +93,7 @@ class OutageSwitch:
                 self._open.update((client, upstream))
             pumps = [2]  # the last pump to stop closes both sockets
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(
-                    target=self._pump, args=(source, sink, pumps), daemon=True
-                ).start()
+                threading.Thread(target=self._pump, args=(source, sink, pumps), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, pumps: list[int]) -> None:
         try:

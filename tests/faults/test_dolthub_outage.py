@@ -14,6 +14,11 @@ pytestmark = pytest.mark.slow
 EVERY_REQUEST = 1_000_000
 
 
+async def statuses(pool: asyncpg.Pool) -> dict[str, str]:
+    rows = await pool.fetch("SELECT ticker, data_status FROM entities")
+    return {row["ticker"]: row["data_status"] for row in rows}
+
+
 # 503 from DoltHub itself; 520 as a CDN in front of it answers when the origin is down.
 @pytest.mark.parametrize("status", [503, 520])
 async def test_a_dolthub_outage_fails_the_daily_run_loudly_and_marks_no_stock_unavailable(
@@ -41,8 +46,7 @@ async def test_a_dolthub_outage_fails_the_daily_run_loudly_and_marks_no_stock_un
     assert "Traceback" not in down.stderr
     assert len(fake_dolthub.requests) > 6  # it really asked, and retried
 
-    statuses = dict(await pool.fetch("SELECT ticker, data_status FROM entities"))
-    assert statuses == {"KO": "ready", "JPM": "queued"}
+    assert await statuses(pool) == {"KO": "ready", "JPM": "queued"}
     job = await pool.fetchrow(
         "SELECT status, retry_count, error_message FROM backfill_queue WHERE ticker = 'JPM'"
     )
@@ -59,7 +63,6 @@ async def test_a_dolthub_outage_fails_the_daily_run_loudly_and_marks_no_stock_un
     up = await run_ingest(["daily"], ingest_env)
     assert up.code == 0, up.stdout + up.stderr
     assert up.stdout.strip().endswith("daily: all steps succeeded")
-    statuses = dict(await pool.fetch("SELECT ticker, data_status FROM entities"))
-    assert statuses == {"KO": "ready", "JPM": "ready"}
+    assert await statuses(pool) == {"KO": "ready", "JPM": "ready"}
     max_date = await pool.fetchval("SELECT price_data_max_date FROM entities WHERE ticker = 'KO'")
     assert max_date.isoformat() > "2026-11-20"
