@@ -2,8 +2,9 @@
 
 `down()` closes the listening socket (new connections are refused) and resets every open
 connection, keep-alive ones included, as a crashed server would; `hang()` resets them too but
-then lets new connections complete and never answers them, like a hung host; `up()` serves
-again on the same port. The service behind it keeps its state, like a real one after an outage.
+then accepts new connections and never answers them, like a hung host (they stay unanswered
+after `up()`, until `close()`); `up()` serves again on the same port. The service behind it
+keeps its state, like a real one after an outage.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class OutageSwitch:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._listener: socket.socket | None = None
-        self._silent: socket.socket | None = None
+        self._silenced: list[socket.socket] = []
         self._thread: threading.Thread | None = None
 
     @property
@@ -40,22 +41,28 @@ class OutageSwitch:
         return listener
 
     def up(self) -> OutageSwitch:
-        self.down()
-        listener = self._listen()
-        self._listener = listener
-        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        self._thread.start()
+        self._serve(forward=True)
         return self
 
     def hang(self) -> None:
+        self._serve(forward=False)
+
+    def _serve(self, *, forward: bool) -> None:
         self.down()
-        # Never accepted: the kernel completes each handshake, then nothing ever answers.
-        self._silent = self._listen()
+        listener = self._listen()
+        self._listener = listener
+        self._thread = threading.Thread(target=self._accept, args=(listener, forward), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Down, and the connections `hang()` accepted are reset too."""
+        self.down()
+        with self._lock:
+            silenced, self._silenced = self._silenced, []
+        for sock in silenced:
+            sock.close()
 
     def down(self) -> None:
-        silent, self._silent = self._silent, None
-        if silent is not None:
-            silent.close()  # the connections waiting in its backlog are reset
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):
@@ -73,12 +80,16 @@ class OutageSwitch:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self, listener: socket.socket, forward: bool) -> None:
         while True:
             try:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if not forward:
+                with self._lock:
+                    self._silenced.append(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:

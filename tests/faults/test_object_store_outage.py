@@ -146,4 +146,4 @@ async def test_an_object_store_outage_reschedules_the_backfill_and_prices_answer
         _, response = await _stock(server, "JPM")
         assert len(response.json()["data"]["stock"]["prices"]) > 200
     finally:
-        switch.down()
+        switch.close()

@@ -235,23 +235,34 @@ async def test_an_evaluation_cut_by_a_postgres_restart_completes_when_rerun_with
 
 
 async def test_a_database_host_that_stops_answering_fails_requests_within_the_connect_timeout(
-    scratch_database: str, tmp_path: Path
+    scratch_database: str, tmp_path: Path, make_token: Callable[..., str]
 ) -> None:
     parts = urlsplit(scratch_database)
     switch = OutageSwitch((parts.hostname or "127.0.0.1", parts.port or 5432)).up()
     dsn = scratch_database.replace(f":{parts.port}/", f":{switch.port}/")
     server = ServerProcess(server_env(dsn, tmp_path / "data"), tmp_path / "api.log")
+    pool = await create_pool(scratch_database, min_size=1, max_size=2)  # not through the switch
     try:
         server.wait_ready()
-        assert "errors" not in (await _post(server, PUBLIC_QUERY, None))[1].json()
-        switch.hang()
-        for _ in range(2):  # a dead pooled connection, then a connect that gets no answer
-            elapsed, response = await _post(server, PUBLIC_QUERY, None)
-            assert elapsed < CONNECT_TIMEOUT_SECONDS + FAIL_FAST_SECONDS, elapsed
-            assert set(error_codes(response.json())) == {"DATABASE_UNAVAILABLE"}, response.text
-        switch.up()
-        body = (await _post(server, PUBLIC_QUERY, None))[1].json()
-        assert "errors" not in body, body
+        user, entity = await make_user(pool), await make_entity(pool)
+        async with WsClient.connect(server.ws_url) as client:
+            assert (await client.init(make_token(user)))["type"] == "connection_ack"
+            await client.subscribe("1")
+            await wait_for_subscribers(server, 1)
+            switch.hang()
+            for _ in range(2):  # a dead pooled connection, then a connect that gets no answer
+                elapsed, response = await _post(server, PUBLIC_QUERY, None)
+                assert elapsed < CONNECT_TIMEOUT_SECONDS + FAIL_FAST_SECONDS, elapsed
+                codes = set(error_codes(response.json()))
+                assert codes == {"DATABASE_UNAVAILABLE"}, response.text
+            switch.up()
+            body = (await _post(server, PUBLIC_QUERY, None))[1].json()
+            assert "errors" not in body, body
+            # The LISTEN connection's own reconnect gave up on the silent host in time too.
+            later = await insert_alerts(pool, [(user, entity)])
+            alerts = await client.next_alerts(1, seconds=4 * CONNECT_TIMEOUT_SECONDS)
+            assert [a["id"] for a in alerts] == [str(later[0])]
     finally:
+        await pool.close()
         server.stop()
-        switch.down()
+        switch.close()
