@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,10 +20,14 @@ from services.alerts import AlertFilter, AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
 from services.delivery import endpoints, outbox
-from services.errors import Unauthenticated
+from services.errors import StorageUnavailable, Unauthenticated
 from services.pagination import KeysetPage
 from services.price_history import DailyBar
 from services.settings import Settings
+from services.storage.object_store import InvalidKeyError, ObjectStoreError
+from services.storage.parquet import CorruptObjectError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,7 +101,16 @@ class Context:
     async def daily_bars(self, ticker: str, start: date, end: date) -> list[DailyBar]:
         if self.object_store is None:
             return []
-        return await price_history.daily_bars(self.object_store, ticker, start, end)
+        try:
+            return await price_history.daily_bars(self.object_store, ticker, start, end)
+        except (InvalidKeyError, CorruptObjectError):
+            raise  # a bug or a damaged object, not an outage: masked as INTERNAL and logged
+        except ObjectStoreError as exc:
+            # The message names the bucket, endpoint and key: for the log, not the client.
+            log.warning("prices of %s: object store unavailable: %s", ticker, exc)
+            raise StorageUnavailable(
+                "price data is unavailable right now; try again shortly"
+            ) from exc
 
     async def watchlist_rows(self) -> Sequence[Row]:
         return await watchlists.list_items(self.pool, await self.require_user_id())

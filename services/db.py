@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from services.errors import DatabaseUnavailable
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,21 @@ Executor = Connection | asyncpg.Pool
 Row = Mapping[str, Any] | asyncpg.Record
 
 _embedded_servers: dict[Path, Any] = {}
+
+# What a server that is down, restarting or cut off looks like from asyncpg: the request
+# itself was fine. OSError covers refused and reset sockets and connect timeouts.
+_OUTAGE_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # class 08, including "connection does not exist"
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable; try again shortly"
+# A server that accepts TCP but never answers (a hung host, a stuck proxy) must not hold a
+# request for asyncpg's default minute: connecting takes milliseconds when all is well.
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def start_embedded_postgres(pgdata: Path) -> str:
@@ -99,6 +115,16 @@ def redact_dsn(dsn: str) -> str:
     return dsn
 
 
+def database_outage(exc: BaseException) -> DatabaseUnavailable | None:
+    """The domain error for `exc` when it means the database is unreachable, else None."""
+    if isinstance(exc, _OUTAGE_ERRORS) or (
+        # asyncpg raises this bare InterfaceError for a pooled connection the server closed.
+        type(exc) is asyncpg.InterfaceError and "connection is closed" in str(exc)
+    ):
+        return DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
+    return None
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog"
@@ -127,6 +153,7 @@ async def create_pool(
         max_size=max_size,
         init=_init_connection,
         command_timeout=60,
+        timeout=CONNECT_TIMEOUT_SECONDS,
         statement_cache_size=statement_cache_size,
     )
     assert pool is not None
@@ -135,7 +162,7 @@ async def create_pool(
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """A single connection with our codecs (CLI jobs, LISTEN)."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS)
     await _init_connection(conn)
     return conn
 

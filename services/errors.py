@@ -31,3 +31,15 @@ class ConfigurationError(ServiceError):
     """A bad or missing environment variable; the message names it."""
 
     code = "INTERNAL"
+
+
+class DatabaseUnavailable(ServiceError):
+    """PostgreSQL is down, restarting or unreachable; the same request may succeed later."""
+
+    code = "DATABASE_UNAVAILABLE"
+
+
+class StorageUnavailable(ServiceError):
+    """The object store is down or unreachable; the same request may succeed later."""
+
+    code = "STORAGE_UNAVAILABLE"

@@ -124,12 +124,17 @@ async def join_or_create_run(
         return EvaluationRun(run_id, as_of, count, created=True)
 
 
+# A processing claim is taken over when its lease expired, or at once when it predates the
+# database server's start: a restart cut every session, so its evaluator's work was lost (if
+# that evaluator lives on, its commit finds the claim gone and writes nothing).
 _CLAIM_BATCH = """
 WITH picked AS (
     SELECT entity_id FROM evaluation_claims
     WHERE run_id = $1
       AND (status = 'pending'
-           OR (status = 'processing' AND claimed_at < now() - make_interval(secs => $4)))
+           OR (status = 'processing'
+               AND (claimed_at < now() - make_interval(secs => $4)
+                    OR claimed_at < pg_postmaster_start_time())))
     ORDER BY entity_id
     LIMIT $3
     FOR UPDATE SKIP LOCKED

@@ -1,8 +1,9 @@
 """Maps every GraphQL error to an `extensions.code`; unexpected ones are masked and logged.
 
-ServiceError → its code and message. Errors with no path and no cause (syntax, unknown
-field, wrong argument type, enum misuse, variable coercion) → BAD_USER_INPUT with
-graphql-core's message. Anything else (a bug, a database outage) → "Internal server
+ServiceError → its code and message. A database outage (services.db.database_outage) →
+DATABASE_UNAVAILABLE, logged as a warning without a traceback. Errors with no path and no
+cause (syntax, unknown field, wrong argument type, enum misuse, variable coercion) →
+BAD_USER_INPUT with graphql-core's message. Anything else (a bug) → "Internal server
 error" / INTERNAL; the exception is logged with the operation name and path, never sent.
 """
 
@@ -15,6 +16,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
+from services.db import database_outage
 from services.errors import ServiceError
 
 log = logging.getLogger("graphql.errors")
@@ -55,6 +57,16 @@ def classify_error(error: GraphQLError, operation_name: str | None = None) -> st
             code = str((cause.extensions or {})["code"])
             _set_code(error, code, cause.message)
             return code
+        outage = database_outage(cause)
+        if outage is not None:
+            log.warning(
+                "database unavailable in operation %s: %s: %s",
+                operation_name or "<anonymous>",
+                type(cause).__name__,
+                cause,
+            )
+            _set_code(error, outage.code, outage.message)
+            return outage.code
     # No path and no foreign cause: graphql-core rejected the document or its variables.
     if error.path is None and (not chain or isinstance(chain[0], GraphQLError)):
         _set_code(error, BAD_USER_INPUT)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
-from strawberry.exceptions import MissingQueryError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.http.types import HTTPMethod
@@ -29,6 +31,7 @@ from resolvers.root import Mutation, Query
 from resolvers.subscriptions import Subscription, authenticate_connection
 from services import cache_versions
 from services.auth.tokens import TokenVerifier
+from services.db import database_outage
 from services.errors import ConfigurationError, Unauthenticated
 from services.settings import Settings
 from services.storage.object_store import ObjectStore
@@ -52,6 +55,11 @@ from web.metrics import MetricsExtension
 from web.operation_guards import graphiql_enabled, guard_extensions
 from web.response_cache import ResponseCache
 
+log = logging.getLogger(__name__)
+
+# RFC 6455 "Try Again Later": the server cannot take the connection now; the token was fine.
+WS_TRY_AGAIN_LATER = 1013
+
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     """The schema for these settings (introspection and limits depend on APP_ENV)."""
@@ -73,6 +81,11 @@ class _TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
             await self.ws.send_text(self.view.encode_json_string(message))
         except WebSocketDisconnect as exc:
             raise WebSocketDisconnected from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close once: a socket already closed with a more precise code stays so."""
+        if self.ws.application_state is not WebSocketState.DISCONNECTED:
+            await super().close(code, reason)
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -109,8 +122,20 @@ class GraphQLApp(GraphQL[Context, None]):
         )
 
     async def on_ws_connect(self, context: Context) -> Any:
-        """graphql-transport-ws connection_init: a valid bearer token or close 4403."""
-        return await authenticate_connection(context)
+        """graphql-transport-ws connection_init: a valid bearer token or close 4403.
+
+        When the user's row cannot be ensured because the database is down, the socket is
+        closed with 1013 instead (not 4403, which would tell the client its token is bad).
+        """
+        try:
+            return await authenticate_connection(context)
+        except Exception as exc:
+            outage = database_outage(exc)
+            if outage is None:
+                raise
+            log.warning("WebSocket connection_init: %s: %s", type(exc).__name__, exc)
+            await context.request.close(code=WS_TRY_AGAIN_LATER, reason=outage.message)
+            raise ConnectionRejectionError() from None
 
     async def render_graphql_ide(self, request: Any) -> Response:
         """GraphiQL from this server's npm-installed assets; Strawberry's CDN page without them."""
@@ -154,7 +179,18 @@ class GraphQLApp(GraphQL[Context, None]):
             request.state.persisted_query_error = True
             return exc.as_result()
         method = request_adapter.method
-        cached = await self._cache_lookup(context, request_data)
+        try:
+            cached = await self._cache_lookup(context, request_data)
+        except Exception as exc:
+            outage = database_outage(exc)
+            if outage is None:
+                raise
+            # Executing would only wait for the same database again (a hung host: once more
+            # the connect timeout); answer as execution would have.
+            log.warning("database unavailable for the response cache: %s", type(exc).__name__)
+            request.state.graphql_operation_type = "query"  # only queries are ever cached
+            error = GraphQLError(outage.message, extensions={"code": outage.code})
+            return ExecutionResult(data=None, errors=[error])
         if isinstance(cached, ExecutionResult):
             request.state.graphql_operation_type = "query"  # only queries are ever cached
             return cached

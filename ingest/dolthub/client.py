@@ -19,7 +19,7 @@ from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUSES = frozenset({403, 429, 500, 502, 503, 504})
+RATE_LIMIT_STATUSES = frozenset({403, 429})
 DEADLINE_MARKER = "context deadline exceeded"
 OWNER_DB_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 MAX_MESSAGE_CHARS = 500
@@ -245,14 +245,16 @@ class DoltHubClient:
     ) -> QueryResult | tuple[str, float | None]:
         """A result, a raised permanent error, or (problem, pause-or-None) to retry."""
         status = response.status_code
-        if status in RETRYABLE_STATUSES:
+        # Rate limits, and every 5xx: gateways and CDNs in front of DoltHub answer an outage
+        # with codes beyond 504 (520-530) and an HTML page; none of them is about the query.
+        if status in RATE_LIMIT_STATUSES or status >= 500:
             key = str(status)
             self.stats.errors_by_status[key] = self.stats.errors_by_status.get(key, 0) + 1
             body_message = _message_of(response)
             if DEADLINE_MARKER in body_message:
                 self._raise_deadline(body_message)
             problem = f"HTTP {status}: {_short(body_message or response.reason_phrase)}"
-            if status in (403, 429):
+            if status in RATE_LIMIT_STATUSES:
                 self.stats.rate_limited += 1
                 pause = retry_after_seconds(
                     response.headers.get("retry-after"), self.max_retry_after

@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from services.alerts import ALERT_SELECT
+from services.db import CONNECT_TIMEOUT_SECONDS
 from services.errors import ServiceError
 from services.settings import Settings
 
@@ -241,7 +242,9 @@ class AlertHub:
     async def _connect(self) -> None:
         self._lost.clear()
         conn = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": self.application_name}
+            self._dsn,
+            server_settings={"application_name": self.application_name},
+            timeout=CONNECT_TIMEOUT_SECONDS,
         )
         try:
             conn.add_termination_listener(self._on_terminated)

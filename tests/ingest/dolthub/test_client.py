@@ -169,7 +169,7 @@ async def test_retry_after_is_honoured(
     assert second - first >= 0.95
 
 
-@pytest.mark.parametrize("status", [403, 500, 503])
+@pytest.mark.parametrize("status", [403, 500, 503, 520])
 async def test_transient_statuses_are_retried(
     fake_dolthub: FakeDoltHub, dolthub_client: DoltHubClient, status: int
 ) -> None:
