@@ -96,7 +96,9 @@ class Context:
     async def daily_bars(self, ticker: str, start: date, end: date) -> list[DailyBar]:
         if self.object_store is None:
             return []
-        return await price_history.daily_bars(self.object_store, ticker, start, end)
+        return await price_history.daily_bars(
+            self.object_store, ticker, start, end, use_history=self.settings.derived_history
+        )
 
     async def watchlist_rows(self) -> Sequence[Row]:
         return await watchlists.list_items(self.pool, await self.require_user_id())

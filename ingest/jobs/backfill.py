@@ -186,7 +186,7 @@ class BackfillRun:
         fetched = await fetch_ticker(self.client, self.settings, job.ticker, self.today)
         if fetched.rejected.rejected:
             log.warning("%s: %s", job.ticker, fetched.rejected.describe())
-        written = await write_objects(self.store, fetched.data)
+        written = await write_objects(self.pool, self.store, fetched.data)
         # Objects are all in place; flip the entity and finish the job atomically.
         async with self.pool.acquire() as conn, conn.transaction():
             await claims.complete(conn, job)
