@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import math
 import os
 import random
+import socket
 import sys
 import tempfile
 import time
@@ -373,21 +373,48 @@ async def main() -> None:
 
 
 async def with_moto(settings: Settings, dsn: str, root: Path, args: argparse.Namespace) -> None:
-    """The S3 runs against a moto server started (and stopped) here, with dummy credentials."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+    """The S3 runs against moto's server in its own process (not competing for our GIL)."""
     for name, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench")):
         os.environ.setdefault(name, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
-        host, port = server.get_host_and_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        await wait_for_port(port)
         tickers = min(args.s3_tickers, args.tickers)
-        latency = args.latency_ms / 1000
-        await s3_runs(settings, dsn, root, tickers, latency, f"http://{host}:{port}")
+        await s3_runs(settings, dsn, root, tickers, args.latency_ms / 1000, endpoint)
     finally:
-        server.stop()
+        server.terminate()
+        await server.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_for_port(port: int) -> None:
+    for _ in range(300):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+    raise RuntimeError(f"moto did not start on port {port}")
 
 
 if __name__ == "__main__":
