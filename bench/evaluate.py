@@ -25,9 +25,11 @@ import dataclasses
 import math
 import os
 import random
+import resource
 import socket
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -235,11 +237,67 @@ class S3Requests:
         self.gets = self.lists = self.puts = 0
 
 
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving one database (same machine only).
+
+    Backends exit when the run's pool closes, so a thread samples /proc while the run goes
+    and keeps each backend's last reading; 0 when the server is elsewhere.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.marker = f" {database} ".encode()
+        self.seen: dict[int, float] = {}
+        self.done = threading.Event()
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> None:
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    if self.marker not in handle.read().replace(b"\0", b" ") + b" ":
+                        continue
+                with open(f"/proc/{pid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.seen[pid] = (int(fields[11]) + int(fields[12])) / self.tick
+
+    def _loop(self) -> None:
+        while not self.done.wait(0.2):
+            self._sample()
+
+    def __enter__(self) -> BackendCpu:
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def evaluate_once(
     settings: Settings, dsn: str, store: ObjectStore, tickers: list[str] | None, history: bool
 ) -> EvaluationSummary:
     settings = dataclasses.replace(settings, evaluation_processes=1, derived_history=history)
-    return await run_evaluation(settings, dsn, as_of=AS_OF, store=store, tickers=tickers)
+    cpu = _own_cpu()
+    with BackendCpu(dsn.rsplit("/", 1)[1]) as backends:
+        summary = await run_evaluation(settings, dsn, as_of=AS_OF, store=store, tickers=tickers)
+    CPU_SECONDS[id(summary)] = (_own_cpu() - cpu, backends.seconds)
+    return summary
+
+
+# id(summary) -> (evaluator CPU s, PostgreSQL backend CPU s) of that run.
+CPU_SECONDS: dict[int, tuple[float, float]] = {}
 
 
 async def build_histories(dsn: str, store: ObjectStore, tickers: list[str]) -> float:
@@ -271,6 +329,12 @@ def report(label: str, summary: EvaluationSummary, gets: int, lists: int) -> flo
         f"{100 * summary.compute_seconds / busy:.0f}% computing, "
         f"{100 * summary.write_seconds / busy:.0f}% writing Postgres "
         f"(failures {summary.failures}, load average {os.getloadavg()[0]:.1f})"
+    )
+    own, backends = CPU_SECONDS.get(id(summary), (0.0, 0.0))
+    print(
+        f"  CPU per 1,000 tickers: evaluator {1000 * own / entities:.1f} s, "
+        f"its PostgreSQL backends {1000 * backends / entities:.1f} s "
+        f"(the work itself, whatever else loads the machine)"
     )
     return rate
 

@@ -71,9 +71,7 @@ async def test_history_holds_exactly_what_the_partitions_hold(object_store: Obje
     window = history.price_series(date(2019, 12, 1), date(2020, 1, 31))
     expected = await read_prices(object_store, "ACME", date(2019, 12, 1), date(2020, 1, 31))
     assert window.dates == expected.dates and window.closes == expected.closes
-    narrow = await read_history(
-        object_store, "ACME", price_columns=("date", "close"), quarter_columns=()
-    )
+    narrow = await read_history(object_store, "ACME", price_columns=("close",), quarter_columns=())
     assert narrow is not None
     assert narrow.prices.column_names == ["date", "close"]
     assert narrow.quarters.num_rows == 0 and narrow.split_records() == history.split_records()
