@@ -99,14 +99,12 @@ def decode_history(
 ) -> TickerHistory:
     """The history in `data`, narrowed to the columns asked for; CorruptObjectError if unreadable.
 
-    `quarter_columns=()` skips the fundamentals; column lists must start with the date column.
+    `quarter_columns=()` skips the fundamentals; the date column is always read.
     """
     key = history_key(ticker)
     wanted = (
-        projection(PRICE_SCHEMA, price_columns),
-        pa.schema([])
-        if quarter_columns == ()
-        else projection(FUNDAMENTALS_SCHEMA, quarter_columns),
+        _narrowed(PRICE_SCHEMA, price_columns),
+        pa.schema([]) if quarter_columns == () else _narrowed(FUNDAMENTALS_SCHEMA, quarter_columns),
         SPLITS_SCHEMA,
     )
     try:
@@ -120,6 +118,17 @@ def decode_history(
         raise CorruptObjectError(key, f"{table.num_rows} rows instead of 1")
     prices, quarters, splits = (_section(key, table, schema) for schema in wanted)
     return TickerHistory(normalize_ticker(ticker), prices, quarters, splits)
+
+
+def _narrowed(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
+    """`schema` cut to `columns` in schema order, always with its date column first."""
+    if columns is None:
+        return schema
+    unknown = set(columns) - set(schema.names)
+    if unknown:
+        raise ValueError(f"unknown columns {sorted(unknown)}")
+    first = schema.names[0]
+    return projection(schema, [n for n in schema.names if n in columns or n == first])
 
 
 def _section(key: str, table: pa.Table, schema: pa.Schema) -> pa.Table:
