@@ -102,7 +102,9 @@ class Context:
         if self.object_store is None:
             return []
         try:
-            return await price_history.daily_bars(self.object_store, ticker, start, end)
+            return await price_history.daily_bars(
+                self.object_store, ticker, start, end, use_history=self.settings.derived_history
+            )
         except (InvalidKeyError, CorruptObjectError):
             raise  # a bug or a damaged object, not an outage: masked as INTERNAL and logged
         except ObjectStoreError as exc:

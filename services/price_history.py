@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from services.errors import BadUserInput
 from services.market.splits import applicable_splits, price_factor
 from services.market.trend import sma_series
-from services.storage.market_files import read_prices, read_splits
+from services.storage.history import read_history
+from services.storage.market_files import PriceSeries, read_prices, read_splits
 from services.storage.object_store import ObjectStore
 
 DEFAULT_WINDOW_DAYS = 365
@@ -54,25 +55,36 @@ def price_window(
     return start, end
 
 
-async def daily_bars(store: ObjectStore, ticker: str, start: date, end: date) -> list[DailyBar]:
+async def daily_bars(
+    store: ObjectStore, ticker: str, start: date, end: date, *, use_history: bool = True
+) -> list[DailyBar]:
     """Daily bars of `ticker` in [start, end] with SMA200 where defined; [] without data.
 
     Bars are split-adjusted to the basis of `end` (the evaluation's rule, docs/signals.md), so
     the chart and its SMA match Signal.close/sma200 and show no split cliffs; without splits
     they are the stored values. The SMA needs the 199 trading days before `start`, read from
-    earlier months.
+    earlier months. One GET of the history object when `use_history` and it exists, else
+    the month objects.
     """
+    history = await read_history(store, ticker, quarter_columns=()) if use_history else None
+
+    async def prices(since: date | None) -> PriceSeries:
+        if history is not None:
+            return history.price_series(since, end)
+        return await read_prices(store, ticker, since, end)
+
     lookback = start - timedelta(days=SMA_LOOKBACK_DAYS)
-    series = await read_prices(store, ticker, lookback, end)
+    series = await prices(lookback)
     first = bisect_left(series.dates, start)
     oldest = series.first_date
     if first < SMA_WINDOW - 1 and oldest is not None and oldest < lookback + timedelta(days=10):
         # Data reaches the lookback's edge yet is too sparse (long halts): read all before.
-        series = await read_prices(store, ticker, None, end)
+        series = await prices(None)
         first = bisect_left(series.dates, start)
     if first >= len(series):
         return []
-    splits = applicable_splits(await read_splits(store, ticker), end)
+    stored = history.split_records() if history is not None else await read_splits(store, ticker)
+    splits = applicable_splits(stored, end)
     factors = [price_factor(splits, day) for day in series.dates] if splits else None
     closes = _scaled(series.closes, factors)
     sma = sma_series(closes, SMA_WINDOW)

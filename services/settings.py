@@ -128,6 +128,7 @@ class Settings:
     evaluation_batch_size: int = 50
     evaluation_lease_seconds: int = 600
     evaluation_processes: int = 1
+    derived_history: bool = True
     alert_subscriber_queue: int = 256
     alert_catch_up_seconds: float = 60.0
     webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
@@ -204,6 +205,7 @@ class Settings:
             evaluation_batch_size=_int(env, "EVALUATION_BATCH_SIZE", 50, minimum=1),
             evaluation_lease_seconds=_int(env, "EVALUATION_LEASE_SECONDS", 600, minimum=1),
             evaluation_processes=_int(env, "EVALUATION_PROCESSES", 1, minimum=1),
+            derived_history=_flag(env, "DERIVED_HISTORY", True),
             alert_subscriber_queue=_int(env, "ALERT_SUBSCRIBER_QUEUE", 256, minimum=1),
             alert_catch_up_seconds=_float(env, "ALERT_CATCH_UP_SECONDS", 60.0),
             webhook_retry_schedule=_retry_schedule(env),

@@ -277,24 +277,47 @@ class SignalRow:
     details: dict[str, Any]
 
 
-_FINISH_CLAIM = """
-UPDATE evaluation_claims SET status = 'done', finished_at = now(), error_message = NULL
-WHERE run_id = $1 AND entity_id = $2 AND claimed_by = $3 AND status = 'processing'
-RETURNING 1
-"""
-_UPSERT_SIGNAL = """
-INSERT INTO entity_signals (entity_id, as_of, close, sma200, trend_position, valuation_metric,
-    valuation_multiple, valuation_percentile, valuation_regime, eps_ttm, fundamental_direction,
-    details, computed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, now())
-ON CONFLICT (entity_id, as_of) DO UPDATE SET
-    close = EXCLUDED.close, sma200 = EXCLUDED.sma200, trend_position = EXCLUDED.trend_position,
-    valuation_metric = EXCLUDED.valuation_metric,
-    valuation_multiple = EXCLUDED.valuation_multiple,
-    valuation_percentile = EXCLUDED.valuation_percentile,
-    valuation_regime = EXCLUDED.valuation_regime, eps_ttm = EXCLUDED.eps_ttm,
-    fundamental_direction = EXCLUDED.fundamental_direction, details = EXCLUDED.details,
-    computed_at = EXCLUDED.computed_at
+# Claim, signal and states in one statement (one round trip, atomic on its own): every part
+# is conditional on the claim still being this worker's, and the result says whether it was.
+_COMMIT_SIGNAL = """
+WITH claim AS (
+    UPDATE evaluation_claims SET status = 'done', finished_at = now(), error_message = NULL
+    WHERE run_id = $1 AND entity_id = $2 AND claimed_by = $3 AND status = 'processing'
+    RETURNING 1
+), signal AS (
+    INSERT INTO entity_signals (entity_id, as_of, close, sma200, trend_position,
+        valuation_metric, valuation_multiple, valuation_percentile, valuation_regime, eps_ttm,
+        fundamental_direction, details, computed_at)
+    SELECT $2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb, now()
+    WHERE EXISTS (SELECT FROM claim)
+    ON CONFLICT (entity_id, as_of) DO UPDATE SET
+        close = EXCLUDED.close, sma200 = EXCLUDED.sma200,
+        trend_position = EXCLUDED.trend_position,
+        valuation_metric = EXCLUDED.valuation_metric,
+        valuation_multiple = EXCLUDED.valuation_multiple,
+        valuation_percentile = EXCLUDED.valuation_percentile,
+        valuation_regime = EXCLUDED.valuation_regime, eps_ttm = EXCLUDED.eps_ttm,
+        fundamental_direction = EXCLUDED.fundamental_direction, details = EXCLUDED.details,
+        computed_at = EXCLUDED.computed_at
+), states AS (
+    INSERT INTO user_entity_settings AS s (user_id, entity_id, last_valuation_regime,
+        last_trend_position, last_fundamental_direction, last_evaluated_at,
+        last_evaluated_as_of)
+    SELECT x.user_id, $2, x.valuation, x.trend, x.fundamentals, now(), $4
+    FROM unnest($15::uuid[], $16::text[], $17::text[], $18::text[])
+         AS x(user_id, valuation, trend, fundamentals)
+    WHERE EXISTS (SELECT FROM claim)
+    ON CONFLICT (user_id, entity_id) DO UPDATE SET
+        last_valuation_regime = EXCLUDED.last_valuation_regime,
+        last_trend_position = EXCLUDED.last_trend_position,
+        last_fundamental_direction = EXCLUDED.last_fundamental_direction,
+        last_evaluated_at = EXCLUDED.last_evaluated_at,
+        last_evaluated_as_of = EXCLUDED.last_evaluated_as_of,
+        updated_at = now()
+    WHERE s.last_evaluated_as_of IS NULL
+       OR s.last_evaluated_as_of <= EXCLUDED.last_evaluated_as_of
+)
+SELECT EXISTS (SELECT FROM claim)
 """
 _INSERT_ALERTS = """
 WITH inserted AS (
@@ -313,24 +336,9 @@ WITH inserted AS (
 )
 SELECT id, pg_notify('alert_created', id::text) FROM inserted
 """
+
+
 # A state evaluated for a later date is never overwritten by a back-dated run.
-_UPSERT_STATES = """
-INSERT INTO user_entity_settings AS s (user_id, entity_id, last_valuation_regime,
-    last_trend_position, last_fundamental_direction, last_evaluated_at, last_evaluated_as_of)
-SELECT x.user_id, $1, x.valuation, x.trend, x.fundamentals, now(), $2
-FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[])
-     AS x(user_id, valuation, trend, fundamentals)
-ON CONFLICT (user_id, entity_id) DO UPDATE SET
-    last_valuation_regime = EXCLUDED.last_valuation_regime,
-    last_trend_position = EXCLUDED.last_trend_position,
-    last_fundamental_direction = EXCLUDED.last_fundamental_direction,
-    last_evaluated_at = EXCLUDED.last_evaluated_at,
-    last_evaluated_as_of = EXCLUDED.last_evaluated_as_of,
-    updated_at = now()
-WHERE s.last_evaluated_as_of IS NULL OR s.last_evaluated_as_of <= EXCLUDED.last_evaluated_as_of
-"""
-
-
 async def commit_entity(
     pool: asyncpg.Pool,
     *,
@@ -345,25 +353,30 @@ async def commit_entity(
     Returns the ids of newly inserted alerts, or None when the claim was lost (lease expired
     and another evaluator took it), in which case nothing is written.
     """
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(_FINISH_CLAIM, run_id, signal.entity_id, worker) is None:
-                raise _ClaimLost  # rolls the transaction back
-            await _upsert_signal(conn, signal)
-            inserted = await _insert_alerts(conn, signal, alerts) if alerts else []
-            # The outbox rows commit with their alerts: none is ever queued without the other.
-            await outbox.enqueue_for_alerts(conn, inserted)
-            if states:
-                await _upsert_states(conn, signal, states)
-            return inserted
-    except _ClaimLost:
-        return None
+    async with pool.acquire() as conn:
+        if not alerts:  # the common case: one statement, no explicit transaction
+            return [] if await _commit_signal(conn, run_id, worker, signal, states) else None
+        try:
+            async with conn.transaction():
+                if not await _commit_signal(conn, run_id, worker, signal, states):
+                    raise _ClaimLost  # rolls the transaction back
+                inserted = await _insert_alerts(conn, signal, alerts)
+                # The outbox rows commit with their alerts: none is ever queued without the other.
+                await outbox.enqueue_for_alerts(conn, inserted)
+                return inserted
+        except _ClaimLost:
+            return None
 
 
-async def _upsert_signal(conn: Connection, signal: SignalRow) -> None:
-    await conn.execute(
-        _UPSERT_SIGNAL,
+async def _commit_signal(
+    conn: Connection, run_id: UUID, worker: str, signal: SignalRow, states: Sequence[StateRow]
+) -> bool:
+    """Finish the claim, upsert the signal and the states; False (nothing written) if lost."""
+    done: bool = await conn.fetchval(
+        _COMMIT_SIGNAL,
+        run_id,
         signal.entity_id,
+        worker,
         signal.as_of,
         signal.close,
         signal.sma200,
@@ -375,7 +388,12 @@ async def _upsert_signal(conn: Connection, signal: SignalRow) -> None:
         signal.eps_ttm,
         signal.fundamental_direction,
         _json(signal.details),
+        [s.user_id for s in states],
+        [s.valuation_regime for s in states],
+        [s.trend_position for s in states],
+        [s.fundamental_direction for s in states],
     )
+    return done
 
 
 async def _insert_alerts(
@@ -383,18 +401,6 @@ async def _insert_alerts(
 ) -> list[UUID]:
     rows = await conn.fetch(_INSERT_ALERTS, signal.entity_id, signal.as_of, *_columns(alerts))
     return [row["id"] for row in rows]
-
-
-async def _upsert_states(conn: Connection, signal: SignalRow, states: Sequence[StateRow]) -> None:
-    await conn.execute(
-        _UPSERT_STATES,
-        signal.entity_id,
-        signal.as_of,
-        [s.user_id for s in states],
-        [s.valuation_regime for s in states],
-        [s.trend_position for s in states],
-        [s.fundamental_direction for s in states],
-    )
 
 
 def _json(value: Any) -> str:

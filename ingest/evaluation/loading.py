@@ -1,5 +1,6 @@
-"""Read one ticker's series from the Parquet store: only the partitions the as-of date needs.
+"""Read one ticker's series: its history object (one GET), else the partitions D needs.
 
+The same windows are cut from either source, so both give the same series.
 Window (exact by construction, see `EntitySeries.complete`):
 - prices: the trading days in (D − 10 years, D] — the month-end points need no more, and the
   200-day SMA warms up inside that window; the trend machine then starts "undetermined" and
@@ -17,15 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from services.market.records import QuarterFundamentals
+from services.market.records import QuarterFundamentals, Split
 from services.market.signal import EntitySeries
 from services.market.valuation import years_before
+from services.storage.history import TickerHistory, read_history
 from services.storage.keys import fundamentals_key
-from services.storage.market_files import read_prices, read_splits
+from services.storage.market_files import PriceSeries, read_prices, read_splits
 from services.storage.object_store import ObjectStore
 from services.storage.parquet import FUNDAMENTALS_SCHEMA, decode_table
 
 QUARTER_LOOKBACK_DAYS = 430
+PRICE_COLUMNS = ("date", "close")
 QUARTER_COLUMNS = (
     "period_end_date",
     "sales",
@@ -65,12 +68,48 @@ async def load_series(
     known: DataRange = DataRange(),
     full_history: bool = False,
 ) -> EntitySeries:
-    """Prices, quarters and splits of `ticker` up to `as_of` (windowed unless full_history)."""
+    """Prices, quarters and splits of `ticker` up to `as_of` from the partition objects."""
     price_start = None if full_history else price_window_start(as_of, years)
     quarter_start = None if full_history else quarter_window_start(as_of, years)
-    prices = await read_prices(store, ticker, price_start, as_of, columns=("date", "close"))
+    prices = await read_prices(store, ticker, price_start, as_of, columns=PRICE_COLUMNS)
     quarters = await read_quarters(store, ticker, quarter_start, as_of)
     splits = await read_splits(store, ticker)
+    return _series(prices, quarters, splits, as_of, price_start, quarter_start, known)
+
+
+def series_from_history(
+    history: TickerHistory,
+    as_of: date,
+    *,
+    years: int,
+    known: DataRange = DataRange(),
+    full_history: bool = False,
+) -> EntitySeries:
+    """What `load_series` reads, cut from the ticker's history object (no further reads)."""
+    price_start = None if full_history else price_window_start(as_of, years)
+    quarter_start = None if full_history else quarter_window_start(as_of, years)
+    prices = history.price_series(price_start, as_of)
+    quarters = history.quarter_records(quarter_start, as_of)
+    splits = history.split_records()
+    return _series(prices, quarters, splits, as_of, price_start, quarter_start, known)
+
+
+async def read_history_for_evaluation(store: ObjectStore, ticker: str) -> TickerHistory | None:
+    """The history object with only the columns the evaluation uses (None: read partitions)."""
+    return await read_history(
+        store, ticker, price_columns=PRICE_COLUMNS, quarter_columns=QUARTER_COLUMNS
+    )
+
+
+def _series(
+    prices: PriceSeries,
+    quarters: list[QuarterFundamentals],
+    splits: list[Split],
+    as_of: date,
+    price_start: date | None,
+    quarter_start: date | None,
+    known: DataRange,
+) -> EntitySeries:
     return EntitySeries(
         dates=_dates(prices.day_numbers),
         closes=prices.closes,

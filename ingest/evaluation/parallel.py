@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from ingest.evaluation.loading import DataRange, load_series
+from ingest.evaluation.loading import (
+    DataRange,
+    load_series,
+    read_history_for_evaluation,
+    series_from_history,
+)
 from services.market.records import Split
 from services.market.signal import NeedsFullHistory, Signal, compute_signal
 from services.market.splits import applicable_splits
@@ -30,18 +35,39 @@ class Outcome:
     error: str | None = None
     read_seconds: float = 0.0
     compute_seconds: float = 0.0
+    # True when the history object was wanted but missing or unreadable (a rebuild is due).
+    history_missing: bool = False
 
 
 async def load_and_compute(
-    store: ObjectStore, ticker: str, as_of: date, params: EvaluationParams, known: DataRange
+    store: ObjectStore,
+    ticker: str,
+    as_of: date,
+    params: EvaluationParams,
+    known: DataRange,
+    *,
+    use_history: bool = True,
 ) -> Outcome:
-    """Read the windowed series and compute; re-read everything if a window was too short."""
+    """Read the windowed series and compute; widen to everything if a window was too short.
+
+    Reads the history object when `use_history` and it exists, else the partitions.
+    """
     outcome = Outcome()
+    started = time.perf_counter()
+    history = await read_history_for_evaluation(store, ticker) if use_history else None
+    outcome.history_missing = use_history and history is None
+    outcome.read_seconds += time.perf_counter() - started
+    years = params.history_years
     for full in (False, True):
         started = time.perf_counter()
-        series = await load_series(
-            store, ticker, as_of, years=params.history_years, known=known, full_history=full
-        )
+        if history is not None:
+            series = series_from_history(
+                history, as_of, years=years, known=known, full_history=full
+            )
+        else:
+            series = await load_series(
+                store, ticker, as_of, years=years, known=known, full_history=full
+            )
         outcome.read_seconds += time.perf_counter() - started
         if not series.dates:
             raise LookupError(f"no prices up to {as_of} in the object store for {ticker}")
@@ -94,13 +120,13 @@ def _init_worker(spec: StoreSpec) -> None:
 
 
 def compute_in_worker(
-    ticker: str, as_of: date, params: EvaluationParams, known: DataRange
+    ticker: str, as_of: date, params: EvaluationParams, known: DataRange, use_history: bool
 ) -> Outcome:
     """Worker entry point; errors come back as text (custom exceptions may not unpickle)."""
     assert _worker_loop is not None and _worker_store is not None
     try:
         return _worker_loop.run_until_complete(
-            load_and_compute(_worker_store, ticker, as_of, params, known)
+            load_and_compute(_worker_store, ticker, as_of, params, known, use_history=use_history)
         )
     except Exception as exc:
         return Outcome(error=f"{type(exc).__name__}: {exc}")

@@ -25,6 +25,7 @@ from ingest.evaluation.parallel import (
 )
 from services import signal_store as db
 from services.db import create_pool
+from services.errors import ServiceError
 from services.market.alert_text import Previous, explain
 from services.market.records import Split
 from services.market.signal import Signal
@@ -33,6 +34,7 @@ from services.market.transitions import decide
 from services.settings import Settings
 from services.storage.factory import open_object_store
 from services.storage.object_store import ObjectStore
+from services.ticker_writes import rebuild_history
 from services.tickers import normalize_ticker
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class EvaluationSummary:
     read_seconds: float = 0.0
     compute_seconds: float = 0.0
     write_seconds: float = 0.0
+    histories_rebuilt: int = 0
 
     def summary_line(self) -> str:
         """One line for the end of the command's output."""
@@ -76,6 +79,8 @@ class EvaluationSummary:
         if self.skipped_tickers:
             line += f", {len(self.skipped_tickers)} skipped without price data"
             line += f" ({', '.join(self.skipped_tickers[:10])})"
+        if self.histories_rebuilt:
+            line += f", {self.histories_rebuilt} history objects rebuilt"
         if self.stopped:
             line += f", stopped by a signal ({self.released} claims handed back to the run)"
         return line + f" in {self.seconds:.1f}s"
@@ -93,6 +98,7 @@ class _Job:
     stop: asyncio.Event
     workers: ProcessPoolExecutor | None = None
     concurrency: int = CONCURRENCY
+    use_history: bool = True
 
 
 async def run_evaluation(
@@ -196,6 +202,7 @@ async def _evaluate_run(
         workers=workers,
         # Keep every worker busy while the main process writes to Postgres.
         concurrency=max(CONCURRENCY, 2 * processes),
+        use_history=settings.derived_history,
     )
     try:
         await _drain(job, settings)
@@ -246,7 +253,7 @@ async def _evaluate_one(
     """Evaluate, then commit; any exception is logged with the ticker and counted."""
     summary = job.summary
     try:
-        signal, splits = await _signal_for(job, entity)
+        signal, splits, history_missing = await _signal_for(job, entity)
         started = time.perf_counter()
         prev = _previous(previous, splits, job.run.as_of)
         explainer = functools.cache(
@@ -270,6 +277,8 @@ async def _evaluate_one(
             summary.entities += 1
             summary.signals_written += 1
             summary.alerts_written += len(inserted)
+        if history_missing:
+            await _rebuild_history(job, entity.ticker)
     except Exception as exc:
         log.error("evaluate: %s failed: %s: %s", entity.ticker, type(exc).__name__, exc)
         log.debug("evaluate: %s traceback", entity.ticker, exc_info=exc)
@@ -279,21 +288,34 @@ async def _evaluate_one(
     _report(job)
 
 
-async def _signal_for(job: _Job, entity: db.ClaimedEntity) -> tuple[Signal, list[Split]]:
-    """The entity's signal, computed here or in a worker process."""
+async def _signal_for(job: _Job, entity: db.ClaimedEntity) -> tuple[Signal, list[Split], bool]:
+    """The signal and splits (computed here or in a worker); True if the history was missing."""
     known = DataRange(entity.price_data_min_date, entity.fundamental_data_min_date)
-    day = job.run.as_of
+    day, ticker = job.run.as_of, entity.ticker
     if job.workers is None:
-        outcome = await load_and_compute(job.store, entity.ticker, day, job.params, known)
+        outcome = await load_and_compute(
+            job.store, ticker, day, job.params, known, use_history=job.use_history
+        )
     else:
         outcome = await asyncio.get_running_loop().run_in_executor(
-            job.workers, compute_in_worker, entity.ticker, day, job.params, known
+            job.workers, compute_in_worker, ticker, day, job.params, known, job.use_history
         )
     job.summary.read_seconds += outcome.read_seconds
     job.summary.compute_seconds += outcome.compute_seconds
     if outcome.error is not None or outcome.signal is None:
         raise EvaluationFailed(outcome.error or "no signal computed")
-    return outcome.signal, outcome.splits
+    return outcome.signal, outcome.splits, outcome.history_missing
+
+
+async def _rebuild_history(job: _Job, ticker: str) -> None:
+    """Write the missing history object so the next run reads one object; never fails the run."""
+    started = time.perf_counter()
+    try:
+        if await rebuild_history(job.pool, job.store, ticker):
+            job.summary.histories_rebuilt += 1
+    except (ServiceError, asyncpg.PostgresError, OSError) as exc:
+        log.warning("evaluate: could not rebuild the history object of %s: %s", ticker, exc)
+    job.summary.write_seconds += time.perf_counter() - started
 
 
 class EvaluationFailed(Exception):

@@ -25,7 +25,6 @@ from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.dolthub.earnings import fetch_fundamentals
 from ingest.dolthub.stocks import TickerNotInSource, fetch_price_bars, fetch_splits, fetch_symbol
 from ingest.dolthub.values import RejectCounts
-from ingest.jobs.ticker_writes import TickerData, write_objects
 from ingest.progress import Progress
 from services import backfill_queue as claims
 from services import signal_store
@@ -33,6 +32,7 @@ from services.data_coverage import mark_unavailable, record_written
 from services.errors import ServiceError
 from services.settings import Settings
 from services.storage.object_store import ObjectStore, ObjectStoreError
+from services.ticker_writes import TickerData, write_objects
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class BackfillRun:
         fetched = await fetch_ticker(self.client, self.settings, job.ticker, today)
         if fetched.rejected.rejected:
             log.warning("%s: %s", job.ticker, fetched.rejected.describe())
-        written = await write_objects(self.store, fetched.data)
+        written = await write_objects(self.pool, self.store, fetched.data)
         # Objects are all in place; flip the entity and finish the job atomically.
         async with self.pool.acquire() as conn, conn.transaction():
             await claims.complete(conn, job)

@@ -28,9 +28,9 @@ from ingest.progress import Progress
 from services.data_coverage import DataWritten, record_written
 from services.errors import BadUserInput, ServiceError
 from services.market.records import PriceBar
-from services.storage.market_files import write_fundamentals, write_prices, write_splits
 from services.storage.object_store import ObjectStore
 from services.symbols import SymbolInfo, upsert_symbols
+from services.ticker_writes import TickerData, write_objects
 from services.tickers import normalize_ticker
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,9 @@ class CsvImport:
             quarters = [join_quarter(d, *(tables[t.name].get(d) for t in TABLES)) for d in ends]
             if quarters:
                 async with self.gate:
-                    await write_fundamentals(self.store, ticker, quarters)
+                    await write_objects(
+                        self.pool, self.store, TickerData(ticker, quarters=quarters)
+                    )
                 self.state.widen(self.state.fundamental_range, ticker, ends)
                 self.progress.add("quarters written", len(quarters))
         self.rejected("earnings files", counts)
@@ -192,7 +194,7 @@ class CsvImport:
         for ticker, rows in sorted(by_ticker.items()):
             splits, _ = validate_rows(rows, parse_split_row, counts)
             splits = dedupe_sorted(splits, lambda s: s.ex_date, counts)
-            await write_splits(self.store, ticker, splits)
+            await write_objects(self.pool, self.store, TickerData(ticker, splits=splits))
             self.progress.add("splits written", len(splits))
         self.rejected(path.name, counts)
 
@@ -223,7 +225,7 @@ class CsvImport:
             if not bars:
                 return
             async with self.gate:
-                await write_prices(self.store, ticker, bars)
+                await write_objects(self.pool, self.store, TickerData(ticker, bars=bars))
             self.state.widen(self.state.price_range, ticker, [bars[0].date, bars[-1].date])
             self.progress.add("bars written", len(bars))
 

@@ -24,8 +24,8 @@ from services.data_coverage import (
     priced_entities,
 )
 from services.settings import Settings
-from services.storage.market_files import write_fundamentals, write_prices, write_splits
 from services.storage.object_store import ObjectStore
+from services.ticker_writes import TickerData, write_objects
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,11 @@ class PriceUpdate:
             log.warning("%s: %s", entity.ticker, fetched.rejected.describe())
         if not fetched.rows:
             return False
-        # A split among the new days must be stored before the bars it explains (raw prices jump
-        # on the ex-date; evaluation adjusts with the splits object).
+        # A split among the new days is stored with the bars it explains (raw prices jump on
+        # the ex-date; evaluation adjusts with the splits object).
         splits = await fetch_splits(self.client, stocks, entity.ticker, start, self.today)
-        await write_splits(self.store, entity.ticker, splits.rows)
-        await write_prices(self.store, entity.ticker, fetched.rows)
+        data = TickerData(entity.ticker, bars=fetched.rows, splits=splits.rows)
+        await write_objects(self.pool, self.store, data)
         async with self.pool.acquire() as conn:
             await extend_prices(conn, entity.ticker, fetched.rows[0].date, fetched.rows[-1].date)
         self.progress.add("bars written", len(fetched.rows))
@@ -98,7 +98,8 @@ class PriceUpdate:
         self.progress.add("rows rejected", fetched.rejected.rejected)
         if not fetched.rows:
             return False
-        await write_fundamentals(self.store, entity.ticker, fetched.rows)
+        data = TickerData(entity.ticker, quarters=fetched.rows)
+        await write_objects(self.pool, self.store, data)
         ends = [q.period_end_date for q in fetched.rows]
         async with self.pool.acquire() as conn:
             await extend_fundamentals(conn, entity.ticker, min(ends), max(ends))

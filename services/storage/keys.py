@@ -25,6 +25,11 @@ def splits_key(ticker: str) -> str:
     return f"splits/v1/{normalize_ticker(ticker)}/data.parquet"
 
 
+def history_key(ticker: str) -> str:
+    """`history/v1/{TICKER}/data.parquet`: the derived whole-history object (history.py)."""
+    return f"history/v1/{normalize_ticker(ticker)}/data.parquet"
+
+
 def partition_of(key: str, prefix: str) -> tuple[int, int] | None:
     """(year, month-or-quarter) of a partition key under `prefix`, None for foreign keys."""
     parts = key[len(prefix) :].split("/")

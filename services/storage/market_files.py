@@ -22,6 +22,7 @@ from services.market.records import (
 )
 from services.storage.keys import (
     fundamentals_key,
+    history_key,
     months_between,
     partition_of,
     price_key,
@@ -55,34 +56,51 @@ def _check(problem: str | None, ticker: str, what: str, when: object) -> None:
 # --- writers ----------------------------------------------------------------------------
 
 
+# Partition writers fill this (key -> the bytes now stored) when the caller passes one.
+Written = dict[str, bytes]
+
+
 async def _merge_into(
     store: ObjectStore, key: str, rows: dict[date, tuple[Any, ...]], schema: pa.Schema
-) -> None:
+) -> bytes:
     """Rewrite `key` with the union of its rows and `rows` (new win per date), sorted."""
     existing = await store.get(key)
     merged: dict[date, tuple[Any, ...]] = {}
     if existing is not None:
-        merged = {row[0]: row for row in _rows(decode_table(key, existing, schema))}
+        merged = {row[0]: row for row in table_rows(decode_table(key, existing, schema))}
     merged.update(rows)
     data = encode_rows([merged[day] for day in sorted(merged)], schema)
     if data != existing:  # unchanged objects are not rewritten
         await store.put(key, data)
+    return data
 
 
 async def _write_partitions(
-    store: ObjectStore, partitions: dict[str, dict[date, tuple[Any, ...]]], schema: pa.Schema
+    store: ObjectStore,
+    ticker: str,
+    partitions: dict[str, dict[date, tuple[Any, ...]]],
+    schema: pa.Schema,
+    written: Written | None,
 ) -> list[str]:
+    if not partitions:
+        return []
+    # The derived history goes first: from here until its rewrite it is missing, never stale.
+    await store.delete(history_key(ticker))
     gate = asyncio.Semaphore(_WRITE_CONCURRENCY)
 
     async def one(key: str) -> None:
         async with gate:
-            await _merge_into(store, key, partitions[key], schema)
+            data = await _merge_into(store, key, partitions[key], schema)
+            if written is not None:
+                written[key] = data
 
     await asyncio.gather(*(one(key) for key in partitions))
     return sorted(partitions)
 
 
-async def write_prices(store: ObjectStore, ticker: str, bars: Iterable[PriceBar]) -> list[str]:
+async def write_prices(
+    store: ObjectStore, ticker: str, bars: Iterable[PriceBar], *, written: Written | None = None
+) -> list[str]:
     """Merge daily bars into their month objects; returns the keys holding them, sorted."""
     symbol = normalize_ticker(ticker)
     partitions: dict[str, dict[date, tuple[Any, ...]]] = {}
@@ -91,11 +109,15 @@ async def write_prices(store: ObjectStore, ticker: str, bars: Iterable[PriceBar]
         row = (bar.date, float(bar.open), float(bar.high), float(bar.low), float(bar.close))
         key = price_key(symbol, bar.date.year, bar.date.month)
         partitions.setdefault(key, {})[bar.date] = (*row, int(bar.volume))
-    return await _write_partitions(store, partitions, PRICE_SCHEMA)
+    return await _write_partitions(store, symbol, partitions, PRICE_SCHEMA, written)
 
 
 async def write_fundamentals(
-    store: ObjectStore, ticker: str, quarters: Iterable[QuarterFundamentals]
+    store: ObjectStore,
+    ticker: str,
+    quarters: Iterable[QuarterFundamentals],
+    *,
+    written: Written | None = None,
 ) -> list[str]:
     """Merge quarters into their `Q{n}` objects (new win per period end); returns keys."""
     symbol = normalize_ticker(ticker)
@@ -105,19 +127,20 @@ async def write_fundamentals(
         row = tuple(None if v is None else float(v) for v in astuple(quarter)[1:])
         key = fundamentals_key(symbol, quarter.period_end_date)
         partitions.setdefault(key, {})[quarter.period_end_date] = (quarter.period_end_date, *row)
-    return await _write_partitions(store, partitions, FUNDAMENTALS_SCHEMA)
+    return await _write_partitions(store, symbol, partitions, FUNDAMENTALS_SCHEMA, written)
 
 
-async def write_splits(store: ObjectStore, ticker: str, splits: Iterable[Split]) -> list[str]:
+async def write_splits(
+    store: ObjectStore, ticker: str, splits: Iterable[Split], *, written: Written | None = None
+) -> list[str]:
     """Merge splits into the ticker's one splits object (new win per ex_date); returns keys."""
     symbol = normalize_ticker(ticker)
     rows: dict[date, tuple[Any, ...]] = {}
     for split in splits:
         _check(split_problem(split), symbol, "split", split.ex_date)
         rows[split.ex_date] = (split.ex_date, float(split.to_factor), float(split.for_factor))
-    if not rows:
-        return []
-    return await _write_partitions(store, {splits_key(symbol): rows}, SPLITS_SCHEMA)
+    partitions = {splits_key(symbol): rows} if rows else {}
+    return await _write_partitions(store, symbol, partitions, SPLITS_SCHEMA, written)
 
 
 # --- readers ----------------------------------------------------------------------------
@@ -185,7 +208,7 @@ class PriceSeries:
 
     def between(self, start: date | None, end: date | None) -> PriceSeries:
         """The rows with start <= date <= end (either bound optional)."""
-        return PriceSeries(self.ticker, _window(self.table, start, end))
+        return PriceSeries(self.ticker, date_window(self.table, start, end))
 
 
 def _date_at(table: pa.Table, index: int) -> date:
@@ -193,7 +216,7 @@ def _date_at(table: pa.Table, index: int) -> date:
     return value
 
 
-def _window(table: pa.Table, start: date | None, end: date | None) -> pa.Table:
+def date_window(table: pa.Table, start: date | None, end: date | None) -> pa.Table:
     """Rows with start <= first column <= end; the table is sorted, so a zero-copy slice."""
     if table.num_rows == 0 or (start is None and end is None):
         return table
@@ -264,7 +287,7 @@ async def read_prices(
         return PriceSeries(symbol, _assemble({}, PRICE_SCHEMA, columns))
     blobs = await store.get_many(await _price_keys(store, symbol, start, end))
     table = await asyncio.to_thread(_assemble, blobs, PRICE_SCHEMA, columns)
-    return PriceSeries(symbol, _window(table, start, end))
+    return PriceSeries(symbol, date_window(table, start, end))
 
 
 async def price_date_range(store: ObjectStore, ticker: str) -> tuple[date, date] | None:
@@ -313,15 +336,22 @@ async def _fundamental_keys(
     ]
 
 
+async def read_fundamental_table(
+    store: ObjectStore, ticker: str, start: date | None = None, end: date | None = None
+) -> pa.Table:
+    """Quarters with start <= period_end_date <= end as a table, sorted by period end."""
+    symbol = normalize_ticker(ticker)
+    blobs = await store.get_many(await _fundamental_keys(store, symbol, start, end))
+    table = await asyncio.to_thread(_assemble, blobs, FUNDAMENTALS_SCHEMA, None)
+    return date_window(table, start, end)
+
+
 async def read_fundamentals(
     store: ObjectStore, ticker: str, start: date | None = None, end: date | None = None
 ) -> list[QuarterFundamentals]:
     """Quarters with start <= period_end_date <= end, sorted by period end."""
-    symbol = normalize_ticker(ticker)
-    blobs = await store.get_many(await _fundamental_keys(store, symbol, start, end))
-    table = await asyncio.to_thread(_assemble, blobs, FUNDAMENTALS_SCHEMA, None)
-    table = _window(table, start, end)
-    return [QuarterFundamentals(*row) for row in _rows(table)]
+    table = await read_fundamental_table(store, ticker, start, end)
+    return [QuarterFundamentals(*row) for row in table_rows(table)]
 
 
 async def fundamentals_date_range(store: ObjectStore, ticker: str) -> tuple[date, date] | None:
@@ -332,15 +362,20 @@ async def fundamentals_date_range(store: ObjectStore, ticker: str) -> tuple[date
     )
 
 
-async def read_splits(store: ObjectStore, ticker: str) -> list[Split]:
-    """Every stored split of `ticker`, sorted by ex_date ([] when none)."""
+async def read_split_table(store: ObjectStore, ticker: str) -> pa.Table:
+    """Every stored split of `ticker` as a table sorted by ex_date (empty when none)."""
     key = splits_key(ticker)
     data = await store.get(key)
     if data is None:
-        return []
-    table = await asyncio.to_thread(decode_table, key, data, SPLITS_SCHEMA)
-    return [Split(*row) for row in _rows(table)]
+        return SPLITS_SCHEMA.empty_table()
+    return await asyncio.to_thread(decode_table, key, data, SPLITS_SCHEMA)
 
 
-def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
+async def read_splits(store: ObjectStore, ticker: str) -> list[Split]:
+    """Every stored split of `ticker`, sorted by ex_date ([] when none)."""
+    return [Split(*row) for row in table_rows(await read_split_table(store, ticker))]
+
+
+def table_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """The table's rows as tuples of Python values."""
     return list(zip(*(col.to_pylist() for col in table.columns), strict=True))

@@ -63,6 +63,11 @@ def encode_rows(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> bytes:
         [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)],
         schema=schema,
     )
+    return encode_table(table)
+
+
+def encode_table(table: pa.Table) -> bytes:
+    """Parquet bytes of `table` with the pinned options: same table, same bytes."""
     sink = io.BytesIO()
     pq.write_table(table, sink, **_WRITE_OPTIONS)
     return sink.getvalue()

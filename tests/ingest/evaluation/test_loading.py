@@ -16,6 +16,7 @@ from services.market.records import QuarterFundamentals, Split
 from services.market.signal import NeedsFullHistory, Signal, compute_signal
 from services.market.states import EvaluationParams
 from services.storage.local import LocalObjectStore
+from services.storage.object_store import ObjectStore
 from tests.fixtures.evaluation import quarter_ends, weekdays_between, write_series
 
 AS_OF = date(2025, 6, 30)
@@ -36,7 +37,7 @@ class CountingStore(LocalObjectStore):
         return await super().get_many(keys)
 
 
-async def random_ticker(store: LocalObjectStore, ticker: str, seed: int) -> DataRange:
+async def random_ticker(store: ObjectStore, ticker: str, seed: int) -> DataRange:
     rng = random.Random(seed)
     days = weekdays_between(FIRST, AS_OF)
     price, closes = 50.0, []

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.market.fundamentals import QuarterTimeline, fundamental_direction
 from services.market.records import QuarterFundamentals, Split
@@ -213,4 +215,27 @@ def test_month_end_points_cover_ten_years_ending_at_the_as_of_day() -> None:
         date(2024, 5, 31),
         date(2024, 6, 13),
     ]
+
+
+def day_by_day_month_ends(dates: list[date], as_of: date, years: int) -> list[int]:
+    """The definition read literally: every day in the window, the month's last one kept."""
+    cutoff = years_before(as_of, years)
+    last: dict[tuple[int, int], int] = {}
+    for i, day in enumerate(dates):
+        if cutoff < day <= as_of:
+            last[(day.year, day.month)] = i
+    return [last[month] for month in sorted(last)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.dates(date(2008, 1, 1), date(2026, 12, 31)), max_size=400, unique=True),
+    st.dates(date(2007, 1, 1), date(2027, 12, 31)),
+    st.integers(1, 12),
+)
+def test_month_end_points_match_the_day_by_day_definition(
+    days: list[date], as_of: date, years: int
+) -> None:
+    days.sort()
+    assert month_end_points(days, as_of, years) == day_by_day_month_ends(days, as_of, years)
     assert years_before(date(2024, 2, 29), 10) == date(2014, 2, 28)

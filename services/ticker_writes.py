@@ -1,0 +1,87 @@
+"""The one write path for a ticker's market data: every object first, then entity metadata.
+
+Each ticker's read-merge-write of its partitions and the rewrite of its derived history object
+run under the ticker's advisory write lock, so two jobs writing the same ticker (update-prices
+during a backfill, two imports) take turns instead of losing each other's rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from services.data_coverage import DataWritten
+from services.market.records import PriceBar, QuarterFundamentals, Split
+from services.storage.history import build_history, read_history, refreshed, write_history
+from services.storage.market_files import (
+    Written,
+    write_fundamentals,
+    write_prices,
+    write_splits,
+)
+from services.storage.object_store import ObjectStore
+from services.symbols import SymbolInfo
+from services.ticker_locks import ticker_write_lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickerData:
+    """Validated data for one ticker, ready to store."""
+
+    ticker: str
+    bars: list[PriceBar] = field(default_factory=list)
+    quarters: list[QuarterFundamentals] = field(default_factory=list)
+    splits: list[Split] = field(default_factory=list)
+    symbol: SymbolInfo | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.bars) + len(self.quarters) + len(self.splits)
+
+
+async def write_objects(pool: asyncpg.Pool, store: ObjectStore, data: TickerData) -> DataWritten:
+    """Merge every object of `data` and refresh the history; returns what the entity row says."""
+    if data.rows:
+        async with ticker_write_lock(pool, data.ticker):
+            await _write_locked(store, data)
+    days = [b.date for b in data.bars]
+    ends = [q.period_end_date for q in data.quarters]
+    return DataWritten(
+        ticker=data.ticker,
+        price_min=min(days, default=None),
+        price_max=max(days, default=None),
+        fundamental_min=min(ends, default=None),
+        fundamental_max=max(ends, default=None),
+        symbol=data.symbol,
+    )
+
+
+async def _write_locked(store: ObjectStore, data: TickerData) -> None:
+    # Read before the partition writers delete it: a current history is patched, not rebuilt.
+    old = await read_history(store, data.ticker)
+    written: Written = {}
+    # Splits before the bars they explain: a reader of the partitions never sees a raw price
+    # jump on an ex-date without its split.
+    await write_splits(store, data.ticker, data.splits, written=written)
+    await write_prices(store, data.ticker, data.bars, written=written)
+    await write_fundamentals(store, data.ticker, data.quarters, written=written)
+    history = (
+        refreshed(old, written) if old is not None else await build_history(store, data.ticker)
+    )
+    await write_history(store, history)
+
+
+async def rebuild_history(pool: asyncpg.Pool, store: ObjectStore, ticker: str) -> bool:
+    """Write the history object from the partitions unless one exists; True if it was written."""
+    async with ticker_write_lock(pool, ticker):
+        if (
+            await read_history(store, ticker, price_columns=("date",), quarter_columns=())
+            is not None
+        ):
+            return False  # a writer rebuilt it while this caller waited for the lock
+        await write_history(store, await build_history(store, ticker))
+        return True
