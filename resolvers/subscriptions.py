@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -68,9 +67,12 @@ class Subscription:
 
 
 async def _stream(
-    context: Context, hub: AlertHub, user_id: UUID, position: alert_replay.Key | None
+    context: Context, hub: AlertHub, user_id: UUID, position: int | None
 ) -> AsyncGenerator[Alert, None]:
-    """Register first, then replay, then live events minus what the replay already sent.
+    """Register first, then replay, then live events the replay did not already cover.
+
+    Both follow commit order (commit_seq), so the live side drops exactly what the replay
+    sent: anything at or below the last replayed position.
 
     A subscriber whose queue overflows is dropped by the hub at once (its backlog freed);
     this operation then ends with a SUBSCRIBER_TOO_SLOW error, and the client resumes with
@@ -80,17 +82,14 @@ async def _stream(
         subscriber = hub.subscribe(user_id)
     except HubStopped:  # the server is shutting down: end quietly
         return
-    registered_at = datetime.now().astimezone()
     try:
-        replayed: set[UUID] = set()
+        replayed_up_to = 0
         if position is not None:
-            # Only alerts that could still be committed after registering can repeat live.
-            horizon = registered_at - timedelta(seconds=context.settings.alert_catch_up_seconds)
+            replayed_up_to = position
             async for row in alert_replay.replay(context.pool, user_id, position):
-                if row["sent_at"] >= horizon:
-                    replayed.add(row["id"])
+                replayed_up_to = row["commit_seq"]
                 yield _fresh_alert(context, row)
-        async for row in _live_rows(subscriber, replayed, context.token_expires_at):
+        async for row in _live_rows(subscriber, replayed_up_to, context.token_expires_at):
             yield _fresh_alert(context, row)
     except HubStopped:
         return
@@ -110,9 +109,9 @@ class TokenExpired(Exception):
 
 
 async def _live_rows(
-    subscriber: Subscriber, replayed: set[UUID], expires_at: float | None
+    subscriber: Subscriber, replayed_up_to: int, expires_at: float | None
 ) -> AsyncIterator[Any]:
-    """Rows of routed events (read by the hub after commit), skipping ids already replayed.
+    """Rows of routed events (read by the hub after commit) past the replayed position.
 
     Raises TokenExpired once `expires_at` (unix seconds) passes, even with no alert arriving.
     """
@@ -122,10 +121,8 @@ async def _live_rows(
                 event = await subscriber.get()
         except TimeoutError:
             raise TokenExpired from None
-        if event.id in replayed:
-            replayed.discard(event.id)
-            continue
-        yield event.row
+        if event.seq > replayed_up_to:
+            yield event.row
 
 
 def _fresh_alert(context: Context, row: Any) -> Alert:
