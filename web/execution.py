@@ -18,11 +18,13 @@ import weakref
 from typing import Any
 
 from graphql import (
+    FieldNode,
     GraphQLEnumType,
     GraphQLField,
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLSchema,
 )
@@ -30,6 +32,8 @@ from graphql.execution.collect_fields import FieldDetails
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+
+from resolvers.subscriptions import LIVE_OPERATION
 
 # (attribute name, leaf type, non-null) for a qualifying field; None for any other field.
 LeafPlan = tuple[str, GraphQLLeafType, bool] | None
@@ -128,6 +132,20 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return results
 
         return get_results()
+
+    def build_resolve_info(
+        self,
+        field_def: GraphQLField,
+        field_nodes: list[FieldNode],
+        parent_type: GraphQLObjectType,
+        path: Path,
+    ) -> GraphQLResolveInfo:
+        if path.prev is None and parent_type is self.schema.subscription_type:
+            # The subscription's own executor: live events are rendered with its copies.
+            live = LIVE_OPERATION.get()
+            if live is not None and live.executor is None:
+                live.executor = self
+        return super().build_resolve_info(field_def, field_nodes, parent_type, path)
 
     def _fields_plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> FieldsPlan:
         key = (id(parent_type), id(grouped_field_set))
