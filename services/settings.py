@@ -129,6 +129,7 @@ class Settings:
     evaluation_processes: int = 1
     alert_subscriber_queue: int = 256
     shutdown_grace_seconds: int = 10
+    websocket_compression: bool = False
     webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_allow_private: bool = True
     smtp_url: str | None = field(default=None, repr=False)
@@ -204,6 +205,7 @@ class Settings:
             evaluation_processes=_int(env, "EVALUATION_PROCESSES", 1, minimum=1),
             alert_subscriber_queue=_int(env, "ALERT_SUBSCRIBER_QUEUE", 256, minimum=1),
             shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 10, minimum=1),
+            websocket_compression=_flag(env, "WEBSOCKET_COMPRESSION", False),
             webhook_retry_schedule=_retry_schedule(env),
             webhook_allow_private=_flag(env, "WEBHOOK_ALLOW_PRIVATE", not production),
             smtp_url=_url(env, "SMTP_URL", None, ("smtp", "smtps")),

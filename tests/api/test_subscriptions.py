@@ -408,3 +408,13 @@ async def test_one_users_sockets_each_get_their_own_selection_of_a_shared_event(
     assert (
         narrow == replayed_then_live == [{"id": x["id"], "headline": x["headline"]} for x in full]
     )
+
+
+@pytest.mark.parametrize("setting", [None, "1"])
+async def test_permessage_deflate_is_negotiated_only_when_configured(
+    start_server: StartServer, setting: str | None
+) -> None:
+    server = start_server(**({} if setting is None else {"WEBSOCKET_COMPRESSION": setting}))
+    async with WsClient.connect(server.ws_url) as client:  # offers permessage-deflate
+        negotiated = [e.name for e in client.ws.protocol.extensions]
+    assert negotiated == ([] if setting is None else ["permessage-deflate"])

@@ -75,3 +75,14 @@ def test_delivery_defaults_differ_between_development_and_production() -> None:
     )
     assert complete.public_base_url == "https://app.example.com"
     assert "u:p" not in repr(complete) and "eeee" not in repr(complete)
+
+
+def test_shutdown_grace_and_websocket_compression_are_validated_and_named() -> None:
+    settings = Settings.from_env({"SHUTDOWN_GRACE_SECONDS": "3", "WEBSOCKET_COMPRESSION": "1"})
+    assert (settings.shutdown_grace_seconds, settings.websocket_compression) == (3, True)
+    defaults = Settings.from_env({})
+    assert (defaults.shutdown_grace_seconds, defaults.websocket_compression) == (10, False)
+    with pytest.raises(ConfigurationError, match="SHUTDOWN_GRACE_SECONDS must be >= 1"):
+        Settings.from_env({"SHUTDOWN_GRACE_SECONDS": "0"})
+    with pytest.raises(ConfigurationError, match="WEBSOCKET_COMPRESSION must be a boolean"):
+        Settings.from_env({"WEBSOCKET_COMPRESSION": "maybe"})
