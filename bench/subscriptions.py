@@ -1,14 +1,16 @@
 """Alert delivery latency: 1,000 WebSocket subscribers on one server process.
 
     .venv/bin/python bench/subscriptions.py [--subscribers 1000] [--users 100] [--rounds 5]
-                                            [--burst 100] [--no-deflate]
+                                            [--burst 100] [--no-deflate] [--server-deflate]
 
 Starts `python server.py` on a scratch database (TEST_DATABASE_URL / DATABASE_URL, else the
 embedded server; dropped afterwards), opens the subscribers (spread evenly over the users),
 then commits `--rounds` bursts of `--burst` alerts, each burst one transaction with a
 pg_notify per alert, as the evaluator writes them. Prints delivery latency after commit
 (p50/p99/max over every delivery), lost or duplicated deliveries, the server's RSS and its
-CPU time per delivery (user/system; steadier than latency on a shared machine).
+CPU time per delivery (user/system; steadier than latency on a shared machine). Clients offer
+permessage-deflate as browsers do; the server accepts it only with `--server-deflate`
+(WEBSOCKET_COMPRESSION=1), so comparing the two shows what compression costs.
 Target: p99 < 250 ms. Numbers only; nothing is asserted.
 """
 
@@ -108,7 +110,8 @@ async def run(args: argparse.Namespace) -> None:
 
 async def run_on(args: argparse.Namespace, dsn: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mc-bench-subs-"))
-    process = ServerProcess(server_env(dsn, workdir / "data"), workdir / "server.log")
+    extra = {"WEBSOCKET_COMPRESSION": "1"} if args.server_deflate else {}
+    process = ServerProcess(server_env(dsn, workdir / "data", **extra), workdir / "server.log")
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     assert pool is not None
     subscribers = Subscribers(deflate=not args.no_deflate)
@@ -190,6 +193,11 @@ def main() -> None:
         "--no-deflate",
         action="store_true",
         help="clients do not offer permessage-deflate (browsers do; it costs server memory)",
+    )
+    parser.add_argument(
+        "--server-deflate",
+        action="store_true",
+        help="the server accepts permessage-deflate (WEBSOCKET_COMPRESSION=1; off by default)",
     )
     args = parser.parse_args()
     if args.subscribers % args.users:

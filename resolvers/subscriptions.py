@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from datetime import datetime, timedelta
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
+import orjson
 import strawberry
+from graphql import execute_subscription_event
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -19,7 +23,7 @@ from resolvers.loaders import Loaders
 from schema.alert import Alert, alert_from_row
 from services.errors import ServiceError, Unauthenticated
 from services.live import replay as alert_replay
-from services.live.hub import AlertHub, HubStopped, Subscriber
+from services.live.hub import AlertEvent, AlertHub, HubStopped, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +72,12 @@ class Subscription:
 
 
 async def _stream(
-    context: Context, hub: AlertHub, user_id: UUID, position: alert_replay.Key | None
+    context: Context, hub: AlertHub, user_id: UUID, position: int | None
 ) -> AsyncGenerator[Alert, None]:
-    """Register first, then replay, then live events minus what the replay already sent.
+    """Register first, then replay, then live events the replay did not already cover.
+
+    Both follow commit order (commit_seq), so the live side drops exactly what the replay
+    sent: anything at or below the last replayed position.
 
     A subscriber whose queue overflows is dropped by the hub at once (its backlog freed);
     this operation then ends with a SUBSCRIBER_TOO_SLOW error, and the client resumes with
@@ -80,18 +87,17 @@ async def _stream(
         subscriber = hub.subscribe(user_id)
     except HubStopped:  # the server is shutting down: end quietly
         return
-    registered_at = datetime.now().astimezone()
+    live = LIVE_OPERATION.get()
     try:
-        replayed: set[UUID] = set()
+        replayed_up_to = 0
         if position is not None:
-            # Only alerts that could still be committed after registering can repeat live.
-            horizon = registered_at - timedelta(seconds=context.settings.alert_catch_up_seconds)
+            replayed_up_to = position
             async for row in alert_replay.replay(context.pool, user_id, position):
-                if row["sent_at"] >= horizon:
-                    replayed.add(row["id"])
+                replayed_up_to = row["commit_seq"]
                 yield _fresh_alert(context, row)
-        async for row in _live_rows(subscriber, replayed, context.token_expires_at):
-            yield _fresh_alert(context, row)
+        async for event in _live_events(subscriber, replayed_up_to, context.token_expires_at):
+            if live is None or not await _send_rendered(context, live, event):
+                yield _fresh_alert(context, event.row)
     except HubStopped:
         return
     except TokenExpired:
@@ -109,23 +115,70 @@ class TokenExpired(Exception):
     """The subscription's token expired while it waited for alerts."""
 
 
-async def _live_rows(
-    subscriber: Subscriber, replayed: set[UUID], expires_at: float | None
-) -> AsyncIterator[Any]:
-    """Rows of routed events (read by the hub after commit), skipping ids already replayed.
+async def _live_events(
+    subscriber: Subscriber, replayed_up_to: int, expires_at: float | None
+) -> AsyncIterator[AlertEvent]:
+    """Routed events (rows read by the hub after commit) past the replayed position.
 
-    Raises TokenExpired once `expires_at` (unix seconds) passes, even with no alert arriving.
+    Raises TokenExpired once `expires_at` (unix seconds) passes, even with no alert arriving:
+    one timer per subscription closes the subscriber, rather than a deadline per wait.
     """
-    while True:
-        try:
-            async with asyncio.timeout(None if expires_at is None else expires_at - time.time()):
-                event = await subscriber.get()
-        except TimeoutError:
-            raise TokenExpired from None
-        if event.id in replayed:
-            replayed.discard(event.id)
-            continue
-        yield event.row
+    expiry = None
+    if expires_at is not None:
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, expires_at - time.time()), subscriber.fail, TokenExpired()
+        )
+    try:
+        while True:
+            event = await subscriber.get()
+            if event.seq > replayed_up_to:
+                yield event
+    finally:
+        if expiry is not None:
+            expiry.cancel()
+
+
+@dataclass
+class LiveOperation:
+    """The graphql-transport-ws operation being run, as the web layer sets it up."""
+
+    # Sends a `next` message whose payload is this JSON text; False if the socket is gone.
+    send_payload: Callable[[str], Awaitable[bool]]
+    # The operation's graphql-core executor, recorded when it resolves the subscription field.
+    executor: Any = None
+
+
+# Set by the web layer in each operation's task; None where there is no such transport.
+LIVE_OPERATION: ContextVar[LiveOperation | None] = ContextVar("live_operation", default=None)
+
+
+async def _send_rendered(context: Context, live: LiveOperation, event: AlertEvent) -> bool:
+    """Send the event rendered for this selection, once per event for all the user's sockets.
+
+    The user's subscriptions with the same document and variables select the same fields of
+    the same alert, so the first one executes and encodes it and the others send those bytes.
+    False (the caller yields the alert the usual way) when there is no executor yet or the
+    result has errors, which then go through the usual error handling.
+    """
+    executor = live.executor
+    if executor is None:
+        return False
+    # The parser cache gives every socket sending this text the same operation node.
+    key = (id(executor.operation), repr(executor.variable_values.coerced))
+    rendered = event.memo.get(key)
+    if rendered is None or rendered[0] is not executor.operation:
+        alert = _fresh_alert(context, event.row)
+        result = execute_subscription_event(executor.build_per_event_executor(alert))
+        if inspect.isawaitable(result):
+            result = await result
+        if result.errors:
+            return False
+        rendered = (executor.operation, orjson.dumps({"data": result.data}).decode())
+        event.memo[key] = rendered
+    if not await live.send_payload(rendered[1]):
+        # The connection is closing and cancels its operations; sending nothing more.
+        await asyncio.Event().wait()
+    return True
 
 
 def _fresh_alert(context: Context, row: Any) -> Alert:

@@ -20,10 +20,11 @@ MAX_RECENT_DAYS = 365
 
 # Every alert query returns the alert plus its entity columns, so `Alert.stock` needs no
 # second statement. These columns must stay in step with schema.alert.alert_from_row; the
-# hub and replay build their statements from ALERT_SELECT too (constant fragments only).
+# hub and replay build their statements from ALERT_SELECT too (constant fragments only) and
+# order by commit_seq, the commit order (migrations/0006_alert_commit_order.sql).
 ALERT_COLUMNS = """a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state,
        a.headline, a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at"""
+       a.data_snapshot, a.sent_at, a.commit_seq"""
 
 ALERT_SELECT = f"""
 SELECT {ALERT_COLUMNS}, a.opened_at,

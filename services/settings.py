@@ -130,7 +130,8 @@ class Settings:
     evaluation_processes: int = 1
     derived_history: bool = True
     alert_subscriber_queue: int = 256
-    alert_catch_up_seconds: float = 60.0
+    shutdown_grace_seconds: int = 10
+    websocket_compression: bool = False
     webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_allow_private: bool = True
     smtp_url: str | None = field(default=None, repr=False)
@@ -207,7 +208,8 @@ class Settings:
             evaluation_processes=_int(env, "EVALUATION_PROCESSES", 1, minimum=1),
             derived_history=_flag(env, "DERIVED_HISTORY", True),
             alert_subscriber_queue=_int(env, "ALERT_SUBSCRIBER_QUEUE", 256, minimum=1),
-            alert_catch_up_seconds=_float(env, "ALERT_CATCH_UP_SECONDS", 60.0),
+            shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 10, minimum=1),
+            websocket_compression=_flag(env, "WEBSOCKET_COMPRESSION", False),
             webhook_retry_schedule=_retry_schedule(env),
             webhook_allow_private=_flag(env, "WEBHOOK_ALLOW_PRIVATE", not production),
             smtp_url=_url(env, "SMTP_URL", None, ("smtp", "smtps")),

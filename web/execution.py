@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from graphql import (
+    FieldNode,
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLField,
@@ -32,6 +33,7 @@ from graphql import (
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
@@ -41,6 +43,8 @@ from graphql.execution.executor import to_nodes
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
+
+from resolvers.subscriptions import LIVE_OPERATION
 
 # The output value for the common Python type of a leaf type, or Undefined for any other value
 # (which then takes the type's own coerce_output_value).
@@ -221,6 +225,20 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return results
 
         return get_results()
+
+    def build_resolve_info(
+        self,
+        field_def: GraphQLField,
+        field_nodes: list[FieldNode],
+        parent_type: GraphQLObjectType,
+        path: Path,
+    ) -> GraphQLResolveInfo:
+        if path.prev is None and parent_type is self.schema.subscription_type:
+            # The subscription's own executor: live events are rendered with its copies.
+            live = LIVE_OPERATION.get()
+            if live is not None and live.executor is None:
+                live.executor = self
+        return super().build_resolve_info(field_def, field_nodes, parent_type, path)
 
     def _fields_plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> FieldsPlan:
         key = (id(parent_type), id(grouped_field_set))

@@ -23,12 +23,21 @@ from strawberry.http.types import HTTPMethod
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context
 from resolvers.root import Mutation, Query
-from resolvers.subscriptions import Subscription, authenticate_connection
+from resolvers.subscriptions import (
+    LIVE_OPERATION,
+    LiveOperation,
+    Subscription,
+    authenticate_connection,
+)
 from services import cache_versions
 from services.auth.tokens import TokenVerifier
 from services.db import database_outage
@@ -88,10 +97,35 @@ class _TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
             await super().close(code, reason)
 
 
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """Strawberry's graphql-transport-ws handler; each operation can also send rendered payloads.
+
+    A live alert rendered once per selection (resolvers/subscriptions.py) is sent to each of
+    the user's sockets as the same `next` message Strawberry would build, without executing
+    and encoding it again per socket.
+    """
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        prefix = f'{{"id":{orjson.dumps(operation.id).decode()},"type":"next","payload":'
+        websocket = self.websocket
+        assert isinstance(websocket, _TextFrameWebSocketAdapter)
+
+        async def send_payload(payload: str) -> bool:
+            try:
+                await websocket.ws.send_text(prefix + payload + "}")
+            except (WebSocketDisconnect, RuntimeError):  # closed, or closing (after close)
+                return False
+            return True
+
+        LIVE_OPERATION.set(LiveOperation(send_payload))
+        await super().run_operation(operation)
+
+
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app with our per-request context, metrics and origin allowlist."""
 
     websocket_adapter_class = _TextFrameWebSocketAdapter
+    graphql_transport_ws_handler_class = _TransportWSHandler
 
     def __init__(self, settings: Settings, verifier: TokenVerifier) -> None:
         super().__init__(

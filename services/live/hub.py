@@ -9,7 +9,6 @@ import os
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -31,18 +30,22 @@ RESOLVE_BATCH = 1000
 RESOLVE_SQL = (
     ALERT_SELECT
     + """WHERE a.id = ANY($1::uuid[]) AND a.user_id = ANY($2::uuid[])
-ORDER BY a.sent_at, a.id
+ORDER BY a.commit_seq, a.id
 """
 )
 
-# Alerts a reconnecting listener may have missed: committed while it was down. An alert's
-# sent_at is taken inside its transaction, so it may predate the commit by the lookback.
+# What a reconnecting listener may have missed: every alert committed after the last one it
+# routed. commit_seq follows commit order (migrations/0006), so this is exact: no window.
+# All users, not only those subscribed now: one who subscribes while this runs is covered.
 CATCH_UP_SQL = (
     ALERT_SELECT
-    + """WHERE a.sent_at > $1 AND a.user_id = ANY($2::uuid[])
-ORDER BY a.sent_at, a.id
+    + """WHERE a.commit_seq > $1
+ORDER BY a.commit_seq
+LIMIT $2
 """
 )
+
+LAST_SEQ_SQL = "SELECT coalesce(max(commit_seq), 0) FROM alert_history"
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,11 @@ class AlertEvent:
 
     id: UUID
     user_id: UUID
-    sent_at: datetime
+    seq: int
     row: Mapping[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def key(self) -> tuple[datetime, UUID]:
-        return (self.sent_at, self.id)
+    # What the API derives from the event once for all the user's subscribers (the rendered
+    # payload per selection); it lives as long as some subscriber still holds the event.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 class SubscriberTooSlow(ServiceError):
@@ -70,6 +72,8 @@ class HubStopped(Exception):
 
 
 _CLOSED = object()
+# Queued among notified ids after a reconnect: catch up here, after the ids received before.
+_CATCH_UP = object()
 
 
 class Subscriber:
@@ -156,7 +160,6 @@ class AlertHub:
         pool: asyncpg.Pool,
         *,
         queue_size: int = 256,
-        catch_up_seconds: float = 60.0,
         keepalive_seconds: float = 10.0,
         max_backoff_seconds: float = 5.0,
     ) -> None:
@@ -164,29 +167,25 @@ class AlertHub:
         self._pool = pool
         self.queue_size = queue_size
         self.application_name = f"{APPLICATION_NAME_PREFIX}-{os.getpid()}"
-        self._lookback = timedelta(seconds=catch_up_seconds)
         self._keepalive = keepalive_seconds
         self._max_backoff = max_backoff_seconds
         self._subscribers: dict[UUID, set[Subscriber]] = {}
-        self._pending: list[UUID] = []
+        # Notified ids in arrival (= commit) order, with _CATCH_UP after each reconnect.
+        self._pending: list[object] = []
         self._pending_ready = asyncio.Event()
         self._lost = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        # Ids routed recently (id -> sent_at), so a catch-up never routes an alert twice.
-        self._routed: dict[UUID, datetime] = {}
-        self._alive_at: datetime | None = None
+        # The commit_seq of the last alert routed: everything at or below it has been routed
+        # (or belongs to nobody subscribed), so it is both the catch-up point and the filter
+        # that drops a row seen twice (by a catch-up and by its notification).
+        self._last_seq = 0
         self.reconnects = 0
 
     @classmethod
     def from_settings(cls, dsn: str, pool: asyncpg.Pool, settings: Settings) -> AlertHub:
-        """A hub sized by ALERT_SUBSCRIBER_QUEUE and ALERT_CATCH_UP_SECONDS."""
-        return cls(
-            dsn,
-            pool,
-            queue_size=settings.alert_subscriber_queue,
-            catch_up_seconds=settings.alert_catch_up_seconds,
-        )
+        """A hub sized by ALERT_SUBSCRIBER_QUEUE."""
+        return cls(dsn, pool, queue_size=settings.alert_subscriber_queue)
 
     # -- subscribers -------------------------------------------------------------------
 
@@ -220,6 +219,8 @@ class AlertHub:
     async def start(self) -> None:
         """Connect and LISTEN (raising if the database is unreachable), then run in background."""
         await self._connect()
+        # Taken after LISTEN: what commits later is notified. Nobody is subscribed yet.
+        self._last_seq = await self._pool.fetchval(LAST_SEQ_SQL)
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="alert-hub-listen"),
             asyncio.create_task(self._resolve_forever(), name="alert-hub-resolve"),
@@ -249,19 +250,10 @@ class AlertHub:
         try:
             conn.add_termination_listener(self._on_terminated)
             await conn.add_listener(CHANNEL, self._on_notify)
-            # Listening from here on: anything committed later is notified to us.
-            alive_at = await conn.fetchval("SELECT clock_timestamp()")
         except BaseException:
             conn.terminate()
             raise
         self._conn = conn
-        if self._alive_at is not None:
-            try:
-                await self._catch_up(self._alive_at - self._lookback)
-            except BaseException:
-                await self._disconnect()  # retry the whole reconnect, from the same point
-                raise
-        self._alive_at = alive_at
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
@@ -288,12 +280,9 @@ class AlertHub:
             if self._lost.is_set() or self._conn is None:
                 return
             try:
-                self._alive_at = await self._conn.fetchval(
-                    "SELECT clock_timestamp()", timeout=self._keepalive
-                )
+                await self._conn.fetchval("SELECT 1", timeout=self._keepalive)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 return
-            self._prune_routed()
 
     async def _reconnect_with_backoff(self) -> None:
         delay = 0.05
@@ -307,6 +296,10 @@ class AlertHub:
                 continue
             self.reconnects += 1
             log.info("alert listener reconnected")
+            # Listening again: whatever committed while nobody listened is read after the
+            # ids already received, so every subscriber still sees commit order.
+            self._pending.append(_CATCH_UP)
+            self._pending_ready.set()
             return
 
     def _on_terminated(self, conn: Any) -> None:
@@ -324,44 +317,52 @@ class AlertHub:
         self._pending_ready.set()
 
     async def _resolve_forever(self) -> None:
-        """Turn notified ids into events with one query per batch and route them."""
+        """Turn notified ids into events with one query per batch and route them, in order."""
         delay = 0.05
         while True:
             await self._pending_ready.wait()
-            batch = self._pending[:RESOLVE_BATCH]
             try:
-                rows = await self._pool.fetch(RESOLVE_SQL, batch, list(self._subscribers))
+                taken = await self._resolve_next()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 log.warning("resolving notified alerts failed; retrying", exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
                 continue
             delay = 0.05
-            del self._pending[: len(batch)]
+            del self._pending[:taken]
             if not self._pending:
                 self._pending_ready.clear()
-            self._route(rows)
 
-    async def _catch_up(self, since: datetime) -> None:
-        users = list(self._subscribers)
-        if not users:
-            return
-        rows = await self._pool.fetch(CATCH_UP_SQL, since, users)
+    async def _resolve_next(self) -> int:
+        """Route the ids at the head of the queue (or catch up); returns how many were done."""
+        if self._pending[0] is _CATCH_UP:
+            await self._catch_up()
+            return 1
+        batch: list[UUID] = []
+        for item in self._pending[:RESOLVE_BATCH]:
+            if not isinstance(item, UUID):
+                break
+            batch.append(item)
+        rows = await self._pool.fetch(RESOLVE_SQL, batch, list(self._subscribers))
         self._route(rows)
+        return len(batch)
+
+    async def _catch_up(self) -> None:
+        while True:
+            rows = await self._pool.fetch(CATCH_UP_SQL, self._last_seq, RESOLVE_BATCH)
+            self._route(rows)
+            if len(rows) < RESOLVE_BATCH:
+                return
 
     def _route(self, rows: Iterable[Any]) -> None:
         for row in rows:
-            if row["id"] in self._routed:
+            seq = row["commit_seq"]
+            if seq is None:  # written with the commit-order trigger disabled: unroutable
+                log.warning("alert %s has no commit_seq; not routed", row["id"])
                 continue
-            event = AlertEvent(row["id"], row["user_id"], row["sent_at"], row)
-            self._routed[event.id] = event.sent_at
+            if seq <= self._last_seq:
+                continue  # routed already: the catch-up read it before its notification
+            self._last_seq = seq
+            event = AlertEvent(row["id"], row["user_id"], seq, row)
             for subscriber in list(self._subscribers.get(event.user_id, ())):
                 subscriber.offer(event)
-
-    def _prune_routed(self) -> None:
-        if self._alive_at is None:
-            return
-        horizon = self._alive_at - self._lookback
-        stale = [alert_id for alert_id, sent_at in self._routed.items() if sent_at < horizon]
-        for alert_id in stale:
-            del self._routed[alert_id]

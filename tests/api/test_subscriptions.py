@@ -27,6 +27,7 @@ from tests.fixtures.evaluation import (
     write_series,
 )
 from tests.fixtures.ws import (
+    ALERT_FIELDS,
     ServerProcess,
     WsClient,
     connections_refused,
@@ -363,3 +364,57 @@ async def test_a_subscription_ends_with_4403_when_its_token_expires(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
     assert closed.value.rcvd.reason == "token expired"
     assert 1.0 < waited < 8.0
+
+
+async def test_one_users_sockets_each_get_their_own_selection_of_a_shared_event(
+    server: ServerProcess, pool: asyncpg.Pool, make_token: MakeToken
+) -> None:
+    """An event is rendered once per (document, variables) and shared by the user's sockets."""
+    user, other = await make_user(pool), await make_user(pool)
+    entity = await make_entity(pool)
+    (earlier,) = await insert_alerts(pool, [(user, entity)])
+    selections = [
+        ("full", ALERT_FIELDS, None),
+        ("full-too", ALERT_FIELDS, None),
+        ("narrow", "id headline", None),
+        ("after", "id headline", str(earlier)),
+    ]
+    async with (
+        WsClient.connect(server.ws_url) as a,
+        WsClient.connect(server.ws_url) as b,
+        WsClient.connect(server.ws_url) as c,
+        WsClient.connect(server.ws_url) as d,
+        WsClient.connect(server.ws_url) as others,
+    ):
+        clients = [a, b, c, d]
+        for client, (op_id, fields, after) in zip(clients, selections, strict=True):
+            await client.init(make_token(user))
+            await client.subscribe(op_id, fields=fields, after=after)
+        await others.init(make_token(other))
+        await others.subscribe("o")
+        await wait_for_subscribers(server, 5)
+        ids = [str(i) for i in await insert_alerts(pool, [(user, entity)] * 3)]
+        messages = [[await client.receive() for _ in ids] for client in clients]
+        await others.assert_silent(0.3)
+    for (op_id, _, _), received in zip(selections, messages, strict=True):
+        assert [m["id"] for m in received] == [op_id] * 3
+        assert [m["payload"]["data"]["alertCreated"]["id"] for m in received] == ids
+    full, full_too, narrow, replayed_then_live = (
+        [m["payload"]["data"]["alertCreated"] for m in received] for received in messages
+    )
+    assert full == full_too
+    assert set(full[0]) == {"id", "type", "asOf", "newState", "headline", "createdAt", "stock"}
+    assert full[0]["stock"]["ticker"]
+    assert (
+        narrow == replayed_then_live == [{"id": x["id"], "headline": x["headline"]} for x in full]
+    )
+
+
+@pytest.mark.parametrize("setting", [None, "1"])
+async def test_permessage_deflate_is_negotiated_only_when_configured(
+    start_server: StartServer, setting: str | None
+) -> None:
+    server = start_server(**({} if setting is None else {"WEBSOCKET_COMPRESSION": setting}))
+    async with WsClient.connect(server.ws_url) as client:  # offers permessage-deflate
+        negotiated = [e.name for e in client.ws.protocol.extensions]
+    assert negotiated == ([] if setting is None else ["permessage-deflate"])

@@ -84,3 +84,14 @@ def test_symbols_max_age_days_defaults_to_a_week_and_rejects_bad_values() -> Non
         Settings.from_env({"SYMBOLS_MAX_AGE_DAYS": "-1"})
     with pytest.raises(ConfigurationError, match="SYMBOLS_MAX_AGE_DAYS must be an integer"):
         Settings.from_env({"SYMBOLS_MAX_AGE_DAYS": "weekly"})
+
+
+def test_shutdown_grace_and_websocket_compression_are_validated_and_named() -> None:
+    settings = Settings.from_env({"SHUTDOWN_GRACE_SECONDS": "3", "WEBSOCKET_COMPRESSION": "1"})
+    assert (settings.shutdown_grace_seconds, settings.websocket_compression) == (3, True)
+    defaults = Settings.from_env({})
+    assert (defaults.shutdown_grace_seconds, defaults.websocket_compression) == (10, False)
+    with pytest.raises(ConfigurationError, match="SHUTDOWN_GRACE_SECONDS must be >= 1"):
+        Settings.from_env({"SHUTDOWN_GRACE_SECONDS": "0"})
+    with pytest.raises(ConfigurationError, match="WEBSOCKET_COMPRESSION must be a boolean"):
+        Settings.from_env({"WEBSOCKET_COMPRESSION": "maybe"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 
 import asyncpg
 import pytest
@@ -13,6 +14,7 @@ from services.db import database_name
 from services.live.hub import AlertEvent, AlertHub, HubStopped, Subscriber, SubscriberTooSlow
 from tests.fixtures.ws import (
     connections_refused,
+    insert_alert_in,
     insert_alerts,
     make_entity,
     make_user,
@@ -62,7 +64,7 @@ async def test_a_burst_in_one_transaction_is_resolved_and_delivered_in_order(
         ids = await insert_alerts(pool, [(user, entities[i % 4]) for i in range(250)])
         events = await take(subscriber, 250)
     assert [e.id for e in events] == ids
-    assert [e.key for e in events] == sorted(e.key for e in events)
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
 
 
 async def test_bad_payloads_and_unknown_ids_are_ignored(hub: AlertHub, pool: asyncpg.Pool) -> None:
@@ -133,26 +135,70 @@ async def test_catch_up_covers_a_transaction_that_began_before_the_last_seen_ale
         async with pool.acquire() as slow_conn:
             slow_tx = slow_conn.transaction()
             await slow_tx.start()
-            rows = await slow_conn.fetch(
-                "INSERT INTO alert_history (user_id, entity_id, alert_type, as_of, new_state,"
-                " headline, what_changed, why_it_matters, before_vs_now, what_didnt_change)"
-                " VALUES ($1, $2, 'fundamental_inflection', '1999-01-01', 'IMPROVING',"
-                " 'h', 'w', 'y', 'b', 'd') RETURNING id, sent_at",
-                user,
-                entity,
-            )
-            await slow_conn.execute("SELECT pg_notify('alert_created', $1)", str(rows[0]["id"]))
+            row = await insert_alert_in(slow_conn, user, entity, date(1999, 1, 1))
             seen = await insert_alerts(pool, [(user, entity)])
             newest = await take(subscriber, 1)
-            assert [e.id for e in newest] == seen and newest[0].sent_at > rows[0]["sent_at"]
-            await asyncio.sleep(1.2)  # keepalives move the hub's watermark past that sent_at
+            assert [e.id for e in newest] == seen
+            assert newest[0].row["sent_at"] > row["sent_at"]
+            await asyncio.sleep(1.2)  # several keepalives pass
             async with connections_refused(server_dsn, database_name(database_url)):
                 await terminate_listeners(server_dsn, database_name(database_url))
                 await asyncio.sleep(0.3)
                 await slow_tx.commit()  # committed while the listener is down
                 await asyncio.sleep(0.3)
-        assert [e.id for e in await take(subscriber, 1)] == [rows[0]["id"]]
+        assert [e.id for e in await take(subscriber, 1)] == [row["id"]]
         await assert_empty(subscriber)
+
+
+async def test_an_alert_whose_transaction_outlives_any_time_window_is_caught_up_exactly_once(
+    hub: AlertHub, pool: asyncpg.Pool, database_url: str, server_dsn: str
+) -> None:
+    """The old catch-up re-read a fixed window of sent_at; commit order has no window.
+
+    The transaction stays open far longer than the hub's keepalive (and than the window the
+    old hub was given in this test, 0.5 s), other alerts are delivered meanwhile, then it
+    commits while the LISTEN connection is down.
+    """
+    user = await make_user(pool)
+    entity = await make_entity(pool)
+    database = database_name(database_url)
+    with hub.subscribe(user) as subscriber:
+        async with pool.acquire() as slow_conn:
+            slow_tx = slow_conn.transaction()
+            await slow_tx.start()
+            slow = await insert_alert_in(slow_conn, user, entity, date(1998, 1, 1))
+            delivered = []
+            for _ in range(3):
+                await asyncio.sleep(1.0)
+                ids = await insert_alerts(pool, [(user, entity)])
+                delivered += [e.id for e in await take(subscriber, 1)]
+                assert delivered[-1] == ids[0]
+            async with connections_refused(server_dsn, database):
+                assert await terminate_listeners(server_dsn, database) == 1
+                await asyncio.sleep(0.3)
+                assert not hub.connected
+                await slow_tx.commit()  # its notification reaches nobody
+                missed = await insert_alerts(pool, [(user, entity)])
+                await asyncio.sleep(0.3)
+        caught_up = await take(subscriber, 2)
+        assert [e.id for e in caught_up] == [slow["id"], *missed]  # in commit order
+        assert hub.connected and hub.reconnects == 1
+        after = await insert_alerts(pool, [(user, entity)])
+        assert [e.id for e in await take(subscriber, 1)] == after
+        await assert_empty(subscriber)
+
+
+async def test_events_follow_commit_order_not_sent_at(hub: AlertHub, pool: asyncpg.Pool) -> None:
+    user = await make_user(pool)
+    entity = await make_entity(pool)
+    with hub.subscribe(user) as subscriber:
+        async with pool.acquire() as slow_conn, slow_conn.transaction():
+            slow = await insert_alert_in(slow_conn, user, entity, date(1997, 1, 1))
+            first = await insert_alerts(pool, [(user, entity)])
+        events = await take(subscriber, 2)
+    assert [e.id for e in events] == [first[0], slow["id"]]
+    assert events[0].seq < events[1].seq
+    assert events[0].row["sent_at"] > events[1].row["sent_at"]
 
 
 async def test_stop_ends_every_subscription(database_url: str, pool: asyncpg.Pool) -> None:
