@@ -19,6 +19,7 @@ from services.errors import ConfigurationError
 from services.logs import configure_logging
 from services.settings import Settings
 from web.app import create_app, tune_garbage_collector
+from web.metrics import MULTIPROC_DIR_VARIABLE, multiprocess_directory
 
 ROOT = Path(__file__).resolve().parent
 MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
@@ -113,8 +114,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, demo: bool)
     _announce(host, port, demo_token)
     if workers == 1:
         tune_garbage_collector()
+        os.environ.pop(MULTIPROC_DIR_VARIABLE, None)  # one process: its own default registry
         uvicorn.run(app, host=host, port=port, log_config=None)
-    else:
+        return 0
+    # Before the workers start: they choose prometheus_client's multiprocess mode on import.
+    with multiprocess_directory(settings.prometheus_multiproc_dir):
         uvicorn.run(
             "web.app:app_factory",
             factory=True,

@@ -19,7 +19,7 @@ from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.progress import Progress
 from services.db import create_pool, redact_dsn, resolve_database_url
 from services.errors import BadUserInput, ConfigurationError, ServiceError
-from services.logs import configure_logging
+from services.logs import configure_logging, log_context
 from services.settings import Settings
 from services.storage.factory import open_object_store
 from services.storage.object_store import ObjectStore
@@ -200,6 +200,10 @@ class Resources:
             self.stack.push_async_callback(self._store.close)
         return self._store
 
+    def progress(self, label: str) -> Progress:
+        """A bar on a terminal, else log lines; always log lines when the logs are JSON."""
+        return Progress(label, interactive=False if self.settings.log_format == "json" else None)
+
     def client(self) -> DoltHubClient:
         if self._client is None:
             self._client = DoltHubClient.from_settings(self.settings)
@@ -215,10 +219,6 @@ async def _require_migrated(pool: asyncpg.Pool) -> None:
         )
 
 
-def progress_for(label: str) -> Progress:
-    return Progress(label)
-
-
 def finish(progress: Progress) -> int:
     """Print the summary line; exit status 1 when any item failed."""
     progress.close()
@@ -229,7 +229,7 @@ def finish(progress: Progress) -> int:
 async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.backfill import run_backfill
 
-    progress = progress_for("backfill")
+    progress = res.progress("backfill")
     pool = await res.pool(args.workers + 2)
     if getattr(args, "recheck_unavailable_days", None):
         # A listing can appear later: `daily` retries what the source lacked a week ago.
@@ -279,7 +279,7 @@ async def cmd_requeue(res: Resources, args: argparse.Namespace) -> int:
 async def cmd_update_prices(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.update_prices import run_update_prices
 
-    progress = progress_for("update-prices")
+    progress = res.progress("update-prices")
     await run_update_prices(
         res.settings, await res.pool(6), res.client(), res.store(), progress, tickers=args.tickers
     )
@@ -290,7 +290,7 @@ async def cmd_evaluate(res: Resources, args: argparse.Namespace) -> int:
     from ingest.evaluation.run import run_evaluation
 
     await res.pool()  # fail early, with the usual message, when the database is unusable
-    progress = progress_for("evaluate")
+    progress = res.progress("evaluate")
     summary = await run_evaluation(
         res.settings,
         res.dsn,
@@ -321,7 +321,8 @@ async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
     failed: list[str] = []
     for name, step in steps:
         try:
-            status = await step()
+            with log_context(step=name):
+                status = await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -341,7 +342,7 @@ async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
 async def cmd_deliver(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.deliver import run_deliver
 
-    progress = progress_for("deliver")
+    progress = res.progress("deliver")
     pool = await res.pool(args.workers + 2)
     await run_deliver(
         res.settings, pool, res.dsn, progress, follow=args.follow, workers=args.workers
@@ -352,7 +353,7 @@ async def cmd_deliver(res: Resources, args: argparse.Namespace) -> int:
 async def cmd_sync_symbols(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.sync_symbols import run_sync_symbols
 
-    progress = progress_for("sync-symbols")
+    progress = res.progress("sync-symbols")
     await run_sync_symbols(res.settings, await res.pool(), res.client(), progress)
     return finish(progress)
 
@@ -361,7 +362,7 @@ async def cmd_import_csv(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.csv_import import find_csv_files, run_import_csv
 
     files = find_csv_files(args.directory)  # argument errors before touching the database
-    progress = progress_for("import-csv")
+    progress = res.progress("import-csv")
     await run_import_csv(await res.pool(), res.store(), files, progress)
     return finish(progress)
 
@@ -404,7 +405,8 @@ def _message(exc: BaseException) -> str:
 async def run_command(settings: Settings, args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
         resources = Resources(settings, stack)
-        return await COMMANDS[args.command](resources, args)
+        with log_context(command=args.command):
+            return await COMMANDS[args.command](resources, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,7 @@ async def test_bad_arguments_are_one_line_errors(ingest_env: dict[str, str]) -> 
         ("WEBHOOK_RETRY_SCHEDULE", "60,soon", "WEBHOOK_RETRY_SCHEDULE must be comma-separated"),
         ("WEBHOOK_RETRY_SCHEDULE", "0", "WEBHOOK_RETRY_SCHEDULE must list 1-20 delays"),
         ("SMTP_URL", "http://mail.example.com", "SMTP_URL must start with one of smtp://"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be one of text, json; got 'xml'"),
         ("DELIVERY_LEASE_SECONDS", "1", "DELIVERY_LEASE_SECONDS must be >= 5"),
         ("WEBHOOK_ALLOW_PRIVATE", "maybe", "WEBHOOK_ALLOW_PRIVATE must be a boolean"),
     ],
