@@ -12,10 +12,10 @@ import sys
 import time
 from collections import Counter
 from contextlib import AbstractContextManager
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger("ingest.progress")
 
@@ -113,6 +113,10 @@ class Progress:
 
     def _draw(self, force: bool) -> None:
         if self._bar is None:
+            # Imported here: cron runs never draw a bar and start faster without tqdm.
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
             # From the first report on, console log records go through tqdm.write, which
             # lifts the bar, writes the line and redraws the bar below it.
             self._redirect = logging_redirect_tqdm()

@@ -24,7 +24,7 @@ from web import metrics
 from web.body_limit import RequestGuard
 from web.explorer import explorer_routes
 from web.graphql_app import GraphQLApp
-from web.request_log import RequestLog
+from web.request_log import REQUEST_ID_HEADER, RequestLog
 from web.unsubscribe import unsubscribe_routes
 
 
@@ -89,7 +89,8 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
             CORSMiddleware,
             allow_origins=list(settings.cors_allow_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "accept"],
+            allow_headers=["authorization", "content-type", "accept", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
             max_age=600,
         ),
     ]

@@ -100,6 +100,27 @@ async def test_text_request_line_names_request_id_and_operation(client: httpx.As
     ), stream.getvalue()
 
 
+async def test_browsers_may_send_and_read_the_request_id(client: httpx.AsyncClient) -> None:
+    origin = "http://localhost:5173"
+    preflight = await client.options(
+        "/graphql",
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type, x-request-id",
+        },
+    )
+    assert preflight.status_code == 200
+    assert "x-request-id" in preflight.headers["access-control-allow-headers"].lower()
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ health { ok } }"},
+        headers={"origin": origin, "x-request-id": "from-browser"},
+    )
+    assert response.headers["x-request-id"] == "from-browser"
+    assert "x-request-id" in response.headers["access-control-expose-headers"].lower()
+
+
 def test_json_formatter_keeps_a_traceback_inside_the_one_line() -> None:
     record = logging.LogRecord("ingest", logging.ERROR, __file__, 1, "boom %s", ("x",), None)
     try:
