@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.progress import Progress
 from services.db import create_pool, redact_dsn, resolve_database_url
 from services.errors import BadUserInput, ConfigurationError, ServiceError
-from services.logs import configure_logging, log_context
+from services.logs import configure_logging, log_context, report_error
 from services.settings import Settings
 from services.storage.factory import open_object_store
 from services.storage.object_store import ObjectStore
@@ -326,7 +325,7 @@ async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            print(f"error: {name}: {_message(exc)}", file=sys.stderr, flush=True)
+            report_error(f"{name}: {_message(exc)}", "ingest")
             if not isinstance(exc, ServiceError):
                 log.debug("%s crashed", name, exc_info=exc)
             status = EXIT_FAILED
@@ -417,22 +416,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings)
         return asyncio.run(run_command(settings, args))
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(str(exc), "ingest")
         return EXIT_USAGE
     except ConfigurationError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        report_error(exc.message, "ingest")
         return EXIT_USAGE
     except (ServiceError, DoltHubError) as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        report_error(exc.message, "ingest")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        report_error("interrupted", "ingest")
         return EXIT_INTERRUPTED
     except (OSError, asyncpg.PostgresError) as exc:
-        print(f"error: {_message(exc)}", file=sys.stderr)
+        report_error(_message(exc), "ingest")
         return EXIT_FAILED
     except Exception as exc:
         # A bug, not bad input: still one line; LOG_LEVEL=DEBUG shows the traceback.
         log.debug("unexpected failure", exc_info=exc)
-        print(f"error: unexpected {_message(exc)}", file=sys.stderr)
+        report_error(f"unexpected {_message(exc)}", "ingest")
         return EXIT_FAILED

@@ -111,6 +111,15 @@ class _StderrHandler(logging.StreamHandler):
     """The handler this module installs (so a second call can find and re-format it)."""
 
 
+def report_error(message: str, logger: str) -> None:
+    """A command's closing `error: message` on stderr; an ERROR record when logs are JSON."""
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        logging.getLogger(logger).error("%s", message)
+    else:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+
+
 def configure_logging(settings: Settings) -> None:
     """Root logging on stderr at LOG_LEVEL in LOG_FORMAT; safe to call again."""
     root = logging.getLogger()
