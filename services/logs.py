@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -40,15 +38,26 @@ _RECORD_ATTRIBUTES = frozenset(
 _context: ContextVar[dict[str, object] | None] = ContextVar("log_context", default=None)
 
 
-@contextmanager
-def log_context(**fields: object) -> Iterator[dict[str, object]]:
+class _LogContext:
+    """The block `log_context` opens (a class: it runs once per request on the hot path)."""
+
+    __slots__ = ("fields", "_token")
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        self.fields = fields
+
+    def __enter__(self) -> dict[str, object]:
+        self._token = _context.set(self.fields)
+        return self.fields
+
+    def __exit__(self, *exc_info: object) -> None:
+        _context.reset(self._token)
+
+
+def log_context(**fields: object) -> _LogContext:
     """Adds `fields` to every record logged inside the block (this task and tasks it starts)."""
-    merged = {**(_context.get() or {}), **fields}
-    token = _context.set(merged)
-    try:
-        yield merged
-    finally:
-        _context.reset(token)
+    current = _context.get()
+    return _LogContext({**current, **fields} if current else fields)
 
 
 def add_log_context(**fields: object) -> None:

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
@@ -43,6 +42,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from(scope)
+        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
         started = time.perf_counter()
         status = 500  # what the server answers when the app raises before responding
 
@@ -50,28 +50,33 @@ class RequestLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         with log_context(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                # The path only: a query string may carry a GET operation's variables.
-                duration_ms = round((time.perf_counter() - started) * 1000, 2)
-                log.info(
-                    "%s %s %d %.1f ms",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    duration_ms,
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": duration_ms,
-                    },
-                )
+                if log.isEnabledFor(logging.INFO):
+                    _log_request(scope, status, started)
+
+
+def _log_request(scope: Scope, status: int, started: float) -> None:
+    # The path only: a query string may carry a GET operation's variables.
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    log.info(
+        "%s %s %d %.1f ms",
+        scope["method"],
+        scope["path"],
+        status,
+        duration_ms,
+        extra={
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": duration_ms,
+        },
+    )
 
 
 class OperationLogExtension(SchemaExtension):
