@@ -201,7 +201,11 @@ class Resources:
 
     def progress(self, label: str) -> Progress:
         """A bar on a terminal, else log lines; always log lines when the logs are JSON."""
-        return Progress(label, interactive=False if self.settings.log_format == "json" else None)
+        progress = Progress(
+            label, interactive=False if self.settings.log_format == "json" else None
+        )
+        self.stack.callback(progress.close)  # a command that raises still restores the terminal
+        return progress
 
     def client(self) -> DoltHubClient:
         if self._client is None:
