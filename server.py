@@ -21,6 +21,7 @@ from services.errors import ConfigurationError
 from services.logs import configure_logging
 from services.settings import Settings
 from web.app import create_app, tune_garbage_collector
+from web.metrics import MULTIPROC_DIR_VARIABLE, multiprocess_directory
 from web.shutdown import GoingAwayWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parent
@@ -132,8 +133,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, demo: bool)
     }
     if workers == 1:
         tune_garbage_collector()
+        os.environ.pop(MULTIPROC_DIR_VARIABLE, None)  # one process: its own default registry
         uvicorn.run(app, host=host, port=port, log_config=None, **websockets)
-    else:
+        return 0
+    # Before the workers start: they choose prometheus_client's multiprocess mode on import.
+    with multiprocess_directory(settings.prometheus_multiproc_dir):
         uvicorn.run(
             "web.app:app_factory",
             factory=True,

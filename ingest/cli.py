@@ -20,7 +20,7 @@ from ingest.progress import Progress
 from ingest.shutdown import stop_on_signals
 from services.db import create_pool, redact_dsn, resolve_database_url
 from services.errors import BadUserInput, ConfigurationError, ServiceError
-from services.logs import configure_logging
+from services.logs import configure_logging, log_context, report_error
 from services.settings import Settings
 from services.storage.factory import open_object_store
 from services.storage.object_store import ObjectStore
@@ -210,6 +210,14 @@ class Resources:
             self.stack.push_async_callback(self._store.close)
         return self._store
 
+    def progress(self, label: str) -> Progress:
+        """A bar on a terminal, else log lines; always log lines when the logs are JSON."""
+        progress = Progress(
+            label, interactive=False if self.settings.log_format == "json" else None
+        )
+        self.stack.callback(progress.close)  # a command that raises still restores the terminal
+        return progress
+
     def client(self) -> DoltHubClient:
         if self._client is None:
             self._client = DoltHubClient.from_settings(self.settings)
@@ -225,10 +233,6 @@ async def _require_migrated(pool: asyncpg.Pool) -> None:
         )
 
 
-def progress_for(label: str) -> Progress:
-    return Progress(label)
-
-
 def finish(progress: Progress) -> int:
     """Print the summary line; exit status 1 when any item failed."""
     progress.close()
@@ -239,7 +243,7 @@ def finish(progress: Progress) -> int:
 async def cmd_backfill(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.backfill import run_backfill
 
-    progress = progress_for("backfill")
+    progress = res.progress("backfill")
     pool = await res.pool(args.workers + 2)
     if getattr(args, "recheck_unavailable_days", None):
         # A listing can appear later: `daily` retries what the source lacked a week ago.
@@ -292,7 +296,7 @@ async def cmd_requeue(res: Resources, args: argparse.Namespace) -> int:
 async def cmd_update_prices(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.update_prices import run_update_prices
 
-    progress = progress_for("update-prices")
+    progress = res.progress("update-prices")
     await run_update_prices(
         res.settings, await res.pool(6), res.client(), res.store(), progress, tickers=args.tickers
     )
@@ -303,7 +307,7 @@ async def cmd_evaluate(res: Resources, args: argparse.Namespace) -> int:
     from ingest.evaluation.run import run_evaluation
 
     await res.pool()  # fail early, with the usual message, when the database is unusable
-    progress = progress_for("evaluate")
+    progress = res.progress("evaluate")
     with stop_on_signals(_stop_event(args)) as stop:
         summary = await run_evaluation(
             res.settings,
@@ -350,11 +354,12 @@ async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
             print(f"daily: stopped by a signal; steps not run: {skipped}", flush=True)
             return EXIT_INTERRUPTED
         try:
-            status = await step()
+            with log_context(step=name):
+                status = await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            print(f"error: {name}: {_message(exc)}", file=sys.stderr, flush=True)
+            report_error(f"{name}: {_message(exc)}", "ingest")
             if not isinstance(exc, ServiceError):
                 log.debug("%s crashed", name, exc_info=exc)
             status = EXIT_FAILED
@@ -370,7 +375,7 @@ async def cmd_daily(res: Resources, args: argparse.Namespace) -> int:
 async def cmd_deliver(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.deliver import run_deliver
 
-    progress = progress_for("deliver")
+    progress = res.progress("deliver")
     pool = await res.pool(args.workers + 2)
     await run_deliver(
         res.settings, pool, res.dsn, progress, follow=args.follow, workers=args.workers
@@ -394,7 +399,7 @@ async def cmd_sync_symbols(res: Resources, args: argparse.Namespace) -> int:
                 flush=True,
             )
             return EXIT_OK
-    progress = progress_for("sync-symbols")
+    progress = res.progress("sync-symbols")
     changes = await run_sync_symbols(res.settings, pool, res.client(), progress)
     status = finish(progress)
     if changes.added or changes.retired:
@@ -406,7 +411,7 @@ async def cmd_import_csv(res: Resources, args: argparse.Namespace) -> int:
     from ingest.jobs.csv_import import find_csv_files, run_import_csv
 
     files = find_csv_files(args.directory)  # argument errors before touching the database
-    progress = progress_for("import-csv")
+    progress = res.progress("import-csv")
     await run_import_csv(await res.pool(), res.store(), files, progress)
     return finish(progress)
 
@@ -455,7 +460,8 @@ def _message(exc: BaseException) -> str:
 async def run_command(settings: Settings, args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
         resources = Resources(settings, stack)
-        return await COMMANDS[args.command](resources, args)
+        with log_context(command=args.command):
+            return await COMMANDS[args.command](resources, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -466,22 +472,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings)
         return asyncio.run(run_command(settings, args))
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(str(exc), "ingest")
         return EXIT_USAGE
     except ConfigurationError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        report_error(exc.message, "ingest")
         return EXIT_USAGE
     except (ServiceError, DoltHubError) as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        report_error(exc.message, "ingest")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        report_error("interrupted", "ingest")
         return EXIT_INTERRUPTED
     except (OSError, asyncpg.PostgresError) as exc:
-        print(f"error: {_message(exc)}", file=sys.stderr)
+        report_error(_message(exc), "ingest")
         return EXIT_FAILED
     except Exception as exc:
         # A bug, not bad input: still one line; LOG_LEVEL=DEBUG shows the traceback.
         log.debug("unexpected failure", exc_info=exc)
-        print(f"error: unexpected {_message(exc)}", file=sys.stderr)
+        report_error(f"unexpected {_message(exc)}", "ingest")
         return EXIT_FAILED

@@ -1,4 +1,9 @@
-"""Progress for long jobs: a bar on a TTY, periodic log lines otherwise, one summary line."""
+"""Progress for long jobs: a bar on a TTY, periodic log lines otherwise, one summary line.
+
+On a terminal the bar is tqdm's (position, rate, ETA); while it is shown, log records are
+written above it instead of across it. Elsewhere (cron, pipes) a plain log line every
+`log_interval` seconds says the same.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,15 @@ import logging
 import sys
 import time
 from collections import Counter
-from typing import TextIO
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger("ingest.progress")
 
-BAR_WIDTH = 28
 LOG_INTERVAL_SECONDS = 10.0
-REDRAW_INTERVAL_SECONDS = 0.1
 
 
 class Progress:
@@ -37,8 +44,9 @@ class Progress:
         self.counts: Counter[str] = Counter()
         self.failures: list[str] = []
         self._last_report = self.started
-        self._drawn = False
         self._tracked: int | None = None
+        self._bar: tqdm[None] | None = None
+        self._redirect: AbstractContextManager[None] | None = None
 
     @property
     def done(self) -> int:
@@ -80,7 +88,6 @@ class Progress:
     def failed_step(self, what: str, message: str) -> None:
         """A failure beside the counted items (a follow-up step); the run still fails."""
         self.failures.append(f"{what}: {message}")
-        self._clear()
         log.warning("%s: %s failed: %s", self.label, what, message)
         self._report()
 
@@ -89,41 +96,62 @@ class Progress:
         return f"{self.done}{total}"
 
     def _report(self, force: bool = False) -> None:
-        now = time.monotonic()
         if self.interactive:
-            if force or now - self._last_report >= REDRAW_INTERVAL_SECONDS:
-                self._draw()
-                self._last_report = now
-        elif force or now - self._last_report >= self.log_interval:
+            self._draw(force)
+            return
+        now = time.monotonic()
+        if force or now - self._last_report >= self.log_interval:
             self._last_report = now
-            log.info(
-                "%s: %s items, %d failed, %.0f s",
-                self.label,
-                self._position(),
-                self.failed,
-                self.elapsed,
+            log.info("%s", self._plain_line())
+
+    def _plain_line(self) -> str:
+        """`label: 40/100 items, 1 failed, 12 s, 3.3/s, ETA 18 s` (rate and ETA once known)."""
+        elapsed = self.elapsed
+        line = f"{self.label}: {self._position()} items, {self.failed} failed, {elapsed:.0f} s"
+        if self.done and elapsed > 0:
+            rate = self.done / elapsed
+            line += f", {rate:.1f}/s"
+            if self.total is not None and self.total >= self.done:
+                line += f", ETA {(self.total - self.done) / rate:.0f} s"
+        return line
+
+    def _draw(self, force: bool) -> None:
+        if self._bar is None:
+            # Imported here: cron runs never draw a bar and start faster without tqdm.
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            # From the first report on, console log records go through tqdm.write, which
+            # lifts the bar, writes the line and redraws the bar below it.
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
+            self._bar = tqdm(
+                total=self.total,
+                desc=self.label,
+                unit="item",
+                file=self.stream,
+                leave=False,
+                dynamic_ncols=True,
             )
-
-    def _draw(self) -> None:
-        if self.total:
-            filled = min(BAR_WIDTH, BAR_WIDTH * self.done // max(self.total, 1))
-            bar = "[" + "#" * filled + "." * (BAR_WIDTH - filled) + "] "
+        bar = self._bar
+        bar.set_postfix_str(f"{self.failed} failed", refresh=False)
+        if bar.total != self.total:
+            bar.total = self.total
+            force = True
+        if force:
+            bar.n = self.done
+            bar.refresh()
         else:
-            bar = ""
-        line = f"\r{self.label} {bar}{self._position()} failed {self.failed} {self.elapsed:.0f}s"
-        self.stream.write(line + "\x1b[K")
-        self.stream.flush()
-        self._drawn = True
-
-    def _clear(self) -> None:
-        if self.interactive and self._drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._drawn = False
+            bar.update(self.done - bar.n)  # redraws at most every 0.1 s
 
     def close(self) -> None:
         """Erase the bar (the summary line replaces it)."""
-        self._clear()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
 
     def summary_line(self) -> str:
         """`label: 40 completed, 1 failed, 1234 rows written, 3 rows rejected in 5.2 s`."""

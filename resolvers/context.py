@@ -21,6 +21,7 @@ from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
 from services.delivery import endpoints, outbox
 from services.errors import StorageUnavailable, Unauthenticated
+from services.logs import add_log_context
 from services.pagination import KeysetPage
 from services.price_history import DailyBar
 from services.settings import Settings
@@ -158,6 +159,7 @@ class Context:
             if token is None:
                 raise Unauthenticated("missing bearer token")
             self._claims = await self.verifier.verify(token)
+            add_log_context(user_id=self._claims.sub)
         return self._claims
 
 

@@ -80,11 +80,31 @@ def _url(
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+LOG_FORMATS = ("text", "json")
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
     if level not in LOG_LEVELS:
         raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
     return level
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    raw = env.get("LOG_FORMAT", "").strip() or "text"
+    if raw.lower() not in LOG_FORMATS:
+        raise ConfigurationError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}; got {raw!r}")
+    return raw.lower()
+
+
+def _directory(env: Mapping[str, str], name: str) -> Path | None:
+    raw = _optional(env, name)
+    if raw is None:
+        return None
+    path = Path(raw).resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigurationError(f"{name} must name a directory, got a file: {raw}")
+    return path
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,9 @@ class Settings:
     response_cache_mb: float = 64.0
     database_statement_cache_size: int = 100
     log_level: str = "INFO"
+    log_format: str = "text"
+    # Where `--workers N` keeps the workers' metric files; None: a fresh temporary directory.
+    prometheus_multiproc_dir: Path | None = None
 
     @property
     def is_production(self) -> bool:
@@ -223,6 +246,8 @@ class Settings:
             response_cache_mb=_float(env, "RESPONSE_CACHE_MB", 64.0),
             database_statement_cache_size=_int(env, "DATABASE_STATEMENT_CACHE_SIZE", 100),
             log_level=_log_level(env),
+            log_format=_log_format(env),
+            prometheus_multiproc_dir=_directory(env, "PROMETHEUS_MULTIPROC_DIR"),
         )
         _check_valuation_thresholds(settings)
         if settings.jwt_jwks_file and not Path(settings.jwt_jwks_file).is_file():

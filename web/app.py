@@ -24,6 +24,7 @@ from web import metrics
 from web.body_limit import RequestGuard
 from web.explorer import explorer_routes
 from web.graphql_app import GraphQLApp
+from web.request_log import REQUEST_ID_HEADER, RequestLog
 from web.unsubscribe import unsubscribe_routes
 
 
@@ -62,9 +63,12 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
         ready = await database_ready(graphql.pool)
         return JSONResponse({"ok": ready, "database": ready}, status_code=200 if ready else 503)
 
-    async def metrics_endpoint(request: Request) -> Response:
+    def observe_state() -> None:
         metrics.observe_pool(graphql.pool)
-        metrics.observe_subscribers(request.app.state.alert_hub.subscriber_count)
+        metrics.observe_subscribers(app.state.alert_hub.subscriber_count)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        observe_state()
         body, content_type = metrics.render_metrics()
         return Response(body, media_type=content_type)
 
@@ -79,16 +83,22 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
         *unsubscribe_routes(settings, lambda: graphql.pool),
     ]
     middleware = [
+        Middleware(RequestLog),
         Middleware(RequestGuard),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_allow_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "accept"],
+            allow_headers=["authorization", "content-type", "accept", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
             max_age=600,
         ),
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=metrics.with_worker_gauges(lifespan, observe_state),
+    )
     app.state.graphql = graphql
     return app
 

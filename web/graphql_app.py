@@ -42,6 +42,7 @@ from services import cache_versions
 from services.auth.tokens import TokenVerifier
 from services.db import database_outage
 from services.errors import ConfigurationError, Unauthenticated
+from services.logs import add_log_context
 from services.settings import Settings
 from services.storage.object_store import ObjectStore
 from services.users import EnsuredUsers
@@ -62,6 +63,7 @@ from web.http_conventions import (
 )
 from web.metrics import MetricsExtension
 from web.operation_guards import graphiql_enabled, guard_extensions
+from web.request_log import OperationLogExtension
 from web.response_cache import ResponseCache
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,12 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         # Metrics first: it wraps (and so times and counts) everything the guards refuse.
-        extensions=[MetricsExtension, OperationTypeExtension, *guard_extensions(settings)],
+        extensions=[
+            MetricsExtension,
+            OperationLogExtension,
+            OperationTypeExtension,
+            *guard_extensions(settings),
+        ],
         execution_context_class=FastLeafExecutionContext,
     )
 
@@ -266,6 +273,7 @@ class GraphQLApp(GraphQL[Context, None]):
         data = cache.get(key, versions)
         if data is not None:
             metrics.RESPONSE_CACHE.labels("hit").inc()
+            add_log_context(operation=plan.operation_name)  # no execution names it
             return ExecutionResult(data=data, errors=None)
         metrics.RESPONSE_CACHE.labels("miss").inc()
         return key, versions

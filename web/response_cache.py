@@ -53,6 +53,7 @@ class CachePlan:
     """How a document may be cached: shared by everyone, or per user."""
 
     public: bool
+    operation_name: str | None = None
 
 
 @dataclass
@@ -149,10 +150,11 @@ def _plan(query: str, operation_name: str | None) -> CachePlan | None:
     roots = _root_fields(operation.selection_set, fragments, depth=0)
     if roots is None or not roots:
         return None
+    name = operation.name.value if operation.name else None
     if roots <= PUBLIC_ROOT_FIELDS:
-        return CachePlan(public=not _mentions(document, VIEWER_FIELDS))
+        return CachePlan(public=not _mentions(document, VIEWER_FIELDS), operation_name=name)
     if roots <= PUBLIC_ROOT_FIELDS | PRIVATE_ROOT_FIELDS:
-        return CachePlan(public=False)
+        return CachePlan(public=False, operation_name=name)
     return None
 
 

@@ -26,6 +26,7 @@ from ingest.evaluation.parallel import (
 from services import signal_store as db
 from services.db import create_pool
 from services.errors import ServiceError
+from services.logs import log_context
 from services.market.alert_text import Previous, explain
 from services.market.records import Split
 from services.market.signal import Signal
@@ -236,7 +237,8 @@ async def _process_batch(job: _Job, batch: list[db.ClaimedEntity]) -> None:
     async def one(entity: db.ClaimedEntity) -> None:
         async with gate:
             if not job.stop.is_set():
-                await _evaluate_one(job, entity, previous.get(entity.id), watchers[entity.id])
+                with log_context(ticker=entity.ticker):
+                    await _evaluate_one(job, entity, previous.get(entity.id), watchers[entity.id])
 
     await asyncio.gather(*(one(entity) for entity in batch))
     if job.stop.is_set():

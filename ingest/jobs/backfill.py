@@ -30,6 +30,7 @@ from services import backfill_queue as claims
 from services import signal_store
 from services.data_coverage import mark_unavailable, record_written
 from services.errors import ServiceError
+from services.logs import log_context
 from services.settings import Settings
 from services.storage.object_store import ObjectStore, ObjectStoreError
 from services.ticker_writes import TickerData, write_objects
@@ -192,6 +193,10 @@ class BackfillRun:
             await self.process(job)
 
     async def process(self, job: claims.ClaimedJob) -> None:
+        with log_context(ticker=job.ticker):
+            await self._process(job)
+
+    async def _process(self, job: claims.ClaimedJob) -> None:
         log.info("%s: backfilling %s (attempt %d)", job.locked_by, job.ticker, job.retry_count + 1)
         try:
             fetched = await self._holding_lease(job, lambda: self._fetch_and_write(job))

@@ -23,6 +23,7 @@ from services.data_coverage import (
     extend_prices,
     priced_entities,
 )
+from services.logs import log_context
 from services.settings import Settings
 from services.storage.object_store import ObjectStore
 from services.ticker_writes import TickerData, write_objects
@@ -135,10 +136,11 @@ async def run_update_prices(
 
     async def guarded(entity: PricedEntity) -> None:
         async with gate:
-            try:
-                await run.update_one(entity)
-            except Exception as exc:
-                progress.item_failed(entity.ticker, describe(exc))
+            with log_context(ticker=entity.ticker):
+                try:
+                    await run.update_one(entity)
+                except Exception as exc:
+                    progress.item_failed(entity.ticker, describe(exc))
 
     await asyncio.gather(*(guarded(e) for e in entities))
     return progress

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import uuid
 
 import asyncpg
@@ -57,6 +58,7 @@ async def test_bad_arguments_are_one_line_errors(ingest_env: dict[str, str]) -> 
         ("WEBHOOK_RETRY_SCHEDULE", "60,soon", "WEBHOOK_RETRY_SCHEDULE must be comma-separated"),
         ("WEBHOOK_RETRY_SCHEDULE", "0", "WEBHOOK_RETRY_SCHEDULE must list 1-20 delays"),
         ("SMTP_URL", "http://mail.example.com", "SMTP_URL must start with one of smtp://"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be one of text, json; got 'xml'"),
         ("DELIVERY_LEASE_SECONDS", "1", "DELIVERY_LEASE_SECONDS must be >= 5"),
         ("WEBHOOK_ALLOW_PRIVATE", "maybe", "WEBHOOK_ALLOW_PRIVATE must be a boolean"),
     ],
@@ -162,7 +164,7 @@ def test_progress_draws_a_bar_on_a_tty_and_logs_otherwise(
     bar.item_done("completed")
     bar.item_done("completed")
     bar.set_total(4)
-    assert "\rbackfill [" + "#" * 14 + "." * 14 + "] 2/4" in screen.getvalue()
+    assert re.search(r"\rbackfill: +50%\|[^|]+\| 2/4 \[", screen.getvalue()), screen.getvalue()
     bar.item_failed("KO", "HTTP 503")
     bar.add("rows rejected", 3)
     bar.close()

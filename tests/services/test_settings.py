@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,20 @@ def test_shutdown_grace_and_websocket_compression_are_validated_and_named() -> N
         Settings.from_env({"SHUTDOWN_GRACE_SECONDS": "0"})
     with pytest.raises(ConfigurationError, match="WEBSOCKET_COMPRESSION must be a boolean"):
         Settings.from_env({"WEBSOCKET_COMPRESSION": "maybe"})
+
+
+def test_log_format_defaults_to_text_and_accepts_json() -> None:
+    assert Settings.from_env({}).log_format == "text"
+    assert Settings.from_env({"LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(ConfigurationError, match="LOG_FORMAT must be one of text, json"):
+        Settings.from_env({"LOG_FORMAT": "yaml"})
+
+
+def test_prometheus_multiproc_dir_must_not_be_a_file(tmp_path: Path) -> None:
+    file = tmp_path / "metrics"
+    file.write_text("")
+    with pytest.raises(ConfigurationError, match="PROMETHEUS_MULTIPROC_DIR must name a directory"):
+        Settings.from_env({"PROMETHEUS_MULTIPROC_DIR": str(file)})
+    directory = tmp_path / "not-yet"
+    settings = Settings.from_env({"PROMETHEUS_MULTIPROC_DIR": str(directory)})
+    assert settings.prometheus_multiproc_dir == directory

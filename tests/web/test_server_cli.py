@@ -96,6 +96,7 @@ def test_token_bad_arguments(tmp_path: Path, args: list[str], fragment: str) -> 
     ("env", "args", "variable"),
     [
         ({"LOG_LEVEL": "LOUD"}, [], "LOG_LEVEL"),
+        ({"LOG_FORMAT": "logfmt"}, [], "LOG_FORMAT"),
         ({"APP_ENV": "staging"}, [], "APP_ENV"),
         ({"DATABASE_URL": "mysql://x/y"}, [], "DATABASE_URL"),
         ({"JWT_JWKS_FILE": "/nonexistent/jwks.json"}, [], "JWT_JWKS_FILE"),

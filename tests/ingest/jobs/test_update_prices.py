@@ -18,28 +18,10 @@ from services.storage.keys import price_key
 from services.storage.local import LocalObjectStore
 from services.storage.market_files import read_fundamentals, read_prices, read_splits
 from tests.fakes.dolthub_server import FakeDoltHub
-from tests.fixtures.ingest import queue_tickers, run_ingest, sql_requests_for
+from tests.fixtures.ingest import STALE, queue_tickers, run_ingest, sql_requests_for
 
-STALE = date(2026, 11, 10)  # the backfill's "today": the store ends here
 TODAY = date(2026, 11, 28)  # the fake's data ends 2026-11-27
 Update = Callable[..., Awaitable[Progress]]
-
-
-@pytest.fixture
-async def stale_store(
-    ingest_settings: Settings,
-    pool: asyncpg.Pool,
-    ingest_store: LocalObjectStore,
-    dolthub_client: DoltHubClient,
-) -> LocalObjectStore:
-    """AAPL and KO backfilled as of STALE (so DoltHub now has newer bars)."""
-    await queue_tickers(pool, ["AAPL", "KO"])
-    progress = Progress("backfill", interactive=False)
-    await run_backfill(
-        ingest_settings, pool, dolthub_client, ingest_store, progress, workers=2, today=STALE
-    )
-    assert progress.outcomes == {"completed": 2}
-    return ingest_store
 
 
 @pytest.fixture
