@@ -13,6 +13,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from starlette.responses import JSONResponse
 from strawberry.types import ExecutionContext
 
 from services.errors import ServiceError
@@ -68,6 +69,16 @@ def classify_error(error: GraphQLError, operation_name: str | None = None) -> st
     )
     _set_code(error, INTERNAL, INTERNAL_MESSAGE)
     return INTERNAL
+
+
+def refusal_response(status: int, reason: str) -> JSONResponse:
+    """A request refused before execution: its HTTP status and a GraphQL error body with a code.
+
+    A 405 says which methods would work (RFC 9110).
+    """
+    body = {"errors": [{"message": reason, "extensions": {"code": BAD_USER_INPUT}}]}
+    headers = {"allow": "GET, POST"} if status == 405 else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def classify_errors(errors: list[GraphQLError], operation_name: str | None = None) -> None:

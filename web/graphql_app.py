@@ -10,7 +10,7 @@ import orjson
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
@@ -34,7 +34,7 @@ from services.settings import Settings
 from services.storage.object_store import ObjectStore
 from services.users import EnsuredUsers
 from web import metrics
-from web.errors import AppSchema
+from web.errors import AppSchema, refusal_response
 from web.execution import FastLeafExecutionContext
 from web.explorer import explorer_page
 from web.http_conventions import (
@@ -121,6 +121,16 @@ class GraphQLApp(GraphQL[Context, None]):
             request.query_params.get("extensions") is None
         )
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Strict JSON (orjson): any hostile body fails as a JSONDecodeError, never a crash.
+
+        That is a 400 over HTTP and close 4400 on a WebSocket. It refuses invalid UTF-8, lone
+        surrogates, NaN/Infinity and nesting deeper than 1,024, where the json module raised
+        UnicodeDecodeError, RecursionError or (a 5,000-digit number) ValueError: HTTP 500.
+        Integers beyond 64 bits become floats, which GraphQL's Int refuses as BAD_USER_INPUT.
+        """
+        return orjson.loads(data)
+
     def parse_json(self, data: str | bytes) -> Any:
         """JSON that is not an object (or a batch list) is a 400, not a crash."""
         parsed = super().parse_json(data)
@@ -183,8 +193,11 @@ class GraphQLApp(GraphQL[Context, None]):
                 return None  # execution answers UNAUTHENTICATED
             viewer = cache_versions.user_scope(user_id)
             scopes = [cache_versions.PUBLIC, viewer]
-        versions = await cache_versions.read(context.pool, scopes)
         key = cache.key(viewer, query, request_data.variables, request_data.operation_name)
+        if key is None:
+            metrics.RESPONSE_CACHE.labels("uncached").inc()
+            return None
+        versions = await cache_versions.read(context.pool, scopes)
         data = cache.get(key, versions)
         if data is not None:
             metrics.RESPONSE_CACHE.labels("hit").inc()
@@ -248,9 +261,7 @@ class GraphQLApp(GraphQL[Context, None]):
             try:
                 response = await self.run(request)
             except HTTPException as exc:
-                # A 405 says which methods would work (RFC 9110).
-                allow = {"allow": "GET, POST"} if exc.status_code == 405 else None
-                response = PlainTextResponse(exc.reason, status_code=exc.status_code, headers=allow)
+                response = refusal_response(exc.status_code, exc.reason)
             await response(scope, receive, send)
             return
         if scope["type"] != "websocket":
