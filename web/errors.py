@@ -9,12 +9,15 @@ error" / INTERNAL; the exception is logged with the operation name and path, nev
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from starlette.responses import JSONResponse
+from strawberry.schema.schema import StreamResult
 from strawberry.types import ExecutionContext
+from strawberry.types.execution import PreExecutionError
 
 from services.errors import ServiceError
 
@@ -100,3 +103,22 @@ class AppSchema(strawberry.Schema):
     ) -> None:
         operation_name: Any = execution_context.operation_name if execution_context else None
         classify_errors(errors, operation_name)
+
+    async def stream(self, *args: Any, **kwargs: Any) -> StreamResult:
+        """Strawberry's, with errors raised while parsing answered as a pre-execution error.
+
+        Over HTTP Strawberry catches what an on_parse extension raises (the size and token
+        limits, a syntax error from the parser cache); in a stream (the WebSocket) it escaped
+        the operation's task, which logged a traceback and sent `complete` with no error.
+        """
+        return _parse_errors_as_results(await super().stream(*args, **kwargs))
+
+
+async def _parse_errors_as_results(results: StreamResult) -> StreamResult:
+    async with aclosing(results):
+        try:
+            async for result in results:
+                yield result
+        except GraphQLError as error:
+            classify_error(error)
+            yield PreExecutionError(data=None, errors=[error])

@@ -51,6 +51,7 @@ from web.http_conventions import (
 from web.metrics import MetricsExtension
 from web.operation_guards import graphiql_enabled, guard_extensions
 from web.response_cache import ResponseCache
+from web.websocket_protocol import CheckedTransportWSHandler
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
@@ -79,6 +80,7 @@ class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app with our per-request context, metrics and origin allowlist."""
 
     websocket_adapter_class = _TextFrameWebSocketAdapter
+    graphql_transport_ws_handler_class = CheckedTransportWSHandler
 
     def __init__(self, settings: Settings, verifier: TokenVerifier) -> None:
         super().__init__(

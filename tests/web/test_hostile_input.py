@@ -7,13 +7,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import psutil
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from tests.fixtures.hostile import HostileServer, assert_clean_response
+from tests.fixtures.hostile import (
+    HostileServer,
+    assert_clean_message,
+    assert_clean_response,
+)
+from tests.fixtures.ws import PROTOCOL, SUBSCRIPTION, wait_for_subscribers
+
+pytestmark = pytest.mark.usefixtures("server_log_stays_clean")
 
 MB = 1024 * 1024
 ONBOARDING = (
@@ -368,3 +378,180 @@ async def test_malformed_get_requests_are_client_errors(
         errors = json.loads(body)["errors"]
         assert errors and all(e["message"] and e["extensions"]["code"] for e in errors), errors
         assert "INTERNAL" not in {e["extensions"]["code"] for e in errors}, errors
+
+
+# -- WebSocket (graphql-transport-ws) ------------------------------------------------------
+
+
+async def close_code(ws: Any, seconds: float = 15.0) -> int:
+    """Reads until the server closes; its close code (messages before it must be clean)."""
+    try:
+        while True:
+            assert_clean_message(await asyncio.wait_for(ws.recv(), seconds))
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None, "closed without a close frame"
+        return closed.rcvd.code
+
+
+@asynccontextmanager
+async def socket(server: HostileServer, *, init: bool) -> AsyncIterator[Any]:
+    """A graphql-transport-ws connection, acknowledged when `init`."""
+    async with connect(server.ws_url, subprotocols=[PROTOCOL], max_size=None) as ws:  # type: ignore[list-item]
+        if init:
+            payload = {"Authorization": f"Bearer {server.token}"}
+            await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+            ack = assert_clean_message(await asyncio.wait_for(ws.recv(), 10))
+            assert ack["type"] == "connection_ack", ack
+        yield ws
+
+
+def subscribe(op_id: str, query: str = SUBSCRIPTION % "id", **variables: Any) -> str:
+    payload = {"query": query, "variables": variables}
+    return json.dumps({"id": op_id, "type": "subscribe", "payload": payload})
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([subscribe("1")], 4401),
+        ([json.dumps({"type": "next", "id": "1", "payload": {}})], 4400),
+        ([json.dumps({"type": "nonsense"})], 4400),
+        (["not json"], 4400),
+        ([b"\x00\x01binary"], 4400),
+        (["[" * 10_000 + "]" * 10_000], 4400),
+    ],
+    ids=["subscribe", "next", "unknown-type", "invalid-json", "binary", "deep-json"],
+)
+async def test_messages_before_connection_init_close_the_socket(
+    hostile_server: HostileServer, frames: list[str | bytes], code: int
+) -> None:
+    async with socket(hostile_server, init=False) as ws:
+        for frame in frames:
+            await ws.send(frame)
+        assert await close_code(ws) == code
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b'{"type": "ping"}', 4400),
+        (b"\xff\xfe\xfd", 4400),
+        ("{not json", 4400),
+        ('{"type": "subscribe", "id": "1", "payload": {"query": "{ health { ok } }"', 4400),
+        ("[" * 10_000 + "]" * 10_000, 4400),
+        ('{"a":' * 5_000 + "1" + "}" * 5_000, 4400),
+        ("[]", 4400),
+        ("5", 4400),
+        ("null", 4400),
+        ('"subscribe"', 4400),
+        ('{"type": "subscribe"}', 4400),
+        ('{"type": "subscribe", "id": "1"}', 4400),
+        ('{"type": "subscribe", "id": 1, "payload": {"query": "{ health { ok } }"}}', 4400),
+        ('{"type": "subscribe", "id": "1", "payload": {"query": 5}}', 4400),
+        ('{"type": "subscribe", "id": "1", "payload": "x"}', 4400),
+        ('{"type": "subscribe", "id": "1", "payload": {"query": "{ a }", "variables": 5}}', 4400),
+        ('{"type": "connection_init"}', 4429),
+        ('{"type": 5}', 4400),
+        (
+            '{"type": "subscribe", "id": "1", "payload": {"query": "{ health { ok } }"}, "x": NaN}',
+            4400,
+        ),
+    ],
+    ids=lambda value: str(value)[:30] if not isinstance(value, int) else str(value),
+)
+async def test_malformed_frames_after_init_close_the_socket(
+    hostile_server: HostileServer, frame: str | bytes, code: int
+) -> None:
+    async with socket(hostile_server, init=True) as ws:
+        await ws.send(frame)
+        assert await close_code(ws) == code
+
+
+async def test_a_duplicate_subscription_id_closes_the_socket_4409(
+    hostile_server: HostileServer,
+) -> None:
+    async with socket(hostile_server, init=True) as ws:
+        await ws.send(subscribe("same"))
+        await ws.send(subscribe("same"))
+        assert await close_code(ws) == 4409
+
+
+# 11 levels; the limit is 10.
+DEEPER_THAN_ALLOWED = (
+    "{ alerts { edges { node { stock { myAlerts { stock { myAlerts { stock { myAlerts { stock"
+    " { ticker } } } } } } } } } } }"
+)
+
+
+async def test_operations_with_hostile_input_get_coded_errors_on_the_socket(
+    hostile_server: HostileServer,
+) -> None:
+    operations = [
+        (
+            "nul",
+            subscribe("nul", "query($q: String!) { searchStocks(query: $q) { ticker } }", q="\x00"),
+        ),
+        ("big", subscribe("big", "{ health { ok } }" + " " * 40_000)),
+        ("deep", subscribe("deep", DEEPER_THAN_ALLOWED)),
+        ("int", subscribe("int", "query($f: Int) { alerts(first: $f) { totalCount } }", f=10**30)),
+        ("empty", subscribe("empty", "{ }")),
+        ("after", subscribe("after", SUBSCRIPTION % "id", after="\x00")),
+    ]
+    async with socket(hostile_server, init=True) as ws:
+        for _, frame in operations:
+            await ws.send(frame)
+        pending = {op_id for op_id, _ in operations}
+        while pending:
+            message = assert_clean_message(await asyncio.wait_for(ws.recv(), 15))
+            if message["type"] in ("error", "complete"):
+                pending.discard(message["id"])
+            if message["type"] == "error":
+                assert {e["extensions"]["code"] for e in message["payload"]} == {"BAD_USER_INPUT"}
+        await ws.send(json.dumps({"type": "ping"}))
+        assert assert_clean_message(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["subscription { alertCreated(", "{ " + "health { ok } " * 600 + "}"],
+    ids=["syntax", "token-limit"],
+)
+async def test_a_syntax_error_on_the_socket_closes_it_4400(
+    hostile_server: HostileServer, query: str
+) -> None:
+    """Regression: the parser cache's syntax error escaped the operation task (a logged
+    traceback and a bare `complete`); graphql-transport-ws closes with 4400."""
+    async with socket(hostile_server, init=True) as ws:
+        await ws.send(subscribe("bad", query))
+        assert await close_code(ws) == 4400
+
+
+async def test_a_thousand_subscribes_on_one_socket_are_bounded(
+    hostile_server: HostileServer,
+) -> None:
+    """In-flight operations per socket are capped; the rest get a coded error; memory is bounded."""
+    before = rss(hostile_server)
+    async with socket(hostile_server, init=True) as ws:
+        for index in range(1_000):
+            await ws.send(subscribe(f"op{index}"))
+        refused = 0
+        while refused < 900:
+            message = assert_clean_message(await asyncio.wait_for(ws.recv(), 30))
+            assert message["type"] == "error", message
+            codes_of = {e["extensions"]["code"] for e in message["payload"]}
+            assert codes_of == {"BAD_USER_INPUT"}, message
+            refused += 1
+        await ws.send(json.dumps({"type": "ping"}))
+        assert assert_clean_message(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong"
+    await wait_for_subscribers(hostile_server.process, 0, seconds=30)
+    assert rss(hostile_server) - before < 100 * MB
+
+
+async def test_a_frame_past_the_size_limit_closes_the_socket(
+    hostile_server: HostileServer,
+) -> None:
+    before = rss(hostile_server)
+    async with socket(hostile_server, init=True) as ws:
+        await ws.send(subscribe("huge", "{ health { ok } }" + " " * (20 * MB)))
+        assert await close_code(ws, 60) == 1009
+    assert rss(hostile_server) - before < 100 * MB
