@@ -4,6 +4,7 @@ ServiceError → its code and message. Errors with no path and no cause (syntax,
 field, wrong argument type, enum misuse, variable coercion) → BAD_USER_INPUT with
 graphql-core's message. Anything else (a bug, a database outage) → "Internal server
 error" / INTERNAL; the exception is logged with the operation name and path, never sent.
+Requests refused before execution (HTTP 400/405/413) get the same error shape.
 """
 
 from __future__ import annotations
