@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -555,3 +555,17 @@ async def test_a_frame_past_the_size_limit_closes_the_socket(
         await ws.send(subscribe("huge", "{ health { ok } }" + " " * (20 * MB)))
         assert await close_code(ws, 60) == 1009
     assert rss(hostile_server) - before < 100 * MB
+
+
+@pytest.mark.parametrize(
+    "email", ["a\x00b@example.com", "\ud800@example.com"], ids=["nul", "surrogate"]
+)
+async def test_a_token_email_postgres_cannot_store_is_ignored_not_a_500(
+    hostile_server: HostileServer, make_token: Callable[..., str], email: str
+) -> None:
+    """Regression: the user upsert failed outside execution (HTTP 500) for such an email claim."""
+    response = await post(
+        hostile_server, {"query": "{ me { email } }"}, token=make_token(email=email)
+    )
+    assert response.status_code == 200, response.text
+    assert assert_clean_response(response) == {"data": {"me": {"email": None}}}
