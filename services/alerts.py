@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
@@ -163,6 +163,12 @@ async def for_entities(
 
 async def mark_all_opened(db: Executor, user_id: UUID, before: datetime | None) -> int:
     """Mark the user's unopened alerts (sent at or before `before`) opened; how many."""
+    if before is not None and before.tzinfo is not None:
+        try:
+            before = before.astimezone(UTC)
+        except OverflowError:
+            # 0001-01-01T00:00+14:00 or 9999-12-31T23:59-14:00: no UTC instant to compare.
+            raise BadUserInput("before is outside the years 1-9999 in UTC") from None
     result = await db.execute(_MARK_ALL_OPENED_SQL, user_id, before)
     return int(result.rsplit(" ", 1)[-1])
 

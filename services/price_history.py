@@ -18,6 +18,8 @@ MAX_WINDOW_YEARS = 10
 SMA_WINDOW = 200
 # 199 trading days reach back ~290 calendar days; the margin covers holiday-heavy stretches.
 SMA_LOOKBACK_DAYS = 320
+# No market data is older; earlier dates would also overflow the window arithmetic (year 1).
+EARLIEST_DATE = date(1900, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,9 @@ def _years_before(day: date, years: int) -> date:
 def price_window(
     start: date | None, end: date | None, today: date | None = None
 ) -> tuple[date, date]:
-    """[start, end] with defaults (the last 365 days); BadUserInput if reversed or > 10 years."""
+    """[start, end] with defaults (last 365 days); BadUserInput: reversed, > 10 years, < 1900."""
+    if any(day is not None and day < EARLIEST_DATE for day in (start, end)):
+        raise BadUserInput(f"price dates start at {EARLIEST_DATE.isoformat()}")
     if end is None:
         end = today or datetime.now(UTC).date()
     if start is None:

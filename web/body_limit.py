@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web import metrics
+from web.errors import refusal_response
 from web.operation_guards import MAX_REQUEST_BYTES
 
 
@@ -57,8 +57,7 @@ class RequestGuard:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body exceeds {self.max_body_bytes} bytes"
-        body = {"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}]}
-        await JSONResponse(body, status_code=413)(scope, receive, send)
+        await refusal_response(413, message)(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):

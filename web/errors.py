@@ -5,16 +5,21 @@ DATABASE_UNAVAILABLE, logged as a warning without a traceback. Errors with no pa
 cause (syntax, unknown field, wrong argument type, enum misuse, variable coercion) →
 BAD_USER_INPUT with graphql-core's message. Anything else (a bug) → "Internal server
 error" / INTERNAL; the exception is logged with the operation name and path, never sent.
+Requests refused before execution (HTTP 400/405/413) get the same error shape.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from starlette.responses import JSONResponse
+from strawberry.schema.schema import StreamResult
 from strawberry.types import ExecutionContext
+from strawberry.types.execution import PreExecutionError
 
 from services.db import database_outage
 from services.errors import ServiceError
@@ -82,6 +87,16 @@ def classify_error(error: GraphQLError, operation_name: str | None = None) -> st
     return INTERNAL
 
 
+def refusal_response(status: int, reason: str) -> JSONResponse:
+    """A request refused before execution: its HTTP status and a GraphQL error body with a code.
+
+    A 405 says which methods would work (RFC 9110).
+    """
+    body = {"errors": [{"message": reason, "extensions": {"code": BAD_USER_INPUT}}]}
+    headers = {"allow": "GET, POST"} if status == 405 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def classify_errors(errors: list[GraphQLError], operation_name: str | None = None) -> None:
     """`classify_error` for each error of a result."""
     for error in errors:
@@ -101,3 +116,22 @@ class AppSchema(strawberry.Schema):
     ) -> None:
         operation_name: Any = execution_context.operation_name if execution_context else None
         classify_errors(errors, operation_name)
+
+    async def stream(self, *args: Any, **kwargs: Any) -> StreamResult:
+        """Strawberry's, with errors raised while parsing answered as a pre-execution error.
+
+        Over HTTP Strawberry catches what an on_parse extension raises (the size and token
+        limits, a syntax error from the parser cache); in a stream (the WebSocket) it escaped
+        the operation's task, which logged a traceback and sent `complete` with no error.
+        """
+        return _parse_errors_as_results(await super().stream(*args, **kwargs))
+
+
+async def _parse_errors_as_results(results: StreamResult) -> StreamResult:
+    async with aclosing(results):
+        try:
+            async for result in results:
+                yield result
+        except GraphQLError as error:
+            classify_error(error)
+            yield PreExecutionError(data=None, errors=[error])

@@ -12,7 +12,7 @@ import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
@@ -24,7 +24,6 @@ from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
     Operation,
 )
 from strawberry.types import ExecutionResult
@@ -47,7 +46,7 @@ from services.settings import Settings
 from services.storage.object_store import ObjectStore
 from services.users import EnsuredUsers
 from web import metrics
-from web.errors import AppSchema
+from web.errors import AppSchema, refusal_response
 from web.execution import FastLeafExecutionContext
 from web.explorer import explorer_page
 from web.http_conventions import (
@@ -65,6 +64,7 @@ from web.metrics import MetricsExtension
 from web.operation_guards import graphiql_enabled, guard_extensions
 from web.request_log import OperationLogExtension
 from web.response_cache import ResponseCache
+from web.websocket_protocol import CheckedTransportWSHandler
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ class _TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
             await super().close(code, reason)
 
 
-class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """Strawberry's graphql-transport-ws handler; each operation can also send rendered payloads.
+class _TransportWSHandler(CheckedTransportWSHandler):
+    """The checked graphql-transport-ws handler; each operation can also send rendered payloads.
 
     A live alert rendered once per selection (resolvers/subscriptions.py) is sent to each of
     the user's sockets as the same `next` message Strawberry would build, without executing
@@ -188,6 +188,16 @@ class GraphQLApp(GraphQL[Context, None]):
             request.query_params.get("extensions") is None
         )
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Strict JSON (orjson): any hostile body fails as a JSONDecodeError, never a crash.
+
+        That is a 400 over HTTP and close 4400 on a WebSocket. It refuses invalid UTF-8, lone
+        surrogates, NaN/Infinity and nesting deeper than 1,024, where the json module raised
+        UnicodeDecodeError, RecursionError or (a 5,000-digit number) ValueError: HTTP 500.
+        Integers beyond 64 bits become floats, which GraphQL's Int refuses as BAD_USER_INPUT.
+        """
+        return orjson.loads(data)
+
     def parse_json(self, data: str | bytes) -> Any:
         """JSON that is not an object (or a batch list) is a 400, not a crash."""
         parsed = super().parse_json(data)
@@ -268,8 +278,11 @@ class GraphQLApp(GraphQL[Context, None]):
                 return None  # execution answers UNAUTHENTICATED
             viewer = cache_versions.user_scope(user_id)
             scopes = [cache_versions.PUBLIC, viewer]
-        versions = await self._version_reader(context.pool).read(scopes)
         key = cache.key(viewer, query, request_data.variables, request_data.operation_name)
+        if key is None:
+            metrics.RESPONSE_CACHE.labels("uncached").inc()
+            return None
+        versions = await self._version_reader(context.pool).read(scopes)
         data = cache.get(key, versions)
         if data is not None:
             metrics.RESPONSE_CACHE.labels("hit").inc()
@@ -334,9 +347,7 @@ class GraphQLApp(GraphQL[Context, None]):
             try:
                 response = await self.run(request)
             except HTTPException as exc:
-                # A 405 says which methods would work (RFC 9110).
-                allow = {"allow": "GET, POST"} if exc.status_code == 405 else None
-                response = PlainTextResponse(exc.reason, status_code=exc.status_code, headers=allow)
+                response = refusal_response(exc.status_code, exc.reason)
             await response(scope, receive, send)
             return
         if scope["type"] != "websocket":

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from functools import partial
 
-from graphql import ASTValidationRule, GraphQLError, ValidationContext, ValidationRule
+from graphql import (
+    BREAK,
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    SelectionSetNode,
+    StringValueNode,
+    ValidationContext,
+    ValidationRule,
+    Visitor,
+    visit,
+)
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.websockets import WebSocket
@@ -18,6 +29,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from services.settings import Settings
@@ -67,38 +79,97 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         if context.operation_type is OperationType.SUBSCRIPTION and not isinstance(
             request, WebSocket
         ):
-            context.result = GraphQLExecutionResult(
-                data=None,
-                errors=[
-                    GraphQLError(
-                        "subscriptions are served over WebSocket (graphql-transport-ws) "
-                        "at /graphql, not over HTTP",
-                        extensions={"code": GUARD_ERROR_CODE},
-                    )
-                ],
+            _refuse(
+                context,
+                "subscriptions are served over WebSocket (graphql-transport-ws) "
+                "at /graphql, not over HTTP",
             )
         yield
 
 
-def depth_rule(max_depth: int = MAX_DEPTH) -> type[ASTValidationRule]:
-    """Strawberry's query-depth rule, minus its KeyError on a spread of an undefined fragment.
+class NoNulText(SchemaExtension):
+    """Refuses U+0000 in any string argument, literal or variable, before execution.
 
-    That document is already refused by graphql-core's KnownFragmentNamesRule (BAD_USER_INPUT);
-    without this wrapper the depth rule's crash would turn it into an INTERNAL error.
+    PostgreSQL cannot store it in text, so it would otherwise surface as a database error
+    (INTERNAL) in whichever field first passes it to SQL. A document can only carry it as a
+    `\\u` escape (the lexer refuses a raw NUL), so most documents skip the AST walk.
     """
-    return _tolerate_undefined_fragments(create_depth_rule(max_depth, None))
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        query = context.query or ""
+        document = context.graphql_document
+        in_document = "\\u" in query and document is not None and _has_nul_literal(document)
+        if in_document or _has_nul_value(context.variables):
+            _refuse(context, "text must not contain NUL (U+0000) characters")
+        yield
 
 
-def _tolerate_undefined_fragments(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+def _refuse(context: ExecutionContext, message: str) -> None:
+    """Answer the operation with one BAD_USER_INPUT error instead of executing it."""
+    error = GraphQLError(message, extensions={"code": GUARD_ERROR_CODE})
+    context.result = GraphQLExecutionResult(data=None, errors=[error])
+
+
+def _has_nul_literal(document: DocumentNode) -> bool:
+    found = False
+
+    class Finder(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: object) -> object:
+            nonlocal found
+            if "\x00" in node.value:
+                found = True
+                return BREAK
+            return None
+
+    visit(document, Finder())
+    return found
+
+
+def _has_nul_value(value: object) -> bool:
+    """Any string in a decoded JSON value (iterative: variables may nest 1,024 deep)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def depth_rule(max_depth: int = MAX_DEPTH) -> type[ASTValidationRule]:
+    """Strawberry's query-depth rule, minus its crashes on documents that are refused anyway.
+
+    A spread of an undefined fragment (KeyError) is refused by graphql-core's
+    KnownFragmentNamesRule, an empty selection set (ValueError from max()) by
+    NonEmptySelectionSets; both are BAD_USER_INPUT. Without this wrapper the depth rule's
+    crash would turn them into an INTERNAL error.
+    """
+    return _tolerate_invalid_documents(create_depth_rule(max_depth, None))
+
+
+def _tolerate_invalid_documents(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
     class Tolerant(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
             try:
                 rule(context)  # the depth rule does all its work in __init__
-            except KeyError:
-                pass  # undefined fragment: KnownFragmentNamesRule reports it
+            except (KeyError, ValueError):
+                pass  # undefined fragment or empty selection set: another rule reports it
 
     return Tolerant
+
+
+class NonEmptySelectionSets(ValidationRule):
+    """`{ }` selects nothing: a syntax error in the GraphQL spec, but graphql-core 3.3 parses it."""
+
+    def enter_selection_set(self, node: SelectionSetNode, *_args: object) -> None:
+        if not node.selections:
+            self.report_error(GraphQLError("a selection set must select at least one field", node))
 
 
 ExtensionFactory = Callable[[], SchemaExtension]
@@ -112,12 +183,17 @@ def guard_extensions(settings: Settings) -> list[ExtensionFactory]:
     The size cap and token limit run before the cache lookups, so a huge or unique document
     is refused (or parsed at most to the token limit) without growing either cache.
     """
-    rules: list[type[ASTValidationRule]] = [depth_rule(MAX_DEPTH), alias_rule(MAX_ALIASES)]
+    rules: list[type[ASTValidationRule]] = [
+        NonEmptySelectionSets,
+        depth_rule(MAX_DEPTH),
+        alias_rule(MAX_ALIASES),
+    ]
     if not settings.graphql_introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return [
         QuerySizeLimiter,
         SubscriptionsOverWebSocket,
+        NoNulText,
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
         partial(AddValidationRules, rules),

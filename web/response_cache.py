@@ -96,12 +96,20 @@ class ResponseCache:
     @staticmethod
     def key(
         viewer: str, query: str, variables: dict[str, Any] | None, operation_name: str | None
-    ) -> tuple[str, ...]:
-        """The entry key; the date is in it because default windows (prices) are relative."""
+    ) -> tuple[str, ...] | None:
+        """The entry key, or None (not cached) when orjson cannot write the variables.
+
+        orjson writes at most 254 levels of nesting; the request parser admits 1,024. The date
+        is in the key because default windows (prices) are relative to today.
+        """
+        try:
+            encoded = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
         return (
             viewer,
             hashlib.sha256(query.encode()).hexdigest(),
-            orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS).decode(),
+            encoded.decode(),
             operation_name or "",
             datetime.now(UTC).date().isoformat(),
         )

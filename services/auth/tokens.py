@@ -176,9 +176,21 @@ def _claims(payload: dict[str, object]) -> Claims:
         sub = UUID(str(payload["sub"]))
     except ValueError:
         raise Unauthenticated("token subject must be a UUID") from None
-    email = payload.get("email")
     return Claims(
-        sub=sub,
-        email=email if isinstance(email, str) and email else None,
-        expires_at=_expiry(payload) or None,
+        sub=sub, email=_storable_email(payload.get("email")), expires_at=_expiry(payload) or None
     )
+
+
+def _storable_email(email: object) -> str | None:
+    """The email claim, or None when PostgreSQL could not store it as text.
+
+    A NUL character or a lone surrogate (JSON allows the escape "\\ud800") made the user
+    upsert fail outside GraphQL execution: HTTP 500.
+    """
+    if not isinstance(email, str) or not email or "\x00" in email:
+        return None
+    try:
+        email.encode()
+    except UnicodeEncodeError:
+        return None
+    return email
