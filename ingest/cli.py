@@ -18,7 +18,7 @@ import asyncpg
 from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.progress import Progress
 from ingest.shutdown import stop_on_signals
-from services.db import create_pool, redact_dsn, resolve_database_url
+from services.db import create_pool, database_outage, redact_dsn, resolve_database_url
 from services.errors import BadUserInput, ConfigurationError, ServiceError
 from services.logs import configure_logging, log_context, report_error
 from services.settings import Settings
@@ -487,6 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_error(_message(exc), "ingest")
         return EXIT_FAILED
     except Exception as exc:
+        outage = database_outage(exc)
+        if outage is not None:  # the driver's own words for a server that went away
+            log.debug("database outage", exc_info=exc)
+            report_error(outage.message, "ingest")
+            return EXIT_FAILED
         # A bug, not bad input: still one line; LOG_LEVEL=DEBUG shows the traceback.
         log.debug("unexpected failure", exc_info=exc)
         report_error(f"unexpected {_message(exc)}", "ingest")

@@ -117,9 +117,13 @@ def redact_dsn(dsn: str) -> str:
 
 def database_outage(exc: BaseException) -> DatabaseUnavailable | None:
     """The domain error for `exc` when it means the database is unreachable, else None."""
-    if isinstance(exc, _OUTAGE_ERRORS) or (
-        # asyncpg raises this bare InterfaceError for a pooled connection the server closed.
-        type(exc) is asyncpg.InterfaceError and "connection is closed" in str(exc)
+    if (
+        isinstance(exc, _OUTAGE_ERRORS)
+        # asyncpg raises this bare InterfaceError for a pooled connection the server closed,
+        or (type(exc) is asyncpg.InterfaceError and "connection is closed" in str(exc))
+        # and this for a pooled connection whose statement the server's shutdown cut short
+        # (its protocol still counts that operation as running).
+        or (isinstance(exc, asyncpg.InternalClientError) and "is in progress" in str(exc))
     ):
         return DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
     return None

@@ -24,7 +24,7 @@ from ingest.evaluation.parallel import (
     store_spec,
 )
 from services import signal_store as db
-from services.db import create_pool
+from services.db import create_pool, database_outage
 from services.errors import ServiceError
 from services.logs import log_context
 from services.market.alert_text import Previous, explain
@@ -368,11 +368,15 @@ def _signal_row(entity: db.ClaimedEntity, signal: Signal) -> db.SignalRow:
 
 
 async def _record_failure(job: _Job, entity: db.ClaimedEntity, exc: Exception) -> None:
+    if database_outage(exc) is not None:
+        # Nothing can be recorded; the claim is taken over by the next run (its lease, or at
+        # once after a server restart), and the next claim ends this run with the outage.
+        return
     try:
         await db.fail_claim(
             job.pool, job.run.id, entity.id, job.worker, f"{type(exc).__name__}: {exc}"
         )
-    except (asyncpg.PostgresError, OSError) as db_exc:
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as db_exc:
         log.error("evaluate: could not record the failure of %s: %s", entity.ticker, db_exc)
 
 

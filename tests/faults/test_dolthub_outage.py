@@ -42,7 +42,8 @@ async def test_a_dolthub_outage_fails_the_daily_run_loudly_and_marks_no_stock_un
     assert "1 failed" in update and "KO: DoltHub" in update and f"HTTP {status}" in update, update
     backfill = next(line for line in lines if line.startswith("backfill: "))
     assert "1 retry scheduled" in backfill and "0 failed" in backfill, backfill
-    assert lines[-1] == "daily: failed steps: update-prices", down.stdout
+    # Both steps that ask DoltHub fail: new bars, and the first symbol sync (due: never run).
+    assert lines[-1] == "daily: failed steps: update-prices, sync-symbols", down.stdout
     assert "Traceback" not in down.stderr
     assert len(fake_dolthub.requests) > 6  # it really asked, and retried
 
@@ -63,6 +64,7 @@ async def test_a_dolthub_outage_fails_the_daily_run_loudly_and_marks_no_stock_un
     up = await run_ingest(["daily"], ingest_env)
     assert up.code == 0, up.stdout + up.stderr
     assert up.stdout.strip().endswith("daily: all steps succeeded")
-    assert await statuses(pool) == {"KO": "ready", "JPM": "ready"}
+    after = await statuses(pool)  # the symbol sync also added the search universe ("none")
+    assert {ticker: after[ticker] for ticker in ("KO", "JPM")} == {"KO": "ready", "JPM": "ready"}
     max_date = await pool.fetchval("SELECT price_data_max_date FROM entities WHERE ticker = 'KO'")
     assert max_date.isoformat() > "2026-11-20"

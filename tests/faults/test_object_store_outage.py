@@ -114,7 +114,8 @@ async def test_an_object_store_outage_reschedules_the_backfill_and_prices_answer
         ), dict(job or {})
         written = await asyncio.to_thread(_keys, moto_endpoint, bucket, "")
         assert any(k.startswith("prices/v1/JPM/") for k in written)  # half-written objects…
-        assert not any(k.startswith("splits/v1/JPM/") for k in written)
+        # (The write order is splits, prices, fundamentals, then the history object.)
+        assert not any(k.startswith(("fundamentals/v1/JPM/", "history/v1/JPM/")) for k in written)
         assert await pool.fetchrow(COVERAGE_SQL, "JPM") == coverage  # …that nobody sees
 
         elapsed, response = await _stock(server, "JPM")

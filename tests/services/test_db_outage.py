@@ -17,6 +17,9 @@ OUTAGES = [
     asyncpg.AdminShutdownError("terminating connection due to administrator command"),
     asyncpg.TooManyConnectionsError("sorry, too many clients already"),
     asyncpg.InterfaceError("connection is closed"),
+    # A pooled connection whose statement a server shutdown cut short (seen in
+    # tests/faults/test_postgres_restart.py when the next claim reused it).
+    asyncpg.InternalClientError("cannot switch to state 11; another operation (2) is in progress"),
 ]
 NOT_OUTAGES = [
     asyncpg.UniqueViolationError("duplicate key value"),
