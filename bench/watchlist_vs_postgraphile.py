@@ -343,7 +343,7 @@ def _lua_string(text: str) -> str:
 
 
 def wrk_figures(output: str) -> tuple[dict[float, float], int, float, int] | None:
-    """({0.5, 0.9, 0.99: ms}, requests, seconds, errors) from `wrk --latency`; None if unreadable."""
+    """({0.5, 0.9, 0.99: ms}, requests, seconds, errors) of `wrk --latency`, or None."""
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     quantiles = {
         int(p) / 100: float(v) * units[u]
