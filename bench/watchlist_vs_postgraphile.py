@@ -349,10 +349,10 @@ def wrk_figures(output: str) -> tuple[dict[float, float], int, float, int] | Non
         int(p) / 100: float(v) * units[u]
         for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
     }
-    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output)
+    done = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m|h)\b", output)
     if done is None or not {0.5, 0.9, 0.99} <= set(quantiles):
         return None
-    elapsed = float(done.group(2)) * (0.001 if done.group(3) == "ms" else 1)
+    elapsed = float(done.group(2)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[done.group(3)]
     errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
