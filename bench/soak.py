@@ -280,16 +280,18 @@ async def run_wrk(op: Operation, script: Path, port: int, seconds: float) -> Loa
 class Subscriber:
     """One graphql-transport-ws connection subscribed to alertCreated for one user."""
 
-    def __init__(self, user: int, server: int) -> None:
+    def __init__(self, user: int, server: int, deflate: bool) -> None:
         self.user = user
         self.server = server
+        self.deflate = deflate
         self.counts: Counter[str] = Counter()
         self.latencies: list[float] = []  # seconds from the alert's sent_at to receipt
         self.problems: list[str] = []
         self.task: asyncio.Task[None] | None = None
 
     async def open(self, stack: contextlib.AsyncExitStack, url: str, token: str) -> None:
-        client = await stack.enter_async_context(WsClient.connect(url))
+        options = {} if self.deflate else {"compression": None}
+        client = await stack.enter_async_context(WsClient.connect(url, **options))
         ack = await client.init(token)
         if ack["type"] != "connection_ack":
             raise SystemExit(f"subscriber refused: {ack}")
@@ -502,7 +504,8 @@ async def soak(args: argparse.Namespace, dsn: str, workdir: Path) -> None:
         *INGEST, "deliver", "--follow", cwd=ROOT, env=env, stdout=deliver_log, stderr=deliver_log
     )
     subscribers = [
-        Subscriber(j % args.users, (j // args.users) % 2) for j in range(args.subscribers)
+        Subscriber(j % args.users, (j // args.users) % 2, not args.no_deflate)
+        for j in range(args.subscribers)
     ]
     stack = contextlib.AsyncExitStack()
     try:
@@ -744,6 +747,11 @@ def main() -> None:
         "--flip", type=float, default=0.25, help="share of the stocks each evaluation flips"
     )
     parser.add_argument("--webhook-users", type=int, default=20)
+    parser.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="subscribers do not offer permessage-deflate (browsers do; it costs server memory)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         parser.error("wrk missing: `apt-get install wrk`")
