@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/soak.py [--duration 600] [--warmup 30] [--rate 100] [--users 200]
                                    [--subscribers 500] [--tickers 20] [--watch 5]
-                                   [--eval-interval 60] [--webhook-users 20]
+                                   [--eval-interval 60] [--flip 0.25] [--webhook-users 20]
+                                   [--no-deflate]
 
 On a scratch database (TEST_DATABASE_URL / DATABASE_URL, else the embedded server; dropped
 afterwards) and a local object store: `--tickers` synthetic stocks with 11 years of prices and
@@ -11,19 +12,21 @@ them with a webhook endpoint on a loopback receiver. Two `python server.py` proc
 database; `python -m ingest deliver --follow` runs beside them. Then, for --warmup + --duration
 seconds:
 
-- HTTP load from `wrk` (one wrk per operation, one thread per server process, a fixed offered
-  rate of --rate requests/s in all): ~70 % reads (`watchlist`, `alerts`), ~20 % mutations
-  (`addStock`/`removeStock` pairs, `setStockAlerts`, `markAlertOpened`), ~10 % other queries
-  (`stock` with signal and prices, `searchStocks`, `me` + `alertStats`), each user's own token;
+- HTTP load from `wrk` (one wrk per operation, one thread per server process, each connection
+  paced so that all offer at most --rate requests/s): ~70 % reads (`watchlist`, `alerts`),
+  ~20 % mutations (`addStock`/`removeStock` pairs, `setStockAlerts`, `markAlertOpened`),
+  ~10 % other queries (`stock` with signal and prices, `searchStocks`, `me` + `alertStats`),
+  each user's own token;
 - `--subscribers` WebSocket `alertCreated` subscribers over the users and both processes;
-- every --eval-interval seconds, three new trading days of bars that cross every stock's
-  200-day average the other way (`python -m ingest import-csv`), then the real
+- every --eval-interval seconds, three new trading days of bars that move --flip of the stocks
+  across their 200-day average (`python -m ingest import-csv`), then the real
   `python -m ingest evaluate`, so each run writes fresh alerts and their webhook deliveries.
 
 Prints p50/p99, counts and errors per operation; the evaluations; RSS per server process
-after the warm-up and at the end (PASS when it grew < 10 %); and, from the database, whether
-every alert written during the soak reached every subscriber of its user exactly once, and
-every webhook delivery the receiver exactly once (missing / duplicate counts, PASS/FAIL).
+after the warm-up and at the end of the load (PASS when it grew < 10 %), each minute, and
+the CPU each used; from the database, whether every alert written during the soak reached
+every subscriber of its user exactly once, and every webhook delivery the receiver exactly
+once (missing / duplicate counts, PASS/FAIL); and the warnings the processes logged.
 """
 
 from __future__ import annotations
@@ -721,14 +724,20 @@ def verdict(ok: bool, checked: int) -> str:
 
 
 def report_logs(paths: list[Path]) -> None:
-    """Warnings and errors the servers and the deliverer logged (LOG_LEVEL=WARNING)."""
+    """Warnings and errors the servers and the deliverer logged; logs with any are kept."""
     print("\nlogs (warnings and errors):")
+    kept: Path | None = None
     for path in paths:
         text = path.read_text(errors="replace").splitlines()
         lines = [line for line in text if any(level in line for level in LOG_LEVELS)]
+        if lines:
+            kept = kept or Path(tempfile.mkdtemp(prefix="mc-soak-logs-"))
+            shutil.copy(path, kept / path.name)  # the work directory is removed at the end
         print(
             f"  {path.name}: {len(lines)} lines" + (f", first: {lines[0][:200]}" if lines else "")
         )
+    if kept is not None:
+        print(f"  kept in {kept}")
 
 
 def main() -> None:
