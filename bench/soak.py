@@ -70,6 +70,7 @@ YEARS = 11
 CONNECT_BATCH = 100
 RSS_GROWTH_LIMIT = 0.10
 DRAIN_SECONDS = 60.0
+MAX_PAUSE_MS = 4500  # below uvicorn's keep-alive timeout (5 s)
 # Closes far enough either side of any 200-day average the history can produce, so each
 # evaluation flips every stock's trend (and usually its valuation zone too).
 LOW, HIGH = 0.3, 2.5
@@ -231,6 +232,11 @@ OPERATIONS = [
 ]
 
 
+def pause_ms(op: Operation, rate: float) -> float:
+    """Between one response and a connection's next request, so `op` gets its share of rate."""
+    return op.connections * 1000 / (rate * op.share)
+
+
 def wrk_script(op: Operation, world: World, ports: list[int], rate: float) -> str:
     plans = []
     for slot in range(2):
@@ -239,7 +245,7 @@ def wrk_script(op: Operation, world: World, ports: list[int], rate: float) -> st
             for u, payload in op.plan(world, slot)
         )
         plans.append(f"{{{items}}}")
-    pause = max(1, round(op.connections * 1000 / (rate * op.share)))
+    pause = max(1, round(pause_ms(op, rate)))
     return (
         WRK_LUA.replace("@PORTS@", ", ".join(map(str, ports)))
         .replace("@TOKENS@", ", ".join(_lua_string(t) for t in world.tokens))
@@ -764,6 +770,12 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         parser.error("wrk missing: `apt-get install wrk`")
+    slowest = max(pause_ms(op, 1.0) for op in OPERATIONS)
+    if slowest / args.rate > MAX_PAUSE_MS:
+        parser.error(
+            f"--rate must be >= {slowest / MAX_PAUSE_MS:.0f}: slower, idle connections "
+            "outlive uvicorn's 5 s keep-alive and wrk counts the reconnects as errors"
+        )
     if not 0 < args.watch < args.tickers or args.users < 2:
         parser.error("need 0 < --watch < --tickers and --users >= 2")
     asyncio.run(run(args))
