@@ -342,6 +342,27 @@ def _lua_string(text: str) -> str:
     return "[==[" + text + "]==]"
 
 
+def wrk_figures(output: str) -> tuple[dict[float, float], int, float, int] | None:
+    """({0.5, 0.9, 0.99: ms}, requests, seconds, errors) of `wrk --latency`, or None."""
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    quantiles = {
+        int(p) / 100: float(v) * units[u]
+        for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    }
+    done = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m|h)\b", output)
+    if done is None or not {0.5, 0.9, 0.99} <= set(quantiles):
+        return None
+    elapsed = float(done.group(2)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[done.group(3)]
+    errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(errors_match.group(1)) if errors_match else 0
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return quantiles, int(done.group(1)), elapsed, errors
+
+
 async def load_wrk(server: Server, clients: int, seconds: float, database: str) -> Result:
     """`wrk` with `clients` keep-alive connections for `seconds` (2 threads: the box has 2)."""
     headers = "\n".join(
@@ -360,23 +381,10 @@ async def load_wrk(server: Server, clients: int, seconds: float, database: str) 
     output = (await process.communicate())[0].decode()
     os.unlink(handle.name)
     pid, (busy_after, total_after) = server.process.pid, machine_ticks()
-    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    quantiles = {
-        int(p) / 100: float(v) * units[u]
-        for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
-    }
-    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output)
-    if done is None or not {0.5, 0.9, 0.99} <= set(quantiles):
+    figures = wrk_figures(output)
+    if figures is None:
         raise SystemExit(f"unexpected wrk output for {server.name}:\n{output}")
-    total = int(done.group(1))
-    elapsed = float(done.group(2)) * (0.001 if done.group(3) == "ms" else 1)
-    errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    errors = int(errors_match.group(1)) if errors_match else 0
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
+    quantiles, total, elapsed, errors = figures
     return Result(
         name=server.name,
         seconds=elapsed,

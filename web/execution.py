@@ -40,7 +40,7 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetails
 from graphql.execution.executor import to_nodes
-from graphql.pyutils import Path, Undefined, gather_with_cancel
+from graphql.pyutils import Path, RefMap, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
 
@@ -239,6 +239,18 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if live is not None and live.executor is None:
                 live.executor = self
         return super().build_resolve_info(field_def, field_nodes, parent_type, path)
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        """graphql-core's copy for one subscription event, with memos of its own."""
+        # The copy is shallow: it would share the subscription's memos, which are keyed by
+        # (and keep alive) the field sets every event collects anew, so an open subscription
+        # grew by every event's (~2 KB per alert delivered). Per event they still serve lists.
+        executor = super().build_per_event_executor(payload)
+        assert isinstance(executor, FastLeafExecutionContext)  # a copy keeps the class
+        executor._relevant_sub_fields = {}
+        executor._stream_usages = RefMap()
+        executor._fields_plans = {}
+        return executor
 
     def _fields_plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> FieldsPlan:
         key = (id(parent_type), id(grouped_field_set))

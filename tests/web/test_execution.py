@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid
+from collections.abc import AsyncGenerator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import strawberry
-from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
+from graphql import ExecutionResult, GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
 from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema_converter import CustomGraphQLEnumType
@@ -221,3 +222,29 @@ def test_only_plain_leaf_fields_qualify() -> None:
     assert leaf_plan(item["shout"]) is None  # has a resolver
     assert leaf_plan(query["items"]) is None  # not a leaf
     assert leaf_plan(query["greeting"]) is None
+
+
+async def test_a_long_subscription_keeps_no_memo_per_event() -> None:
+    """Each event's field sets are collected anew; memos shared across events would keep them."""
+    built: list[FastLeafExecutionContext] = []
+
+    class Recording(FastLeafExecutionContext):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    @strawberry.type
+    class Subscription:
+        @strawberry.subscription
+        async def items(self) -> AsyncGenerator[Item, None]:
+            for n in range(200):
+                yield Item(name=f"item {n}", count=n, color=Color.RED, ratio=None)
+
+    schema = strawberry.Schema(Query, subscription=Subscription, execution_context_class=Recording)
+    stream = await schema.subscribe("subscription { items { name count color shout } }")
+    assert not isinstance(stream, ExecutionResult)
+    names = [result.data["items"]["name"] async for result in stream if result.data]
+    assert len(names) == 200
+    (subscription,) = built
+    kept = subscription._relevant_sub_fields, subscription._fields_plans
+    assert all(len(memo) <= 2 for memo in kept), [len(memo) for memo in kept]
