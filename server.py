@@ -22,6 +22,7 @@ from services.logs import configure_logging
 from services.settings import Settings
 from web.app import create_app, tune_garbage_collector
 from web.metrics import MULTIPROC_DIR_VARIABLE, multiprocess_directory
+from web.operation_guards import MAX_REQUEST_BYTES
 from web.shutdown import GoingAwayWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parent
@@ -130,6 +131,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, demo: bool)
         # Alerts are a few hundred bytes; a zlib stream per socket costs ~40 KB of memory
         # (1,000 subscribers: RSS 206 → 167 MB, bench/subscriptions.py), so it is opt-in.
         "ws_per_message_deflate": settings.websocket_compression,
+        # The same cap as an HTTP body: a bigger message is closed with 1009 before it is read
+        # into memory (uvicorn's default would accept 16 MiB per frame).
+        "ws_max_size": MAX_REQUEST_BYTES,
     }
     if workers == 1:
         tune_garbage_collector()

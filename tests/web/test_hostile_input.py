@@ -564,6 +564,24 @@ async def test_a_frame_past_the_size_limit_closes_the_socket(
     assert rss(hostile_server) - before < 100 * MB
 
 
+async def test_a_websocket_message_over_the_body_cap_closes_with_1009(
+    hostile_server: HostileServer,
+) -> None:
+    """Regression: uvicorn's default let a single message hold 16 MiB; the cap is 1 MiB."""
+    async with socket(hostile_server, init=True) as ws:
+        await ws.send(subscribe("big", "{ health { ok } }" + " " * (MB - 1024)))  # just under
+        first = json.loads(await asyncio.wait_for(ws.recv(), 15))
+        assert first["type"] in {"next", "error"}, first  # answered, not closed
+    code: int | None = None
+    try:
+        async with socket(hostile_server, init=True) as ws:
+            await ws.send(subscribe("bigger", "{ health { ok } }" + " " * (MB + 1024)))
+            code = await close_code(ws, 30)
+    except ConnectionClosed as closed:
+        code = closed.rcvd.code if closed.rcvd is not None else code
+    assert code == 1009
+
+
 @pytest.mark.parametrize(
     "email", ["a\x00b@example.com", "\ud800@example.com"], ids=["nul", "surrogate"]
 )
