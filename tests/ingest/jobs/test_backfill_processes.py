@@ -74,7 +74,10 @@ async def test_killed_worker_leaves_nothing_half_done_and_its_job_is_reclaimed(
     ingest_store: LocalObjectStore,
     fake_dolthub: FakeDoltHub,
 ) -> None:
-    env = {**ingest_env, "BACKFILL_LEASE_SECONDS": "2"}
+    # Long enough that the early run below starts within it even on a loaded machine (a
+    # 2 s lease was shorter than a process start-up under load).
+    lease = 6
+    env = {**ingest_env, "BACKFILL_LEASE_SECONDS": str(lease)}
     victim = await start_slow_backfill(pool, fake_dolthub, env, "AAPL")
     os.kill(victim.pid, signal.SIGKILL)
     await victim.wait()
@@ -90,7 +93,9 @@ async def test_killed_worker_leaves_nothing_half_done_and_its_job_is_reclaimed(
     assert early.code == 0 and "0 failed" in early.stdout and "completed" not in early.stdout
     assert await pool.fetchval("SELECT status FROM backfill_queue") == "processing"
 
-    await asyncio.sleep(2.2)  # the lease runs out
+    expired = "SELECT updated_at < now() - make_interval(secs => $1) FROM backfill_queue"
+    while not await pool.fetchval(expired, float(lease)):  # the lease runs out
+        await asyncio.sleep(0.2)
     late = await run_ingest(["backfill"], env)
     assert late.code == 0, late.stderr
     assert "1 completed" in late.stdout
