@@ -170,11 +170,12 @@ class DoltHubClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DoltHubClient:
-        """Build from DOLTHUB_API_URL, DOLTHUB_TOKEN, DOLTHUB_RPS, DOLTHUB_BRANCH, timeout."""
+        """Build from the DOLTHUB_* settings (URL, token, pace, branch, timeout, retries)."""
         options: dict[str, Any] = {
             "token": settings.dolthub_token,
             "rps": settings.dolthub_rps,
             "timeout": settings.dolthub_timeout_seconds,
+            "max_retries": settings.dolthub_max_retries,
             "branch": settings.dolthub_branch,
         }
         options.update(overrides)

@@ -52,6 +52,7 @@ async def test_bad_arguments_are_one_line_errors(ingest_env: dict[str, str]) -> 
     [
         ("DATABASE_URL", "mysql://db/x", "DATABASE_URL must start with one of postgres://"),
         ("DOLTHUB_RPS", "fast", "DOLTHUB_RPS must be a number, got 'fast'"),
+        ("DOLTHUB_MAX_RETRIES", "-1", "DOLTHUB_MAX_RETRIES must be >= 0, got '-1'"),
         ("BACKFILL_LEASE_SECONDS", "0", "BACKFILL_LEASE_SECONDS must be >= 1"),
         ("OBJECT_STORE_URL", "ftp://host/x", "OBJECT_STORE_URL must start with one of file://"),
         ("APP_ENV", "staging", "APP_ENV must be one of"),

@@ -222,10 +222,16 @@ async def test_token_header_only_when_set(
 
 async def test_from_settings_uses_environment(fake_dolthub: FakeDoltHub) -> None:
     settings = Settings.from_env(
-        {"DOLTHUB_API_URL": fake_dolthub.url, "DOLTHUB_TOKEN": "tkn", "DOLTHUB_RPS": "50"}
+        {
+            "DOLTHUB_API_URL": fake_dolthub.url,
+            "DOLTHUB_TOKEN": "tkn",
+            "DOLTHUB_RPS": "50",
+            "DOLTHUB_MAX_RETRIES": "2",
+        }
     )
     async with DoltHubClient.from_settings(settings) as client:
         assert client.branch == "master"
+        assert client.max_retries == 2
         assert client.pacer.base_interval == pytest.approx(1 / 50)
         await client.query(settings.dolthub_stocks_db, OHLCV_2020_Q1)
     assert fake_dolthub.requests[0].authorization == "token tkn"
