@@ -16,6 +16,7 @@ from ingest.evaluation.loading import (
     read_history_for_evaluation,
     series_from_history,
 )
+from services.logs import bound_fields, configure_logging, log_context
 from services.market.records import Split
 from services.market.signal import NeedsFullHistory, Signal, compute_signal
 from services.market.splits import applicable_splits
@@ -88,6 +89,7 @@ async def load_and_compute(
 StoreSpec = tuple[str, Path | Settings]
 _worker_store: ObjectStore | None = None
 _worker_loop: asyncio.AbstractEventLoop | None = None
+_worker_log_fields: dict[str, object] = {}
 
 
 def store_spec(store: ObjectStore, settings: Settings) -> StoreSpec:
@@ -97,18 +99,22 @@ def store_spec(store: ObjectStore, settings: Settings) -> StoreSpec:
     return ("settings", settings)
 
 
-def start_workers(processes: int, spec: StoreSpec) -> ProcessPoolExecutor:
-    """`processes` spawned workers, each with its own store and event loop."""
+def start_workers(processes: int, spec: StoreSpec, settings: Settings) -> ProcessPoolExecutor:
+    """`processes` spawned workers, each with its own store, event loop and logging."""
     return ProcessPoolExecutor(
         max_workers=processes,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(spec,),
+        # A spawned process starts with no logging set up and none of the caller's context:
+        # without both, LOG_FORMAT=json runs would get plain lines from the workers.
+        initargs=(spec, settings, bound_fields()),
     )
 
 
-def _init_worker(spec: StoreSpec) -> None:
-    global _worker_store, _worker_loop
+def _init_worker(spec: StoreSpec, settings: Settings, log_fields: dict[str, object]) -> None:
+    global _worker_store, _worker_loop, _worker_log_fields
+    configure_logging(settings)
+    _worker_log_fields = log_fields
     kind, value = spec
     _worker_loop = asyncio.new_event_loop()
     if kind == "local":
@@ -125,8 +131,11 @@ def compute_in_worker(
     """Worker entry point; errors come back as text (custom exceptions may not unpickle)."""
     assert _worker_loop is not None and _worker_store is not None
     try:
-        return _worker_loop.run_until_complete(
-            load_and_compute(_worker_store, ticker, as_of, params, known, use_history=use_history)
-        )
+        with log_context(**_worker_log_fields, ticker=ticker):
+            return _worker_loop.run_until_complete(
+                load_and_compute(
+                    _worker_store, ticker, as_of, params, known, use_history=use_history
+                )
+            )
     except Exception as exc:
         return Outcome(error=f"{type(exc).__name__}: {exc}")

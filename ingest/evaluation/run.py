@@ -190,7 +190,9 @@ async def _evaluate_run(
 ) -> None:
     """This process's share of the run, with EVALUATION_PROCESSES worker processes if > 1."""
     processes = settings.evaluation_processes
-    workers = start_workers(processes, store_spec(store, settings)) if processes > 1 else None
+    workers = (
+        start_workers(processes, store_spec(store, settings), settings) if processes > 1 else None
+    )
     job = _Job(
         pool=pool,
         store=store,

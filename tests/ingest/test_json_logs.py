@@ -6,6 +6,9 @@ import json
 
 import asyncpg
 
+from services.storage.keys import history_key
+from services.storage.local import LocalObjectStore
+from tests.fixtures.evaluation import add_user, watch
 from tests.fixtures.ingest import queue_tickers, run_ingest
 from tests.net import free_port
 
@@ -42,3 +45,27 @@ async def test_failed_steps_are_json_error_records(ingest_env: dict[str, str]) -
     ]
     assert all(e["command"] == "daily" and "cannot connect" in e["message"] for e in errors)
     assert "s3cret-pw" not in result.stderr
+
+
+async def test_evaluation_worker_processes_log_json_with_command_and_ticker(
+    pool: asyncpg.Pool, ingest_env: dict[str, str], ingest_store: LocalObjectStore
+) -> None:
+    await queue_tickers(pool, ["KO", "JPM"])
+    assert (await run_ingest(["backfill"], ingest_env)).code == 0
+    user = await add_user(pool)
+    for ticker in ("KO", "JPM"):
+        await watch(
+            pool, user, await pool.fetchval("SELECT id FROM entities WHERE ticker = $1", ticker)
+        )
+    # A torn history object makes the worker process that reads it log a warning.
+    ingest_store.path_for(history_key("KO")).write_bytes(b"torn")
+    result = await run_ingest(["evaluate"], ingest_env, LOG_FORMAT="json", EVALUATION_PROCESSES="2")
+    assert result.code == 0, result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    # One from the worker that read it, one from the main process checking before its rebuild;
+    # a worker without logging set up would have written a plain line, failing json.loads.
+    torn = [e for e in entries if e["logger"] == "services.storage.history"]
+    assert len(torn) == 2, torn
+    for entry in torn:
+        assert entry["level"] == "WARNING" and "reading the partitions" in entry["message"]
+        assert (entry["command"], entry["ticker"]) == ("evaluate", "KO")
