@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import boto3
@@ -15,10 +13,9 @@ import httpx
 import pytest
 
 from tests.fakes.dolthub_server import FakeDoltHub
-from tests.fakes.outage_switch import OutageSwitch
 from tests.fixtures.app import error_codes
 from tests.fixtures.ingest import queue_tickers, run_ingest, start_ingest
-from tests.fixtures.object_store import create_bucket
+from tests.fixtures.object_store import SwitchedBucket
 from tests.fixtures.ws import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -57,94 +54,83 @@ async def test_an_object_store_outage_reschedules_the_backfill_and_prices_answer
     ingest_env: dict[str, str],
     fake_dolthub: FakeDoltHub,
     moto_endpoint: str,
-    aws_test_env: None,
+    switched_bucket: SwitchedBucket,
     start_server: Callable[..., ServerProcess],
-    tmp_path: Path,
 ) -> None:
-    target = urlsplit(moto_endpoint)
-    switch = OutageSwitch((target.hostname or "127.0.0.1", target.port or 80)).up()
-    bucket = create_bucket(moto_endpoint)
-    store_env = {
-        "OBJECT_STORE_URL": f"s3://{bucket}",
-        "S3_ENDPOINT_URL": switch.url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-    }
+    switch, bucket, store_env = (
+        switched_bucket.switch,
+        switched_bucket.bucket,
+        switched_bucket.env,
+    )
     env = {**ingest_env, **store_env, "BACKFILL_YEARS": "3"}
+    await queue_tickers(pool, ["KO"])
+    first = await run_ingest(["backfill"], env)
+    assert first.code == 0 and "1 completed" in first.stdout, first.stdout + first.stderr
+    server = start_server(**store_env)
+    _, response = await _stock(server, "KO")
+    ko_prices = response.json()["data"]["stock"]["prices"]
+    assert len(ko_prices) > 200
+    ko_coverage = await pool.fetchrow(COVERAGE_SQL, "KO")
+
+    await queue_tickers(pool, ["JPM"])
+    coverage = await pool.fetchrow(COVERAGE_SQL, "JPM")
+    backfill = await start_ingest(["backfill"], env)
     try:
-        await queue_tickers(pool, ["KO"])
-        first = await run_ingest(["backfill"], env)
-        assert first.code == 0 and "1 completed" in first.stdout, first.stdout + first.stderr
-        server = start_server(**store_env)
-        _, response = await _stock(server, "KO")
-        ko_prices = response.json()["data"]["stock"]["prices"]
-        assert len(ko_prices) > 200
-        ko_coverage = await pool.fetchrow(COVERAGE_SQL, "KO")
-
-        await queue_tickers(pool, ["JPM"])
-        coverage = await pool.fetchrow(COVERAGE_SQL, "JPM")
-        backfill = await start_ingest(["backfill"], env)
-        try:
-            # Cut the store once the job has begun writing: some objects are in, most are not.
-            deadline = time.monotonic() + 30
-            while not await asyncio.to_thread(_keys, moto_endpoint, bucket, "prices/v1/JPM/"):
-                assert time.monotonic() < deadline and backfill.returncode is None
-                await asyncio.sleep(0.01)
-            switch.down()
-            stdout, stderr = await asyncio.wait_for(backfill.communicate(), 60)
-        finally:
-            if backfill.returncode is None:
-                backfill.kill()
-                await backfill.wait()
-        output = stdout.decode() + stderr.decode()
-        assert "1 completed" not in stdout.decode(), f"the store was cut too late: {output}"
-        assert backfill.returncode == 0, output  # a rescheduled transient failure is expected
-        assert "1 retry scheduled" in stdout.decode(), output
-        job = await pool.fetchrow(
-            "SELECT status, retry_count, next_attempt_at > now() AS later, error_message "
-            "FROM backfill_queue WHERE ticker = 'JPM'"
-        )
-        assert job is not None and (job["status"], job["retry_count"], job["later"]) == (
-            "pending",
-            1,
-            True,
-        ), dict(job or {})
-        written = await asyncio.to_thread(_keys, moto_endpoint, bucket, "")
-        assert any(k.startswith("prices/v1/JPM/") for k in written)  # half-written objects…
-        # (The write order is splits, prices, fundamentals, then the history object.)
-        assert not any(k.startswith(("fundamentals/v1/JPM/", "history/v1/JPM/")) for k in written)
-        assert await pool.fetchrow(COVERAGE_SQL, "JPM") == coverage  # …that nobody sees
-
-        elapsed, response = await _stock(server, "JPM")
-        stock = response.json()["data"]["stock"]
-        assert stock["hasPriceData"] is False and stock["prices"] == []
-        assert stock["backfill"] == {"status": "PENDING", "retryCount": 1}
-        elapsed, response = await _stock(server, "KO")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        assert error_codes(body) == ["STORAGE_UNAVAILABLE"], body
-        assert elapsed < 30
-        for internal in (bucket, "127.0.0.1", "S3 ", "Traceback", "botocore"):
-            assert internal not in response.text, response.text
-        async with httpx.AsyncClient(timeout=30) as http:
-            health = await http.get(f"http://127.0.0.1:{server.port}/api/health")
-            ready = await http.get(f"http://127.0.0.1:{server.port}/readyz")
-        assert (health.status_code, health.json()["objectStore"]) == (503, False)
-        assert ready.status_code == 200  # the database answers: stay in the load balancer
-
-        switch.up()
-        _, response = await _stock(server, "KO")
-        assert response.json()["data"]["stock"]["prices"] == ko_prices
-        assert await pool.fetchrow(COVERAGE_SQL, "KO") == ko_coverage
-        await pool.execute("UPDATE backfill_queue SET next_attempt_at = now() WHERE ticker = 'JPM'")
-        again = await run_ingest(["backfill"], env)
-        assert again.code == 0 and "1 completed" in again.stdout, again.stdout + again.stderr
-        after = await pool.fetchrow(COVERAGE_SQL, "JPM")
-        assert after is not None and after["has_price_data"] and after["data_status"] == "ready"
-        _, response = await _stock(server, "JPM")
-        assert len(response.json()["data"]["stock"]["prices"]) > 200
+        # Cut the store once the job has begun writing: some objects are in, most are not.
+        deadline = time.monotonic() + 30
+        while not await asyncio.to_thread(_keys, moto_endpoint, bucket, "prices/v1/JPM/"):
+            assert time.monotonic() < deadline and backfill.returncode is None
+            await asyncio.sleep(0.01)
+        switch.down()
+        stdout, stderr = await asyncio.wait_for(backfill.communicate(), 60)
     finally:
-        switch.close()
+        if backfill.returncode is None:
+            backfill.kill()
+            await backfill.wait()
+    output = stdout.decode() + stderr.decode()
+    assert "1 completed" not in stdout.decode(), f"the store was cut too late: {output}"
+    assert backfill.returncode == 0, output  # a rescheduled transient failure is expected
+    assert "1 retry scheduled" in stdout.decode(), output
+    job = await pool.fetchrow(
+        "SELECT status, retry_count, next_attempt_at > now() AS later, error_message "
+        "FROM backfill_queue WHERE ticker = 'JPM'"
+    )
+    assert job is not None and (job["status"], job["retry_count"], job["later"]) == (
+        "pending",
+        1,
+        True,
+    ), dict(job or {})
+    written = await asyncio.to_thread(_keys, moto_endpoint, bucket, "")
+    assert any(k.startswith("prices/v1/JPM/") for k in written)  # half-written objects…
+    # (The write order is splits, prices, fundamentals, then the history object.)
+    assert not any(k.startswith(("fundamentals/v1/JPM/", "history/v1/JPM/")) for k in written)
+    assert await pool.fetchrow(COVERAGE_SQL, "JPM") == coverage  # …that nobody sees
+
+    elapsed, response = await _stock(server, "JPM")
+    stock = response.json()["data"]["stock"]
+    assert stock["hasPriceData"] is False and stock["prices"] == []
+    assert stock["backfill"] == {"status": "PENDING", "retryCount": 1}
+    elapsed, response = await _stock(server, "KO")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert error_codes(body) == ["STORAGE_UNAVAILABLE"], body
+    assert elapsed < 30
+    for internal in (bucket, "127.0.0.1", "S3 ", "Traceback", "botocore"):
+        assert internal not in response.text, response.text
+    async with httpx.AsyncClient(timeout=30) as http:
+        health = await http.get(f"http://127.0.0.1:{server.port}/api/health")
+        ready = await http.get(f"http://127.0.0.1:{server.port}/readyz")
+    assert (health.status_code, health.json()["objectStore"]) == (503, False)
+    assert ready.status_code == 200  # the database answers: stay in the load balancer
+
+    switch.up()
+    _, response = await _stock(server, "KO")
+    assert response.json()["data"]["stock"]["prices"] == ko_prices
+    assert await pool.fetchrow(COVERAGE_SQL, "KO") == ko_coverage
+    await pool.execute("UPDATE backfill_queue SET next_attempt_at = now() WHERE ticker = 'JPM'")
+    again = await run_ingest(["backfill"], env)
+    assert again.code == 0 and "1 completed" in again.stdout, again.stdout + again.stderr
+    after = await pool.fetchrow(COVERAGE_SQL, "JPM")
+    assert after is not None and after["has_price_data"] and after["data_status"] == "ready"
+    _, response = await _stock(server, "JPM")
+    assert len(response.json()["data"]["stock"]["prices"]) > 200

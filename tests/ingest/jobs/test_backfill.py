@@ -20,7 +20,7 @@ from services.storage.object_store import ObjectStore
 from tests.fakes.dolthub_server import EARNINGS_DB, FakeDoltHub
 from tests.fakes.dolthub_sql import DATABASE_TABLES
 from tests.fixtures.ingest import missing_month_objects, queue_tickers, run_ingest, sql_requests_for
-from tests.fixtures.object_store import create_bucket, new_s3_store
+from tests.fixtures.object_store import create_bucket, new_s3_store, s3_env
 
 TODAY = date(2026, 11, 28)  # the fake's data ends 2026-11-27
 Backfill = Callable[..., Awaitable[Progress]]
@@ -266,17 +266,9 @@ async def test_cli_backfill_into_s3(
     tmp_path: Path,
 ) -> None:
     bucket = create_bucket(moto_endpoint)
-    s3_env = {
-        "OBJECT_STORE_URL": f"s3://{bucket}/prod",
-        "S3_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-    }
     await queue_tickers(pool, ["KO"])
-    result = await run_ingest(["backfill"], ingest_env, **s3_env)
+    env = s3_env(f"s3://{bucket}/prod", moto_endpoint, tmp_path)
+    result = await run_ingest(["backfill"], ingest_env, **env)
     assert result.code == 0, result.stderr
     assert "1 completed" in result.stdout
     store = new_s3_store(moto_endpoint, prefix="prod", bucket=bucket)

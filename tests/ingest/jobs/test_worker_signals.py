@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import time
@@ -12,7 +13,7 @@ import asyncpg
 
 from services.storage.local import LocalObjectStore
 from tests.fakes.dolthub_server import FakeDoltHub
-from tests.fixtures.evaluation import add_user, weekdays, write_series
+from tests.fixtures.evaluation import add_user, watch, weekdays, write_series
 from tests.fixtures.ingest import (
     CliResult,
     queue_tickers,
@@ -22,6 +23,7 @@ from tests.fixtures.ingest import (
     start_slow_backfill,
     wait_for,
 )
+from tests.fixtures.object_store import SwitchedBucket
 from tests.ingest.jobs.test_backfill_processes import assert_entities_consistent
 
 
@@ -178,3 +180,38 @@ async def test_sigterm_during_daily_hands_back_the_backfill_and_runs_no_further_
     job = await pool.fetchrow("SELECT status, locked_by FROM backfill_queue")
     assert job is not None and (job["status"], job["locked_by"]) == ("pending", None)
     assert await pool.fetchval("SELECT count(*) FROM symbol_syncs") == 0
+
+
+async def test_a_second_sigterm_ends_an_evaluation_stuck_on_a_silent_store_at_once(
+    pool: asyncpg.Pool, ingest_env: dict[str, str], switched_bucket: SwitchedBucket
+) -> None:
+    env = {**ingest_env, **switched_bucket.env}
+    await queue_tickers(pool, ["KO"])
+    assert (await run_ingest(["backfill"], env)).code == 0
+    user = await add_user(pool)
+    await watch(pool, user, await pool.fetchval("SELECT id FROM entities WHERE ticker = 'KO'"))
+    switched_bucket.switch.hang()  # connections accepted, never answered
+    evaluator = await start_ingest(["evaluate"], env)
+    processing = "SELECT count(*) FROM evaluation_claims WHERE status = 'processing'"
+    try:
+        deadline = time.monotonic() + 30
+        while not await pool.fetchval(processing):
+            assert time.monotonic() < deadline and evaluator.returncode is None
+            await asyncio.sleep(0.05)
+        evaluator.send_signal(signal.SIGTERM)
+        # The first signal waits for the work in hand, which is stuck on the store.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(evaluator.wait(), 2)
+        assert evaluator.returncode is None, "the stuck read did not hold the first stop"
+    finally:
+        result, seconds = await terminate(evaluator)
+    print(f"\nevaluate: second SIGTERM -> exit {result.code} in {seconds:.2f} s")
+    assert result.code == 128 + signal.SIGTERM, result.stderr
+    assert seconds < 5
+    assert "send it again to exit now" in result.stderr
+    assert "SIGTERM received again: exiting now" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Nothing was written for the stock; its claim comes back when the lease runs out.
+    assert await pool.fetchval("SELECT count(*) FROM alert_history") == 0
+    assert await pool.fetchval("SELECT count(*) FROM entity_signals") == 0
+    assert await pool.fetchval(processing) == 1
