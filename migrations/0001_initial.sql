@@ -1,4 +1,4 @@
--- Core tables of SPEC §4.
+-- Core tables: users, stocks (entities), watchlists, signals, alerts and the backfill queue.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 CREATE TABLE users (

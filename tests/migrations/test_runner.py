@@ -10,7 +10,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from migrations.runner import MIGRATIONS_DIR, MigrationError, migrate, status
+from migrations.runner import (
+    EARLIER_CHECKSUMS,
+    MIGRATIONS_DIR,
+    MigrationError,
+    load_migrations,
+    migrate,
+    status,
+)
 from services.db import dsn_with_database
 
 
@@ -62,6 +69,33 @@ async def test_edited_migration_is_refused(empty_database: str, tmp_path: Path) 
             await migrate(conn, tmp_path)
     finally:
         await conn.close()
+
+
+async def test_a_comment_only_edit_still_verifies_against_the_earlier_checksum(
+    empty_database: str,
+) -> None:
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await migrate(conn)
+        for version, earlier in EARLIER_CHECKSUMS.items():
+            [checksum] = earlier
+            await conn.execute(
+                "UPDATE schema_migrations SET checksum = $2 WHERE version = $1", version, checksum
+            )
+        assert await migrate(conn) == []
+        assert all(row.applied_at is not None for row in await status(conn))
+        # Only the listed checksums: any other text of the same migration is still refused.
+        await conn.execute("UPDATE schema_migrations SET checksum = 'other' WHERE version = 1")
+        with pytest.raises(MigrationError, match="0001_initial.sql was edited"):
+            await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def test_earlier_checksums_name_existing_migrations_and_differ_from_the_current_text() -> None:
+    current = {m.version: m.checksum for m in load_migrations()}
+    for version, earlier in EARLIER_CHECKSUMS.items():
+        assert version in current and current[version] not in earlier
 
 
 async def test_pending_backfill_is_unique_per_ticker(pool: asyncpg.Pool) -> None:
