@@ -13,6 +13,7 @@ import pytest
 
 from migrations.runner import migrate
 from services.db import create_pool, dsn_with_database, start_embedded_postgres
+from tests.databases import admin, clone_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,23 +33,14 @@ def server_dsn() -> str:
     return start_embedded_postgres(ROOT / ".data" / "test-postgres")
 
 
-async def _admin(server_dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 async def _create_template(server_dsn: str, name: str) -> None:
-    await _admin(server_dsn, f'CREATE DATABASE "{name}"')
+    await admin(server_dsn, f'CREATE DATABASE "{name}"')
     conn = await asyncpg.connect(dsn_with_database(server_dsn, name))
     try:
         await migrate(conn)
     finally:
         await conn.close()
-    await _admin(server_dsn, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+    await admin(server_dsn, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
 
 
 @pytest.fixture(scope="session")
@@ -57,16 +49,16 @@ def template_database(server_dsn: str) -> Iterator[str]:
     name = f"mc_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     asyncio.run(_create_template(server_dsn, name))
     yield name
-    asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}"'))
+    asyncio.run(admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}"'))
 
 
 @pytest.fixture
 async def database_url(server_dsn: str, template_database: str) -> AsyncIterator[str]:
     """DSN of a fresh database cloned from the migrated template, dropped after the test."""
     name = f"mc_test_{uuid.uuid4().hex[:12]}"
-    await _admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    await clone_database(server_dsn, template_database, name)
     yield dsn_with_database(server_dsn, name)
-    await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await drop_database(server_dsn, name)
 
 
 @pytest.fixture

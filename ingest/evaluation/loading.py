@@ -59,6 +59,13 @@ def quarter_window_start(as_of: date, years: int) -> date:
     return years_before(as_of, years) - timedelta(days=QUARTER_LOOKBACK_DAYS)
 
 
+def _window_starts(as_of: date, years: int, full_history: bool) -> tuple[date | None, date | None]:
+    """(prices, quarters) read from; None reads from the first stored day."""
+    if full_history:
+        return None, None
+    return price_window_start(as_of, years), quarter_window_start(as_of, years)
+
+
 async def load_series(
     store: ObjectStore,
     ticker: str,
@@ -69,8 +76,7 @@ async def load_series(
     full_history: bool = False,
 ) -> EntitySeries:
     """Prices, quarters and splits of `ticker` up to `as_of` from the partition objects."""
-    price_start = None if full_history else price_window_start(as_of, years)
-    quarter_start = None if full_history else quarter_window_start(as_of, years)
+    price_start, quarter_start = _window_starts(as_of, years, full_history)
     prices = await read_prices(store, ticker, price_start, as_of, columns=PRICE_COLUMNS)
     quarters = await read_quarters(store, ticker, quarter_start, as_of)
     splits = await read_splits(store, ticker)
@@ -86,8 +92,7 @@ def series_from_history(
     full_history: bool = False,
 ) -> EntitySeries:
     """What `load_series` reads, cut from the ticker's history object (no further reads)."""
-    price_start = None if full_history else price_window_start(as_of, years)
-    quarter_start = None if full_history else quarter_window_start(as_of, years)
+    price_start, quarter_start = _window_starts(as_of, years, full_history)
     prices = history.price_series(price_start, as_of)
     quarters = history.quarter_records(quarter_start, as_of)
     splits = history.split_records()

@@ -30,6 +30,7 @@ from services.market.records import QuarterFundamentals, Split
 from services.market.signal import EntitySeries, compute_signal
 from services.market.states import EvaluationParams
 from services.settings import Settings
+from tests.databases import clone_database, drop_database
 from tests.fixtures.app import TEST_JWT_SECRET
 from tests.paths import ROOT
 from web.app import create_app
@@ -173,29 +174,13 @@ class DemoDatabase:
     summary: DemoSummary
 
 
-async def _clone(server_dsn: str, template: str, name: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await conn.close()
-
-
-async def _drop(server_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def demo_db(
     server_dsn: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DemoDatabase]:
     """A fresh database with `run_demo` applied once (the expensive part, shared)."""
     name = f"mc_demo_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_clone(server_dsn, template_database, name))
+    asyncio.run(clone_database(server_dsn, template_database, name))
     data_dir = tmp_path_factory.mktemp("demo-data")
     dsn = dsn_with_database(server_dsn, name)
     settings = dataclasses.replace(
@@ -207,7 +192,7 @@ def demo_db(
     try:
         yield DemoDatabase(dsn, settings, summary)
     finally:
-        asyncio.run(_drop(server_dsn, name))
+        asyncio.run(drop_database(server_dsn, name))
 
 
 @pytest.fixture
