@@ -146,6 +146,8 @@ class LiveOperation:
     send_payload: Callable[[str], Awaitable[bool]]
     # The operation's graphql-core executor, recorded when it resolves the subscription field.
     executor: Any = None
+    # What the event memo knows this operation's rendering by (built on its first event).
+    memo_key: tuple[int, str] | None = None
 
 
 # Set by the web layer in each operation's task; None where there is no such transport.
@@ -163,8 +165,10 @@ async def _send_rendered(context: Context, live: LiveOperation, event: AlertEven
     executor = live.executor
     if executor is None:
         return False
-    # The parser cache gives every socket sending this text the same operation node.
-    key = (id(executor.operation), repr(executor.variable_values.coerced))
+    key = live.memo_key
+    if key is None:
+        # The parser cache gives every socket sending this text the same operation node.
+        key = live.memo_key = (id(executor.operation), repr(executor.variable_values.coerced))
     rendered = event.memo.get(key)
     if rendered is None or rendered[0] is not executor.operation:
         alert = _fresh_alert(context, event.row)

@@ -66,6 +66,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
     def observe_state() -> None:
         metrics.observe_pool(graphql.pool)
         metrics.observe_subscribers(app.state.alert_hub.subscriber_count)
+        metrics.RESPONSE_CACHE_BYTES.set(graphql.response_cache.bytes)
 
     async def metrics_endpoint(request: Request) -> Response:
         observe_state()

@@ -249,7 +249,6 @@ class GraphQLApp(GraphQL[Context, None]):
         if cached is not None and not result.errors and result.data is not None:
             key, versions = cached
             self.response_cache.put(key, versions, result.data)
-            metrics.RESPONSE_CACHE_BYTES.set(self.response_cache.bytes)
         return result
 
     def _version_reader(self, pool: Any) -> cache_versions.CoalescingReader:

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,11 +25,12 @@ from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 
+from services.ttl_cache import TtlCache
+from web.operation_guards import oversized
+
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
 PERSISTED_QUERIES_SIZE = 10_000
-# Longer than any query the guards accept, so a stored text can always be executed again.
-MAX_PERSISTED_QUERY_BYTES = 32 * 1024
 
 
 def _quality(accept: str, media_type: str) -> float:
@@ -131,8 +132,7 @@ class PersistedQueries:
     """Query texts by SHA-256, bounded (least recently used leave first), per process."""
 
     def __init__(self, size: int = PERSISTED_QUERIES_SIZE) -> None:
-        self.size = size
-        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._texts: TtlCache[str, str] = TtlCache(size)
 
     def __len__(self) -> int:
         return len(self._texts)
@@ -158,17 +158,14 @@ class PersistedQueries:
             text = self._texts.get(digest)
             if text is None:
                 raise PersistedQueryError("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
-            self._texts.move_to_end(digest)
             return replace(data, query=text)
         if hashlib.sha256(data.query.encode()).hexdigest() != digest:
             raise PersistedQueryError(
                 "provided sha256Hash does not match the query", "BAD_USER_INPUT"
             )
-        if len(data.query.encode()) <= MAX_PERSISTED_QUERY_BYTES:
-            self._texts[digest] = data.query
-            self._texts.move_to_end(digest)
-            while len(self._texts) > self.size:
-                self._texts.popitem(last=False)
+        # Only texts the guards accept: one that is refused anyway need not be kept.
+        if oversized(data.query) is None:
+            self._texts.put(digest, data.query, math.inf)
         return data
 
 

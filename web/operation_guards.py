@@ -47,6 +47,15 @@ GUARD_ERROR_CODE = "BAD_USER_INPUT"
 DOCUMENT_CACHE_SIZE = 256
 
 
+def oversized(query: str, max_bytes: int = MAX_QUERY_BYTES) -> int | None:
+    """The document's size in bytes when it is over `max_bytes`, else None."""
+    # Each character is at most 4 UTF-8 bytes: skip the encoding for short documents.
+    if len(query) * 4 <= max_bytes:
+        return None
+    size = len(query.encode())
+    return size if size > max_bytes else None
+
+
 class QuerySizeLimiter(SchemaExtension):
     """Refuses a document longer than `max_bytes` before it is parsed."""
 
@@ -54,15 +63,12 @@ class QuerySizeLimiter(SchemaExtension):
         self.max_bytes = max_bytes
 
     def on_parse(self) -> Iterator[None]:
-        query = self.execution_context.query or ""
-        # Each character is at most 4 UTF-8 bytes: skip the encoding for short documents.
-        if len(query) * 4 > self.max_bytes:
-            size = len(query.encode())
-            if size > self.max_bytes:
-                raise GraphQLError(
-                    f"query is {size} bytes; the limit is {self.max_bytes}",
-                    extensions={"code": GUARD_ERROR_CODE},
-                )
+        size = oversized(self.execution_context.query or "", self.max_bytes)
+        if size is not None:
+            raise GraphQLError(
+                f"query is {size} bytes; the limit is {self.max_bytes}",
+                extensions={"code": GUARD_ERROR_CODE},
+            )
         yield
 
 

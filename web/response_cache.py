@@ -34,6 +34,8 @@ from graphql import (
     parse,
 )
 
+from web.operation_guards import MAX_TOKENS, oversized
+
 # Root fields whose answer depends only on data the `public` counter covers. A field added
 # under them that depends on the viewer (or on time) must come off this list.
 PUBLIC_ROOT_FIELDS = frozenset({"searchStocks", "stock", "popularStocks", "__typename"})
@@ -80,8 +82,12 @@ class ResponseCache:
         return len(self._entries)
 
     def plan(self, query: str | None, operation_name: str | None) -> CachePlan | None:
-        """Whether (and how) this document's answer may be cached; None: never."""
-        if query is None:
+        """Whether (and how) this document's answer may be cached; None: never.
+
+        Runs before the schema's guards: a document they would refuse (too many bytes or
+        tokens) is neither lexed in full nor remembered here.
+        """
+        if query is None or oversized(query) is not None:
             return None
         key = (query, operation_name)
         if key in self._plans:
@@ -144,7 +150,7 @@ class ResponseCache:
 
 def _plan(query: str, operation_name: str | None) -> CachePlan | None:
     try:
-        document = parse(query)
+        document = parse(query, max_tokens=MAX_TOKENS)
     except GraphQLError:
         return None
     operation = _operation(document, operation_name)

@@ -25,6 +25,7 @@ from tests.fixtures.delivery import DeliveryWorld
 from tests.fixtures.evaluation import D0, D1, watched_scenario
 from tests.fixtures.ws import ServerProcess
 from web.app import create_app
+from web.operation_guards import MAX_QUERY_BYTES, MAX_TOKENS
 from web.response_cache import ResponseCache
 
 POPULAR = "{ popularStocks { ticker watcherCount } }"
@@ -42,6 +43,18 @@ def cache_counts(text: str) -> dict[str, float]:
 
 async def metric(client: httpx.AsyncClient) -> dict[str, float]:
     return cache_counts((await client.get("/metrics")).text)
+
+
+async def cached_bytes(client: httpx.AsyncClient) -> float:
+    """The mc_response_cache_bytes gauge as a scrape sees it."""
+    text = (await client.get("/metrics")).text
+    [value] = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "mc_response_cache_bytes"
+    ]
+    return value
 
 
 # --- the plan: what may be cached, and how ---------------------------------------------------
@@ -78,6 +91,16 @@ def test_only_listed_query_roots_are_cacheable(
     assert (None if found is None else "public" if found.public else "private") == plan
 
 
+def test_documents_the_guards_refuse_are_not_cacheable_and_not_lexed_in_full() -> None:
+    cache = ResponseCache(2**20)
+    too_long = "{ popularStocks { ticker } }" + " " * MAX_QUERY_BYTES
+    too_many_tokens = "{ popularStocks { " + "ticker " * MAX_TOKENS + "} }"
+    assert cache.plan(too_long, None) is None
+    assert cache.plan(too_many_tokens, None) is None
+    assert (too_long, None) not in cache._plans  # not kept as a key either
+    assert cache.plan(POPULAR, None) is not None
+
+
 def test_entries_are_bounded_by_bytes_and_checked_against_versions() -> None:
     cache = ResponseCache(4_000)
     for i in range(20):
@@ -109,6 +132,7 @@ async def test_public_answers_are_shared_and_a_write_invalidates_them(
     assert (await gql(POPULAR, token=viewer.token))["data"] == {"popularStocks": []}
     after = await metric(client)
     assert after.get("hit", 0) - before.get("hit", 0) == 1  # another user, the same answer
+    assert await cached_bytes(client) > 0  # the stored answer, as of the scrape
     # A hit costs one statement: reading the version counters.
     assert len(statement_log.queries) == 1 and "cache_versions" in statement_log.queries[0]
 
