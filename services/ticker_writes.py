@@ -43,11 +43,17 @@ class TickerData:
         return len(self.bars) + len(self.quarters) + len(self.splits)
 
 
-async def write_objects(pool: asyncpg.Pool, store: ObjectStore, data: TickerData) -> DataWritten:
-    """Merge every object of `data` and refresh the history; returns what the entity row says."""
+async def write_objects(
+    pool: asyncpg.Pool, store: ObjectStore, data: TickerData, *, history: bool = True
+) -> DataWritten:
+    """Merge every object of `data` and refresh the history; returns what the entity row says.
+
+    `history=False` leaves the history object deleted, for a caller that writes the ticker many
+    times and calls `rebuild_history` once at the end (readers use the partitions meanwhile).
+    """
     if data.rows:
         async with ticker_write_lock(pool, data.ticker):
-            await _write_locked(store, data)
+            await _write_locked(store, data, history)
     days = [b.date for b in data.bars]
     ends = [q.period_end_date for q in data.quarters]
     return DataWritten(
@@ -60,19 +66,24 @@ async def write_objects(pool: asyncpg.Pool, store: ObjectStore, data: TickerData
     )
 
 
-async def _write_locked(store: ObjectStore, data: TickerData) -> None:
+async def _write_locked(store: ObjectStore, data: TickerData, history: bool) -> None:
     # Read before the partition writers delete it: a current history is patched, not rebuilt.
-    old = await read_history(store, data.ticker)
+    old = await read_history(store, data.ticker) if history else None
     written: Written = {}
     # Splits before the bars they explain: a reader of the partitions never sees a raw price
     # jump on an ex-date without its split.
     await write_splits(store, data.ticker, data.splits, written=written)
     await write_prices(store, data.ticker, data.bars, written=written)
     await write_fundamentals(store, data.ticker, data.quarters, written=written)
-    history = (
-        refreshed(old, written) if old is not None else await build_history(store, data.ticker)
+    if not history:
+        return
+    await write_history(
+        store,
+        refreshed(old, written)
+        if old is not None
+        # What was just written is not fetched back.
+        else await build_history(store, data.ticker, known=written),
     )
-    await write_history(store, history)
 
 
 async def rebuild_history(pool: asyncpg.Pool, store: ObjectStore, ticker: str) -> bool:

@@ -30,7 +30,7 @@ from services.errors import BadUserInput, ServiceError
 from services.market.records import PriceBar
 from services.storage.object_store import ObjectStore
 from services.symbols import SymbolInfo, upsert_symbols
-from services.ticker_writes import TickerData, write_objects
+from services.ticker_writes import TickerData, rebuild_history, write_objects
 from services.tickers import normalize_ticker
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class ImportState:
     price_range: dict[str, tuple[date, date]] = field(default_factory=dict)
     fundamental_range: dict[str, tuple[date, date]] = field(default_factory=dict)
     tickers: set[str] = field(default_factory=set)
+    # Tickers with objects written: their history objects are rebuilt once, at the end.
+    written: set[str] = field(default_factory=set)
 
     def widen(self, ranges: dict[str, tuple[date, date]], ticker: str, days: list[date]) -> None:
         if not days:
@@ -124,6 +126,21 @@ class CsvImport:
         self.progress = progress
         self.state = ImportState()
         self.gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    async def write(self, data: TickerData) -> None:
+        """The ticker's objects, without its history: a ticker is written once per file and
+        flush, and rewriting the whole history each time would cost the square of its length."""
+        await write_objects(self.pool, self.store, data, history=False)
+        self.state.written.add(data.ticker)
+
+    async def rebuild_histories(self) -> None:
+        """One history object per written ticker, from its partitions."""
+
+        async def one(ticker: str) -> None:
+            async with self.gate:
+                await rebuild_history(self.pool, self.store, ticker)
+
+        await asyncio.gather(*(one(t) for t in sorted(self.state.written)))
 
     def rejected(self, file: str, counts: RejectCounts) -> None:
         self.progress.add("rows rejected", counts.rejected)
@@ -163,9 +180,7 @@ class CsvImport:
             quarters = [join_quarter(d, *(tables[t.name].get(d) for t in TABLES)) for d in ends]
             if quarters:
                 async with self.gate:
-                    await write_objects(
-                        self.pool, self.store, TickerData(ticker, quarters=quarters)
-                    )
+                    await self.write(TickerData(ticker, quarters=quarters))
                 self.state.widen(self.state.fundamental_range, ticker, ends)
                 self.progress.add("quarters written", len(quarters))
         self.rejected("earnings files", counts)
@@ -194,7 +209,7 @@ class CsvImport:
         for ticker, rows in sorted(by_ticker.items()):
             splits, _ = validate_rows(rows, parse_split_row, counts)
             splits = dedupe_sorted(splits, lambda s: s.ex_date, counts)
-            await write_objects(self.pool, self.store, TickerData(ticker, splits=splits))
+            await self.write(TickerData(ticker, splits=splits))
             self.progress.add("splits written", len(splits))
         self.rejected(path.name, counts)
 
@@ -225,7 +240,7 @@ class CsvImport:
             if not bars:
                 return
             async with self.gate:
-                await write_objects(self.pool, self.store, TickerData(ticker, bars=bars))
+                await self.write(TickerData(ticker, bars=bars))
             self.state.widen(self.state.price_range, ticker, [bars[0].date, bars[-1].date])
             self.progress.add("bars written", len(bars))
 
@@ -265,6 +280,7 @@ async def run_import_csv(
         await job.import_earnings(files)
     if PRICE_FILE in files:
         await _guarded(progress, PRICE_FILE, job.import_prices(files[PRICE_FILE]))
+    await job.rebuild_histories()
     await job.record_entities()
     return progress
 

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.market.records import QuarterFundamentals, Split
-from services.storage.keys import history_key, partition_of
+from services.storage.keys import history_key, partition_of, splits_key
 from services.storage.market_files import (
     PriceSeries,
     date_window,
@@ -170,12 +170,14 @@ async def read_history(
         return None
 
 
-async def build_history(store: ObjectStore, ticker: str) -> TickerHistory:
-    """The history as the partitions hold it now (reads every partition of the ticker)."""
+async def build_history(
+    store: ObjectStore, ticker: str, *, known: Mapping[str, bytes] | None = None
+) -> TickerHistory:
+    """The history as the partitions hold it now (reads every partition not in `known`)."""
     symbol = normalize_ticker(ticker)
-    prices = await read_prices(store, symbol)
-    quarters = await read_fundamental_table(store, symbol)
-    splits = await read_split_table(store, symbol)
+    prices = await read_prices(store, symbol, known=known)
+    quarters = await read_fundamental_table(store, symbol, known=known)
+    splits = await read_split_table(store, symbol, known=known)
     return TickerHistory(symbol, prices.table, quarters, splits)
 
 
@@ -210,7 +212,7 @@ def refreshed(old: TickerHistory, written: Mapping[str, bytes]) -> TickerHistory
         _quarter_ids(old.quarters.column(0)),
         {y * 4 + q - 1 for y, q in quarter_parts.values()},
     )
-    split_key = f"splits/v1/{symbol}/data.parquet"
+    split_key = splits_key(symbol)
     splits = (
         decode_table(split_key, written[split_key], SPLITS_SCHEMA)
         if split_key in written

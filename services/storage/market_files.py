@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple
 from datetime import date
 from functools import cached_property
@@ -85,7 +85,9 @@ async def _write_partitions(
     if not partitions:
         return []
     # The derived history goes first: from here until its rewrite it is missing, never stale.
-    await store.delete(history_key(ticker))
+    # Once per write: a caller collecting `written` across writers deleted it at the first.
+    if not written:
+        await store.delete(history_key(ticker))
     gate = asyncio.Semaphore(_WRITE_CONCURRENCY)
 
     async def one(key: str) -> None:
@@ -262,6 +264,16 @@ def _assemble(
     return pa.concat_tables(tables) if tables else wanted.empty_table()
 
 
+async def _get_many(
+    store: ObjectStore, keys: Sequence[str], known: Mapping[str, bytes] | None
+) -> dict[str, bytes | None]:
+    """`store.get_many(keys)`, except that keys in `known` (bytes just written) are not fetched."""
+    if not known:
+        return await store.get_many(keys)
+    fetched = await store.get_many([key for key in keys if key not in known])
+    return {key: known[key] if key in known else fetched[key] for key in keys}
+
+
 async def read_prices(
     store: ObjectStore,
     ticker: str,
@@ -269,12 +281,14 @@ async def read_prices(
     end: date | None = None,
     *,
     columns: Sequence[str] | None = None,
+    known: Mapping[str, bytes] | None = None,
 ) -> PriceSeries:
     """Bars with start <= date <= end, reading only the month partitions of that window.
 
     Missing months are gaps, not errors; `columns` (must include "date") narrows the read —
     e.g. ("date", "close") for signals. To compute a 200-day SMA from `start`, pass a start
-    ~300 calendar days earlier and trim with `PriceSeries.between`.
+    ~300 calendar days earlier and trim with `PriceSeries.between`. `known`: objects whose
+    current bytes the caller holds (it just wrote them, under the ticker's write lock).
     """
     symbol = normalize_ticker(ticker)
     if columns is not None:
@@ -285,7 +299,7 @@ async def read_prices(
         columns = [name for name in PRICE_SCHEMA.names if name in columns or name == "date"]
     if start is not None and end is not None and start > end:
         return PriceSeries(symbol, _assemble({}, PRICE_SCHEMA, columns))
-    blobs = await store.get_many(await _price_keys(store, symbol, start, end))
+    blobs = await _get_many(store, await _price_keys(store, symbol, start, end), known)
     table = await asyncio.to_thread(_assemble, blobs, PRICE_SCHEMA, columns)
     return PriceSeries(symbol, date_window(table, start, end))
 
@@ -337,11 +351,16 @@ async def _fundamental_keys(
 
 
 async def read_fundamental_table(
-    store: ObjectStore, ticker: str, start: date | None = None, end: date | None = None
+    store: ObjectStore,
+    ticker: str,
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    known: Mapping[str, bytes] | None = None,
 ) -> pa.Table:
     """Quarters with start <= period_end_date <= end as a table, sorted by period end."""
     symbol = normalize_ticker(ticker)
-    blobs = await store.get_many(await _fundamental_keys(store, symbol, start, end))
+    blobs = await _get_many(store, await _fundamental_keys(store, symbol, start, end), known)
     table = await asyncio.to_thread(_assemble, blobs, FUNDAMENTALS_SCHEMA, None)
     return date_window(table, start, end)
 
@@ -362,10 +381,12 @@ async def fundamentals_date_range(store: ObjectStore, ticker: str) -> tuple[date
     )
 
 
-async def read_split_table(store: ObjectStore, ticker: str) -> pa.Table:
+async def read_split_table(
+    store: ObjectStore, ticker: str, *, known: Mapping[str, bytes] | None = None
+) -> pa.Table:
     """Every stored split of `ticker` as a table sorted by ex_date (empty when none)."""
     key = splits_key(ticker)
-    data = await store.get(key)
+    data = known[key] if known and key in known else await store.get(key)
     if data is None:
         return SPLITS_SCHEMA.empty_table()
     return await asyncio.to_thread(decode_table, key, data, SPLITS_SCHEMA)

@@ -8,11 +8,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from ingest.dolthub.client import DoltHubClient
+from ingest.jobs import csv_import
 from ingest.jobs.backfill import run_backfill
 from ingest.jobs.update_prices import run_update_prices
 from ingest.progress import Progress
+from services.market.records import PriceBar, QuarterFundamentals, Split
 from services.settings import Settings
 from services.storage.history import build_history, encode_history
 from services.storage.keys import history_key
@@ -20,8 +23,10 @@ from services.storage.local import LocalObjectStore
 from services.storage.market_files import read_prices
 from services.storage.object_store import ObjectStore
 from services.ticker_locks import ticker_lock_key
+from services.ticker_writes import TickerData, write_objects
 from tests.fakes.dolthub_server import FakeDoltHub
 from tests.fixtures.ingest import ROOT, queue_tickers, run_ingest
+from tests.fixtures.object_store import CountingStore
 from tests.ingest.jobs.test_csv_import import export
 
 STALE = date(2026, 11, 10)
@@ -74,6 +79,49 @@ async def test_import_csv_leaves_a_current_history(
     result = await run_ingest(["import-csv", str(directory)], ingest_env)
     assert result.code == 0, result.stderr
     for ticker in ("AAPL", "KO"):
+        await assert_history_current(ingest_store, ticker)
+
+
+async def test_a_first_write_builds_the_history_without_fetching_back_what_it_wrote(
+    pool: asyncpg.Pool, ingest_store: LocalObjectStore
+) -> None:
+    data = TickerData(
+        "KO",
+        bars=[PriceBar(date(2024, m, 3), 50.0 + m, 51.0, 49.0, 50.5, 1000) for m in (1, 2, 3)],
+        quarters=[
+            QuarterFundamentals(
+                date(2023, 12, 31), sales=100.0, diluted_eps=0.5, shares_outstanding=20.0
+            )
+        ],
+        splits=[Split(date(2024, 2, 1), 2.0, 1.0)],
+    )
+    counting = CountingStore(ingest_store)
+    await write_objects(pool, counting, data)
+    # The history object goes once, before the first partition, whatever the writers.
+    assert counting.deletes == [history_key("KO")]
+    # Each object is read once: the history (is there one to patch?) and each partition by
+    # its merge; the build takes the partitions' bytes from what was just written.
+    assert sorted(counting.gets) == sorted(set(counting.gets)), counting.gets
+    assert history_key("KO") in counting.gets and len(counting.gets) == len(counting.puts)
+    assert counting.puts[-1] == history_key("KO")
+    await assert_history_current(ingest_store, "KO")
+
+
+async def test_import_csv_writes_each_history_once_and_current(
+    pool: asyncpg.Pool,
+    ingest_store: LocalObjectStore,
+    fake_dolthub: FakeDoltHub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(csv_import, "PRICE_FLUSH_ROWS", 500)  # several flushes per ticker
+    directory = export(fake_dolthub, tmp_path / "export", ["AAPL", "KO"])
+    counting = CountingStore(ingest_store)
+    progress = Progress("import-csv", interactive=False)
+    await csv_import.run_import_csv(pool, counting, csv_import.find_csv_files(directory), progress)
+    assert progress.counts["bars written"] > 2 * 500, progress.counts
+    for ticker in ("AAPL", "KO"):
+        assert counting.puts.count(history_key(ticker)) == 1, ticker
         await assert_history_current(ingest_store, ticker)
 
 
