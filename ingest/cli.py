@@ -47,16 +47,21 @@ class OneLineParser(argparse.ArgumentParser):
         return "".join(p + " " for p in parts)
 
 
+def one_ticker(raw: str) -> str:
+    """One ticker argument, normalised; a bad one is an argument error."""
+    try:
+        return normalize_ticker(raw)
+    except BadUserInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def ticker_list(raw: str) -> list[str]:
     """`A,B` → ['A', 'B'] normalised and de-duplicated in order; a bad one is an error."""
     tickers: list[str] = []
     for part in raw.split(","):
         if not part.strip():
             continue
-        try:
-            ticker = normalize_ticker(part)
-        except BadUserInput as exc:
-            raise argparse.ArgumentTypeError(exc.message) from None
+        ticker = one_ticker(part)
         if ticker not in tickers:
             tickers.append(ticker)
     if not tickers:
@@ -68,13 +73,6 @@ def ticker_list(raw: str) -> list[str]:
 
 # How long `daily` waits before asking the source again for a ticker it had no data for.
 RECHECK_UNAVAILABLE_DAYS = 7
-
-
-def one_ticker(raw: str) -> str:
-    try:
-        return normalize_ticker(raw)
-    except BadUserInput as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def positive_int(raw: str) -> int:

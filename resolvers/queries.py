@@ -27,6 +27,8 @@ from schema.stock import Stock, stock_from_row
 from schema.user import User, Watchlist, user_from_row, viewer_watchlist
 from services import alerts, entities, health
 from services.delivery.outbox import DeliveryChannel, DeliveryStatus
+from services.errors import NotFound
+from services.ids import parse_owned_id
 from services.market.states import AlertType
 from services.tickers import normalize_ticker
 
@@ -70,7 +72,12 @@ async def resolve_alerts(
 
 async def resolve_alert(info: strawberry.Info, alert_id: str) -> Alert | None:
     ctx = context_of(info)
-    row = await alerts.get(ctx.pool, await ctx.require_user_id(), alert_id)
+    user_id = await ctx.require_user_id()
+    try:
+        parsed = parse_owned_id(alert_id, "alert")
+    except NotFound:  # malformed: as unknown as another user's id
+        return None
+    row = await ctx.alert(user_id, parsed)
     return alert_from_row(row) if row is not None else None
 
 

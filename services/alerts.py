@@ -45,7 +45,6 @@ _FILTERS = """
   AND ($6::text IS NULL OR e.ticker = $6)
   AND ($7::bool IS NULL OR (a.opened_at IS NULL) = $7)"""
 _PAGE_SQL = ALERT_SELECT + _PAGE_WHERE + _FILTERS + _PAGE_ORDER
-_ONE_SQL = ALERT_SELECT + "WHERE a.id = $1 AND a.user_id = $2"
 # The newest `$3` alerts of the user for each entity in `$2`, newest first.
 _BY_ENTITIES_SQL = f"""
 SELECT * FROM (
@@ -86,10 +85,10 @@ WHERE a.id = $1 AND a.user_id = $2
 """  # noqa: S608
 
 _COUNT_SQL = """
-SELECT count(*) FROM alert_history a JOIN entities e ON e.id = a.entity_id
+SELECT count(*) FROM alert_history a
 WHERE a.user_id = $1
   AND ($2::text IS NULL OR a.alert_type = $2)
-  AND ($3::text IS NULL OR e.ticker = $3)
+  AND ($3::text IS NULL OR a.entity_id = (SELECT id FROM entities WHERE ticker = $3))
   AND ($4::bool IS NULL OR (a.opened_at IS NULL) = $4)
 """
 
@@ -138,16 +137,6 @@ async def count(db: Executor, user_id: UUID, where: AlertFilter) -> int:
         _COUNT_SQL, user_id, where.alert_type, where.ticker, where.unread
     )
     return total
-
-
-async def get(db: Executor, user_id: UUID, raw_id: str) -> asyncpg.Record | None:
-    """One of the user's alerts; None for a malformed, unknown or another user's id."""
-    try:
-        alert_id = parse_owned_id(raw_id, "alert")
-    except NotFound:
-        return None
-    row: asyncpg.Record | None = await db.fetchrow(_ONE_SQL, alert_id, user_id)
-    return row
 
 
 async def for_entities(

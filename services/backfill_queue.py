@@ -112,6 +112,11 @@ WHERE ticker = ANY($1::text[]) AND NOT has_price_data AND data_status <> 'queued
 """
 
 
+async def mark_queued(db: Executor, tickers: Sequence[str]) -> None:
+    """Entities of `tickers` still without price data show as queued for backfill."""
+    await db.execute(_MARK_QUEUED_SQL, list(tickers))
+
+
 async def failed_tickers(db: Executor) -> list[str]:
     """Tickers whose newest backfill job is FAILED."""
     return [row["ticker"] for row in await db.fetch(_FAILED_TICKERS_SQL)]
@@ -132,7 +137,7 @@ async def requeue(pool: asyncpg.Pool, tickers: Sequence[str]) -> list[str]:
     async with pool.acquire() as conn, conn.transaction():
         jobs = await enqueue_many(conn, tickers, None)
         queued = sorted({job["ticker"] for job in jobs})
-        await conn.execute(_MARK_QUEUED_SQL, queued)
+        await mark_queued(conn, queued)
     return queued
 
 

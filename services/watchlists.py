@@ -78,11 +78,6 @@ SELECT ARRAY(SELECT entity_id FROM added) AS added,
        (SELECT count(*) FROM watchlists WHERE user_id = $1) AS before_count
 """
 
-_MARK_QUEUED_SQL = """
-UPDATE entities SET data_status = 'queued', updated_at = now()
-WHERE id = ANY($1::uuid[]) AND NOT has_price_data AND data_status <> 'queued'
-"""
-
 _REMOVE_SQL = """
 DELETE FROM watchlists w USING entities e
 WHERE w.entity_id = e.id AND w.user_id = $1 AND e.ticker = $2
@@ -137,8 +132,9 @@ async def add_many(
         row for row in by_ticker.values() if row["entity_id"] in added and not row["has_price_data"]
     ]
     if missing_data:
-        await backfill_queue.enqueue_many(conn, [r["ticker"] for r in missing_data], user_id)
-        await conn.execute(_MARK_QUEUED_SQL, [r["entity_id"] for r in missing_data])
+        tickers = [r["ticker"] for r in missing_data]
+        await backfill_queue.enqueue_many(conn, tickers, user_id)
+        await backfill_queue.mark_queued(conn, tickers)
     return by_ticker
 
 
