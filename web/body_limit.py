@@ -1,18 +1,15 @@
-"""HTTP-level guard: caps the request body before JSON parsing and counts requests by route."""
+"""HTTP-level guard: caps the request body before JSON parsing."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from web import metrics
 from web.errors import refusal_response
 from web.operation_guards import MAX_REQUEST_BYTES
 
 
 class RequestGuard:
-    """Caps the request body (413 before JSON parsing) and counts HTTP requests by route."""
-
-    ROUTES = frozenset({"/graphql", "/api/health", "/metrics"})
+    """Caps the request body (413 before JSON parsing)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.app = app
@@ -22,20 +19,6 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = {"code": 500}
-
-        async def send_counted(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self._guarded(scope, receive, send_counted)
-        finally:
-            route = scope["path"] if scope["path"] in self.ROUTES else "other"
-            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status["code"])).inc()
-
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_body_bytes:
             await self._too_large(scope, receive, send)

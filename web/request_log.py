@@ -1,4 +1,4 @@
-"""One log line per HTTP request, with a request id that every line of the request carries."""
+"""One log line and one counted metric per HTTP request, with a request id on every line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 from services.logs import add_log_context, log_context
+from web import metrics
 
 log = logging.getLogger("web.requests")
 
@@ -32,7 +33,13 @@ def request_id_from(scope: Scope) -> str:
 
 
 class RequestLog:
-    """Binds a request id for the request's log lines, echoes it, and logs the outcome."""
+    """Binds a request id for the request's log lines, echoes it, logs and counts the outcome.
+
+    The outermost middleware, so what it records is what the client got (a 413 from the body
+    cap, a 500 when the app raised).
+    """
+
+    ROUTES = frozenset({"/graphql", "/api/health", "/metrics"})
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -57,6 +64,9 @@ class RequestLog:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                path = scope["path"]
+                route = path if path in self.ROUTES else "other"
+                metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
                 if log.isEnabledFor(logging.INFO):
                     _log_request(scope, status, started)
 

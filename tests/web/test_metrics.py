@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from tests.fixtures.app import GraphQLClient
+from web.operation_guards import MAX_REQUEST_BYTES
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -96,3 +97,29 @@ async def test_metrics_are_plain_text_prometheus(client: httpx.AsyncClient) -> N
         "mc_http_requests_total",
     ):
         assert f"# TYPE {name.removesuffix('_bucket')}" in text, name
+
+
+async def test_requests_refused_by_the_body_cap_are_counted_with_their_status(
+    client: httpx.AsyncClient,
+) -> None:
+    before = await scrape(client)
+    response = await client.post(
+        "/graphql",
+        content=b" " * (MAX_REQUEST_BYTES + 1),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    await client.get("/nowhere")
+    after = await scrape(client)
+    labels = {"route": "/graphql", "method": "POST", "status": "413"}
+    assert (
+        value(after, "mc_http_requests_total", **labels)
+        - value(before, "mc_http_requests_total", **labels)
+        == 1
+    )
+    other = {"route": "other", "method": "GET", "status": "404"}
+    assert (
+        value(after, "mc_http_requests_total", **other)
+        - value(before, "mc_http_requests_total", **other)
+        == 1
+    )
