@@ -18,7 +18,6 @@ from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from services.market.records import QuarterFundamentals, Split
 from services.storage.keys import history_key, partition_of, splits_key
@@ -36,6 +35,7 @@ from services.storage.parquet import (
     PRICE_SCHEMA,
     SPLITS_SCHEMA,
     CorruptObjectError,
+    decode_as,
     decode_table,
     encode_table,
     projection,
@@ -48,7 +48,6 @@ _SECTIONS = (PRICE_SCHEMA, FUNDAMENTALS_SCHEMA, SPLITS_SCHEMA)
 HISTORY_SCHEMA = pa.schema(
     [pa.field(field.name, pa.list_(field.type)) for schema in _SECTIONS for field in schema]
 )
-_READ_ERRORS = (pa.ArrowException, OSError, ValueError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -107,13 +106,8 @@ def decode_history(
         pa.schema([]) if quarter_columns == () else _narrowed(FUNDAMENTALS_SCHEMA, quarter_columns),
         SPLITS_SCHEMA,
     )
-    try:
-        parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
-        table = parquet.read(
-            columns=[n for schema in wanted for n in schema.names], use_threads=False
-        )
-    except _READ_ERRORS as exc:
-        raise CorruptObjectError(key, f"not a readable history object ({exc})") from exc
+    columns = [HISTORY_SCHEMA.field(name) for schema in wanted for name in schema.names]
+    table = decode_as(key, data, pa.schema(columns))
     if table.num_rows != 1:
         raise CorruptObjectError(key, f"{table.num_rows} rows instead of 1")
     prices, quarters, splits = (_section(key, table, schema) for schema in wanted)
@@ -134,10 +128,7 @@ def _narrowed(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
 def _section(key: str, table: pa.Table, schema: pa.Schema) -> pa.Table:
     arrays = []
     for field in schema:
-        column = table.column(field.name).combine_chunks()
-        if column.type != pa.list_(field.type):
-            raise CorruptObjectError(key, f"column {field.name} is {column.type}")
-        values = column.flatten()
+        values = table.column(field.name).combine_chunks().flatten()
         if not field.nullable and values.null_count:
             raise CorruptObjectError(key, f"column {field.name} has nulls")
         arrays.append(values)
