@@ -54,6 +54,12 @@ class OutageSwitch:
         self._thread = threading.Thread(target=self._accept, args=(listener, forward), daemon=True)
         self._thread.start()
 
+    @property
+    def hung_connections(self) -> int:
+        """How many connections `hang()` has accepted and left unanswered."""
+        with self._lock:
+            return len(self._silenced)
+
     def close(self) -> None:
         """Down, and the connections `hang()` accepted are reset too."""
         self.down()

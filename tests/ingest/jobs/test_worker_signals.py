@@ -194,8 +194,10 @@ async def test_a_second_sigterm_ends_an_evaluation_stuck_on_a_silent_store_at_on
     evaluator = await start_ingest(["evaluate"], env)
     processing = "SELECT count(*) FROM evaluation_claims WHERE status = 'processing'"
     try:
+        # A claim alone is not enough: a stop between the claim and the first read hands the
+        # unstarted entity back and exits 0. Wait until a read is sent and left unanswered.
         deadline = time.monotonic() + 30
-        while not await pool.fetchval(processing):
+        while not (switched_bucket.switch.hung_connections and await pool.fetchval(processing)):
             assert time.monotonic() < deadline and evaluator.returncode is None
             await asyncio.sleep(0.05)
         evaluator.send_signal(signal.SIGTERM)
