@@ -49,14 +49,10 @@ class WatchlistItem:
 
 
 def watchlist_item_from_row(row: Row) -> WatchlistItem:
-    """An item from a watchlists.ITEMS_SQL row; states fall back to the latest signal."""
-    regime = ValuationRegime(
-        row["last_valuation_regime"] or row["signal_valuation_regime"] or "UNKNOWN"
-    )
-    trend = TrendPosition(row["last_trend_position"] or row["signal_trend_position"] or "UNKNOWN")
-    fundamentals = FundamentalDirection(
-        row["last_fundamental_direction"] or row["signal_fundamental_direction"] or "UNKNOWN"
-    )
+    """An item from a watchlists.ITEMS_SQL row: the states are the stock's latest signal's."""
+    regime = ValuationRegime(row["signal_valuation_regime"] or "UNKNOWN")
+    trend = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
+    fundamentals = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
     return WatchlistItem(
         stock=stock_from_row(row),
         added_at=row["added_at"],

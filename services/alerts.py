@@ -13,7 +13,7 @@ from services.db import Executor
 from services.entities import STOCK_COLUMNS, check_limit
 from services.errors import BadUserInput, NotFound
 from services.ids import parse_owned_id
-from services.pagination import KeysetPage, page_of, position
+from services.pagination import KeysetPage, page_of, seq_position
 
 MAX_PAGE_SIZE = 100
 MAX_RECENT_DAYS = 365
@@ -21,7 +21,7 @@ MAX_RECENT_DAYS = 365
 # Every alert query returns the alert plus its entity columns, so `Alert.stock` needs no
 # second statement. These columns must stay in step with schema.alert.alert_from_row; the
 # hub and replay build their statements from ALERT_SELECT too (constant fragments only) and
-# order by commit_seq, the commit order (migrations/0006_alert_commit_order.sql).
+# order by commit_seq, the commit order (migrations/0008_alert_fanout.sql).
 ALERT_COLUMNS = """a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state,
        a.headline, a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
        a.data_snapshot, a.sent_at, a.commit_seq"""
@@ -33,38 +33,57 @@ FROM alert_history a
 JOIN entities e ON e.id = a.entity_id
 """  # noqa: S608
 
-# Newest first by (sent_at, id), served by alert_history_user_sent.
-_PAGE_WHERE = "WHERE a.user_id = $1 AND (a.sent_at, a.id) < ($2::timestamptz, $3::uuid)"
+
+# Lists are newest first in commit order, the order `alertCreated(after:)` replays in, so
+# the newest listed id is the right `after`. Each filter combination is its own statement
+# with only the conditions it needs: a prepared `$n IS NULL OR …` would let the plan cache
+# settle on one generic plan that scans a user's whole history for page one.
+def _filtered(where: AlertFilter, first_parameter: int) -> tuple[str, list[str]]:
+    """The AND-ed conditions of the filters that are set, numbered from `first_parameter`.
+
+    Only constant fragments and parameter numbers are put together here, never values.
+    """
+    sql, values = "", list[str]()
+    for column, value in (
+        ("a.alert_type", where.alert_type),
+        ("a.entity_id = (SELECT id FROM entities WHERE ticker", where.ticker),
+    ):
+        if value is None:
+            continue
+        closing = ")" if column.endswith("ticker") else ""
+        sql += f"\n  AND {column} = ${first_parameter + len(values)}{closing}"
+        values.append(value)
+    if where.unread is not None:
+        # A literal test, so the unread partial index (alert_history_user_unread_seq) applies.
+        sql += "\n  AND a.opened_at IS NULL" if where.unread else "\n  AND a.opened_at IS NOT NULL"
+    return sql, values
+
+
+_PAGE_HEAD = ALERT_SELECT + "WHERE a.user_id = $1 AND a.commit_seq < $2"
 _PAGE_ORDER = """
-ORDER BY a.sent_at DESC, a.id DESC
-LIMIT $4
+ORDER BY a.commit_seq DESC
+LIMIT $3
 """
-# Optional filters: $5 type, $6 ticker, $7 unread (true: not opened, false: opened).
-_FILTERS = """
-  AND ($5::text IS NULL OR a.alert_type = $5)
-  AND ($6::text IS NULL OR e.ticker = $6)
-  AND ($7::bool IS NULL OR (a.opened_at IS NULL) = $7)"""
-_PAGE_SQL = ALERT_SELECT + _PAGE_WHERE + _FILTERS + _PAGE_ORDER
 # The newest `$3` alerts of the user for each entity in `$2`, newest first: one index probe
-# per entity (alert_history_entity) instead of ranking all of them.
+# per entity (the (user_id, entity_id, …) unique key) instead of ranking all of them.
 _BY_ENTITIES_SQL = f"""
 SELECT x.* FROM (SELECT DISTINCT unnest($2::uuid[]) AS id) wanted
 CROSS JOIN LATERAL ({ALERT_SELECT}
     WHERE a.user_id = $1 AND a.entity_id = wanted.id
-    ORDER BY a.sent_at DESC, a.id DESC
+    ORDER BY a.commit_seq DESC
     LIMIT $3
 ) x
-ORDER BY x.entity_id, x.sent_at DESC, x.id DESC
+ORDER BY x.entity_id, x.commit_seq DESC
 """  # noqa: S608
-_MARK_ALL_OPENED_SQL = """
-UPDATE alert_history SET opened_at = now()
-WHERE user_id = $1 AND opened_at IS NULL AND ($2::timestamptz IS NULL OR sent_at <= $2)
-"""
+_MARK_ALL_OPENED_SQL = (
+    "UPDATE alert_history SET opened_at = now() WHERE user_id = $1 AND opened_at IS NULL"
+)
+_MARK_ALL_OPENED_BEFORE_SQL = _MARK_ALL_OPENED_SQL + " AND sent_at <= $2"
 
 _BY_IDS_SQL = (
     ALERT_SELECT
     + """WHERE a.id = ANY($1::uuid[]) AND a.user_id = $2
-ORDER BY a.sent_at, a.id
+ORDER BY a.commit_seq
 """
 )
 
@@ -83,13 +102,7 @@ LEFT JOIN opened o ON o.id = a.id
 WHERE a.id = $1 AND a.user_id = $2
 """  # noqa: S608
 
-_COUNT_SQL = """
-SELECT count(*) FROM alert_history a
-WHERE a.user_id = $1
-  AND ($2::text IS NULL OR a.alert_type = $2)
-  AND ($3::text IS NULL OR a.entity_id = (SELECT id FROM entities WHERE ticker = $3))
-  AND ($4::bool IS NULL OR (a.opened_at IS NULL) = $4)
-"""
+_COUNT_HEAD = "SELECT count(*) FROM alert_history a WHERE a.user_id = $1"
 
 _STATS_SQL = """
 SELECT alert_type, count(*) AS total, count(opened_at) AS opened
@@ -116,25 +129,17 @@ async def list_page(
 ) -> KeysetPage:
     """`first` alerts of the user after the cursor, newest first, filtered by `where`."""
     check_limit(first, "first", MAX_PAGE_SIZE)
-    sent_at, row_id = position(after)
+    conditions, values = _filtered(where, 4)
     rows = await db.fetch(
-        _PAGE_SQL,
-        user_id,
-        sent_at,
-        row_id,
-        first + 1,
-        where.alert_type,
-        where.ticker,
-        where.unread,
+        _PAGE_HEAD + conditions + _PAGE_ORDER, user_id, seq_position(after), first + 1, *values
     )
-    return page_of(list(rows), first, "sent_at")
+    return page_of(list(rows), first, "commit_seq")
 
 
 async def count(db: Executor, user_id: UUID, where: AlertFilter) -> int:
     """How many alerts of the user match `where`."""
-    total: int = await db.fetchval(
-        _COUNT_SQL, user_id, where.alert_type, where.ticker, where.unread
-    )
+    conditions, values = _filtered(where, 2)
+    total: int = await db.fetchval(_COUNT_HEAD + conditions, user_id, *values)
     return total
 
 
@@ -157,7 +162,10 @@ async def mark_all_opened(db: Executor, user_id: UUID, before: datetime | None) 
         except OverflowError:
             # 0001-01-01T00:00+14:00 or 9999-12-31T23:59-14:00: no UTC instant to compare.
             raise BadUserInput("before is outside the years 1-9999 in UTC") from None
-    result = await db.execute(_MARK_ALL_OPENED_SQL, user_id, before)
+    if before is None:
+        result = await db.execute(_MARK_ALL_OPENED_SQL, user_id)
+    else:
+        result = await db.execute(_MARK_ALL_OPENED_BEFORE_SQL, user_id, before)
     return int(result.rsplit(" ", 1)[-1])
 
 

@@ -148,6 +148,9 @@ class Settings:
     fundamentals_lag_days: int = 45
     evaluation_batch_size: int = 50
     evaluation_lease_seconds: int = 600
+    # Watchers per alert-writing transaction: bounds how long one burst holds the
+    # commit-order lock that every other alert writer needs.
+    evaluation_alert_chunk: int = 2_000
     evaluation_processes: int = 1
     derived_history: bool = True
     alert_subscriber_queue: int = 256
@@ -230,6 +233,7 @@ class Settings:
             fundamentals_lag_days=_int(env, "FUNDAMENTALS_LAG_DAYS", 45),
             evaluation_batch_size=_int(env, "EVALUATION_BATCH_SIZE", 50, minimum=1),
             evaluation_lease_seconds=_int(env, "EVALUATION_LEASE_SECONDS", 600, minimum=1),
+            evaluation_alert_chunk=_int(env, "EVALUATION_ALERT_CHUNK", 2_000, minimum=1),
             evaluation_processes=_int(env, "EVALUATION_PROCESSES", 1, minimum=1),
             derived_history=_flag(env, "DERIVED_HISTORY", True),
             alert_subscriber_queue=_int(env, "ALERT_SUBSCRIBER_QUEUE", 256, minimum=1),

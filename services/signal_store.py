@@ -1,7 +1,8 @@
-"""Evaluation storage: runs and claims, watchers, the per-entity commit, latest signals.
+"""Evaluation storage: runs and claims, the per-entity commit with its alert fan-out, signals.
 
-The pure decisions (what alerts, what updates silently) live in services.market; this module
-only reads their inputs and writes their outcome, one transaction per entity.
+The pure decisions (which state changes are material) live in services.market; this module
+reads their inputs and writes their outcome: per stock one signal row, and per transition
+one alert per watcher who should hear of it, chosen set-based in SQL.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,11 +19,13 @@ import asyncpg
 
 from services.db import Connection, Executor
 from services.delivery import outbox
-from services.market.transitions import AlertRow, StateRow, Watcher
+from services.market.transitions import Transition
 
 # Serialises "join or create the open run" across evaluator processes.
 RUN_LOCK_KEY = 727_002_001
 ALL_SCOPE = "*"
+# Woken listeners (the API's alert hub, `deliver --follow`) read what committed since.
+ALERT_CHANNEL = "alert_created"
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ async def finish_run_if_complete(pool: asyncpg.Pool, run_id: UUID) -> bool:
 _PREVIOUS_SIGNALS = """
 SELECT DISTINCT ON (entity_id)
        entity_id, as_of, close, sma200, trend_position, valuation_metric, valuation_multiple,
-       valuation_percentile, valuation_regime, eps_ttm, fundamental_direction
+       valuation_percentile, valuation_regime, eps_ttm, fundamental_direction, computed_at
 FROM entity_signals
 WHERE entity_id = ANY($1::uuid[]) AND as_of < $2
 ORDER BY entity_id, as_of DESC
@@ -225,40 +228,15 @@ async def previous_signals(
     return {row["entity_id"]: row for row in rows}
 
 
-_WATCHERS = """
-SELECT w.entity_id, w.user_id, w.alerts_enabled AS watchlist_alerts_enabled,
-       u.alerts_enabled AS user_alerts_enabled, u.alert_types,
-       s.last_valuation_regime, s.last_trend_position, s.last_fundamental_direction,
-       s.last_evaluated_as_of,
-       coalesce(w.added_at > s.last_evaluated_at, false) AS rewatched
-FROM watchlists w
-JOIN users u ON u.id = w.user_id
-LEFT JOIN user_entity_settings s ON s.user_id = w.user_id AND s.entity_id = w.entity_id
-WHERE w.entity_id = ANY($1::uuid[])
-ORDER BY w.entity_id, w.user_id
+_LATER_SIGNALS = """
+SELECT DISTINCT entity_id FROM entity_signals
+WHERE entity_id = ANY($1::uuid[]) AND as_of > $2
 """
 
 
-async def watchers(pool: asyncpg.Pool, entity_ids: Sequence[UUID]) -> dict[UUID, list[Watcher]]:
-    """Every watcher of each entity with its alert flags and stored states."""
-    out: dict[UUID, list[Watcher]] = {entity_id: [] for entity_id in entity_ids}
-    for row in await pool.fetch(_WATCHERS, list(entity_ids)):
-        out[row["entity_id"]].append(
-            Watcher(
-                user_id=row["user_id"],
-                user_alerts_enabled=row["user_alerts_enabled"],
-                watchlist_alerts_enabled=row["watchlist_alerts_enabled"],
-                alert_types=tuple(row["alert_types"] or ()),
-                states={
-                    "valuation_regime": row["last_valuation_regime"],
-                    "trend_position": row["last_trend_position"],
-                    "fundamental_direction": row["last_fundamental_direction"],
-                },
-                last_evaluated_as_of=row["last_evaluated_as_of"],
-                rewatched=row["rewatched"],
-            )
-        )
-    return out
+async def evaluated_later(pool: asyncpg.Pool, entity_ids: Sequence[UUID], as_of: date) -> set[UUID]:
+    """Those entities that already have a signal for a date after `as_of` (a back-dated run)."""
+    return {row["entity_id"] for row in await pool.fetch(_LATER_SIGNALS, list(entity_ids), as_of)}
 
 
 @dataclass(frozen=True)
@@ -277,8 +255,23 @@ class SignalRow:
     details: dict[str, Any]
 
 
-# Claim, signal and states in one statement (one round trip, atomic on its own): every part
-# is conditional on the claim still being this worker's, and the result says whether it was.
+@dataclass(frozen=True)
+class FanOut:
+    """Who hears of a stock's transitions, and how the alerts are written.
+
+    `seen_since`: only watchers who added the stock before this moment (when the previous
+    signal was computed) had seen the previous state; for the others this evaluation is their
+    first, and silent. `chunk_size` watchers go in one transaction, which holds the alert
+    commit-order lock only for that long.
+    """
+
+    transitions: Sequence[Transition]
+    seen_since: datetime
+    chunk_size: int
+
+
+# Claim and signal in one statement (one round trip, atomic on its own): the signal is
+# written only while the claim is still this worker's, and the result says whether it was.
 _COMMIT_SIGNAL = """
 WITH claim AS (
     UPDATE evaluation_claims SET status = 'done', finished_at = now(), error_message = NULL
@@ -299,79 +292,120 @@ WITH claim AS (
         valuation_regime = EXCLUDED.valuation_regime, eps_ttm = EXCLUDED.eps_ttm,
         fundamental_direction = EXCLUDED.fundamental_direction, details = EXCLUDED.details,
         computed_at = EXCLUDED.computed_at
-), states AS (
-    INSERT INTO user_entity_settings AS s (user_id, entity_id, last_valuation_regime,
-        last_trend_position, last_fundamental_direction, last_evaluated_at,
-        last_evaluated_as_of)
-    SELECT x.user_id, $2, x.valuation, x.trend, x.fundamentals, now(), $4
-    FROM unnest($15::uuid[], $16::text[], $17::text[], $18::text[])
-         AS x(user_id, valuation, trend, fundamentals)
-    WHERE EXISTS (SELECT FROM claim)
-    ON CONFLICT (user_id, entity_id) DO UPDATE SET
-        last_valuation_regime = EXCLUDED.last_valuation_regime,
-        last_trend_position = EXCLUDED.last_trend_position,
-        last_fundamental_direction = EXCLUDED.last_fundamental_direction,
-        last_evaluated_at = EXCLUDED.last_evaluated_at,
-        last_evaluated_as_of = EXCLUDED.last_evaluated_as_of,
-        updated_at = now()
-    WHERE s.last_evaluated_as_of IS NULL
-       OR s.last_evaluated_as_of <= EXCLUDED.last_evaluated_as_of
 )
 SELECT EXISTS (SELECT FROM claim)
 """
-_INSERT_ALERTS = """
-WITH inserted AS (
+
+_RENEW_CLAIM = """
+UPDATE evaluation_claims SET claimed_at = now()
+WHERE run_id = $1 AND entity_id = $2 AND claimed_by = $3 AND status = 'processing'
+RETURNING 1
+"""
+
+# One chunk of watchers in user order (watchlists_entity_user), and their alerts: a watcher
+# gets an alert of a type when both switches are on, the type is one of theirs, and they had
+# seen the previous state. Rows are numbered (commit_seq) in user, then transition order.
+# Re-running a date inserts nothing new (the unique key), so nothing is queued twice.
+_INSERT_ALERT_CHUNK = """
+WITH chunk AS (
+    SELECT w.user_id, w.alerts_enabled FROM watchlists w
+    WHERE w.entity_id = $1 AND w.user_id > $3 AND w.added_at < $4
+    ORDER BY w.user_id
+    LIMIT $5
+), inserted AS (
     INSERT INTO alert_history (user_id, entity_id, alert_type, as_of, previous_state,
         new_state, headline, what_changed, why_it_matters, before_vs_now, what_didnt_change,
         data_snapshot)
-    SELECT a.user_id, $1, a.alert_type, $2, a.previous_state, a.new_state, a.headline,
-           a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-           a.snapshot::jsonb
-    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                $9::text[], $10::text[], $11::text[], $12::text[])
-         AS a(user_id, alert_type, previous_state, new_state, headline, what_changed,
-              why_it_matters, before_vs_now, what_didnt_change, snapshot)
+    SELECT c.user_id, $1, t.alert_type, $2, t.previous_state, t.new_state, t.headline,
+           t.what_changed, t.why_it_matters, t.before_vs_now, t.what_didnt_change,
+           t.snapshot::jsonb
+    FROM chunk c
+    JOIN users u ON u.id = c.user_id
+    CROSS JOIN unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                      $11::text[], $12::text[], $13::text[], $14::text[])
+         WITH ORDINALITY AS t(alert_type, previous_state, new_state, headline, what_changed,
+                              why_it_matters, before_vs_now, what_didnt_change, snapshot, ord)
+    WHERE c.alerts_enabled AND u.alerts_enabled AND t.alert_type = ANY(u.alert_types)
+    ORDER BY c.user_id, t.ord
     ON CONFLICT (user_id, entity_id, alert_type, as_of) DO NOTHING
     RETURNING id
 )
-SELECT id, pg_notify('alert_created', id::text) FROM inserted
+SELECT (SELECT user_id FROM chunk ORDER BY user_id DESC LIMIT 1) AS last_user,
+       (SELECT count(*) FROM chunk) AS scanned,
+       ARRAY(SELECT id FROM inserted) AS ids
 """
 
+# Sorts before every user id: the first chunk starts here.
+_FIRST_USER = UUID(int=0)
 
-# A state evaluated for a later date is never overwritten by a back-dated run.
+
 async def commit_entity(
     pool: asyncpg.Pool,
     *,
     run_id: UUID,
     worker: str,
     signal: SignalRow,
-    alerts: Sequence[AlertRow],
-    states: Sequence[StateRow],
-) -> list[UUID] | None:
-    """One transaction: finish the claim, store the signal, insert + notify + queue alerts, states.
+    fan_out: FanOut | None = None,
+) -> int | None:
+    """Finish the claim and store the signal; write the transitions' alerts to their watchers.
 
-    Returns the ids of newly inserted alerts, or None when the claim was lost (lease expired
-    and another evaluator took it), in which case nothing is written.
+    Without transitions: one statement. With them: the watchers in chunks, each chunk's
+    alerts, their deliveries and one notification in a transaction of their own (which also
+    renews the claim); the last chunk commits the signal and finishes the claim. A crash
+    midway leaves the claim open, and whoever redoes the entity inserts only what is missing.
+    Returns how many alerts were written, or None when the claim was lost (lease expired and
+    another evaluator took it); a lost claim writes nothing more.
     """
     async with pool.acquire() as conn:
-        if not alerts:  # the common case: one statement, no explicit transaction
-            return [] if await _commit_signal(conn, run_id, worker, signal, states) else None
+        if fan_out is None or not fan_out.transitions:
+            return 0 if await _commit_signal(conn, run_id, worker, signal) else None
+        columns = _columns(fan_out.transitions)
+        after, written = _FIRST_USER, 0
         try:
-            async with conn.transaction():
-                if not await _commit_signal(conn, run_id, worker, signal, states):
-                    raise _ClaimLost  # rolls the transaction back
-                inserted = await _insert_alerts(conn, signal, alerts)
-                # The outbox rows commit with their alerts: none is ever queued without the other.
-                await outbox.enqueue_for_alerts(conn, inserted)
-                return inserted
+            while True:
+                async with conn.transaction():
+                    if not await conn.fetchval(_RENEW_CLAIM, run_id, signal.entity_id, worker):
+                        raise _ClaimLost
+                    chunk = await conn.fetchrow(
+                        _INSERT_ALERT_CHUNK,
+                        signal.entity_id,
+                        signal.as_of,
+                        after,
+                        fan_out.seen_since,
+                        fan_out.chunk_size,
+                        *columns,
+                    )
+                    assert chunk is not None  # an aggregate row, always one
+                    ids: list[UUID] = list(chunk["ids"])
+                    if ids:
+                        # The outbox rows commit with their alerts: never one without the other.
+                        await outbox.enqueue_for_alerts(conn, ids)
+                        # One wake-up per chunk: listeners read everything committed since.
+                        await conn.execute("SELECT pg_notify($1, $2)", ALERT_CHANNEL, str(ids[-1]))
+                    written += len(ids)
+                    last = chunk["scanned"] < fan_out.chunk_size
+                    if last and not await _commit_signal(conn, run_id, worker, signal):
+                        raise _ClaimLost
+                if last:
+                    return written
+                after = chunk["last_user"]
         except _ClaimLost:
             return None
 
 
-async def _commit_signal(
-    conn: Connection, run_id: UUID, worker: str, signal: SignalRow, states: Sequence[StateRow]
-) -> bool:
-    """Finish the claim, upsert the signal and the states; False (nothing written) if lost."""
+async def renew_claims(pool: asyncpg.Pool, run_id: UUID, worker: str) -> int:
+    """Extend the lease of every claim `worker` still processes in the run; how many."""
+    status = await pool.execute(
+        "UPDATE evaluation_claims SET claimed_at = now() "
+        "WHERE run_id = $1 AND claimed_by = $2 AND status = 'processing'",
+        run_id,
+        worker,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _commit_signal(conn: Connection, run_id: UUID, worker: str, signal: SignalRow) -> bool:
+    """Finish the claim and upsert the signal; False (nothing written) if the claim is lost."""
     done: bool = await conn.fetchval(
         _COMMIT_SIGNAL,
         run_id,
@@ -388,19 +422,8 @@ async def _commit_signal(
         signal.eps_ttm,
         signal.fundamental_direction,
         _json(signal.details),
-        [s.user_id for s in states],
-        [s.valuation_regime for s in states],
-        [s.trend_position for s in states],
-        [s.fundamental_direction for s in states],
     )
     return done
-
-
-async def _insert_alerts(
-    conn: Connection, signal: SignalRow, alerts: Sequence[AlertRow]
-) -> list[UUID]:
-    rows = await conn.fetch(_INSERT_ALERTS, signal.entity_id, signal.as_of, *_columns(alerts))
-    return [row["id"] for row in rows]
 
 
 def _json(value: Any) -> str:
@@ -411,18 +434,17 @@ class _ClaimLost(Exception):
     pass
 
 
-def _columns(alerts: Sequence[AlertRow]) -> list[list[Any]]:
+def _columns(found: Sequence[Transition]) -> list[list[Any]]:
     return [
-        [a.user_id for a in alerts],
-        [a.alert_type for a in alerts],
-        [a.previous_state for a in alerts],
-        [a.new_state for a in alerts],
-        [a.headline for a in alerts],
-        [a.what_changed for a in alerts],
-        [a.why_it_matters for a in alerts],
-        [a.before_vs_now for a in alerts],
-        [a.what_didnt_change for a in alerts],
-        [_json(a.snapshot) for a in alerts],
+        [t.alert_type for t in found],
+        [t.previous_state for t in found],
+        [t.new_state for t in found],
+        [t.headline for t in found],
+        [t.what_changed for t in found],
+        [t.why_it_matters for t in found],
+        [t.before_vs_now for t in found],
+        [t.what_didnt_change for t in found],
+        [_json(t.snapshot) for t in found],
     ]
 
 

@@ -14,16 +14,15 @@ from services.tickers import normalize_ticker
 
 MAX_WATCHLIST_SIZE = 100
 
-# Everything a watchlist item shows, in one statement whatever the length: the entity, the
-# user's last states, the last alert, the watcher count, the latest signal (`signal_*`) and
+# Everything a watchlist item shows, in one statement whatever the length: the entity, when
+# the user's view was last evaluated, the last alert, the watcher count, the latest signal (`signal_*`) and
 # the newest backfill job (`job_*`).
 ITEMS_SQL = """
 SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
        e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,
        e.fundamental_data_min_date, e.fundamental_data_max_date, e.last_data_update,
        w.added_at, w.alerts_enabled,
-       s.last_valuation_regime, s.last_trend_position, s.last_fundamental_direction,
-       s.last_evaluated_at,
+       CASE WHEN sig.computed_at > w.added_at THEN sig.computed_at END AS last_evaluated_at,
        la.last_alert_at,
        (SELECT count(*) FROM watchlists c WHERE c.entity_id = e.id) AS watcher_count,
        sig.as_of AS signal_as_of, sig.close AS signal_close, sig.sma200 AS signal_sma200,
@@ -40,7 +39,6 @@ SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.da
        job.started_at AS job_started_at, job.next_attempt_at AS job_next_attempt_at
 FROM watchlists w
 JOIN entities e ON e.id = w.entity_id
-LEFT JOIN user_entity_settings s ON s.user_id = w.user_id AND s.entity_id = w.entity_id
 LEFT JOIN LATERAL (
     SELECT max(a.sent_at) AS last_alert_at
     FROM alert_history a
@@ -69,10 +67,6 @@ WITH added AS (
     SELECT $1, unnest($2::uuid[])
     ON CONFLICT (user_id, entity_id) DO NOTHING
     RETURNING entity_id
-), settings AS (
-    INSERT INTO user_entity_settings (user_id, entity_id)
-    SELECT $1, unnest($2::uuid[])
-    ON CONFLICT (user_id, entity_id) DO NOTHING
 )
 SELECT ARRAY(SELECT entity_id FROM added) AS added,
        (SELECT count(*) FROM watchlists WHERE user_id = $1) AS before_count

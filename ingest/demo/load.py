@@ -106,10 +106,10 @@ def watched_tickers() -> list[str]:
 # user row exists: a demo run that stopped part-way must be resumed at the next start.
 _DEMO_LOADED_SQL = """
 SELECT coalesce((
-    SELECT max(s.last_evaluated_as_of) >= max(e.price_data_max_date)
+    SELECT max(s.as_of) >= max(e.price_data_max_date)
     FROM watchlists w
     JOIN entities e ON e.id = w.entity_id
-    JOIN user_entity_settings s ON s.user_id = w.user_id AND s.entity_id = w.entity_id
+    JOIN entity_signals s ON s.entity_id = w.entity_id AND s.computed_at > w.added_at
     WHERE w.user_id = $1
 ), false)
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
 import os
 import socket
@@ -31,7 +31,7 @@ from services.market.alert_text import Previous, explain
 from services.market.records import Split
 from services.market.signal import Signal
 from services.market.states import EvaluationParams
-from services.market.transitions import decide
+from services.market.transitions import transitions
 from services.settings import Settings
 from services.storage.factory import open_object_store
 from services.storage.object_store import ObjectStore
@@ -100,6 +100,7 @@ class _Job:
     workers: ProcessPoolExecutor | None = None
     concurrency: int = CONCURRENCY
     use_history: bool = True
+    alert_chunk_size: int = 2_000
 
 
 async def run_evaluation(
@@ -206,6 +207,7 @@ async def _evaluate_run(
         # Keep every worker busy while the main process writes to Postgres.
         concurrency=max(CONCURRENCY, 2 * processes),
         use_history=settings.derived_history,
+        alert_chunk_size=settings.evaluation_alert_chunk,
     )
     try:
         await _drain(job, settings)
@@ -216,31 +218,54 @@ async def _evaluate_run(
 
 async def _drain(job: _Job, settings: Settings) -> None:
     """Claim batches until the run has nothing left for this process (or a stop)."""
-    while not job.stop.is_set():
-        batch = await db.claim_batch(
-            job.pool,
-            job.run.id,
-            job.worker,
-            settings.evaluation_batch_size,
-            settings.evaluation_lease_seconds,
-        )
-        if not batch:
-            return
-        await _process_batch(job, batch)
+    renewing = asyncio.create_task(_renew_claims_forever(job, settings.evaluation_lease_seconds))
+    try:
+        while not job.stop.is_set():
+            batch = await db.claim_batch(
+                job.pool,
+                job.run.id,
+                job.worker,
+                settings.evaluation_batch_size,
+                settings.evaluation_lease_seconds,
+            )
+            if not batch:
+                return
+            await _process_batch(job, batch)
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+
+
+async def _renew_claims_forever(job: _Job, lease_seconds: float) -> None:
+    """Extend this process's claims every third of a lease while it holds any.
+
+    A batch whose entities take long (slow store reads, large alert bursts) must not lose
+    its later claims to another evaluator halfway through; a process that dies stops
+    renewing, and its claims expire as before.
+    """
+    while True:
+        await asyncio.sleep(lease_seconds / 3)
+        try:
+            await db.renew_claims(job.pool, job.run.id, job.worker)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("evaluate: could not renew claims: %s", exc)
 
 
 async def _process_batch(job: _Job, batch: list[db.ClaimedEntity]) -> None:
     """Evaluate one claimed batch, a few entities at a time."""
     ids = [entity.id for entity in batch]
     previous = await db.previous_signals(job.pool, ids, job.run.as_of)
-    watchers = await db.watchers(job.pool, ids)
+    # A back-dated run stores its signal but never alerts backwards.
+    later = await db.evaluated_later(job.pool, ids, job.run.as_of)
     gate = asyncio.Semaphore(job.concurrency)
 
     async def one(entity: db.ClaimedEntity) -> None:
         async with gate:
             if not job.stop.is_set():
                 with log_context(ticker=entity.ticker):
-                    await _evaluate_one(job, entity, previous.get(entity.id), watchers[entity.id])
+                    before = None if entity.id in later else previous.get(entity.id)
+                    await _evaluate_one(job, entity, before)
 
     await asyncio.gather(*(one(entity) for entity in batch))
     if job.stop.is_set():
@@ -249,10 +274,7 @@ async def _process_batch(job: _Job, batch: list[db.ClaimedEntity]) -> None:
 
 
 async def _evaluate_one(
-    job: _Job,
-    entity: db.ClaimedEntity,
-    previous: asyncpg.Record | None,
-    watchers: list[db.Watcher],
+    job: _Job, entity: db.ClaimedEntity, previous: asyncpg.Record | None
 ) -> None:
     """Evaluate, then commit; any exception is logged with the ticker and counted."""
     summary = job.summary
@@ -260,27 +282,32 @@ async def _evaluate_one(
         signal, splits, history_missing = await _signal_for(job, entity)
         started = time.perf_counter()
         prev = _previous(previous, splits, job.run.as_of)
-        explainer = functools.cache(
-            lambda kind, old, new: explain(entity.ticker, kind, old, new, signal, prev)
+        found = transitions(
+            prev,
+            signal,
+            lambda kind, old, new: explain(entity.ticker, kind, old, new, signal, prev),
         )
-        decisions = decide(watchers, signal, job.run.as_of, explainer)
         summary.compute_seconds += time.perf_counter() - started
         started = time.perf_counter()
-        inserted = await db.commit_entity(
+        fan_out = (
+            db.FanOut(found, previous["computed_at"], job.alert_chunk_size)
+            if found and previous is not None
+            else None
+        )
+        written = await db.commit_entity(
             job.pool,
             run_id=job.run.id,
             worker=job.worker,
             signal=_signal_row(entity, signal),
-            alerts=decisions.alerts,
-            states=decisions.states,
+            fan_out=fan_out,
         )
         summary.write_seconds += time.perf_counter() - started
-        if inserted is None:
+        if written is None:
             log.warning("evaluate: lost the claim on %s (lease expired); skipped", entity.ticker)
         else:
             summary.entities += 1
             summary.signals_written += 1
-            summary.alerts_written += len(inserted)
+            summary.alerts_written += written
         if history_missing:
             await _rebuild_history(job, entity.ticker)
     except Exception as exc:

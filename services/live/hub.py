@@ -25,23 +25,17 @@ CHANNEL = "alert_created"
 APPLICATION_NAME_PREFIX = "material-changes-alert-hub"
 RESOLVE_BATCH = 1000
 
-# Full rows (alert plus entity columns, what schema.alert builds an Alert from), fetched once
-# per batch for the users subscribed here, so no subscriber queries per event.
-RESOLVE_SQL = (
+# Full rows (alert plus entity columns, what schema.alert builds an Alert from) of the users
+# subscribed here, committed after the last one routed and up to a visible high-water mark.
+# commit_seq follows commit order (migrations/0008): every number at or below the highest
+# visible one is visible or rolled back, so reading up to it skips nothing, with no window.
+# A notification only says "something committed"; a burst of thousands of alerts is one
+# wake-up and a few range reads here, whatever its size.
+ROUTE_SQL = (
     ALERT_SELECT
-    + """WHERE a.id = ANY($1::uuid[]) AND a.user_id = ANY($2::uuid[])
-ORDER BY a.commit_seq, a.id
-"""
-)
-
-# What a reconnecting listener may have missed: every alert committed after the last one it
-# routed. commit_seq follows commit order (migrations/0006), so this is exact: no window.
-# All users, not only those subscribed now: one who subscribes while this runs is covered.
-CATCH_UP_SQL = (
-    ALERT_SELECT
-    + """WHERE a.commit_seq > $1
+    + """WHERE a.commit_seq > $1 AND a.commit_seq <= $2 AND a.user_id = ANY($3::uuid[])
 ORDER BY a.commit_seq
-LIMIT $2
+LIMIT $4
 """
 )
 
@@ -72,8 +66,6 @@ class HubStopped(Exception):
 
 
 _CLOSED = object()
-# Queued among notified ids after a reconnect: catch up here, after the ids received before.
-_CATCH_UP = object()
 
 
 class Subscriber:
@@ -170,8 +162,8 @@ class AlertHub:
         self._keepalive = keepalive_seconds
         self._max_backoff = max_backoff_seconds
         self._subscribers: dict[UUID, set[Subscriber]] = {}
-        # Notified ids in arrival (= commit) order, with _CATCH_UP after each reconnect.
-        self._pending: list[object] = []
+        # Set by a notification or a reconnect: something may have committed since.
+        self._behind = False
         self._pending_ready = asyncio.Event()
         self._lost = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
@@ -296,10 +288,9 @@ class AlertHub:
                 continue
             self.reconnects += 1
             log.info("alert listener reconnected")
-            # Listening again: whatever committed while nobody listened is read after the
-            # ids already received, so every subscriber still sees commit order.
-            self._pending.append(_CATCH_UP)
-            self._pending_ready.set()
+            # Listening again: whatever committed while nobody listened is read from where
+            # routing stopped, so every subscriber still sees commit order.
+            self._wake()
             return
 
     def _on_terminated(self, conn: Any) -> None:
@@ -308,58 +299,46 @@ class AlertHub:
     # -- routing -------------------------------------------------------------------------
 
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
-        try:
-            alert_id = UUID(str(payload))
-        except ValueError:
-            log.warning("ignoring %s notification with a non-UUID payload", CHANNEL)
-            return
-        self._pending.append(alert_id)
+        self._wake()
+
+    def _wake(self) -> None:
+        self._behind = True
         self._pending_ready.set()
 
     async def _resolve_forever(self) -> None:
-        """Turn notified ids into events with one query per batch and route them, in order."""
+        """Route what committed since the last wake-up, in commit order, until caught up."""
         delay = 0.05
         while True:
             await self._pending_ready.wait()
-            try:
-                taken = await self._resolve_next()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                log.warning("resolving notified alerts failed; retrying", exc_info=True)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-                continue
-            delay = 0.05
-            del self._pending[:taken]
-            if not self._pending:
-                self._pending_ready.clear()
-
-    async def _resolve_next(self) -> int:
-        """Route the ids at the head of the queue (or catch up); returns how many were done."""
-        if self._pending[0] is _CATCH_UP:
-            await self._catch_up()
-            return 1
-        batch: list[UUID] = []
-        for item in self._pending[:RESOLVE_BATCH]:
-            if not isinstance(item, UUID):
-                break
-            batch.append(item)
-        rows = await self._pool.fetch(RESOLVE_SQL, batch, list(self._subscribers))
-        self._route(rows)
-        return len(batch)
+            self._pending_ready.clear()
+            while self._behind:
+                self._behind = False
+                try:
+                    await self._catch_up()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    log.warning("routing committed alerts failed; retrying", exc_info=True)
+                    self._behind = True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._max_backoff)
+                    continue
+                delay = 0.05
 
     async def _catch_up(self) -> None:
-        while True:
-            rows = await self._pool.fetch(CATCH_UP_SQL, self._last_seq, RESOLVE_BATCH)
+        high: int = await self._pool.fetchval(LAST_SEQ_SQL)
+        while self._last_seq < high:
+            users = list(self._subscribers)
+            if not users:
+                break
+            rows = await self._pool.fetch(ROUTE_SQL, self._last_seq, high, users, RESOLVE_BATCH)
             self._route(rows)
             if len(rows) < RESOLVE_BATCH:
-                return
+                break
+        # Everything up to `high` is routed or belongs to nobody subscribed when it was read.
+        self._last_seq = max(self._last_seq, high)
 
     def _route(self, rows: Iterable[Any]) -> None:
         for row in rows:
             seq = row["commit_seq"]
-            if seq is None:  # written with the commit-order trigger disabled: unroutable
-                log.warning("alert %s has no commit_seq; not routed", row["id"])
-                continue
             if seq <= self._last_seq:
                 continue  # routed already: the catch-up read it before its notification
             self._last_seq = seq
