@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from services.pagination import encode_cursor
+from services.pagination import encode_cursor, encode_seq_cursor
 from tests.fixtures.api import ApiData, StatementLog, Viewer
 from tests.fixtures.app import GraphQLClient, error_codes
 
@@ -53,20 +53,19 @@ async def test_alerts_newest_first_in_pages_with_total_count(
     viewer = await _viewer_with_row(gql, new_viewer)
     entity = await api_data.entity("AAPL", "Apple Inc.", has_price_data=True)
     base = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-    same_time = base + dt.timedelta(days=3)
-    expected = []
+    committed = []
     for n in range(7):
-        # Three alerts share one sent_at: the id breaks the tie without gaps or duplicates.
-        sent = same_time if n in (2, 3, 4) else base + dt.timedelta(days=n)
+        # sent_at disagrees with commit order (and three share one): the list follows commit
+        # order, the order alertCreated(after:) replays in.
+        sent = base if n in (2, 3, 4) else base - dt.timedelta(days=n)
         alert_id = await api_data.alert(
             viewer.id, entity, as_of=dt.date(2025, 1, 1) + dt.timedelta(days=n), sent_at=sent
         )
-        expected.append((sent, alert_id))
-    expected.sort(reverse=True)
+        committed.append(alert_id)
 
     ids, pages = await _all_pages(gql, viewer.token, 3)
 
-    assert ids == [str(i) for _, i in expected]
+    assert ids == [str(i) for i in reversed(committed)]
     assert [len(p["edges"]) for p in pages] == [3, 3, 1]
     assert all(p["totalCount"] == 7 for p in pages)
     first = pages[0]["edges"][0]
@@ -129,8 +128,12 @@ async def test_alert_arguments_are_validated(
     gql: GraphQLClient, new_viewer: Callable[..., Viewer]
 ) -> None:
     viewer = await _viewer_with_row(gql, new_viewer)
-    foreign = encode_cursor(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), uuid.uuid4())
+    # A well-formed cursor that matches no alert of this user: an empty page, not an error.
+    foreign = encode_seq_cursor(12_345)
+    # Cursors of the old (sent_at, id) order are refused clearly rather than misread.
+    old_order = encode_cursor(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), uuid.uuid4())
     for variables in (
+        {"after": old_order},
         {"first": 0},
         {"first": 101},
         {"first": -5},

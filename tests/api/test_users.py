@@ -84,7 +84,7 @@ async def test_complete_onboarding_adds_tickers_in_one_go_and_is_idempotent(
     ]
     jobs = await pool.fetch("SELECT ticker, priority FROM backfill_queue ORDER BY ticker")
     assert [(j["ticker"], j["priority"]) for j in jobs] == [("BRK.B", 1), ("MSFT", 1)]
-    assert await pool.fetchval("SELECT count(*) FROM user_entity_settings") == 3
+    assert await pool.fetchval("SELECT count(*) FROM watchlists WHERE user_id = $1", viewer.id) == 3
 
     again = await gql(ONBOARD, {"style": "GROWTH", "tickers": ["MSFT", "NVDA"]}, token=viewer.token)
     assert "errors" not in again, again

@@ -48,10 +48,22 @@ async def test_watchlist_items_show_states_arrows_signal_and_backfill(
     await api_data.watch(viewer.id, new, added_at=base + dt.timedelta(days=2))
     await api_data.watch(other, aapl)
     evaluated = dt.datetime(2025, 2, 3, 22, 0, tzinfo=dt.UTC)
-    await api_data.states(viewer.id, aapl, "CHEAP", "BELOW_200DMA", "IMPROVING", evaluated)
-    await api_data.states(viewer.id, msft, "EXPENSIVE", "ABOVE_200DMA", "DETERIORATING")
     await api_data.signal(aapl, dt.date(2025, 2, 2), valuation_regime="NORMAL")
-    await api_data.signal(aapl, dt.date(2025, 2, 3), valuation_regime="CHEAP", close=187.5)
+    await api_data.signal(
+        aapl,
+        dt.date(2025, 2, 3),
+        valuation_regime="CHEAP",
+        trend_position="BELOW_200DMA",
+        close=187.5,
+        computed_at=evaluated,
+    )
+    await api_data.signal(
+        msft,
+        dt.date(2025, 2, 3),
+        valuation_regime="EXPENSIVE",
+        trend_position="ABOVE_200DMA",
+        fundamental_direction="DETERIORATING",
+    )
     sent = dt.datetime(2025, 2, 3, 23, 0, tzinfo=dt.UTC)
     await api_data.alert(viewer.id, aapl, sent_at=sent - dt.timedelta(days=9))
     await api_data.alert(viewer.id, aapl, alert_type="valuation_regime_change", sent_at=sent)
@@ -80,12 +92,13 @@ async def test_watchlist_items_show_states_arrows_signal_and_backfill(
         "close": 187.5,
         "valuationRegime": "CHEAP",
         "valuationMetric": "EV/EBITDA",
-        "trendPosition": "ABOVE_200DMA",
+        "trendPosition": "BELOW_200DMA",
     }
     assert aapl_item["stock"]["backfill"] is None
     assert msft_item["valuationState"] == "UP" and msft_item["trendState"] == "UP"
     assert msft_item["fundamentalsState"] == "DOWN"
-    assert msft_item["lastAlertAt"] is None and msft_item["stock"]["signal"] is None
+    assert msft_item["lastAlertAt"] is None
+    assert msft_item["stock"]["signal"]["valuationRegime"] == "EXPENSIVE"
     # No stored state and no signal: UNKNOWN and neutral arrows.
     assert newco["valuationRegime"] == "UNKNOWN" and newco["valuationState"] == "NEUTRAL"
     assert newco["trendState"] == "NEUTRAL" and newco["fundamentalsState"] == "NEUTRAL"
@@ -162,7 +175,7 @@ async def test_watchlist_costs_a_constant_number_of_statements(
     assert statement_log.count == 1 and "cache_versions" in statement_log.queries[0]
 
 
-async def test_add_stock_creates_entity_settings_and_queues_backfill(
+async def test_add_stock_creates_the_watchlist_row_and_queues_backfill(
     gql: GraphQLClient, pool: asyncpg.Pool, new_viewer: Callable[..., Viewer]
 ) -> None:
     viewer = new_viewer("a@example.com")
@@ -181,12 +194,14 @@ async def test_add_stock_creates_entity_settings_and_queues_backfill(
     assert user is not None and (user["id"], user["email"]) == (viewer.id, "a@example.com")
     assert (
         await pool.fetchval(
-            "SELECT count(*) FROM user_entity_settings s JOIN entities e ON e.id = s.entity_id "
-            "WHERE e.ticker = 'BRK.B' AND s.user_id = $1",
+            "SELECT count(*) FROM watchlists w JOIN entities e ON e.id = w.entity_id "
+            "WHERE e.ticker = 'BRK.B' AND w.user_id = $1",
             viewer.id,
         )
         == 1
     )
+    # No per-user state row: a watcher's view is derived from the stock's signals.
+    assert await pool.fetchval("SELECT count(*) FROM user_entity_settings") == 0
     job = await pool.fetchrow("SELECT requested_by, status FROM backfill_queue")
     assert job is not None and (job["requested_by"], job["status"]) == (viewer.id, "pending")
 
@@ -294,13 +309,13 @@ async def test_watchlist_limit_is_100(
     assert "errors" not in await gql(ADD, {"t": "ONEMORE"}, token=viewer.token)
 
 
-async def test_remove_stock_keeps_settings_and_readding_keeps_states(
+async def test_remove_stock_then_readding_shows_the_stocks_states(
     gql: GraphQLClient, pool: asyncpg.Pool, api_data: ApiData, new_viewer: Callable[..., Viewer]
 ) -> None:
     viewer = new_viewer()
     await gql(ADD, {"t": "AMD"}, token=viewer.token)
     entity = await pool.fetchval("SELECT id FROM entities WHERE ticker = 'AMD'")
-    await api_data.states(viewer.id, entity, "CHEAP", "ABOVE_200DMA", "IMPROVING")
+    await api_data.signal(entity, dt.date(2025, 3, 3), valuation_regime="CHEAP")
 
     body = await gql(
         'mutation { a: removeStock(ticker: "amd") b: removeStock(ticker: "AMD") }',
@@ -310,11 +325,12 @@ async def test_remove_stock_keeps_settings_and_readding_keeps_states(
     assert (await gql("{ watchlist { count } }", token=viewer.token))["data"]["watchlist"] == {
         "count": 0
     }
-    assert await pool.fetchval("SELECT count(*) FROM user_entity_settings") == 1
 
     again = await gql(ADD, {"t": "AMD"}, token=viewer.token)
     assert again["data"]["addStock"]["valuationState"] == "DOWN"
-    assert await pool.fetchval("SELECT last_valuation_regime FROM user_entity_settings") == "CHEAP"
+    # Re-added after the last evaluation: not evaluated for this user yet (and the next
+    # evaluation is silent for them, tests/ingest/evaluation/test_run.py).
+    assert again["data"]["addStock"].get("lastEvaluatedAt") is None
 
 
 async def test_set_stock_alerts(gql: GraphQLClient, new_viewer: Callable[..., Viewer]) -> None:

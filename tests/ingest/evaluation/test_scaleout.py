@@ -27,6 +27,14 @@ from tests.fixtures.evaluation import (
 )
 
 
+# The previous day's signal of every stock, seen by its watchers, with the trend BELOW.
+PREVIOUS_TREND_BELOW = """
+INSERT INTO entity_signals (entity_id, as_of, trend_position, valuation_regime,
+                            fundamental_direction, computed_at)
+SELECT id, $1, 'BELOW_200DMA', 'UNKNOWN', 'UNKNOWN', clock_timestamp() FROM entities
+"""
+
+
 async def test_two_concurrent_evaluators_split_the_work(
     pool: asyncpg.Pool,
     database_url: str,
@@ -40,8 +48,8 @@ async def test_two_concurrent_evaluators_split_the_work(
         await write_series(eval_store, ticker, days, [100.0 + i] * 260)
         entity = await add_entity(pool, ticker, days[0], days[-1])
         await watch(pool, user, entity)
-    # Every stored trend says BELOW: each entity must alert exactly once (now ABOVE).
-    await pool.execute("UPDATE user_entity_settings SET last_trend_position = 'BELOW_200DMA'")
+    # Every previous trend says BELOW: each entity must alert exactly once (now ABOVE).
+    await pool.execute(PREVIOUS_TREND_BELOW, days[-2])
     seen: list[tuple[int, int]] = []
     first, second = await asyncio.gather(
         run_evaluation(settings, database_url, as_of=days[-1], store=eval_store),
@@ -98,7 +106,7 @@ async def test_two_evaluator_processes_split_the_work(
         ticker = f"P{i:02d}"
         await write_series(eval_store, ticker, days, [50.0 + i] * 260)
         await watch(pool, user, await add_entity(pool, ticker, days[0], days[-1]))
-    await pool.execute("UPDATE user_entity_settings SET last_trend_position = 'BELOW_200DMA'")
+    await pool.execute(PREVIOUS_TREND_BELOW, days[-2])
     args = [database_url, str(eval_store.root), days[-1].isoformat()]
     procs = [
         await asyncio.create_subprocess_exec(
@@ -112,7 +120,9 @@ async def test_two_evaluator_processes_split_the_work(
     assert sum(c[0] for c in counts) == 30 and sum(c[1] for c in counts) == 30
     assert await pool.fetchval("SELECT count(*) FROM alert_history") == 30
     assert await pool.fetchval("SELECT count(DISTINCT entity_id) FROM alert_history") == 30
-    assert await pool.fetchval("SELECT count(*) FROM entity_signals") == 30
+    assert (
+        await pool.fetchval("SELECT count(*) FROM entity_signals WHERE as_of = $1", days[-1]) == 30
+    )
 
 
 @pytest.mark.slow

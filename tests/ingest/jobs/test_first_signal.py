@@ -89,15 +89,9 @@ async def test_add_stock_then_backfill_shows_arrows_within_the_minute_without_an
         "WHERE e.ticker = 'AAPL'"
     )
     assert signal is not None and signal["trend_position"] != "UNKNOWN"
-    # The arrows come from the states the first evaluation stored for the watcher.
-    states = await pool.fetchrow("SELECT * FROM user_entity_settings WHERE user_id = $1", viewer.id)
-    assert states is not None
-    assert states["last_evaluated_as_of"] == signal["as_of"]
-    assert (
-        states["last_valuation_regime"],
-        states["last_trend_position"],
-        states["last_fundamental_direction"],
-    ) == (signal["valuation_regime"], signal["trend_position"], signal["fundamental_direction"])
+    # The arrows come from the first evaluation, computed after the stock was added.
+    added_at = await pool.fetchval("SELECT added_at FROM watchlists WHERE user_id = $1", viewer.id)
+    assert signal["computed_at"] > added_at
     assert (item["valuationRegime"], item["trendPosition"], item["fundamentalDirection"]) == (
         signal["valuation_regime"],
         signal["trend_position"],
@@ -136,8 +130,8 @@ async def test_only_watched_tickers_are_evaluated_after_their_backfill(
         "SELECT e.ticker FROM entity_signals s JOIN entities e ON e.id = s.entity_id"
     )
     assert [r["ticker"] for r in evaluated] == ["KO"]
-    states = await pool.fetchrow("SELECT * FROM user_entity_settings WHERE user_id = $1", user)
-    assert states is not None and states["last_trend_position"] in ("ABOVE_200DMA", "BELOW_200DMA")
+    signal = await pool.fetchrow("SELECT * FROM entity_signals")
+    assert signal is not None and signal["trend_position"] in ("ABOVE_200DMA", "BELOW_200DMA")
     assert await pool.fetchval("SELECT count(*) FROM alert_history") == 0
 
 

@@ -96,13 +96,17 @@ async def many_watched_entities(pool: asyncpg.Pool, store: LocalObjectStore) -> 
         ), w AS (
             INSERT INTO watchlists (user_id, entity_id) SELECT $4, id FROM e
         )
-        INSERT INTO user_entity_settings (user_id, entity_id, last_trend_position)
-        SELECT $4, id, 'BELOW_200DMA' FROM e
+        -- The day before, seen by the watcher: trend BELOW, so the as-of day alerts.
+        INSERT INTO entity_signals (entity_id, as_of, trend_position, valuation_regime,
+                                    fundamental_direction, computed_at)
+        SELECT id, $5, 'BELOW_200DMA', 'UNKNOWN', 'UNKNOWN', clock_timestamp() + interval '1 s'
+        FROM e
         """,
         tickers,
         days[0],
         days[-1],
         user,
+        days[-2],
     )
     return days[-1]
 
@@ -139,14 +143,15 @@ async def test_sigterm_stops_an_evaluation_between_entities_and_a_rerun_finishes
     # Each finished entity committed its signal, alert and state together; the others nothing.
     committed = await pool.fetchrow(
         """
-        SELECT (SELECT count(*) FROM entity_signals) AS signals,
+        SELECT (SELECT count(*) FROM entity_signals WHERE as_of = $1) AS signals,
                (SELECT count(*) FROM alert_history) AS alerts,
-               (SELECT count(*) FROM user_entity_settings
-                WHERE last_trend_position = 'ABOVE_200DMA') AS states,
+               (SELECT count(*) FROM entity_signals
+                WHERE as_of = $1 AND trend_position = 'ABOVE_200DMA') AS states,
                (SELECT count(*) FROM evaluation_claims c
                 WHERE c.status = 'done' AND NOT EXISTS (
                     SELECT 1 FROM alert_history a WHERE a.entity_id = c.entity_id)) AS unmatched
-        """
+        """,
+        as_of,
     )
     assert committed is not None
     assert dict(committed) == {"signals": done, "alerts": done, "states": done, "unmatched": 0}
