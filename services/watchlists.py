@@ -15,8 +15,8 @@ from services.tickers import normalize_ticker
 MAX_WATCHLIST_SIZE = 100
 
 # Everything a watchlist item shows, in one statement whatever the length: the entity, when
-# the user's view was last evaluated, the last alert, the watcher count, the latest signal (`signal_*`) and
-# the newest backfill job (`job_*`).
+# the user's view was last evaluated, the last alert, the watcher count, the latest signal
+# (`signal_*`, which is also the user's view) and the newest backfill job (`job_*`).
 ITEMS_SQL = """
 SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.data_status,
        e.has_price_data, e.has_fundamental_data, e.price_data_min_date, e.price_data_max_date,

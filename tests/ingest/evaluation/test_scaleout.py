@@ -26,7 +26,6 @@ from tests.fixtures.evaluation import (
     write_series,
 )
 
-
 # The previous day's signal of every stock, seen by its watchers, with the trend BELOW.
 PREVIOUS_TREND_BELOW = """
 INSERT INTO entity_signals (entity_id, as_of, trend_position, valuation_regime,
