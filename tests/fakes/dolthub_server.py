@@ -71,6 +71,8 @@ class Switches:
     row_limit: int = 1000
     deadline_days: int | None = None
     deadline_status: int = 400
+    # A query over every symbol asking for more rows than this runs out of time.
+    deadline_rows: int | None = None
     corrupt_every: int | None = None  # ohlcv rows, and earnings rows unless overridden below
     corrupt_earnings_every: int | None = None  # None: follow corrupt_every; 0: never
     failures: deque[tuple[int, str | None]] = field(default_factory=deque)
@@ -229,6 +231,7 @@ class FakeDoltHub:
 
     def execute(self, query: ParsedQuery) -> tuple[list[TableRow], bool]:
         self._check_deadline(query)
+        self._check_row_deadline(query)
         rows = [r for r in self._table(query) if all(c.matches(r) for c in query.conditions)]
         if query.order_by:
             keys = query.order_by
@@ -266,6 +269,15 @@ class FakeDoltHub:
         if query.table == "split":
             return self.data.split_rows_from(max(lower))
         return self.data.earnings_from(query.table, max(lower))
+
+    def _check_row_deadline(self, query: ParsedQuery) -> None:
+        rows = self.switches.deadline_rows
+        if rows is None or query.table == "symbol":
+            return
+        if any(c.column == "act_symbol" and c.op == "=" for c in query.conditions):
+            return
+        if query.limit is None or query.limit > rows:
+            raise FakeDeadline
 
     def _check_deadline(self, query: ParsedQuery) -> None:
         limit_days = self.switches.deadline_days

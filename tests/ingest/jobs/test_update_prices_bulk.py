@@ -197,6 +197,41 @@ async def test_row_limit_mid_date_pages_on_from_the_last_symbol(
         assert [d.isoformat() for d in bars.dates] == source
 
 
+async def test_deadlines_shrink_the_page_and_rate_limits_are_retried(
+    many: FakeDoltHub, pool: asyncpg.Pool, ingest_store: LocalObjectStore, update: Update
+) -> None:
+    await seed_store(many, pool, ingest_store, dict.fromkeys(TICKERS, LAST))
+    many.forget_requests()
+    many.switches.deadline_rows = 300  # pages of 900 and 450 time out; 225 go through
+    many.fail_next(2, status=429)
+    progress = await update(ingest_store)
+    assert progress.outcomes == {"updated": 300} and not progress.failures
+    assert progress.counts["bars written"] == 3 * 300
+    limits = [q.rsplit("LIMIT ", 1)[1] for q in bulk_sql(many, "ohlcv")]
+    # Two 429s retried, then two deadlines on the first page, then pages of 225 throughout.
+    assert limits[:4] == ["900", "900", "900", "450"] and set(limits[4:]) == {"225"}
+    # The splits page shrinks the same way; only answered pages count as bulk requests.
+    answered = [q for q in bulk_sql(many, "ohlcv") + bulk_sql(many, "split") if "LIMIT 225" in q]
+    assert progress.counts["bulk requests"] == len(answered)
+
+
+async def test_a_failed_bulk_fetch_fails_its_tickers_and_writes_nothing(
+    many: FakeDoltHub, pool: asyncpg.Pool, ingest_store: LocalObjectStore, update: Update
+) -> None:
+    await seed_store(many, pool, ingest_store, dict.fromkeys(TICKERS, LAST))
+    before = await objects(ingest_store)
+    many.forget_requests()
+    many.fail_next(5, status=503)  # the test client retries 4 times
+    progress = await update(ingest_store)
+    assert progress.outcomes == {"failed": 300}
+    assert "S0000: DoltHub post-no-preference/stocks unavailable" in progress.failures[0]
+    assert len(many.requests) == 5  # not one more request per ticker
+    assert await objects(ingest_store) == before
+    assert await pool.fetchval(
+        "SELECT count(*) FROM entities WHERE price_data_max_date = $1", LAST
+    ) == len(TICKERS)
+
+
 async def test_a_ticker_with_a_gap_falls_back_to_per_ticker(
     many: FakeDoltHub, pool: asyncpg.Pool, ingest_store: LocalObjectStore, update: Update
 ) -> None:
