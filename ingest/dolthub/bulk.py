@@ -70,19 +70,21 @@ def _row_key(row: SourceRow, date_column: str) -> tuple[str | None, str | None]:
     return row.get(date_column), row.get(SYMBOL)
 
 
-def _top_key(rows: Sequence[SourceRow], date_column: str) -> tuple[date, str] | None:
-    """The greatest usable (date, symbol) in a page: every row up to it has been received."""
-    top: tuple[date, str] | None = None
-    for row in rows:
+def _last_key(rows: Sequence[SourceRow], date_column: str) -> tuple[date, str] | None:
+    """The (date, symbol) of the page's last row with a usable one: the cursor to page from.
+
+    Taken in the server's order, not recomputed here, so the next page's `act_symbol > …` uses
+    the same collation that ordered this one and no symbol falls between pages.
+    """
+    for row in reversed(rows):
         symbol = row.get(SYMBOL)
         if symbol is None:
             continue
         try:
-            key = (parse_date(row.get(date_column), date_column), symbol)
+            return parse_date(row.get(date_column), date_column), symbol
         except InvalidValue:
             continue
-        top = key if top is None or key > top else top
-    return top
+    return None
 
 
 async def fetch_dates(
@@ -94,8 +96,8 @@ async def fetch_dates(
 ) -> Pages:
     """Every symbol's rows with after < date <= through, in keyset pages of `page_rows`.
 
-    A page that is full or marked RowLimit continues after its greatest (date, symbol); a
-    RowLimit page is never taken as complete. A deadline halves the page size (down to
+    A page that is full or marked RowLimit continues after its last (date, symbol); a RowLimit
+    page is never taken as complete. A deadline halves the page size (down to
     MIN_PAGE_ROWS) and asks again. Rows seen on an earlier page (one whose date could not be
     parsed sorts past the cursor and comes again) are kept once.
     """
@@ -124,24 +126,19 @@ async def fetch_dates(
                 seen.add(key)
                 pages.rows.append(row)
         more = result.truncated or len(result.rows) >= limit
-        if inside is None:
-            if not more:
-                break
-            top = _top_key(result.rows, query.date_column)
-            if top is None or top[0] <= lower:
-                raise DoltHubQueryError(
-                    f"{query.table}: a full page had no usable key to page from"
-                )
-            inside = top
+        if not more:
+            if inside is None:
+                break  # every date up to `through` is in
+            lower, inside = inside[0], None
             continue
-        day, symbol = inside
-        if more:
+        if inside is None:
+            last = _last_key(result.rows, query.date_column)
+        else:  # the date is the query's: a row's unparseable date does not stop the paging
             symbols = [s for row in result.rows if (s := row.get(SYMBOL)) is not None]
-            if not symbols or max(symbols) <= symbol:
-                raise DoltHubQueryError(f"{query.table}: paging within {day} made no progress")
-            inside = (day, max(symbols))
-        else:
-            inside, lower = None, day
+            last = (inside[0], symbols[-1]) if symbols else None
+        if last is None or last == inside or last[0] <= lower:
+            raise DoltHubQueryError(f"{query.table}: a full page gave no key to page on from")
+        inside = last
     return pages
 
 

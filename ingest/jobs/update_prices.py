@@ -52,13 +52,13 @@ FUNDAMENTALS_DUE_DAYS = 100
 # newest stored quarter is at most ~140 days old (91 days, ~45 to file), so a bulk scan from
 # further back would page through quarters of every symbol for a few stragglers.
 QUARTER_PROBE_LOOKBACK_DAYS = 200
-# Fewer tickers than this on the bulk window cost no more one by one (two requests each)
-# than the ~9 pages one day of ~8,000 symbols takes, plus the splits page.
+# Below this many tickers on the bulk window nothing goes in bulk: a few dozen requests one
+# by one are cheap either way, and a short `--tickers` list keeps its per-ticker queries.
 BULK_MIN_TICKERS = 20
 # The bulk window never starts more than this before the newest last date: further behind is
 # a gap, fetched per ticker from its own last date (one request per calendar year).
 BULK_MAX_LAG_DAYS = 14
-# What one ticker costs per ticker when it has new bars: its ohlcv window and its splits.
+# What a ticker with new bars costs one by one: its ohlcv window and its splits.
 PER_TICKER_REQUESTS = 2
 # Bulk requests beside the ohlcv pages: the query that finds no later date, the splits page.
 BULK_EXTRA_REQUESTS = 2
