@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest.dolthub.client import DoltHubClient
+from ingest.dolthub.client import DoltHubClient, DoltHubDeadlineError, DoltHubQueryError
 from ingest.dolthub.stocks import parse_price_row
 from ingest.jobs.update_prices import BulkPlan, plan_bulk, run_update_prices
 from ingest.progress import Progress
@@ -23,7 +23,7 @@ from services.storage.local import LocalObjectStore
 from services.storage.market_files import read_prices
 from services.ticker_writes import TickerData, write_objects
 from tests.fakes.dolthub_data import SplitEvent
-from tests.fakes.dolthub_server import CORRUPTION_REASONS, FakeDoltHub
+from tests.fakes.dolthub_server import CORRUPTION_REASONS, STOCKS_DB, FakeDoltHub
 from tests.fixtures.ingest import sql_requests_for
 
 TODAY = date(2026, 11, 28)  # a Saturday; the fake's data ends Friday 2026-11-27
@@ -302,6 +302,26 @@ async def test_due_quarters_are_probed_in_one_scan_not_one_request_each(
         "SELECT DISTINCT fundamental_data_max_date AS d FROM entities WHERE has_fundamental_data"
     )
     assert [r["d"] for r in newest] == [date(2026, 9, 30)]
+
+
+async def test_the_fake_answers_queries_over_every_symbol_like_dolthub(
+    many: FakeDoltHub, dolthub_client: DoltHubClient
+) -> None:
+    page = await dolthub_client.query(
+        STOCKS_DB,
+        "SELECT `date`, `act_symbol`, `close` FROM `ohlcv` WHERE `date` > '2026-11-25'"
+        " ORDER BY `date`, `act_symbol` LIMIT 5",
+    )
+    assert [(r["date"], r["act_symbol"]) for r in page.rows] == [
+        ("2026-11-26", s) for s in ("AAPL", "BRK.B", "JPM", "KO", "MSFT")
+    ]
+    assert all(isinstance(r["close"], str) for r in page.rows) and not page.truncated
+    with pytest.raises(DoltHubQueryError):  # 400 with status Error
+        await dolthub_client.query(
+            STOCKS_DB, "SELECT `date` FROM `ohlcv` WHERE `date` > '2026-11-25' ORDER BY `nope`"
+        )
+    with pytest.raises(DoltHubDeadlineError):  # every symbol's whole history
+        await dolthub_client.query(STOCKS_DB, "SELECT `date` FROM `ohlcv` LIMIT 5")
 
 
 def test_plan_bulk_leaves_out_what_is_cheaper_one_by_one() -> None:
