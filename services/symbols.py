@@ -118,3 +118,12 @@ async def sync_age(db: Executor, max_age_days: int) -> SyncAge:
     row = await db.fetchrow(_SYNC_AGE_SQL, max_age_days)
     assert row is not None
     return SyncAge(row["last"], row["due"])
+
+
+_UNIVERSE_SIZE_SQL = "SELECT count(*) FROM entities WHERE in_symbol_universe"
+
+
+async def universe_size(db: Executor) -> int:
+    """How many listed symbols the last sync saw (0 before the first sync)."""
+    count: int = await db.fetchval(_UNIVERSE_SIZE_SQL)
+    return count

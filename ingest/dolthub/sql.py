@@ -36,15 +36,16 @@ def select_sql(
     table: str,
     columns: Sequence[str],
     where: Sequence[str] = (),
-    order_by: str | None = None,
+    order_by: str | Sequence[str] | None = None,
     limit: int | None = None,
 ) -> str:
-    """`SELECT cols FROM table [WHERE a AND b] [ORDER BY col] [LIMIT n]`."""
+    """`SELECT cols FROM table [WHERE a AND b] [ORDER BY col, …] [LIMIT n]`."""
     parts = ["SELECT", ", ".join(identifier(c) for c in columns), "FROM", identifier(table)]
     if where:
         parts += ["WHERE", " AND ".join(where)]
     if order_by:
-        parts += ["ORDER BY", identifier(order_by)]
+        keys = [order_by] if isinstance(order_by, str) else order_by
+        parts += ["ORDER BY", ", ".join(identifier(k) for k in keys)]
     if limit is not None:
         parts += ["LIMIT", str(int(limit))]
     return " ".join(parts)

@@ -1,18 +1,30 @@
-"""`update-prices`: bars after each entity's last date (with their splits), and new quarters."""
+"""`update-prices`: new bars (with their splits) and new quarters for every entity with prices.
+
+The new days of most tickers come in bulk: keyset pages of every symbol's rows by date (see
+`plan_bulk` for who joins), so a day of the whole market costs tens of requests. Tickers left
+out (a gap, a short `--tickers` list) are fetched one by one, from their own last date.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import asyncpg
 
+from ingest.dolthub.bulk import (
+    PAGE_ROWS,
+    fetch_bars_by_date,
+    fetch_splits_by_date,
+    symbols_with_quarters,
+)
 from ingest.dolthub.client import DoltHubClient
 from ingest.dolthub.earnings import fetch_fundamentals
-from ingest.dolthub.paging import WindowQuery, fetch_window
+from ingest.dolthub.paging import FetchResult, WindowQuery, fetch_window
 from ingest.dolthub.sql import equals, sql_string
 from ingest.dolthub.stocks import fetch_price_bars, fetch_splits
 from ingest.jobs.backfill import backfill_start, describe, today_utc
@@ -24,8 +36,10 @@ from services.data_coverage import (
     priced_entities,
 )
 from services.logs import log_context
+from services.market.records import PriceBar, Split
 from services.settings import Settings
 from services.storage.object_store import ObjectStore
+from services.symbols import universe_size
 from services.ticker_writes import TickerData, write_objects
 
 log = logging.getLogger(__name__)
@@ -34,6 +48,155 @@ DEFAULT_CONCURRENCY = 4
 # Quarters are filed 30-45 days after they end: once the newest stored quarter is this old,
 # the next one is due and income_statement is probed (one request) each run until it appears.
 FUNDAMENTALS_DUE_DAYS = 100
+# A due ticker whose newest quarter is older than this is probed on its own: an active filer's
+# newest stored quarter is at most ~140 days old (91 days, ~45 to file), so a bulk scan from
+# further back would page through quarters of every symbol for a few stragglers.
+QUARTER_PROBE_LOOKBACK_DAYS = 200
+# Below this many tickers on the bulk window nothing goes in bulk: a few dozen requests one
+# by one are cheap either way, and a short `--tickers` list keeps its per-ticker queries.
+BULK_MIN_TICKERS = 20
+# The bulk window never starts more than this before the newest last date: further behind is
+# a gap, fetched per ticker from its own last date (one request per calendar year).
+BULK_MAX_LAG_DAYS = 14
+# What a ticker with new bars costs one by one: its ohlcv window and its splits.
+PER_TICKER_REQUESTS = 2
+# Bulk requests beside the ohlcv pages: the query that finds no later date, the splits page.
+BULK_EXTRA_REQUESTS = 2
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """Fetch every symbol's bars in (after, today] at once, for these tickers."""
+
+    after: date
+    tickers: frozenset[str]
+    estimated_requests: int
+
+
+def weekdays_between(after: date, through: date) -> int:
+    """Weekdays d with after < d <= through (holidays are not known here; they only overcount)."""
+    days = (through - after).days
+    if days <= 0:
+        return 0
+    full_weeks, rest = divmod(days, 7)
+    extra = sum(1 for n in range(1, rest + 1) if (after + timedelta(days=n)).weekday() < 5)
+    return full_weeks * 5 + extra
+
+
+def plan_bulk(
+    last_dates: Mapping[str, date | None],
+    today: date,
+    universe: int,
+    *,
+    page_rows: int = PAGE_ROWS,
+    min_tickers: int = BULK_MIN_TICKERS,
+) -> BulkPlan | None:
+    """Which tickers take the bulk path, and from which date; None: all go one by one.
+
+    The window starts after one of the tickers' last dates, at most BULK_MAX_LAG_DAYS before
+    the newest: the one with the fewest estimated requests, counting ceil(weekdays x universe /
+    page) ohlcv pages for the window (DoltHub sends every listed symbol's rows, tracked or
+    not) and PER_TICKER_REQUESTS for each ticker it leaves behind. A ticker one day behind
+    joins only when enough others are (else it is cheaper alone); tickers left behind, and
+    every ticker when bulk would not beat one-by-one, are fetched per ticker.
+    """
+    behind = {t: d for t, d in last_dates.items() if d is not None and d < today}
+    if len(behind) < min_tickers:
+        return None
+    newest = max(behind.values())
+    near = sorted({d for d in behind.values() if (newest - d).days <= BULK_MAX_LAG_DAYS})
+    rows_per_day = max(universe, len(last_dates))
+    best: tuple[int, date, int] | None = None
+    for after in near:
+        pages = math.ceil(weekdays_between(after, today) * rows_per_day / page_rows)
+        bulk = pages + BULK_EXTRA_REQUESTS
+        left_behind = sum(
+            1 for d in behind.values() if d < after and (newest - d).days <= BULK_MAX_LAG_DAYS
+        )
+        total = bulk + PER_TICKER_REQUESTS * left_behind
+        if best is None or total < best[0]:
+            best = (total, after, bulk)
+    assert best is not None
+    _, after, bulk = best
+    members = frozenset(t for t, d in behind.items() if d >= after)
+    if len(members) < min_tickers or bulk >= PER_TICKER_REQUESTS * len(members):
+        return None
+    return BulkPlan(after, members, bulk)
+
+
+@dataclass
+class BulkBars:
+    """What the bulk fetch found: bars and splits of each bulk ticker (empty when none)."""
+
+    bars: dict[str, FetchResult[PriceBar]] = field(default_factory=dict)
+    splits: dict[str, FetchResult[Split]] = field(default_factory=dict)
+    requests: int = 0
+
+
+@dataclass
+class QuarterProbe:
+    """Which tickers the bulk income-statement probe covered, and which have a new quarter."""
+
+    probed: frozenset[str]
+    with_new: set[str]
+    requests: int
+
+
+def quarter_probe_starts(entities: Sequence[PricedEntity], today: date) -> dict[str, date]:
+    """Due tickers (newest quarter FUNDAMENTALS_DUE_DAYS old) within the bulk probe's reach."""
+    starts: dict[str, date] = {}
+    for entity in entities:
+        last = entity.fundamental_data_max_date
+        if last is None:
+            continue
+        age = (today - last).days
+        if FUNDAMENTALS_DUE_DAYS <= age <= QUARTER_PROBE_LOOKBACK_DAYS:
+            starts[entity.ticker] = last + timedelta(days=1)
+    return starts
+
+
+async def probe_quarters(
+    client: DoltHubClient,
+    earnings_db: str,
+    starts: Mapping[str, date],
+    today: date,
+    page_rows: int = PAGE_ROWS,
+) -> QuarterProbe:
+    """One keyset scan of income_statement by date instead of one probe per due ticker."""
+    after = min(starts.values()) - timedelta(days=1)
+    with_new, requests = await symbols_with_quarters(
+        client, earnings_db, starts, after, today, page_rows
+    )
+    return QuarterProbe(frozenset(starts), with_new, requests)
+
+
+async def fetch_bulk(
+    client: DoltHubClient,
+    stocks_db: str,
+    plan: BulkPlan,
+    entities: Sequence[PricedEntity],
+    today: date,
+    page_rows: int = PAGE_ROWS,
+) -> BulkBars:
+    """Every bulk ticker's bars from its own next day, then the splits of those with bars."""
+    starts = {
+        e.ticker: e.price_data_max_date + timedelta(days=1)
+        for e in entities
+        if e.ticker in plan.tickers and e.price_data_max_date is not None
+    }
+    bars, requests = await fetch_bars_by_date(
+        client, stocks_db, starts, plan.after, today, page_rows
+    )
+    found = BulkBars(bars=bars, requests=requests)
+    # Like the per-ticker path: splits only for tickers with new bars.
+    with_bars = {t: starts[t] for t, fetched in bars.items() if fetched.rows}
+    if with_bars:
+        after = min(with_bars.values()) - timedelta(days=1)
+        found.splits, split_requests = await fetch_splits_by_date(
+            client, stocks_db, with_bars, after, today, page_rows
+        )
+        found.requests += split_requests
+    return found
 
 
 @dataclass(frozen=True)
@@ -46,6 +209,8 @@ class PriceUpdate:
     store: ObjectStore
     today: date
     progress: Progress
+    bulk: BulkBars | None = None
+    quarters: QuarterProbe | None = None
 
     async def update_one(self, entity: PricedEntity) -> None:
         """New bars (and the splits among them), then any newly published quarters."""
@@ -64,7 +229,9 @@ class PriceUpdate:
         if start > self.today:
             return False
         stocks = self.settings.dolthub_stocks_db
-        fetched = await fetch_price_bars(self.client, stocks, entity.ticker, start, self.today)
+        fetched = self.bulk.bars.get(entity.ticker) if self.bulk else None
+        if fetched is None:
+            fetched = await fetch_price_bars(self.client, stocks, entity.ticker, start, self.today)
         self.progress.add("rows rejected", fetched.rejected.rejected)
         if fetched.rejected.rejected:
             log.warning("%s: %s", entity.ticker, fetched.rejected.describe())
@@ -72,7 +239,9 @@ class PriceUpdate:
             return False
         # A split among the new days is stored with the bars it explains (raw prices jump on
         # the ex-date; evaluation adjusts with the splits object).
-        splits = await fetch_splits(self.client, stocks, entity.ticker, start, self.today)
+        splits = self.bulk.splits.get(entity.ticker) if self.bulk else None
+        if splits is None:
+            splits = await fetch_splits(self.client, stocks, entity.ticker, start, self.today)
         data = TickerData(entity.ticker, bars=fetched.rows, splits=splits.rows)
         await write_objects(self.pool, self.store, data)
         async with self.pool.acquire() as conn:
@@ -88,13 +257,18 @@ class PriceUpdate:
             return False
         start = last + timedelta(days=1)
         earnings = self.settings.dolthub_earnings_db
-        where = [
-            equals("act_symbol", sql_string(entity.ticker)),
-            equals("period", sql_string("Quarter")),
-        ]
-        probe = WindowQuery(earnings, "income_statement", ("date",), "date", where)
-        if not (await fetch_window(self.client, probe, start, self.today + timedelta(days=1))).rows:
-            return False
+        if self.quarters is not None and entity.ticker in self.quarters.probed:
+            if entity.ticker not in self.quarters.with_new:
+                return False
+        else:
+            where = [
+                equals("act_symbol", sql_string(entity.ticker)),
+                equals("period", sql_string("Quarter")),
+            ]
+            probe = WindowQuery(earnings, "income_statement", ("date",), "date", where)
+            end = self.today + timedelta(days=1)
+            if not (await fetch_window(self.client, probe, start, end)).rows:
+                return False
         fetched = await fetch_fundamentals(self.client, earnings, entity.ticker, start, self.today)
         self.progress.add("rows rejected", fetched.rejected.rejected)
         if not fetched.rows:
@@ -118,11 +292,14 @@ async def run_update_prices(
     tickers: Sequence[str] | None = None,
     today: date | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    bulk_page_rows: int = PAGE_ROWS,
+    bulk_min_tickers: int = BULK_MIN_TICKERS,
 ) -> Progress:
     """Update every entity with price data (or only `tickers`); failures are per ticker."""
     today = today or today_utc()
     async with pool.acquire() as conn:
         entities = await priced_entities(conn, tickers)
+        universe = await universe_size(conn)
     if tickers:
         known = {e.ticker for e in entities}
         for ticker in tickers:
@@ -131,8 +308,50 @@ async def run_update_prices(
                     ticker, "no price data yet (queue a backfill first)", outcome="skipped"
                 )
     progress.set_total(len(entities) + progress.done)
+    plan = plan_bulk(
+        {e.ticker: e.price_data_max_date for e in entities},
+        today,
+        universe,
+        page_rows=bulk_page_rows,
+        min_tickers=bulk_min_tickers,
+    )
+    bulk: BulkBars | None = None
+    if plan is not None:
+        log.info(
+            "bulk: %d tickers' bars after %s (~%d requests); %d one by one",
+            len(plan.tickers),
+            plan.after,
+            plan.estimated_requests,
+            len(entities) - len(plan.tickers),
+        )
+        try:
+            bulk = await fetch_bulk(
+                client, settings.dolthub_stocks_db, plan, entities, today, bulk_page_rows
+            )
+        except Exception as exc:
+            # One failed fetch stands for every ticker in it; none is retried one by one, which
+            # would hammer a DoltHub that is already failing.
+            message = describe(exc)
+            for entity in entities:
+                if entity.ticker in plan.tickers:
+                    progress.item_failed(entity.ticker, message)
+            entities = [e for e in entities if e.ticker not in plan.tickers]
+        else:
+            progress.add("bulk requests", bulk.requests)
+    quarters: QuarterProbe | None = None
+    due = quarter_probe_starts(entities, today)
+    if len(due) >= bulk_min_tickers:
+        try:
+            quarters = await probe_quarters(
+                client, settings.dolthub_earnings_db, due, today, bulk_page_rows
+            )
+        except Exception as exc:
+            # Only the probe failed: those tickers probe one by one below, as before.
+            log.warning("bulk quarter probe failed (%s); probing one by one", describe(exc))
+        else:
+            progress.add("bulk requests", quarters.requests)
     gate = asyncio.Semaphore(concurrency)
-    run = PriceUpdate(settings, pool, client, store, today, progress)
+    run = PriceUpdate(settings, pool, client, store, today, progress, bulk, quarters)
 
     async def guarded(entity: PricedEntity) -> None:
         async with gate:

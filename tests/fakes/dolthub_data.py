@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass, field
@@ -43,7 +44,12 @@ def money(value: float, places: int = 2) -> str:
     return str(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places)))
 
 
-def business_days(start: date, end: date) -> list[date]:
+@lru_cache(maxsize=64)
+def business_days(start: date, end: date) -> tuple[date, ...]:
+    return tuple(_business_days(start, end))
+
+
+def _business_days(start: date, end: date) -> list[date]:
     days = []
     day = start
     while day <= end:
@@ -82,6 +88,10 @@ class FakeData:
     synthetic_symbols: int = 1200
     unknown: set[str] = field(default_factory=lambda: {"NODATA", "ZZZZ"})
     delisted: set[str] = field(default_factory=set)  # left out of the symbol table
+    # (ticker, ISO date) bars DoltHub does not have: a ticker absent on a day.
+    absent: set[tuple[str, str]] = field(default_factory=set)
+    # Split rows beside the generated ones (the bars stay as generated).
+    extra_splits: dict[str, list[SplitEvent]] = field(default_factory=dict)
 
     def rng(self, ticker: str, topic: str) -> random.Random:
         return random.Random(f"{self.seed}:{ticker}:{topic}")
@@ -96,7 +106,41 @@ class FakeData:
         return _splits(self.seed, self.end, ticker) if self.has_data(ticker) else []
 
     def ohlcv(self, ticker: str) -> list[TableRow]:
-        return _ohlcv(self.seed, self.end, ticker) if self.has_data(ticker) else []
+        rows = _ohlcv(self.seed, self.end, ticker) if self.has_data(ticker) else []
+        return self._present(rows)
+
+    def _present(self, rows: list[TableRow]) -> list[TableRow]:
+        if not self.absent:
+            return rows
+        return [r for r in rows if (r["act_symbol"] or "", r["date"] or "") not in self.absent]
+
+    def listed(self) -> list[str]:
+        """Every symbol with data that a query over all symbols sees (delisted ones too)."""
+        rows = _symbols(self.seed, self.synthetic_symbols)
+        return [t for r in rows if self.has_data(t := r["act_symbol"] or "")]
+
+    def ohlcv_from(self, first: str) -> list[TableRow]:
+        """Every listed symbol's bars dated `first` or later, by (date, act_symbol)."""
+        if first >= TAIL_START.isoformat():
+            rows = _ohlcv_tails(self.seed, self.end, tuple(self.listed()))
+        else:
+            rows = sorted(
+                (r for t in self.listed() for r in _ohlcv(self.seed, self.end, t)),
+                key=lambda r: (r["date"] or "", r["act_symbol"] or ""),
+            )
+        start = bisect.bisect_left(rows, first, key=lambda r: r["date"] or "")
+        return self._present(rows[start:])
+
+    def split_rows_from(self, first: str) -> list[TableRow]:
+        """Every listed symbol's splits with ex_date `first` or later."""
+        rows = [r for t in self.listed() for r in self.split_rows(t)]
+        return [r for r in rows if (r["ex_date"] or "") >= first]
+
+    def earnings_from(self, table: str, first: str) -> list[TableRow]:
+        """Every listed symbol's rows of an earnings table dated `first` or later."""
+        column = "period_end_date" if table == "eps_history" else "date"
+        rows = [r for t in self.listed() for r in self.earnings(t, table)]
+        return [r for r in rows if (r[column] or "") >= first]
 
     def split_rows(self, ticker: str) -> list[TableRow]:
         return [
@@ -106,7 +150,10 @@ class FakeData:
                 "to_factor": f"{s.to_factor}.00",
                 "for_factor": f"{s.for_factor}.00",
             }
-            for s in self.splits(ticker)
+            for s in sorted(
+                [*self.splits(ticker), *self.extra_splits.get(ticker, [])],
+                key=lambda s: s.ex_date,
+            )
         ]
 
     def earnings(self, ticker: str, table: str) -> list[TableRow]:
@@ -132,7 +179,25 @@ def _splits(seed: int, end: date, ticker: str) -> list[SplitEvent]:
 
 @lru_cache(maxsize=256)
 def _ohlcv(seed: int, end: date, ticker: str) -> list[TableRow]:
-    """A random walk in today's share basis, un-adjusted by the ticker's splits (raw prices)."""
+    return _walk(seed, end, ticker, PRICE_START)
+
+
+# Queries over every symbol read the last months from here: one walk per symbol per session.
+TAIL_START = date(2026, 9, 1)
+
+
+@lru_cache(maxsize=8)
+def _ohlcv_tails(seed: int, end: date, tickers: tuple[str, ...]) -> list[TableRow]:
+    rows = [r for t in tickers for r in _walk(seed, end, t, TAIL_START)]
+    return sorted(rows, key=lambda r: (r["date"] or "", r["act_symbol"] or ""))
+
+
+def _walk(seed: int, end: date, ticker: str, since: date) -> list[TableRow]:
+    """A random walk in today's share basis, un-adjusted by the ticker's splits (raw prices).
+
+    Walked from PRICE_START whatever `since` is (the values do not depend on it); only the
+    rows from `since` on are rendered.
+    """
     rng = random.Random(f"{seed}:{ticker}:prices")
     splits = _splits(seed, end, ticker)
     close = rng.uniform(15.0, 400.0)
@@ -142,6 +207,9 @@ def _ohlcv(seed: int, end: date, ticker: str) -> list[TableRow]:
         close = open_ * math.exp(rng.gauss(0.0003, 0.017))
         high = max(open_, close) * (1 + abs(rng.gauss(0, 0.006)))
         low = min(open_, close) * (1 - abs(rng.gauss(0, 0.006)))
+        volume_draw = rng.lognormvariate(14.5, 0.6)
+        if day < since:
+            continue
         raw = math.prod(s.ratio for s in splits if day < s.ex_date)
         rows.append(
             {
@@ -151,7 +219,7 @@ def _ohlcv(seed: int, end: date, ticker: str) -> list[TableRow]:
                 "high": money(high * raw, 4),
                 "low": money(low * raw, 4),
                 "close": money(close * raw, 4),
-                "volume": str(int(rng.lognormvariate(14.5, 0.6) / raw)),
+                "volume": str(int(volume_draw / raw)),
             }
         )
     return rows

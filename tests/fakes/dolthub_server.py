@@ -71,6 +71,8 @@ class Switches:
     row_limit: int = 1000
     deadline_days: int | None = None
     deadline_status: int = 400
+    # A query over every symbol asking for more rows than this runs out of time.
+    deadline_rows: int | None = None
     corrupt_every: int | None = None  # ohlcv rows, and earnings rows unless overridden below
     corrupt_earnings_every: int | None = None  # None: follow corrupt_every; 0: never
     failures: deque[tuple[int, str | None]] = field(default_factory=deque)
@@ -110,7 +112,14 @@ class FakeDoltHub:
             self.log = []
             self.data.unknown = {"NODATA", "ZZZZ"}
             self.data.delisted = set()
+            self.data.absent = set()
+            self.data.extra_splits = {}
             self.data.synthetic_symbols = FakeData.synthetic_symbols
+
+    def forget_requests(self) -> None:
+        """Empty the request log only (switches and data stay as the test set them)."""
+        with self._lock:
+            self.log = []
 
     # -- switches -------------------------------------------------------------------------
     def fail_next(self, n: int, status: int = 429, retry_after: str | None = None) -> None:
@@ -222,10 +231,11 @@ class FakeDoltHub:
 
     def execute(self, query: ParsedQuery) -> tuple[list[TableRow], bool]:
         self._check_deadline(query)
+        self._check_row_deadline(query)
         rows = [r for r in self._table(query) if all(c.matches(r) for c in query.conditions)]
         if query.order_by:
-            key = query.order_by
-            rows.sort(key=lambda r: (r.get(key) is not None, r.get(key) or ""))
+            keys = query.order_by
+            rows.sort(key=lambda r: [(r.get(k) is not None, r.get(k) or "") for k in keys])
             if query.descending:
                 rows.reverse()
         if query.limit is not None:
@@ -238,20 +248,48 @@ class FakeDoltHub:
             return self.data.symbols()
         tickers = [c.value for c in query.conditions if c.column == "act_symbol" and c.op == "="]
         if not tickers:
-            raise FakeDeadline  # a scan over every symbol: DoltHub times out on these
+            return self._all_symbols(query)
         if query.table == "ohlcv":
             return self.data.ohlcv(tickers[0])
         if query.table == "split":
             return self.data.split_rows(tickers[0])
         return self.data.earnings(tickers[0], query.table)
 
+    def _all_symbols(self, query: ParsedQuery) -> list[TableRow]:
+        """Every symbol's rows from a lower date bound on: ohlcv's key starts with the date."""
+        column = DATE_COLUMNS.get(query.table, "date")
+        lower = [
+            c.value for c in query.conditions if c.column == column and c.op in (">=", ">", "=")
+        ]
+        # Without a lower bound it is a scan of every symbol's history: DoltHub times out.
+        if not lower:
+            raise FakeDeadline
+        if query.table == "ohlcv":
+            return self.data.ohlcv_from(max(lower))
+        if query.table == "split":
+            return self.data.split_rows_from(max(lower))
+        return self.data.earnings_from(query.table, max(lower))
+
+    def _check_row_deadline(self, query: ParsedQuery) -> None:
+        rows = self.switches.deadline_rows
+        if rows is None or query.table == "symbol":
+            return
+        if any(c.column == "act_symbol" and c.op == "=" for c in query.conditions):
+            return
+        if query.limit is None or query.limit > rows:
+            raise FakeDeadline
+
     def _check_deadline(self, query: ParsedQuery) -> None:
         limit_days = self.switches.deadline_days
         if limit_days is None or query.table == "symbol":
             return
         column = DATE_COLUMNS.get(query.table, "date")
-        lower = [c.value for c in query.conditions if c.column == column and c.op in (">=", ">")]
-        upper = [c.value for c in query.conditions if c.column == column and c.op in ("<", "<=")]
+        lower = [
+            c.value for c in query.conditions if c.column == column and c.op in (">=", ">", "=")
+        ]
+        upper = [
+            c.value for c in query.conditions if c.column == column and c.op in ("<", "<=", "=")
+        ]
         if not lower or not upper:
             raise FakeDeadline
         span = date.fromisoformat(min(upper)[:10]) - date.fromisoformat(max(lower)[:10])

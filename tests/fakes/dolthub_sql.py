@@ -61,7 +61,7 @@ DATABASE_TABLES = {
 SELECT = re.compile(
     r"^\s*SELECT\s+(?P<columns>.+?)\s+FROM\s+`?(?P<table>\w+)`?"
     r"(?:\s+WHERE\s+(?P<where>.+?))?"
-    r"(?:\s+ORDER\s+BY\s+`?(?P<order>\w+)`?(?:\s+(?P<direction>ASC|DESC))?)?"
+    r"(?:\s+ORDER\s+BY\s+(?P<order>`?\w+`?(?:\s*,\s*`?\w+`?)*)(?:\s+(?P<direction>ASC|DESC))?)?"
     r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*;?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
@@ -100,7 +100,7 @@ class ParsedQuery:
     table: str
     columns: tuple[str, ...]
     conditions: tuple[Condition, ...]
-    order_by: str | None
+    order_by: tuple[str, ...]
     descending: bool
     limit: int | None
 
@@ -123,9 +123,10 @@ def parse_sql(sql: str) -> ParsedQuery:
         c for raw in match["columns"].split(",") for c in _column(raw.strip(), table, known)
     )
     conditions = _conditions(match["where"] or "", table, known)
-    order = match["order"]
-    if order is not None and order not in known:
-        raise FakeSqlError(f'column "{order}" could not be found in any table in scope')
+    order = tuple(c.strip().strip("`") for c in (match["order"] or "").split(",") if c.strip())
+    for column in order:
+        if column not in known:
+            raise FakeSqlError(f'column "{column}" could not be found in any table in scope')
     descending = (match["direction"] or "").upper() == "DESC"
     limit = int(match["limit"]) if match["limit"] else None
     return ParsedQuery(table, columns, conditions, order, descending, limit)
