@@ -69,18 +69,28 @@ _DIGEST_DUE = """CASE u.email_digest
 
 # In the alert's transaction: one row per enabled endpoint, one email row when the user has an
 # email and has not turned email off. Re-running an evaluation inserts no alert, so no row.
-# Each branch probes primary keys and webhook_endpoints_user per alert: linear in the alerts.
+# Linear in the alerts: per alert id, one probe of alert_history's and users' primary keys and
+# of webhook_endpoints_user. `OFFSET 0` keeps each LATERAL a probe per row: flattened into
+# joins, a chunk of thousands of alerts is planned as a hash join over a whole table.
+_ALERT_OWNER = """
+FROM unnest($1::uuid[]) AS n(id)
+CROSS JOIN LATERAL (
+    SELECT h.id, h.user_id FROM alert_history h WHERE h.id = n.id OFFSET 0
+) a"""
 _ENQUEUE_BRANCHES = {
-    DeliveryChannel.WEBHOOK: """
+    DeliveryChannel.WEBHOOK: f"""
 SELECT a.user_id, a.id, 'webhook', w.id, now()
-FROM alert_history a
-JOIN webhook_endpoints w ON w.user_id = a.user_id AND w.enabled
-WHERE a.id = ANY($1::uuid[])""",
+{_ALERT_OWNER}
+CROSS JOIN LATERAL (
+    SELECT e.id FROM webhook_endpoints e WHERE e.user_id = a.user_id AND e.enabled OFFSET 0
+) w""",  # noqa: S608
     DeliveryChannel.EMAIL: f"""
 SELECT a.user_id, a.id, 'email', NULL, coalesce({_DIGEST_DUE}, now())
-FROM alert_history a
-JOIN users u ON u.id = a.user_id
-WHERE a.id = ANY($1::uuid[]) AND u.email IS NOT NULL AND u.email_digest <> 'off'""",  # noqa: S608
+{_ALERT_OWNER}
+CROSS JOIN LATERAL (
+    SELECT v.email_digest, v.last_digest_sent_at FROM users v
+    WHERE v.id = a.user_id AND v.email IS NOT NULL AND v.email_digest <> 'off' OFFSET 0
+) u""",  # noqa: S608
 }
 
 

@@ -225,3 +225,25 @@ async def test_retention_deletes_in_bounded_batches(
     assert await outbox.delete_finished(pool, older_than_days=30, limit=12) == 12
     assert await outbox.delete_finished(pool, older_than_days=30, limit=12) == 6
     assert await outbox.delete_finished(pool, older_than_days=30, limit=12) == 0
+
+
+@pytest.mark.parametrize("generic", [False, True])
+async def test_enqueue_probes_indexes_per_alert_never_scanning_a_table(
+    pool: asyncpg.Pool, world: DeliveryWorld, generic: bool
+) -> None:
+    user = await world.user("ann@example.com")
+    await world.endpoint(user, "http://127.0.0.1:9/hook")
+    await world.many_alerts(user, OTHER_CHANNEL_ROWS)
+    # Other users and endpoints: tables of a page or two would be read whole, rightly.
+    await pool.execute(
+        "WITH u AS (INSERT INTO users (id, email) SELECT gen_random_uuid(), 'u' || i || '@x.org' "
+        "FROM generate_series(1, 2000) i RETURNING id) "
+        "INSERT INTO webhook_endpoints (user_id, url, secret) "
+        "SELECT id, 'http://127.0.0.1:9/hook', 'whsec_x' FROM u"
+    )
+    await pool.execute("ANALYZE")
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM alert_history LIMIT 1000")]
+    shown = await plan(pool, outbox._enqueue_sql(outbox.ALL_CHANNELS), ids, generic=generic)
+    assert "Seq Scan" not in shown and "Hash Join" not in shown, shown
+    for index in ("alert_history_pkey", "users_pkey", "webhook_endpoints_user"):
+        assert f"using {index} on" in shown, shown
