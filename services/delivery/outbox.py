@@ -69,24 +69,29 @@ _DIGEST_DUE = """CASE u.email_digest
 
 # In the alert's transaction: one row per enabled endpoint, one email row when the user has an
 # email and has not turned email off. Re-running an evaluation inserts no alert, so no row.
-# Linear in the alerts: per alert id, one probe of alert_history's and users' primary keys and
-# of webhook_endpoints_user. `OFFSET 0` keeps each LATERAL a probe per row: flattened into
-# joins, a chunk of thousands of alerts is planned as a hash join over a whole table.
-_ALERT_OWNER = """
-FROM unnest($1::uuid[]) AS n(id)
-CROSS JOIN LATERAL (
-    SELECT h.id, h.user_id FROM alert_history h WHERE h.id = n.id OFFSET 0
-) a"""
+# Linear in the alerts: per alert id, one probe of alert_history's primary key (once, shared by
+# the channels), then of users' primary key and webhook_endpoints_user. `OFFSET 0` keeps each
+# LATERAL a probe per row: flattened into joins, a chunk of thousands of alerts is planned as a
+# hash join over a whole table.
+_ENQUEUE_ALERTS = """
+WITH a AS MATERIALIZED (
+    SELECT h.id, h.user_id
+    FROM unnest($1::uuid[]) AS n(id)
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.user_id FROM alert_history h WHERE h.id = n.id OFFSET 0
+    ) h
+)
+INSERT INTO deliveries (user_id, alert_id, channel, webhook_id, next_attempt_at)"""
 _ENQUEUE_BRANCHES = {
-    DeliveryChannel.WEBHOOK: f"""
+    DeliveryChannel.WEBHOOK: """
 SELECT a.user_id, a.id, 'webhook', w.id, now()
-{_ALERT_OWNER}
+FROM a
 CROSS JOIN LATERAL (
     SELECT e.id FROM webhook_endpoints e WHERE e.user_id = a.user_id AND e.enabled OFFSET 0
-) w""",  # noqa: S608
+) w""",
     DeliveryChannel.EMAIL: f"""
 SELECT a.user_id, a.id, 'email', NULL, coalesce({_DIGEST_DUE}, now())
-{_ALERT_OWNER}
+FROM a
 CROSS JOIN LATERAL (
     SELECT v.email_digest, v.last_digest_sent_at FROM users v
     WHERE v.id = a.user_id AND v.email IS NOT NULL AND v.email_digest <> 'off' OFFSET 0
@@ -97,11 +102,7 @@ CROSS JOIN LATERAL (
 def _enqueue_sql(channels: Collection[DeliveryChannel]) -> str:
     """One INSERT ... SELECT over the branches of `channels` (a fixed text per channel set)."""
     branches = [sql for channel, sql in _ENQUEUE_BRANCHES.items() if channel in channels]
-    return (
-        "INSERT INTO deliveries (user_id, alert_id, channel, webhook_id, next_attempt_at)"
-        + "\nUNION ALL".join(branches)
-        + "\nON CONFLICT DO NOTHING"
-    )
+    return _ENQUEUE_ALERTS + "\nUNION ALL".join(branches) + "\nON CONFLICT DO NOTHING"
 
 
 _ENQUEUE_TEST_SQL = """
