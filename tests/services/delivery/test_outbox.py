@@ -247,3 +247,29 @@ async def test_enqueue_probes_indexes_per_alert_never_scanning_a_table(
     assert "Seq Scan" not in shown and "Hash Join" not in shown, shown
     for index in ("alert_history_pkey", "users_pkey", "webhook_endpoints_user"):
         assert f"using {index} on" in shown, shown
+
+
+async def test_the_deliveries_page_applies_each_filter_alone_and_together(
+    pool: asyncpg.Pool, world: DeliveryWorld
+) -> None:
+    ann = await world.user("ann@example.com")
+    await world.endpoint(ann, "http://127.0.0.1:9/hook")
+    for ticker in ("AAA", "BBB"):
+        await world.alert(ann, ticker)
+    await pool.execute(
+        "UPDATE deliveries d SET status = 'failed' FROM alert_history a, entities e "
+        "WHERE a.id = d.alert_id AND e.id = a.entity_id AND e.ticker = 'AAA'"
+    )
+    for status, channel, expected in [
+        (None, None, 4),
+        ("failed", None, 2),
+        (None, "email", 2),
+        ("failed", "webhook", 1),
+        ("pending", "email", 1),
+    ]:
+        page = await outbox.list_page(
+            pool, ann, first=10, after=None, status=status, channel=channel
+        )
+        rows = page.rows
+        assert len(rows) == expected, (status, channel, rows)
+        assert all(status in (None, r["status"]) and channel in (None, r["channel"]) for r in rows)
