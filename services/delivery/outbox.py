@@ -1,5 +1,8 @@
 """The deliveries outbox: rows written with each alert, claimed with a lease, sent, recorded.
 
+Each channel's pending rows have their own partial indexes (migration 0010), so a claim reads
+only its channel's rows; finished rows are deleted DELIVERY_RETENTION_DAYS after they finish.
+
 A delivery is one alert (or a `webhook.test` event) for one webhook endpoint, or one alert for
 the user's email digest. Deliverers claim due rows with `FOR UPDATE SKIP LOCKED` and a lease;
 an outcome is recorded only by the lease holder, so a delivery is never sent twice at once.
