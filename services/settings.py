@@ -164,6 +164,7 @@ class Settings:
     email_link_secret: str | None = field(default=None, repr=False)
     delivery_lease_seconds: int = 60
     delivery_batch_size: int = 50
+    delivery_retention_days: int = 30
     response_cache_mb: float = 64.0
     database_statement_cache_size: int = 100
     log_level: str = "INFO"
@@ -249,6 +250,7 @@ class Settings:
             email_link_secret=_optional(env, "EMAIL_LINK_SECRET"),
             delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 60, minimum=5),
             delivery_batch_size=_int(env, "DELIVERY_BATCH_SIZE", 50, minimum=1),
+            delivery_retention_days=_int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=1),
             response_cache_mb=_float(env, "RESPONSE_CACHE_MB", 64.0),
             database_statement_cache_size=_int(env, "DATABASE_STATEMENT_CACHE_SIZE", 100),
             log_level=_log_level(env),

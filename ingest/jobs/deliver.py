@@ -1,6 +1,7 @@
 """`deliver [--follow] [--workers N]`: drain the deliveries outbox (webhooks, email digests).
 
-One pass claims due rows until none is left. With `--follow` it then waits: the
+One pass claims due rows until none is left, then deletes delivered and failed rows older
+than DELIVERY_RETENTION_DAYS (the outbox stays small). With `--follow` it then waits: the
 `alert_created` NOTIFY wakes it within moments of a commit, and a periodic sweep picks up
 retries that fall due. SIGTERM or SIGINT stop it after the sends in flight; the leases it
 still holds are released, so another deliverer takes the rows at once.
@@ -14,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -32,9 +34,12 @@ log = logging.getLogger(__name__)
 
 # How often --follow looks for retries that fell due (a NOTIFY covers new alerts).
 SWEEP_SECONDS = 5.0
-NO_SMTP_MESSAGE = (
-    "email deliveries stay pending: SMTP_URL is not set (APP_ENV=production writes no .eml files)"
-)
+# Retention runs at the first pass and then at most this often (a --follow pass can be seconds
+# apart); each run deletes at most RETENTION_BATCHES statements of RETENTION_BATCH rows, so a
+# backlog is worked off over several passes without holding up the sends.
+RETENTION_EVERY_SECONDS = 60.0
+RETENTION_BATCH = 1000
+RETENTION_BATCHES = 20
 
 
 @dataclass
@@ -49,13 +54,32 @@ class Deliverer:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
     counts: DispatchCounts = field(default_factory=DispatchCounts)
-    _warned_no_smtp: bool = False
+    deleted: int = 0
+    _retention_at: float | None = None
 
     async def run_pass(self) -> None:
-        """Send everything due now: webhooks with `workers` concurrent senders, then email."""
+        """Send everything due now (webhooks with `workers` senders, then email); retention."""
         async with dispatch.webhook_client() as client:
             await asyncio.gather(*(self._webhook_sender(client) for _ in range(self.workers)))
         await self._send_email()
+        await self._retention()
+
+    async def _retention(self) -> None:
+        """Delete finished deliveries older than DELIVERY_RETENTION_DAYS, a bounded amount."""
+        now = time.monotonic()
+        if self._retention_at is not None and now - self._retention_at < RETENTION_EVERY_SECONDS:
+            return
+        self._retention_at = now
+        for _ in range(RETENTION_BATCHES):
+            deleted = await outbox.delete_finished(
+                self.pool,
+                older_than_days=self.settings.delivery_retention_days,
+                limit=RETENTION_BATCH,
+            )
+            self.deleted += deleted
+            self.progress.add("old deliveries deleted", deleted)
+            if deleted < RETENTION_BATCH:
+                return
 
     async def _webhook_sender(self, client: httpx.AsyncClient) -> None:
         while True:
@@ -76,10 +100,7 @@ class Deliverer:
         sender = dispatch.email_sender(self.settings)
         secret = dispatch.email_link_secret(self.settings)
         if sender is None or secret is None:
-            if not self._warned_no_smtp:
-                self._warned_no_smtp = True
-                print(f"deliver: {NO_SMTP_MESSAGE}", flush=True)
-            return
+            return  # said once at start (run_deliver)
         while True:
             rows = await outbox.claim_email(
                 self.pool,
@@ -126,6 +147,8 @@ async def run_deliver(
     stop: asyncio.Event | None = None,
 ) -> DispatchCounts:
     """One pass, or with `follow` passes until `stop` (or SIGTERM/SIGINT); leases released."""
+    if not dispatch.email_configured(settings):
+        log.warning("deliver: %s", dispatch.EMAIL_NOT_CONFIGURED)
     deliverer = Deliverer(settings, pool, progress, workers=workers)
     try:
         if follow:

@@ -24,6 +24,7 @@ import httpx
 
 from services.db import Connection
 from services.delivery import email, endpoints, outbox, webhooks
+from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
 from services.dev_secrets import kept_secret
 from services.errors import BadUserInput
 from services.settings import Settings
@@ -64,11 +65,30 @@ def webhook_client() -> httpx.AsyncClient:
     )
 
 
+# Why a production deliverer or evaluator queues and sends no email; said once at start.
+EMAIL_NOT_CONFIGURED = (
+    "email is not configured: SMTP_URL is not set and APP_ENV=production writes no .eml files, "
+    "so no email deliveries are queued or sent (rows queued earlier stay pending until it is set)"
+)
+
+
+def email_configured(settings: Settings) -> bool:
+    """SMTP_URL is set, or development/test writes `.eml` files instead."""
+    return bool(settings.smtp_url) or not settings.is_production
+
+
+def configured_channels(settings: Settings) -> frozenset[DeliveryChannel]:
+    """The channels with a sender: the ones alerts are queued for."""
+    if email_configured(settings):
+        return ALL_CHANNELS
+    return frozenset({DeliveryChannel.WEBHOOK})
+
+
 def email_sender(settings: Settings) -> email.EmailSender | None:
     """SMTP_URL's server; `.eml` files in `$DATA_DIR/outbox` in development; None otherwise."""
     if settings.smtp_url:
         return email.SmtpSender.from_url(settings.smtp_url)
-    if not settings.is_production:
+    if email_configured(settings):
         return email.EmlFileSender(Path(settings.data_dir) / OUTBOX_DIRECTORY)
     return None
 

@@ -1,5 +1,8 @@
 """The deliveries outbox: rows written with each alert, claimed with a lease, sent, recorded.
 
+Each channel's pending rows have their own partial indexes (migration 0010), so a claim reads
+only its channel's rows; finished rows are deleted DELIVERY_RETENTION_DAYS after they finish.
+
 A delivery is one alert (or a `webhook.test` event) for one webhook endpoint, or one alert for
 the user's email digest. Deliverers claim due rows with `FOR UPDATE SKIP LOCKED` and a lease;
 an outcome is recorded only by the lease holder, so a delivery is never sent twice at once.
@@ -7,7 +10,7 @@ an outcome is recorded only by the lease holder, so a delivery is never sent twi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from enum import StrEnum
 from uuid import UUID
 
@@ -20,6 +23,8 @@ from services.ids import parse_owned_id
 from services.pagination import KeysetPage, page_of, position
 
 MAX_PAGE_SIZE = 100
+# An email claim looks for its users among this many of the oldest due rows per user wanted.
+EMAIL_SCAN_ROWS_PER_USER = 5
 
 
 class DeliveryChannel(StrEnum):
@@ -27,6 +32,10 @@ class DeliveryChannel(StrEnum):
 
     WEBHOOK = "webhook"
     EMAIL = "email"
+
+
+# Every channel: what enqueue_for_alerts queues unless told otherwise.
+ALL_CHANNELS: frozenset[DeliveryChannel] = frozenset(DeliveryChannel)
 
 
 class DeliveryStatus(StrEnum):
@@ -63,19 +72,41 @@ _DIGEST_DUE = """CASE u.email_digest
 
 # In the alert's transaction: one row per enabled endpoint, one email row when the user has an
 # email and has not turned email off. Re-running an evaluation inserts no alert, so no row.
-_ENQUEUE_FOR_ALERTS_SQL = f"""
-INSERT INTO deliveries (user_id, alert_id, channel, webhook_id, next_attempt_at)
+# Linear in the alerts: per alert id, one probe of alert_history's primary key (once, shared by
+# the channels), then of users' primary key and webhook_endpoints_user. `OFFSET 0` keeps each
+# LATERAL a probe per row: flattened into joins, a chunk of thousands of alerts is planned as a
+# hash join over a whole table.
+_ENQUEUE_ALERTS = """
+WITH a AS MATERIALIZED (
+    SELECT h.id, h.user_id
+    FROM unnest($1::uuid[]) AS n(id)
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.user_id FROM alert_history h WHERE h.id = n.id OFFSET 0
+    ) h
+)
+INSERT INTO deliveries (user_id, alert_id, channel, webhook_id, next_attempt_at)"""
+_ENQUEUE_BRANCHES = {
+    DeliveryChannel.WEBHOOK: """
 SELECT a.user_id, a.id, 'webhook', w.id, now()
-FROM alert_history a
-JOIN webhook_endpoints w ON w.user_id = a.user_id AND w.enabled
-WHERE a.id = ANY($1::uuid[])
-UNION ALL
+FROM a
+CROSS JOIN LATERAL (
+    SELECT e.id FROM webhook_endpoints e WHERE e.user_id = a.user_id AND e.enabled OFFSET 0
+) w""",
+    DeliveryChannel.EMAIL: f"""
 SELECT a.user_id, a.id, 'email', NULL, coalesce({_DIGEST_DUE}, now())
-FROM alert_history a
-JOIN users u ON u.id = a.user_id
-WHERE a.id = ANY($1::uuid[]) AND u.email IS NOT NULL AND u.email_digest <> 'off'
-ON CONFLICT DO NOTHING
-"""  # noqa: S608
+FROM a
+CROSS JOIN LATERAL (
+    SELECT v.email_digest, v.last_digest_sent_at FROM users v
+    WHERE v.id = a.user_id AND v.email IS NOT NULL AND v.email_digest <> 'off' OFFSET 0
+) u""",  # noqa: S608
+}
+
+
+def _enqueue_sql(channels: Collection[DeliveryChannel]) -> str:
+    """One INSERT ... SELECT over the branches of `channels` (a fixed text per channel set)."""
+    branches = [sql for channel, sql in _ENQUEUE_BRANCHES.items() if channel in channels]
+    return _ENQUEUE_ALERTS + "\nUNION ALL".join(branches) + "\nON CONFLICT DO NOTHING"
+
 
 _ENQUEUE_TEST_SQL = """
 INSERT INTO deliveries (user_id, channel, webhook_id, event_type)
@@ -86,20 +117,38 @@ RETURNING id
 _LEASE_FREE = "(d.locked_until IS NULL OR d.locked_until < now())"
 
 # Webhook rows whose endpoint is enabled; a disabled endpoint's rows wait for re-enabling.
+# The due rows are read from deliveries_webhook_due in its order: pending email rows, however
+# many, are not in that index.
 _CLAIM_WEBHOOKS_SQL = f"""
 WITH due AS (
     SELECT d.id
     FROM deliveries d
     JOIN webhook_endpoints w ON w.id = d.webhook_id AND w.enabled
     WHERE d.channel = 'webhook' AND d.status = 'pending' AND d.next_attempt_at <= now()
-      AND {_LEASE_FREE} AND ($4::uuid IS NULL OR d.id = $4)
+      AND {_LEASE_FREE}
     ORDER BY d.next_attempt_at, d.id
     LIMIT $3
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE deliveries x
 SET locked_by = $1, locked_until = now() + make_interval(secs => $2), updated_at = now()
-FROM due WHERE x.id = due.id
+WHERE x.id = ANY (ARRAY(SELECT id FROM due))
+RETURNING x.id
+"""  # noqa: S608
+
+# One given webhook delivery (testWebhook sends its event at once): a primary-key probe.
+_CLAIM_ONE_WEBHOOK_SQL = f"""
+WITH due AS (
+    SELECT d.id
+    FROM deliveries d
+    JOIN webhook_endpoints w ON w.id = d.webhook_id AND w.enabled
+    WHERE d.id = $3 AND d.channel = 'webhook' AND d.status = 'pending'
+      AND d.next_attempt_at <= now() AND {_LEASE_FREE}
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries x
+SET locked_by = $1, locked_until = now() + make_interval(secs => $2), updated_at = now()
+WHERE x.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING x.id
 """  # noqa: S608
 
@@ -115,10 +164,13 @@ ORDER BY d.next_attempt_at, d.id
 """  # noqa: S608
 
 # Users whose digest window is open and who have due email rows; all of a user's due rows are
-# claimed together, so one message carries them.
+# claimed together, so one message carries them. The users are found among the oldest
+# claimable due rows (deliveries_email_due, in order, at most EMAIL_SCAN_ROWS_PER_USER rows per
+# user wanted), so a claim reads a bounded slice of the queue, never every pending row; their
+# rows are then read by user (deliveries_email_user).
 _CLAIM_EMAIL_SQL = f"""
-WITH due_users AS (
-    SELECT DISTINCT d.user_id
+WITH oldest AS (
+    SELECT d.user_id, d.next_attempt_at
     FROM deliveries d
     JOIN users u ON u.id = d.user_id
     WHERE d.channel = 'email' AND d.status = 'pending' AND d.next_attempt_at <= now()
@@ -127,7 +179,11 @@ WITH due_users AS (
       AND (u.email_digest = 'immediate' OR u.last_digest_sent_at IS NULL
            OR u.last_digest_sent_at <= now() - CASE u.email_digest
                 WHEN 'daily' THEN interval '20 hours' ELSE interval '156 hours' END)
-    LIMIT $3
+    ORDER BY d.next_attempt_at
+    LIMIT $4
+),
+due_users AS (
+    SELECT user_id FROM oldest GROUP BY user_id ORDER BY min(next_attempt_at) LIMIT $3
 ),
 due AS (
     SELECT d.id
@@ -139,7 +195,7 @@ due AS (
 )
 UPDATE deliveries x
 SET locked_by = $1, locked_until = now() + make_interval(secs => $2), updated_at = now()
-FROM due WHERE x.id = due.id
+WHERE x.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING x.id
 """  # noqa: S608
 
@@ -197,14 +253,41 @@ WHERE u.id = $1 AND d.user_id = u.id AND d.channel = 'email' AND d.status = 'pen
   AND d.attempts = 0
 """  # noqa: S608
 
-_PAGE_SQL = f"""
+# Retention: finished rows (their updated_at is when they finished, migration 0010) older than
+# the cutoff, oldest first, a bounded batch per statement from deliveries_finished. The outer
+# conditions are rechecked on each row, so a row redelivered meanwhile (pending again) stays.
+_DELETE_FINISHED_SQL = """
+DELETE FROM deliveries d
+WHERE d.id IN (
+    SELECT f.id FROM deliveries f
+    WHERE f.status <> 'pending' AND f.updated_at < now() - make_interval(days => $1)
+    ORDER BY f.updated_at
+    LIMIT $2
+)
+  AND d.status <> 'pending' AND d.updated_at < now() - make_interval(days => $1)
+"""
+
+
+def _page_sql(status: bool, channel: bool) -> str:
+    """The page query with only the filters given (placeholders $5, $6 in that order)."""
+    filters = []
+    if status:
+        filters.append("d.status")
+    if channel:
+        filters.append("d.channel")
+    conditions = "".join(f"  AND {column} = ${n}\n" for n, column in enumerate(filters, 5))
+    return f"""
 SELECT {DELIVERY_COLUMNS}
 FROM deliveries d
 WHERE d.user_id = $1 AND (d.created_at, d.id) < ($2::timestamptz, $3::uuid)
-  AND ($5::text IS NULL OR d.status = $5) AND ($6::text IS NULL OR d.channel = $6)
-ORDER BY d.created_at DESC, d.id DESC
+{conditions}ORDER BY d.created_at DESC, d.id DESC
 LIMIT $4
 """  # noqa: S608
+
+
+# One fixed text per combination of filters, rather than `$n IS NULL OR …`, which a generic
+# plan keeps as a filter evaluated over the user's rows; each reads deliveries_user_created.
+_PAGE_SQL = {(s, c): _page_sql(s, c) for s in (False, True) for c in (False, True)}
 _GET_SQL = f"SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1 AND d.user_id = $2"  # noqa: S608
 _REDELIVER_SQL = f"""
 UPDATE deliveries d SET status = 'pending', next_attempt_at = now(), locked_by = NULL,
@@ -217,10 +300,18 @@ _ENDPOINT_ENABLED_SQL = "SELECT enabled FROM webhook_endpoints WHERE id = $1"
 # --- writing ----------------------------------------------------------------------------
 
 
-async def enqueue_for_alerts(conn: Connection, alert_ids: Sequence[UUID]) -> None:
-    """Queue each new alert for its user's enabled webhooks and email, in the caller's tx."""
-    if alert_ids:
-        await conn.execute(_ENQUEUE_FOR_ALERTS_SQL, list(alert_ids))
+async def enqueue_for_alerts(
+    conn: Connection,
+    alert_ids: Sequence[UUID],
+    *,
+    channels: Collection[DeliveryChannel] = ALL_CHANNELS,
+) -> None:
+    """Queue each new alert for its user's enabled webhooks and email, in the caller's tx.
+
+    Only `channels` are queued: a channel with no sender configured gets no rows.
+    """
+    if alert_ids and channels:
+        await conn.execute(_enqueue_sql(channels), list(alert_ids))
 
 
 async def enqueue_test(conn: Connection, user_id: UUID, endpoint_id: UUID) -> UUID:
@@ -250,13 +341,14 @@ async def claim_webhooks(
     limit: int,
     only: UUID | None = None,
 ) -> list[asyncpg.Record]:
-    """Claim up to `limit` due webhook deliveries; rows carry endpoint url/secret and alert."""
+    """Claim up to `limit` due webhook deliveries, or just `only`; rows carry endpoint, alert."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            ids = [
-                r["id"]
-                for r in await conn.fetch(_CLAIM_WEBHOOKS_SQL, worker, lease_seconds, limit, only)
-            ]
+            if only is None:
+                claimed = await conn.fetch(_CLAIM_WEBHOOKS_SQL, worker, lease_seconds, limit)
+            else:
+                claimed = await conn.fetch(_CLAIM_ONE_WEBHOOK_SQL, worker, lease_seconds, only)
+        ids = [r["id"] for r in claimed]
         if not ids:
             return []
         return list(await conn.fetch(_WEBHOOK_WORK_SQL, ids))
@@ -268,9 +360,10 @@ async def claim_email(
     """Claim every due email delivery of up to `users` users whose digest window is open."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            ids = [
-                r["id"] for r in await conn.fetch(_CLAIM_EMAIL_SQL, worker, lease_seconds, users)
-            ]
+            claimed = await conn.fetch(
+                _CLAIM_EMAIL_SQL, worker, lease_seconds, users, users * EMAIL_SCAN_ROWS_PER_USER
+            )
+            ids = [r["id"] for r in claimed]
         if not ids:
             return []
         return list(await conn.fetch(_EMAIL_WORK_SQL, ids))
@@ -315,6 +408,12 @@ async def release(db: Executor, worker: str) -> int:
     return int(result.rsplit(" ", 1)[-1])
 
 
+async def delete_finished(db: Executor, *, older_than_days: int, limit: int) -> int:
+    """Delete up to `limit` delivered or failed rows finished over `older_than_days` ago."""
+    result = await db.execute(_DELETE_FINISHED_SQL, older_than_days, limit)
+    return int(result.rsplit(" ", 1)[-1])
+
+
 # --- API side ------------------------------------------------------------------------------
 
 
@@ -330,7 +429,9 @@ async def list_page(
     """`first` deliveries of the user after the cursor, newest first, optionally filtered."""
     check_limit(first, "first", MAX_PAGE_SIZE)
     created_at, row_id = position(after)
-    rows = await db.fetch(_PAGE_SQL, user_id, created_at, row_id, first + 1, status, channel)
+    filters = [value for value in (status, channel) if value is not None]
+    sql = _PAGE_SQL[status is not None, channel is not None]
+    rows = await db.fetch(sql, user_id, created_at, row_id, first + 1, *filters)
     return page_of(list(rows), first, "created_at")
 
 

@@ -342,3 +342,46 @@ async def test_one_click_unsubscribe(
     for token in (forged, "garbage", ""):
         refused = await client.post(f"/unsubscribe?token={token}")
         assert refused.status_code == 400 and "not valid" in refused.text
+
+
+async def test_retention_deleting_deliveries_keeps_the_listing_and_redeliver_sound(
+    gql: GraphQLClient,
+    new_viewer: Callable[..., Viewer],
+    world: DeliveryWorld,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    database_url: str,
+) -> None:
+    viewer = await signed_up(gql, new_viewer, email="ann@example.com")
+    for ticker in ("AAA", "BBB", "CCC", "DDD"):
+        await world.alert(viewer.id, ticker)
+    await pool.execute(
+        "UPDATE deliveries SET status = 'failed', updated_at = now() - interval '31 days'"
+    )
+    # AAA's delivery failed recently: retention keeps it.
+    await pool.execute(
+        "UPDATE deliveries d SET updated_at = now() FROM alert_history a, entities e "
+        "WHERE a.id = d.alert_id AND e.id = a.entity_id AND e.ticker = 'AAA'"
+    )
+    first = (await gql(DELIVERIES, {"first": 2}, token=viewer.token))["data"]["deliveries"]
+    assert [e["node"]["alert"]["stock"]["ticker"] for e in first["edges"]] == ["DDD", "CCC"]
+    await deliver_once(pool, settings, database_url)  # retention deletes BBB, CCC, DDD
+
+    # The next page after a deleted row's cursor continues from where that row was.
+    rest = await gql(DELIVERIES, {"after": first["pageInfo"]["endCursor"]}, token=viewer.token)
+    (kept,) = rest["data"]["deliveries"]["edges"]
+    assert kept["node"]["alert"]["stock"]["ticker"] == "AAA"
+    assert not rest["data"]["deliveries"]["pageInfo"]["hasNextPage"]
+    for edge in first["edges"]:
+        gone = await gql(
+            "mutation($id: ID!) { redeliver(id: $id) { id } }",
+            {"id": edge["node"]["id"]},
+            token=viewer.token,
+        )
+        assert error_codes(gone) == ["NOT_FOUND"]
+    again = await gql(
+        "mutation($id: ID!) { redeliver(id: $id) { status } }",
+        {"id": kept["node"]["id"]},
+        token=viewer.token,
+    )
+    assert again["data"]["redeliver"]["status"] == "PENDING"

@@ -178,3 +178,24 @@ def test_progress_draws_a_bar_on_a_tty_and_logs_otherwise(
     log_lines.item_done("updated")
     assert quiet.getvalue() == ""
     assert "update-prices: 1/2 items, 0 failed" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["evaluate", "deliver"])
+async def test_production_without_smtp_says_once_at_start_that_email_is_not_queued(
+    ingest_env: dict[str, str], command: str
+) -> None:
+    production = {"APP_ENV": "production", "JWT_SECRET": "s" * 32}
+    result = await run_ingest([command], ingest_env, **production)
+    assert result.code == 0, result.stderr
+    assert result.stderr.count("email is not configured") == 1, result.stderr
+    assert "no email deliveries are queued or sent" in result.stderr
+    with_smtp = await run_ingest(
+        [command],
+        ingest_env,
+        **production,
+        SMTP_URL="smtp://127.0.0.1:2525",
+        EMAIL_FROM="alerts@example.com",
+        EMAIL_LINK_SECRET="e" * 32,
+    )
+    assert with_smtp.code == 0, with_smtp.stderr
+    assert "email is not configured" not in with_smtp.stderr

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email
 import email.policy
 import json
+import logging
+from collections.abc import Callable
 from datetime import date
 
 import asyncpg
@@ -13,7 +16,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from ingest.evaluation.run import run_evaluation
-from services.delivery import endpoints
+from ingest.jobs.deliver import run_deliver
+from ingest.progress import Progress
+from services.delivery import dispatch, endpoints
 from services.settings import Settings
 from services.storage.local import LocalObjectStore
 from tests.fixtures.delivery import DeliveryWorld, deliver_once, outbox_files
@@ -25,6 +30,17 @@ from tests.fixtures.webhook_receiver import Receiver, Reply
 def verified(receiver: Receiver, secret: str) -> list[dict[str, object]]:
     """Every request's body, each one checked with the receiver side of Standard Webhooks."""
     return [Webhook(secret).verify(r.body, r.headers) for r in receiver.requests]
+
+
+async def until(check: Callable[[], bool], task: asyncio.Task[object]) -> None:
+    """Wait (at most 10 s) for `check`, surfacing a failure of the deliverer `task`."""
+    for _ in range(200):
+        if check():
+            return
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
 
 
 async def test_evaluated_alerts_are_queued_with_them_and_delivered_signed_once(
@@ -302,20 +318,42 @@ async def test_smtp_4xx_is_retried_and_5xx_is_failed(
     assert (row["status"], row["last_status_code"], row["attempts"]) == (status, code, 1)
 
 
-async def test_production_without_smtp_keeps_email_pending_and_says_so_once(
+async def test_production_without_smtp_queues_no_email_and_says_so_once_at_start(
     pool: asyncpg.Pool,
     database_url: str,
     world: DeliveryWorld,
+    receiver: Receiver,
     delivery_settings: Settings,
-    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     production = dataclasses.replace(delivery_settings, app_env="production")
     ann = await world.user("ann@example.com")
-    await world.alert(ann)
-    await deliver_once(pool, production, database_url)
-    (row,) = await world.deliveries(ann)
-    assert row["status"] == "pending" and row["attempts"] == 0
-    assert capsys.readouterr().out.count("SMTP_URL is not set") == 1
+    await world.endpoint(ann, receiver.url())
+    # Queued before: email was configured then (or this is an older deliverer's row).
+    earlier = await world.alert(ann, "AAA")
+    # Queued the way the evaluation queues under this configuration: no email row at all.
+    await world.alert(ann, "BBB", channels=dispatch.configured_channels(production))
+    queued = await world.deliveries(ann)
+    assert sorted((d["channel"], d["alert_id"] == earlier) for d in queued) == [
+        ("email", True),
+        ("webhook", False),
+        ("webhook", True),
+    ]
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="ingest.jobs.deliver"):
+        task = asyncio.create_task(
+            run_deliver(production, pool, database_url, Progress("deliver"), follow=True, stop=stop)
+        )
+        await until(lambda: len(receiver.requests) == 2, task)  # the webhooks still go
+        await world.alert(ann, "CCC", channels=dispatch.configured_channels(production))
+        await until(lambda: len(receiver.requests) == 3, task)  # a pass woken by the NOTIFY
+        stop.set()
+        await task
+    said = [r.getMessage() for r in caplog.records if "email is not configured" in r.getMessage()]
+    assert len(said) == 1 and "no email deliveries are queued" in said[0]
+    # The row queued earlier is not sent nor tried: it waits for SMTP_URL.
+    (row,) = [d for d in await world.deliveries(ann) if d["channel"] == "email"]
+    assert row["status"] == "pending" and row["attempts"] == 0 and row["alert_id"] == earlier
     assert outbox_files(production) == []
 
 
