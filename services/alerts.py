@@ -38,7 +38,7 @@ JOIN entities e ON e.id = a.entity_id
 # the newest listed id is the right `after`. Each filter combination is its own statement
 # with only the conditions it needs: a prepared `$n IS NULL OR …` would let the plan cache
 # settle on one generic plan that scans a user's whole history for page one.
-def _filtered(where: AlertFilter, first_parameter: int) -> tuple[str, list[str]]:
+def filter_conditions(where: AlertFilter, first_parameter: int) -> tuple[str, list[str]]:
     """The AND-ed conditions of the filters that are set, numbered from `first_parameter`.
 
     Only constant fragments and parameter numbers are put together here, never values.
@@ -59,8 +59,8 @@ def _filtered(where: AlertFilter, first_parameter: int) -> tuple[str, list[str]]
     return sql, values
 
 
-_PAGE_HEAD = ALERT_SELECT + "WHERE a.user_id = $1 AND a.commit_seq < $2"
-_PAGE_ORDER = """
+PAGE_HEAD = ALERT_SELECT + "WHERE a.user_id = $1 AND a.commit_seq < $2"
+PAGE_ORDER = """
 ORDER BY a.commit_seq DESC
 LIMIT $3
 """
@@ -129,16 +129,16 @@ async def list_page(
 ) -> KeysetPage:
     """`first` alerts of the user after the cursor, newest first, filtered by `where`."""
     check_limit(first, "first", MAX_PAGE_SIZE)
-    conditions, values = _filtered(where, 4)
+    conditions, values = filter_conditions(where, 4)
     rows = await db.fetch(
-        _PAGE_HEAD + conditions + _PAGE_ORDER, user_id, seq_position(after), first + 1, *values
+        PAGE_HEAD + conditions + PAGE_ORDER, user_id, seq_position(after), first + 1, *values
     )
     return page_of(list(rows), first, "commit_seq")
 
 
 async def count(db: Executor, user_id: UUID, where: AlertFilter) -> int:
     """How many alerts of the user match `where`."""
-    conditions, values = _filtered(where, 2)
+    conditions, values = filter_conditions(where, 2)
     total: int = await db.fetchval(_COUNT_HEAD + conditions, user_id, *values)
     return total
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -19,6 +19,7 @@ import asyncpg
 
 from services.db import Connection, Executor
 from services.delivery import outbox
+from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
 from services.market.transitions import Transition
 
 # Serialises "join or create the open run" across evaluator processes.
@@ -268,6 +269,8 @@ class FanOut:
     transitions: Sequence[Transition]
     seen_since: datetime
     chunk_size: int
+    # The delivery channels with a sender: no outbox row is queued for another.
+    channels: Collection[DeliveryChannel] = ALL_CHANNELS
 
 
 # Claim and signal in one statement (one round trip, atomic on its own): the signal is
@@ -379,7 +382,7 @@ async def commit_entity(
                     ids: list[UUID] = list(chunk["ids"])
                     if ids:
                         # The outbox rows commit with their alerts: never one without the other.
-                        await outbox.enqueue_for_alerts(conn, ids)
+                        await outbox.enqueue_for_alerts(conn, ids, channels=fan_out.channels)
                         # One wake-up per chunk: listeners read everything committed since.
                         await conn.execute("SELECT pg_notify($1, $2)", ALERT_CHANNEL, str(ids[-1]))
                     written += len(ids)

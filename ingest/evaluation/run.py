@@ -25,6 +25,8 @@ from ingest.evaluation.parallel import (
 )
 from services import signal_store as db
 from services.db import create_pool, database_outage
+from services.delivery.dispatch import configured_channels
+from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
 from services.errors import ServiceError
 from services.logs import log_context
 from services.market.alert_text import Previous, explain
@@ -101,6 +103,7 @@ class _Job:
     concurrency: int = CONCURRENCY
     use_history: bool = True
     alert_chunk_size: int = 2_000
+    channels: frozenset[DeliveryChannel] = ALL_CHANNELS
 
 
 async def run_evaluation(
@@ -208,6 +211,7 @@ async def _evaluate_run(
         concurrency=max(CONCURRENCY, 2 * processes),
         use_history=settings.derived_history,
         alert_chunk_size=settings.evaluation_alert_chunk,
+        channels=configured_channels(settings),
     )
     try:
         await _drain(job, settings)
@@ -290,7 +294,7 @@ async def _evaluate_one(
         summary.compute_seconds += time.perf_counter() - started
         started = time.perf_counter()
         fan_out = (
-            db.FanOut(found, previous["computed_at"], job.alert_chunk_size)
+            db.FanOut(found, previous["computed_at"], job.alert_chunk_size, job.channels)
             if found and previous is not None
             else None
         )

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import socket
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 
 import asyncpg
@@ -418,3 +419,64 @@ async def test_permessage_deflate_is_negotiated_only_when_configured(
     async with WsClient.connect(server.ws_url) as client:  # offers permessage-deflate
         negotiated = [e.name for e in client.ws.protocol.extensions]
     assert negotiated == ([] if setting is None else ["permessage-deflate"])
+
+
+async def test_a_popular_stocks_burst_reaches_subscribers_on_two_processes_once_in_order(
+    start_server: StartServer,
+    pool: asyncpg.Pool,
+    make_token: MakeToken,
+    database_url: str,
+    eval_store: LocalObjectStore,
+    tmp_path: Path,
+) -> None:
+    settings = Settings.from_env(
+        {
+            "OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}",
+            "DATA_DIR": str(tmp_path),
+            "EVALUATION_ALERT_CHUNK": "250",
+        }
+    )
+    dates, closes, quarters = scenario_series()
+    await write_series(eval_store, "ACME", dates, closes, quarters)
+    entity = await add_entity(pool, "ACME", dates[0], dates[-1])
+    watchers: list[uuid.UUID] = [
+        r["id"]
+        for r in await pool.fetch(
+            "INSERT INTO users (id) SELECT gen_random_uuid() FROM generate_series(1, 3000) "
+            "RETURNING id"
+        )
+    ]
+    await pool.execute(
+        "INSERT INTO watchlists (user_id, entity_id) SELECT unnest($1::uuid[]), $2",
+        watchers,
+        entity,
+    )
+    await run_evaluation(settings, database_url, as_of=D0, store=eval_store)  # silent
+    ordered = sorted(watchers)
+    # Watchers from the first, a middle and the last chunk, on each process.
+    picked = [ordered[0], ordered[1_500], ordered[-1], ordered[1], ordered[1_501], ordered[-2]]
+    first, second = start_server(), start_server()
+    clients = [WsClient.connect((first if n < 3 else second).ws_url) for n in range(6)]
+    async with (
+        clients[0] as c0,
+        clients[1] as c1,
+        clients[2] as c2,
+        clients[3] as c3,
+        clients[4] as c4,
+        clients[5] as c5,
+    ):
+        connected = [c0, c1, c2, c3, c4, c5]
+        for client, user in zip(connected, picked, strict=True):
+            await client.init(make_token(user))
+            await client.subscribe("1")
+        await wait_for_subscribers(first, 3)
+        await wait_for_subscribers(second, 3)
+        summary = await run_evaluation(settings, database_url, as_of=D1, store=eval_store)
+        assert summary.alerts_written == 6_000  # valuation and trend, for every watcher
+        for client, user in zip(connected, picked, strict=True):
+            received = [a["id"] for a in await client.next_alerts(2)]
+            owned = await pool.fetch(
+                "SELECT id::text FROM alert_history WHERE user_id = $1 ORDER BY commit_seq", user
+            )
+            assert received == [r["id"] for r in owned]
+            await client.assert_silent(0.3)

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from services import signal_store as db
+from services.delivery.outbox import DeliveryChannel
 from services.market.transitions import Transition
 from tests.fixtures.evaluation import add_entity, add_user, watch
 
@@ -188,3 +189,21 @@ async def test_a_claim_lost_between_chunks_stops_the_burst_and_keeps_the_signal_
     assert written is None
     assert await pool.fetchval("SELECT count(*) FROM alert_history") == 2
     assert await pool.fetchval("SELECT count(*) FROM entity_signals") == 0
+
+
+async def test_a_channel_without_a_sender_gets_no_outbox_rows(pool: asyncpg.Pool) -> None:
+    run, entity, user = await claimed(pool)
+    await pool.execute("UPDATE users SET email = 'a@example.com' WHERE id = $1", user)
+    await pool.execute(
+        "INSERT INTO webhook_endpoints (user_id, url, secret) VALUES ($1, 'https://h.test/', 's')",
+        user,
+    )
+    written = await db.commit_entity(
+        pool,
+        run_id=run.id,
+        worker="me",
+        signal=signal_row(entity),
+        fan_out=db.FanOut([TREND_BREAK], later(), 100, frozenset({DeliveryChannel.WEBHOOK})),
+    )
+    assert written == 1
+    assert [r["channel"] for r in await pool.fetch("SELECT channel FROM deliveries")] == ["webhook"]
