@@ -6,8 +6,8 @@ import asyncio
 import secrets
 import socket
 import uuid
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 import pytest

@@ -53,6 +53,9 @@ async def test_unrelated_writers_get_their_locks_while_a_burst_is_written(
             FOR EACH STATEMENT EXECUTE FUNCTION slow_chunk();
         """
     )
+    first_chunk = asyncio.Event()
+    listener = await asyncpg.connect(database_url)
+    await listener.add_listener("alert_created", lambda *_: first_chunk.set())
     burst = asyncio.create_task(
         db.commit_entity(
             pool,
@@ -62,8 +65,8 @@ async def test_unrelated_writers_get_their_locks_while_a_burst_is_written(
             fan_out=db.FanOut([TREND_BREAK], datetime.now(UTC) + timedelta(hours=1), CHUNK),
         )
     )
-    while not await pool.fetchval("SELECT count(*) FROM alert_history"):
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(first_chunk.wait(), timeout=30)
+    await listener.close()
 
     writer = await asyncpg.connect(database_url)
     try:
