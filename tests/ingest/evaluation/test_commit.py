@@ -207,3 +207,27 @@ async def test_a_channel_without_a_sender_gets_no_outbox_rows(pool: asyncpg.Pool
     )
     assert written == 1
     assert [r["channel"] for r in await pool.fetch("SELECT channel FROM deliveries")] == ["webhook"]
+
+
+async def test_renewing_extends_only_this_workers_processing_claims(pool: asyncpg.Pool) -> None:
+    run, entity, _ = await claimed(pool)
+    other = await add_entity(pool, "OTHER", date(2020, 1, 2), DAY)
+    await pool.execute(
+        "INSERT INTO evaluation_claims (run_id, entity_id, status, claimed_by, claimed_at) "
+        "VALUES ($1, $2, 'processing', 'someone else', now() - interval '1 hour')",
+        run.id,
+        other,
+    )
+    await pool.execute("UPDATE evaluation_claims SET claimed_at = now() - interval '1 hour'")
+    assert await db.renew_claims(pool, run.id, "me") == 1
+    ages = {
+        r["entity_id"]: r["fresh"]
+        for r in await pool.fetch(
+            "SELECT entity_id, claimed_at > now() - interval '1 minute' AS fresh "
+            "FROM evaluation_claims"
+        )
+    }
+    assert ages == {entity: True, other: False}
+    # Another evaluator may take over the expired claim, not the renewed one.
+    taken = await db.claim_batch(pool, run.id, "thief", 10, 60)
+    assert [e.id for e in taken] == [other]
