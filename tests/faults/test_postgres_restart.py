@@ -135,7 +135,7 @@ BATCH = 4
 
 
 async def _evaluation_data(dsn: str, store: LocalObjectStore) -> tuple[list[Any], date]:
-    """ENTITIES watched stocks stored as BELOW while their prices say ABOVE: one alert each."""
+    """ENTITIES watched stocks last seen BELOW while their prices say ABOVE: one alert each."""
     days = weekdays(date(2023, 1, 2), 260)
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
@@ -147,7 +147,12 @@ async def _evaluation_data(dsn: str, store: LocalObjectStore) -> tuple[list[Any]
             entity = await add_entity(pool, ticker, days[0], days[-1])
             await watch(pool, user, entity)
             entities.append(entity)
-        await pool.execute("UPDATE user_entity_settings SET last_trend_position = 'BELOW_200DMA'")
+        await pool.execute(
+            "INSERT INTO entity_signals (entity_id, as_of, trend_position, valuation_regime, "
+            "fundamental_direction, computed_at) SELECT id, $1, 'BELOW_200DMA', 'UNKNOWN', "
+            "'UNKNOWN', clock_timestamp() + interval '1 s' FROM entities",
+            days[-2],
+        )
     finally:
         await pool.close()
     return entities, days[-1]
@@ -192,12 +197,16 @@ async def test_an_evaluation_cut_by_a_postgres_restart_completes_when_rerun_with
         "PYTHONPATH": str(ROOT),
     }
     args = ["evaluate", "--as-of", as_of.isoformat()]
-    # Hold one entity's state row, so the run stops mid-way with a claimed batch in flight.
+    # Hold one entity's signal row for the day (uncommitted), so the run stops mid-way with a
+    # claimed batch in flight.
     blocker = await asyncpg.connect(scratch_database)
     held = blocker.transaction()
     await held.start()
     await blocker.execute(
-        "SELECT 1 FROM user_entity_settings WHERE entity_id = $1 FOR UPDATE", entities[5]
+        "INSERT INTO entity_signals (entity_id, as_of, trend_position, valuation_regime, "
+        "fundamental_direction) VALUES ($1, $2, 'UNKNOWN', 'UNKNOWN', 'UNKNOWN')",
+        entities[5],
+        as_of,
     )
     process = await start_ingest(args, env)
     try:
