@@ -59,16 +59,20 @@ SELECT EXISTS (SELECT 1 FROM entities WHERE in_symbol_universe) AS loaded,
            AS known
 """
 
+# Watcher counts are maintained by triggers on watchlists (migrations/0009_cache_scopes.sql):
+# one row per entity, so reading them costs the same at 3 watchers or 300,000.
 _WATCHER_COUNTS_SQL = """
-SELECT k.id, (SELECT count(*) FROM watchlists w WHERE w.entity_id = k.id) AS watchers
-FROM unnest($1::uuid[]) AS k(id)
+SELECT c.entity_id AS id, c.watchers FROM entity_watch_counts c
+WHERE c.entity_id = ANY($1::uuid[])
 """
 
+# The partial index entity_watch_counts_popular yields the counts in order; ties by ticker.
 _POPULAR_SQL = f"""
 SELECT {STOCK_COLUMNS},
        c.watchers AS watcher_count
-FROM (SELECT entity_id, count(*) AS watchers FROM watchlists GROUP BY entity_id) c
+FROM entity_watch_counts c
 JOIN entities e ON e.id = c.entity_id
+WHERE c.watchers > 0
 ORDER BY c.watchers DESC, e.ticker
 LIMIT $1
 """  # noqa: S608
@@ -79,7 +83,8 @@ LIMIT $1
 # would defeat a generic plan.
 _SEARCH_SELECT = f"""
 SELECT {STOCK_COLUMNS},
-       (SELECT count(*) FROM watchlists w WHERE w.entity_id = e.id) AS watcher_count,
+       coalesce((SELECT c.watchers FROM entity_watch_counts c WHERE c.entity_id = e.id), 0)
+           AS watcher_count,
        e.ticker = $1 AS exact_match,
        e.ticker LIKE $2 AS prefix_match,
        similarity(coalesce(e.name, ''), $3) AS name_score

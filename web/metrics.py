@@ -75,8 +75,12 @@ WEBSOCKET_CONNECTIONS = Gauge(
 )
 RESPONSE_CACHE = Counter(
     "mc_response_cache_total",
-    "Cacheable GraphQL queries by outcome: hit, miss (executed and stored) or uncached.",
+    "Cacheable GraphQL queries by outcome: hit, miss (executed) or uncached.",
     ["result"],
+)
+RESPONSE_CACHE_COLLAPSED = Counter(
+    "mc_response_cache_collapsed_total",
+    "Cache misses that waited for another request executing the same answer (single flight).",
 )
 RESPONSE_CACHE_BYTES = Gauge(
     "mc_response_cache_bytes",
