@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from services import entities
+from services import entities, watchlists
 
 
 async def counts_match(pool: asyncpg.Pool) -> dict[uuid.UUID, int]:
@@ -63,3 +63,35 @@ async def test_watcher_counts_stay_exact_under_concurrent_adds_and_removes(
     await pool.execute("DELETE FROM entities WHERE id = $1", hot)
     assert await counts_match(pool) == {}
     assert await entities.popular(pool, 10) == []
+
+
+async def test_watching_an_existing_stock_neither_rewrites_nor_locks_its_entity_row(
+    pool: asyncpg.Pool,
+) -> None:
+    entity = await pool.fetchval(
+        "INSERT INTO entities (ticker, has_price_data) VALUES ('HOT', true) RETURNING id"
+    )
+    user = uuid.uuid4()
+    await pool.execute("INSERT INTO users (id) VALUES ($1)", user)
+    version = await pool.fetchval("SELECT xmin::text FROM entities WHERE id = $1", entity)
+    async with pool.acquire() as conn, conn.transaction():
+        await watchlists.add_many(conn, user, ["HOT"], existing_ok=False)
+        assert version == await conn.fetchval(
+            "SELECT xmin::text FROM entities WHERE id = $1", entity
+        )
+        # A backfill updating the row meanwhile is not blocked by this open transaction.
+        await pool.execute("UPDATE entities SET name = 'Hot Inc' WHERE id = $1", entity, timeout=5)
+    assert await pool.fetchval("SELECT count(*) FROM watchlists") == 1
+
+
+async def test_concurrent_get_or_create_of_new_tickers_agree_on_one_row_each(
+    pool: asyncpg.Pool,
+) -> None:
+    async def create() -> dict[str, uuid.UUID]:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await entities.get_or_create(conn, ["NEWA", "NEWB", "NEWC"])
+            return {ticker: row["entity_id"] for ticker, row in rows.items()}
+
+    results = await asyncio.gather(*(create() for _ in range(8)))
+    assert len({tuple(sorted(r.items())) for r in results}) == 1
+    assert await pool.fetchval("SELECT count(*) FROM entities") == 3
