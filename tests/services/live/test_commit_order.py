@@ -9,6 +9,7 @@ from datetime import date
 
 import asyncpg
 
+from services.cache_versions import user_scope
 from tests.fixtures.ws import insert_alert_in, make_entity, make_user
 
 
@@ -43,7 +44,9 @@ async def test_alert_writers_never_deadlock_with_the_cache_counters_at_commit(
     try:
         hold = blocker.transaction()
         await hold.start()
-        await blocker.execute("SELECT 1 FROM cache_versions WHERE scope = 'public' FOR UPDATE")
+        await blocker.execute(
+            "SELECT 1 FROM cache_versions WHERE scope = $1 FOR UPDATE", user_scope(user)
+        )
         early_tx, late_tx = early.transaction(), late.transaction()
         await early_tx.start()
         await late_tx.start()
