@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.api import ApiData, Viewer
 from tests.fixtures.ws import ServerProcess
@@ -274,3 +275,54 @@ async def test_across_processes_only_what_an_answer_showed_invalidates_it(
         await writer.mutate('mutation { addStock(ticker: "MSFT") { addedAt } }', ann.token)
         data, status = await reader.ask(WATCHLIST, ann.token)
         assert (status, data["watchlist"]["count"]) == (MISS, 2)
+
+
+async def test_a_cancelled_first_request_does_not_fail_those_waiting_for_it(
+    client: httpx.AsyncClient,
+    api_data: ApiData,
+    pool: asyncpg.Pool,
+    new_viewer: Callable[..., Viewer],
+) -> None:
+    ann = new_viewer()
+    await watching(api_data, ann, "AAPL")
+    api = Client(client)
+    await api.ask("{ me { id } }", ann.token)  # her row exists: the watchlist only reads
+    async with pool.acquire() as conn:
+        blocking = conn.transaction()
+        await blocking.start()
+        # The watchlist statement waits for this lock: the first request is mid-execution.
+        await conn.execute("LOCK TABLE entity_watch_counts IN ACCESS EXCLUSIVE MODE")
+        first = asyncio.create_task(api.ask(WATCHLIST, ann.token))
+        await _until_waiting_on_a_lock(pool)
+        others = [asyncio.create_task(api.ask(WATCHLIST, ann.token)) for _ in range(3)]
+        await asyncio.sleep(0.2)  # they find the first one's flight and wait for it
+        first.cancel()
+        await blocking.rollback()
+    answers = await asyncio.wait_for(asyncio.gather(*others), 10)
+    assert {data["watchlist"]["count"] for data, _ in answers} == {1}
+    assert await collapsed(client) >= 3
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert (await api.ask(WATCHLIST, ann.token))[1] == HIT
+
+
+async def collapsed(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "mc_response_cache_collapsed_total"
+    )
+
+
+async def _until_waiting_on_a_lock(pool: asyncpg.Pool) -> None:
+    for _ in range(200):
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the first request never waited for the lock")
