@@ -74,7 +74,7 @@ CREATE TRIGGER cache_public AFTER TRUNCATE ON backfill_queue
 -- The popularity shard of an entity (Python lists all shards: services/cache_versions.py).
 CREATE FUNCTION cache_popularity_scope(entity_id uuid) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT 'popularity:' || (abs(hashtext(entity_id::text)) % 16)
+    SELECT 'popularity:' || (hashtext(entity_id::text) & 15)
 $$;
 
 -- entities: a new or deleted entity changes which stocks exist; an update bumps the stock
