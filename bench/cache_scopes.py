@@ -7,7 +7,8 @@ A scratch database on TEST_DATABASE_URL / DATABASE_URL (else the embedded server
 by `python server.py --demo` (one worker; the demo data set, its user watching the demo
 stocks). `wrk` asks the demo user's watchlist for --seconds, first alone, then while --users
 other users run addStock/removeStock on the demo stocks (the demo user's included) at --rate
-mutations per second. Twice: the watchlist without watcherCount, and with it (which other
+mutations per second and --evaluations signal commits per second land on stocks it does not
+show. Twice: the watchlist without watcherCount, and with it (which other
 users' adds and removes of a shown stock must invalidate). Prints req/s, p99 and the
 demo user's hit ratio (mc_response_cache_total; mutations are not counted there) per phase.
 --server-root serves another checkout (e.g. an older commit, for comparison).
@@ -28,6 +29,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -146,27 +148,65 @@ async def mutate(
         return sum(await asyncio.gather(*(send(lane, http) for lane in range(senders))))
 
 
+# An evaluation's commit of one stock, reduced to what the cache sees: its signal row changes.
+EVALUATE_SQL = """
+UPDATE entity_signals s SET computed_at = clock_timestamp()
+WHERE s.entity_id = $1 AND s.as_of = (SELECT max(as_of) FROM entity_signals WHERE entity_id = $1)
+"""
+UNSHOWN_SQL = """
+SELECT DISTINCT s.entity_id FROM entity_signals s
+WHERE s.entity_id NOT IN (SELECT entity_id FROM watchlists WHERE user_id = $1)
+"""
+
+
+async def evaluate(dsn: str, rate: float, stop: asyncio.Event) -> int:
+    """Signal commits of stocks the demo user does not watch, at `rate` per second."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        unshown = [row["entity_id"] for row in await conn.fetch(UNSHOWN_SQL, DEMO_USER_ID)]
+        if not unshown:
+            return 0
+        done = 0
+        started = time.perf_counter()
+        while not stop.is_set():
+            await conn.execute(EVALUATE_SQL, unshown[done % len(unshown)])
+            done += 1
+            delay = started + done / rate - time.perf_counter()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        return done
+    finally:
+        await conn.close()
+
+
 async def phase(
     server: Server,
     http: httpx.AsyncClient,
     base: str,
     args: argparse.Namespace,
-    database: str,
+    dsn: str,
     others: list[str] | None,
     watching: dict[int, set[str]],
     tickers: list[str],
 ) -> Phase:
     before = await cache_counts(http, base)
     stop = asyncio.Event()
-    mutator = (
-        asyncio.create_task(mutate(server.url, others, watching, tickers, args.rate, stop))
+    writers = (
+        [
+            asyncio.create_task(mutate(server.url, others, watching, tickers, args.rate, stop)),
+            asyncio.create_task(evaluate(dsn, args.evaluations, stop)),
+        ]
         if others
-        else None
+        else []
     )
     started = time.perf_counter()
+    database = dsn.rsplit("/", 1)[-1].split("?")[0]
     result = await load_wrk(server, args.clients, args.seconds, database)
     stop.set()
-    mutations = await mutator if mutator is not None else 0
+    mutations = (await writers[0]) if writers else 0
+    for writer in writers[1:]:
+        await writer
     elapsed = time.perf_counter() - started
     after = await cache_counts(http, base)
     return Phase(
@@ -189,7 +229,6 @@ async def run(args: argparse.Namespace) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     async with scratch_database(server_dsn(), "mc_bench_cache", migrated=False) as dsn:
-        database = dsn.rsplit("/", 1)[-1].split("?")[0]
         with tempfile.TemporaryDirectory() as data_dir:
             process = start_server(dsn, port, Path(args.server_root), data_dir)
             try:
@@ -211,7 +250,7 @@ async def run(args: argparse.Namespace) -> None:
                                     http,
                                     base,
                                     args,
-                                    database,
+                                    dsn,
                                     with_others,
                                     watching,
                                     tickers,
@@ -236,6 +275,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rate", type=float, default=50, help="mutations per second")
     parser.add_argument("--users", type=int, default=200, help="users doing the mutations")
+    parser.add_argument(
+        "--evaluations", type=float, default=10, help="signal commits/s of stocks not shown"
+    )
     parser.add_argument("--server-root", default=str(ROOT), help="the checkout to serve")
     args = parser.parse_args()
     asyncio.run(run(args))

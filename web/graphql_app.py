@@ -282,10 +282,11 @@ class GraphQLApp(GraphQL[Context, None]):
             # Another request is executing this very answer: wait for it, then look again
             # (a fresh read, so a write committed before this request still shows). When it
             # stored nothing (errors, cancelled, raced by a write) execute alongside instead.
-            metrics.RESPONSE_CACHE_COLLAPSED.inc()
             if not await asyncio.shield(flight):
+                metrics.RESPONSE_CACHE_COLLAPSED.labels("alongside").inc()
                 alongside = True
                 break
+            metrics.RESPONSE_CACHE_COLLAPSED.labels("shared").inc()
         request.state.cache_status = CACHE_MISS
         metrics.RESPONSE_CACHE.labels("miss").inc()
         mine = None if alongside else asyncio.get_running_loop().create_future()

@@ -210,8 +210,11 @@ async def test_concurrent_misses_of_one_answer_execute_once(
 ) -> None:
     ann = new_viewer()
     await watching(api_data, ann, "AAPL", "MSFT")
-    before = await metric(client)
     api = Client(client)
+    # Her row ensured first: concurrent first requests would each upsert it, and each such
+    # commit rightly invalidates an answer being executed.
+    await api.ask("{ me { id } }", ann.token)
+    before = await metric(client)
     answers = await asyncio.gather(*(api.ask(WATCHLIST, ann.token) for _ in range(8)))
     after = await metric(client)
     assert {data["watchlist"]["count"] for data, _ in answers} == {2}
