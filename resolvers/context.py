@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, cast
@@ -15,7 +15,7 @@ import strawberry
 
 from resolvers.loaders import Loaders
 from schema.alert import Alert, alert_from_row
-from services import alerts, price_history, users, watchlists
+from services import alerts, cache_versions, price_history, users, watchlists
 from services.alerts import AlertFilter, AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
@@ -47,6 +47,8 @@ class Context:
     object_store: Any = None
     # The process's recently-ensured users (server.py); None upserts on every request.
     ensured_users: users.EnsuredUsers | None = None
+    # Set by the response cache when the answer may be stored: the scopes it read.
+    read_scopes: cache_versions.ReadScopes | None = None
     loaders: Loaders = field(init=False)
     _claims: Claims | None = field(default=None, init=False)
     _user: asyncpg.Record | None = field(default=None, init=False)
@@ -90,6 +92,18 @@ class Context:
 
     # --- what the types' fields read (schema.context.FieldContext) ---------------------
 
+    def depends_on(self, scopes: Iterable[str]) -> None:
+        if self.read_scopes is not None:
+            self.read_scopes.add(scopes)
+
+    def show_stocks(self, entity_ids: Iterable[UUID]) -> None:
+        if self.read_scopes is not None:
+            self.read_scopes.stocks(entity_ids)
+
+    def show_watcher_count(self, entity_id: UUID) -> None:
+        if self.read_scopes is not None:
+            self.read_scopes.add((cache_versions.watchers_scope(entity_id),))
+
     def watcher_count(self, entity_id: UUID) -> Awaitable[int]:
         return self.loaders.watcher_count_by_entity_id.load(entity_id)
 
@@ -116,11 +130,15 @@ class Context:
             ) from exc
 
     async def watchlist_rows(self) -> Sequence[Row]:
-        return await watchlists.list_items(self.pool, await self.require_user_id())
+        rows = await watchlists.list_items(self.pool, await self.require_user_id())
+        self.show_stocks(row["entity_id"] for row in rows)
+        return rows
 
     async def alert_page(self, first: int, after: str | None, where: AlertFilter) -> KeysetPage:
         user_id = await self.require_user_id()
-        return await alerts.list_page(self.pool, user_id, first=first, after=after, where=where)
+        page = await alerts.list_page(self.pool, user_id, first=first, after=after, where=where)
+        self.show_stocks(row["entity_id"] for row in page.rows)
+        return page
 
     async def alert_count(self, where: AlertFilter) -> int:
         return await alerts.count(self.pool, await self.require_user_id(), where)
@@ -131,13 +149,17 @@ class Context:
         except Unauthenticated:
             return []  # a public field: without a token there simply are none
         rows = await self.loaders.alerts_by_user_entity_and_first.load((user_id, entity_id, first))
+        self.show_stocks(row["entity_id"] for row in rows)
         return [alert_from_row(row) for row in rows]
 
     async def alert_stats(self) -> AlertTotals:
         return await alerts.stats(self.pool, await self.require_user_id(), users.ALERT_TYPES)
 
-    def alert(self, user_id: UUID, alert_id: UUID) -> Awaitable[Row | None]:
-        return self.loaders.alert_by_user_and_id.load((user_id, alert_id))
+    async def alert(self, user_id: UUID, alert_id: UUID) -> Row | None:
+        row = await self.loaders.alert_by_user_and_id.load((user_id, alert_id))
+        if row is not None:
+            self.show_stocks((row["entity_id"],))
+        return row
 
     def webhook(self, webhook_id: UUID) -> Awaitable[Row | None]:
         return self.loaders.webhook_by_id.load(webhook_id)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import strawberry
 
-from resolvers.context import context_of
+from resolvers.context import Context, context_of
 from schema.alert import (
     Alert,
     AlertConnection,
@@ -25,7 +26,8 @@ from schema.delivery import (
 from schema.health import Health
 from schema.stock import Stock, stock_from_row
 from schema.user import User, Watchlist, user_from_row, viewer_watchlist
-from services import alerts, entities, health
+from services import alerts, cache_versions, entities, health
+from services.db import Row
 from services.delivery.outbox import DeliveryChannel, DeliveryStatus
 from services.errors import NotFound
 from services.ids import parse_owned_id
@@ -41,18 +43,35 @@ async def resolve_watchlist(info: strawberry.Info) -> Watchlist:
     return await viewer_watchlist(context_of(info))
 
 
+# Lists whose membership and order depend on every stock's ticker, name and watch count.
+STOCK_LIST_SCOPES = (cache_versions.STOCKS, *cache_versions.POPULARITY)
+
+
 async def resolve_search_stocks(info: strawberry.Info, query: str, limit: int) -> list[Stock]:
-    rows = await entities.search(context_of(info).pool, query, limit)
-    return [stock_from_row(row) for row in rows]
+    ctx = context_of(info)
+    rows = await entities.search(ctx.pool, query, limit)
+    ctx.depends_on(STOCK_LIST_SCOPES)
+    return _shown_stocks(ctx, rows)
 
 
 async def resolve_stock(info: strawberry.Info, ticker: str) -> Stock | None:
-    row = await entities.get_by_ticker(context_of(info).pool, normalize_ticker(ticker))
-    return stock_from_row(row) if row is not None else None
+    ctx = context_of(info)
+    row = await entities.get_by_ticker(ctx.pool, normalize_ticker(ticker))
+    if row is None:
+        ctx.depends_on((cache_versions.STOCKS,))  # until an entity with that ticker appears
+        return None
+    return _shown_stocks(ctx, [row])[0]
 
 
 async def resolve_popular_stocks(info: strawberry.Info, limit: int) -> list[Stock]:
-    rows = await entities.popular(context_of(info).pool, limit)
+    ctx = context_of(info)
+    rows = await entities.popular(ctx.pool, limit)
+    ctx.depends_on(STOCK_LIST_SCOPES)
+    return _shown_stocks(ctx, rows)
+
+
+def _shown_stocks(ctx: Context, rows: Sequence[Row]) -> list[Stock]:
+    ctx.show_stocks(row["entity_id"] for row in rows)
     return [stock_from_row(row) for row in rows]
 
 

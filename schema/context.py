@@ -7,7 +7,7 @@ resolvers' Context implements; the schema never imports the resolvers.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import date
 from typing import Any, Protocol
 from uuid import UUID
@@ -22,6 +22,18 @@ from services.price_history import DailyBar
 
 class FieldContext(Protocol):
     """The request context as seen from a type's field."""
+
+    def depends_on(self, scopes: Iterable[str]) -> None:
+        """The answer depends on these response-cache scopes (services/cache_versions.py)."""
+        ...
+
+    def show_stocks(self, entity_ids: Iterable[UUID]) -> None:
+        """The answer shows these stocks (their response-cache scopes)."""
+        ...
+
+    def show_watcher_count(self, entity_id: UUID) -> None:
+        """The answer shows this stock's watcher count (its response-cache scope)."""
+        ...
 
     def watcher_count(self, entity_id: UUID) -> Awaitable[int]:
         """How many watchlists hold the entity (batched per request)."""

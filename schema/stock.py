@@ -106,17 +106,21 @@ class Stock:
     last_data_update: datetime | None
 
     # The final values of resolver fields that the query which built this Stock already
-    # fetched, by field name ("watcher_count", "signal", "backfill"): the resolver returns them
-    # as they are, and web/execution.py's fast path reads them without calling it. A field
-    # not held here is loaded through a DataLoader.
+    # fetched, by field name ("signal", "backfill"): the resolver returns them as they are, and
+    # web/execution.py's fast path reads them without calling it. A field not held here is
+    # loaded through a DataLoader.
     preloaded: strawberry.Private[dict[str, Any]]
+    # The watcher count the building query fetched, if it did. Not in `preloaded`: the
+    # resolver must run to note that the answer shows it (the response cache's scope).
+    known_watcher_count: strawberry.Private[int | None]
 
     @strawberry.field(description="How many watchlists hold this stock.")
     def watcher_count(self, info: strawberry.Info) -> int:
-        if "watcher_count" in self.preloaded:
-            count: int = self.preloaded["watcher_count"]
-            return count
-        return _deferred(field_context(info).watcher_count(self.entity_id))
+        context = field_context(info)
+        context.show_watcher_count(self.entity_id)
+        if self.known_watcher_count is not None:
+            return self.known_watcher_count
+        return _deferred(context.watcher_count(self.entity_id))
 
     @strawberry.field(description="The newest backfill job for this ticker, if any.")
     def backfill(self, info: strawberry.Info) -> BackfillJob | None:
@@ -173,11 +177,9 @@ def _deferred(awaitable: Awaitable[Any]) -> Any:
 
 
 def _preloaded(row: Row) -> dict[str, Any]:
-    """What a row already carries beyond the entity: watcher count, signal_*, job_* columns."""
+    """What a row already carries beyond the entity: signal_* and job_* columns."""
     keys = row.keys()
     known: dict[str, Any] = {}
-    if "watcher_count" in keys:
-        known["watcher_count"] = row["watcher_count"]
     if "signal_as_of" in keys:
         has_signal = row["signal_as_of"] is not None
         known["signal"] = from_row(Signal, row, "signal_") if has_signal else None
@@ -189,4 +191,5 @@ def _preloaded(row: Row) -> dict[str, Any]:
 
 def stock_from_row(row: Row) -> Stock:
     """A Stock from any row carrying the entity columns (entity id as `entity_id`)."""
-    return from_row(Stock, row, preloaded=_preloaded(row))
+    count = row["watcher_count"] if "watcher_count" in row.keys() else None
+    return from_row(Stock, row, preloaded=_preloaded(row), known_watcher_count=count)

@@ -1,25 +1,80 @@
 """Version counters of cached API answers, bumped by triggers in the writing transactions.
 
-`public` changes with anything a public field can show; `user:<id>` with that user's own
-rows. A cached answer is served only while the counters it was built under are unchanged
-(see migrations/0005_cache_versions.sql for what bumps what).
+A cached answer depends on the scopes it read: `user:<id>` (the viewer's own rows),
+`stock:<entity>` (each stock it shows), `watchers:<entity>` (each watcherCount it shows),
+`stocks` and the `popularity:<n>` shards (lists whose membership depends on every stock) and
+`public` (every answer; bumped only by a TRUNCATE). It is served only while the counters of
+exactly those scopes are unchanged (see migrations/0009_cache_scopes.sql for what bumps what).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
 PUBLIC = "public"
+STOCKS = "stocks"
+# As many as cache_popularity_scope() in migrations/0009_cache_scopes.sql hashes into.
+POPULARITY_SHARDS = 16
+POPULARITY = tuple(f"popularity:{n}" for n in range(POPULARITY_SHARDS))
 
-_READ_SQL = "SELECT scope, version FROM cache_versions WHERE scope = ANY($1::text[])"
+# The snapshot comes with every read: a miss executed after it can tell which later bumps its
+# answer may have missed (settled_versions).
+_READ_SQL = """
+SELECT s.snapshot, c.scope, c.version
+FROM (SELECT pg_current_snapshot()::text AS snapshot) s
+LEFT JOIN cache_versions c ON c.scope = ANY($1::text[])
+"""
+_SETTLED_SQL = """
+SELECT scope, version, coalesce(pg_visible_in_snapshot(bumped_by, $2::text::pg_snapshot), true)
+           AS settled
+FROM cache_versions WHERE scope = ANY($1::text[])
+"""
 
 
 def user_scope(user_id: UUID) -> str:
     """The scope of one user's own data."""
     return f"user:{user_id}"
+
+
+def stock_scope(entity_id: UUID) -> str:
+    """The scope of one stock: its entity row, signals and backfill jobs."""
+    return f"stock:{entity_id}"
+
+
+def watchers_scope(entity_id: UUID) -> str:
+    """The scope of one stock's watcher count."""
+    return f"watchers:{entity_id}"
+
+
+class ReadScopes:
+    """The scopes one request's answer read, noted by the resolvers while it executes."""
+
+    def __init__(self, scopes: Iterable[str] = ()) -> None:
+        self.scopes: set[str] = set(scopes)
+
+    def add(self, scopes: Iterable[str]) -> None:
+        """The answer depends on these scopes."""
+        self.scopes.update(scopes)
+
+    def stocks(self, entity_ids: Iterable[UUID]) -> None:
+        """The answer shows these stocks."""
+        self.scopes.update(stock_scope(entity_id) for entity_id in entity_ids)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Versions of some scopes and the snapshot they were read in (pg_snapshot as text)."""
+
+    versions: dict[str, int]
+    snapshot: str
+
+    def of(self, scopes: Sequence[str]) -> tuple[int, ...]:
+        """The version of each scope, in order (0 for a scope never bumped)."""
+        return tuple(self.versions.get(scope, 0) for scope in scopes)
 
 
 class Fetcher(Protocol):
@@ -30,18 +85,34 @@ class Fetcher(Protocol):
 
 async def read(db: Fetcher, scopes: Sequence[str]) -> tuple[int, ...]:
     """The current version of each scope, in order (0 for a scope never bumped)."""
-    found = await _read_all(db, scopes)
-    return tuple(found.get(scope, 0) for scope in scopes)
+    return (await _read_all(db, scopes)).of(scopes)
 
 
-async def _read_all(db: Fetcher, scopes: Sequence[str]) -> dict[str, int]:
-    return {row["scope"]: row["version"] for row in await db.fetch(_READ_SQL, list(scopes))}
+async def _read_all(db: Fetcher, scopes: Sequence[str]) -> Reading:
+    rows = await db.fetch(_READ_SQL, list(scopes))
+    found = {row["scope"]: row["version"] for row in rows if row["scope"] is not None}
+    return Reading(found, rows[0]["snapshot"])
+
+
+async def settled_versions(
+    db: Fetcher, scopes: Sequence[str], snapshot: str
+) -> dict[str, int] | None:
+    """Versions of `scopes` whose latest bumps all committed before `snapshot`, else None.
+
+    An answer computed after the snapshot includes every write those versions count, so it
+    may be stored under them; a bump by a transaction still running at the snapshot may count
+    a write the answer missed.
+    """
+    rows = await db.fetch(_SETTLED_SQL, list(scopes), snapshot)
+    if not all(row["settled"] for row in rows):
+        return None
+    return {row["scope"]: row["version"] for row in rows}
 
 
 class _Batch:
     def __init__(self) -> None:
         self.scopes: set[str] = set()
-        self.found: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self.found: asyncio.Future[Reading] = asyncio.get_running_loop().create_future()
         # Every reader may have been cancelled before the answer arrives: never "unretrieved".
         self.found.add_done_callback(lambda done: done.cancelled() or done.exception())
 
@@ -62,14 +133,17 @@ class CoalescingReader:
 
     async def read(self, scopes: Sequence[str]) -> tuple[int, ...]:
         """The current version of each scope, in order (0 for a scope never bumped)."""
+        return (await self.reading(scopes)).of(scopes)
+
+    async def reading(self, scopes: Sequence[str]) -> Reading:
+        """The current versions of `scopes` (and maybe more) with the snapshot they came from."""
         batch = self._gathering
         if batch is None:
             batch = self._gathering = _Batch()
             asyncio.get_running_loop().call_soon(self._send, batch)
         batch.scopes.update(scopes)
         # Shielded: one cancelled request must not cancel the query its neighbours wait for.
-        found = await asyncio.shield(batch.found)
-        return tuple(found.get(scope, 0) for scope in scopes)
+        return await asyncio.shield(batch.found)
 
     def _send(self, batch: _Batch) -> None:
         self._gathering = None  # from here on, newcomers gather the next batch

@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from services.db import Connection, Executor
-from services.errors import BadUserInput
+from services.errors import BadUserInput, ServiceError
 
 # What services accept: a plain connection, a pooled one (inside transactions) or the pool.
 
@@ -45,13 +45,25 @@ SELECT {STOCK_COLUMNS}
 FROM entities e WHERE e.id = ANY($1::uuid[])
 """  # noqa: S608
 
-# DO UPDATE (not DO NOTHING) so a row inserted by a concurrent transaction is returned too.
+# Existing rows are only read, never upserted: a no-op DO UPDATE would lock (and rewrite) a
+# popular stock's row for every addStock, a row backfills and evaluations update too. A row a
+# concurrent transaction inserts after this statement's snapshot is in neither part (DO
+# NOTHING skips it, the SELECT cannot see it): get_or_create asks again for those.
 _GET_OR_CREATE_SQL = f"""
-INSERT INTO entities AS e (ticker)
-SELECT t FROM unnest($1::text[]) AS t ORDER BY t
-ON CONFLICT (ticker) DO UPDATE SET ticker = EXCLUDED.ticker
-RETURNING {STOCK_COLUMNS}
+WITH created AS (
+    INSERT INTO entities AS e (ticker)
+    SELECT t FROM unnest($1::text[]) AS t
+    WHERE NOT EXISTS (SELECT 1 FROM entities x WHERE x.ticker = t)
+    ORDER BY t
+    ON CONFLICT (ticker) DO NOTHING
+    RETURNING {STOCK_COLUMNS}
+)
+SELECT * FROM created
+UNION ALL
+SELECT {STOCK_COLUMNS} FROM entities e WHERE e.ticker = ANY($1::text[])
 """  # noqa: S608
+# Each retry runs after the concurrent inserter committed, so one is normally enough.
+_GET_OR_CREATE_ATTEMPTS = 5
 
 _UNIVERSE_SQL = """
 SELECT EXISTS (SELECT 1 FROM entities WHERE in_symbol_universe) AS loaded,
@@ -59,16 +71,20 @@ SELECT EXISTS (SELECT 1 FROM entities WHERE in_symbol_universe) AS loaded,
            AS known
 """
 
+# Watcher counts are maintained by triggers on watchlists (migrations/0009_cache_scopes.sql):
+# one row per entity, so reading them costs the same at 3 watchers or 300,000.
 _WATCHER_COUNTS_SQL = """
-SELECT k.id, (SELECT count(*) FROM watchlists w WHERE w.entity_id = k.id) AS watchers
-FROM unnest($1::uuid[]) AS k(id)
+SELECT c.entity_id AS id, c.watchers FROM entity_watch_counts c
+WHERE c.entity_id = ANY($1::uuid[])
 """
 
+# The partial index entity_watch_counts_popular yields the counts in order; ties by ticker.
 _POPULAR_SQL = f"""
 SELECT {STOCK_COLUMNS},
        c.watchers AS watcher_count
-FROM (SELECT entity_id, count(*) AS watchers FROM watchlists GROUP BY entity_id) c
+FROM entity_watch_counts c
 JOIN entities e ON e.id = c.entity_id
+WHERE c.watchers > 0
 ORDER BY c.watchers DESC, e.ticker
 LIMIT $1
 """  # noqa: S608
@@ -79,7 +95,8 @@ LIMIT $1
 # would defeat a generic plan.
 _SEARCH_SELECT = f"""
 SELECT {STOCK_COLUMNS},
-       (SELECT count(*) FROM watchlists w WHERE w.entity_id = e.id) AS watcher_count,
+       coalesce((SELECT c.watchers FROM entity_watch_counts c WHERE c.entity_id = e.id), 0)
+           AS watcher_count,
        e.ticker = $1 AS exact_match,
        e.ticker LIKE $2 AS prefix_match,
        similarity(coalesce(e.name, ''), $3) AS name_score
@@ -122,8 +139,17 @@ async def get_by_ids(db: Executor, ids: Sequence[UUID]) -> list[asyncpg.Record]:
 
 async def get_or_create(conn: Connection, tickers: Sequence[str]) -> dict[str, asyncpg.Record]:
     """Entity rows by ticker, creating missing ones; safe against concurrent creators."""
-    rows = await conn.fetch(_GET_OR_CREATE_SQL, sorted(set(tickers)))
-    return {row["ticker"]: row for row in rows}
+    wanted = sorted(set(tickers))
+    found: dict[str, asyncpg.Record] = {}
+    for _ in range(_GET_OR_CREATE_ATTEMPTS):
+        missing = [ticker for ticker in wanted if ticker not in found]
+        if not missing:
+            break
+        found.update((row["ticker"], row) for row in await conn.fetch(_GET_OR_CREATE_SQL, missing))
+    else:
+        if len(found) < len(wanted):
+            raise ServiceError(f"entities neither created nor found: {set(wanted) - set(found)}")
+    return found
 
 
 async def check_in_universe(db: Executor, tickers: Sequence[str]) -> None:

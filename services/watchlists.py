@@ -24,7 +24,8 @@ SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.da
        w.added_at, w.alerts_enabled,
        CASE WHEN sig.computed_at > w.added_at THEN sig.computed_at END AS last_evaluated_at,
        la.last_alert_at,
-       (SELECT count(*) FROM watchlists c WHERE c.entity_id = e.id) AS watcher_count,
+       coalesce((SELECT c.watchers FROM entity_watch_counts c WHERE c.entity_id = e.id), 0)
+           AS watcher_count,
        sig.as_of AS signal_as_of, sig.close AS signal_close, sig.sma200 AS signal_sma200,
        sig.trend_position AS signal_trend_position,
        sig.valuation_metric AS signal_valuation_metric,

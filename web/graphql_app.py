@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import orjson
 import strawberry
@@ -40,7 +42,7 @@ from resolvers.subscriptions import (
 from services import cache_versions
 from services.auth.tokens import TokenVerifier
 from services.db import database_outage
-from services.errors import ConfigurationError, Unauthenticated
+from services.errors import ConfigurationError, DatabaseUnavailable, Unauthenticated
 from services.logs import add_log_context
 from services.settings import Settings
 from services.storage.object_store import ObjectStore
@@ -67,6 +69,15 @@ from web.response_cache import ResponseCache
 from web.websocket_protocol import CheckedTransportWSHandler
 
 log = logging.getLogger(__name__)
+
+# RFC 9211 Cache-Status values (see _http_conventions for those of uncached requests).
+CACHE_STATUS = "material-changes"
+CACHE_HIT = f"{CACHE_STATUS}; hit"
+CACHE_MISS = f"{CACHE_STATUS}; fwd=miss"
+CACHE_BYPASS = f"{CACHE_STATUS}; fwd=bypass"
+CACHE_METHOD = f"{CACHE_STATUS}; fwd=method"
+
+T = TypeVar("T")
 
 # RFC 6455 "Try Again Later": the server cannot take the connection now; the token was fine.
 WS_TRY_AGAIN_LATER = 1013
@@ -149,6 +160,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self.ensured_users = EnsuredUsers()
         self.persisted_queries = PersistedQueries()
         self.response_cache = ResponseCache(int(settings.response_cache_mb * 2**20))
+        # Cache keys being executed now → whether the answer was stored (single flight).
+        self._flights: dict[tuple[str, ...], asyncio.Future[bool]] = {}
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return Context(
@@ -231,25 +244,65 @@ class GraphQLApp(GraphQL[Context, None]):
             return exc.as_result()
         method = request_adapter.method
         try:
-            cached = await self._cache_lookup(context, request_data)
-        except Exception as exc:
-            outage = database_outage(exc)
-            if outage is None:
-                raise
+            return await self._cached_execute(request, context, root_value, request_data, method)
+        except _CacheUnavailable as unavailable:
             # Executing would only wait for the same database again (a hung host: once more
             # the connect timeout); answer as execution would have.
-            log.warning("database unavailable for the response cache: %s", type(exc).__name__)
+            outage = unavailable.outage
+            cause = type(unavailable.cause).__name__
+            log.warning("database unavailable for the response cache: %s", cause)
             request.state.graphql_operation_type = "query"  # only queries are ever cached
             error = GraphQLError(outage.message, extensions={"code": outage.code})
             return ExecutionResult(data=None, errors=[error])
-        if isinstance(cached, ExecutionResult):
-            request.state.graphql_operation_type = "query"  # only queries are ever cached
-            return cached
-        result = await self._execute(context, root_value, request_data, method)
-        if cached is not None and not result.errors and result.data is not None:
-            key, versions = cached
-            self.response_cache.put(key, versions, result.data)
-        return result
+
+    async def _cached_execute(
+        self,
+        request: Request,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+        method: HTTPMethod,
+    ) -> ExecutionResult:
+        """The answer from the cache, or executed (once per key at a time) and stored."""
+        lookup = await self._cache_plan(context, request_data)
+        if lookup is None:
+            return await self._execute(context, root_value, request_data, method)
+        flights = self._flights
+        alongside = False
+        while True:
+            found = await _outage_guard(self._cache_lookup(context, lookup))
+            if isinstance(found, ExecutionResult):
+                metrics.RESPONSE_CACHE.labels("hit").inc()
+                request.state.cache_status = CACHE_HIT
+                request.state.graphql_operation_type = "query"  # only queries are ever cached
+                return found
+            flight = flights.get(lookup.key)
+            if flight is None:
+                break
+            # Another request is executing this very answer: wait for it, then look again
+            # (a fresh read, so a write committed before this request still shows). When it
+            # stored nothing (errors, cancelled, raced by a write) execute alongside instead.
+            if not await asyncio.shield(flight):
+                metrics.RESPONSE_CACHE_COLLAPSED.labels("alongside").inc()
+                alongside = True
+                break
+            metrics.RESPONSE_CACHE_COLLAPSED.labels("shared").inc()
+        request.state.cache_status = CACHE_MISS
+        metrics.RESPONSE_CACHE.labels("miss").inc()
+        mine = None if alongside else asyncio.get_running_loop().create_future()
+        if mine is not None:
+            flights[lookup.key] = mine
+        stored = False
+        try:
+            context.read_scopes = cache_versions.ReadScopes(lookup.base_scopes)
+            result = await self._execute(context, root_value, request_data, method)
+            if not result.errors and result.data is not None:
+                stored = await self._store(context, found, result.data)
+            return result
+        finally:
+            if mine is not None:
+                del flights[lookup.key]
+                mine.set_result(stored)
 
     def _version_reader(self, pool: Any) -> cache_versions.CoalescingReader:
         """One reader per pool: concurrent cache lookups share their counter reads."""
@@ -258,37 +311,69 @@ class GraphQLApp(GraphQL[Context, None]):
             reader = self._versions = cache_versions.CoalescingReader(pool)
         return reader
 
-    async def _cache_lookup(
+    async def _cache_plan(
         self, context: Context, request_data: GraphQLRequestData
-    ) -> ExecutionResult | tuple[tuple[str, ...], tuple[int, ...]] | None:
-        """A cached answer, or the (key, versions) to store the answer under, or None."""
+    ) -> _Lookup | None:
+        """How this request's answer is cached, or None when it is not."""
         cache = self.response_cache
         query = request_data.query
         plan = cache.plan(query, request_data.operation_name) if cache.enabled else None
         if plan is None or query is None:
             return None
         if plan.public:
-            viewer, scopes = cache_versions.PUBLIC, [cache_versions.PUBLIC]
+            viewer = cache_versions.PUBLIC
+            scopes: tuple[str, ...] = (cache_versions.PUBLIC,)
         else:
             try:
-                user_id = await context.require_user_id()
+                user_id = await _outage_guard(context.require_user_id())
             except Unauthenticated:
                 metrics.RESPONSE_CACHE.labels("uncached").inc()
                 return None  # execution answers UNAUTHENTICATED
             viewer = cache_versions.user_scope(user_id)
-            scopes = [cache_versions.PUBLIC, viewer]
+            scopes = (cache_versions.PUBLIC, viewer)
         key = cache.key(viewer, query, request_data.variables, request_data.operation_name)
         if key is None:
             metrics.RESPONSE_CACHE.labels("uncached").inc()
             return None
-        versions = await self._version_reader(context.pool).read(scopes)
-        data = cache.get(key, versions)
+        return _Lookup(key, scopes, plan.operation_name)
+
+    async def _cache_lookup(self, context: Context, lookup: _Lookup) -> ExecutionResult | _Read:
+        """The cached answer, or what was read to store a fresh one under."""
+        cache = self.response_cache
+        scopes = cache.scopes(lookup.key) or lookup.base_scopes
+        reading = await self._version_reader(context.pool).reading(scopes)
+        data = cache.get(lookup.key, scopes, reading.of(scopes))
         if data is not None:
-            metrics.RESPONSE_CACHE.labels("hit").inc()
-            add_log_context(operation=plan.operation_name)  # no execution names it
+            add_log_context(operation=lookup.operation_name)  # no execution names it
             return ExecutionResult(data=data, errors=None)
-        metrics.RESPONSE_CACHE.labels("miss").inc()
-        return key, versions
+        return _Read(lookup.key, dict(zip(scopes, reading.of(scopes), strict=True)), reading)
+
+    async def _store(self, context: Context, read: _Read, data: dict[str, Any]) -> bool:
+        """Store an executed answer under versions that predate its execution, if any."""
+        try:
+            return await self._store_settled(context, read, data)
+        except Exception as exc:
+            if database_outage(exc) is None:
+                raise
+            log.warning("database unavailable to store a cached answer: %s", type(exc).__name__)
+            return False
+
+    async def _store_settled(self, context: Context, read: _Read, data: dict[str, Any]) -> bool:
+        assert context.read_scopes is not None
+        scopes = tuple(sorted(context.read_scopes.scopes))
+        versions = dict(read.versions)
+        unread = [scope for scope in scopes if scope not in versions]
+        if unread:
+            # Scopes first met while executing: their versions now, if every bump they count
+            # had committed before the lookup's snapshot (and so before execution began).
+            settled = await cache_versions.settled_versions(
+                context.pool, unread, read.reading.snapshot
+            )
+            if settled is None:
+                return False  # a write raced this execution: the next request executes again
+            versions.update((scope, settled.get(scope, 0)) for scope in unread)
+        self.response_cache.put(read.key, scopes, tuple(versions[s] for s in scopes), data)
+        return True
 
     async def _execute(
         self,
@@ -359,6 +444,44 @@ class GraphQLApp(GraphQL[Context, None]):
             metrics.WEBSOCKET_CONNECTIONS.dec()
 
 
+@dataclass(frozen=True)
+class _Lookup:
+    """A cacheable request: its entry key and the scopes every answer of it reads."""
+
+    key: tuple[str, ...]
+    base_scopes: tuple[str, ...]
+    operation_name: str | None
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A miss: the versions read before executing it (by scope) and the reading's snapshot."""
+
+    key: tuple[str, ...]
+    versions: dict[str, int]
+    reading: cache_versions.Reading
+
+
+class _CacheUnavailable(Exception):
+    """The database failed the response cache's own statement (not the query's)."""
+
+    def __init__(self, cause: Exception, outage: DatabaseUnavailable) -> None:
+        super().__init__(outage.message)
+        self.cause = cause
+        self.outage = outage
+
+
+async def _outage_guard(awaitable: Awaitable[T]) -> T:
+    """`awaitable`'s result; a database outage becomes _CacheUnavailable."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        outage = database_outage(exc)
+        if outage is None:
+            raise
+        raise _CacheUnavailable(exc, outage) from exc
+
+
 def _websocket_origins(settings: Settings) -> tuple[str, ...]:
     """CORS_ALLOW_ORIGINS, validated the way Strawberry's origin check needs them."""
     try:
@@ -376,12 +499,18 @@ def _http_conventions(request: Request, response: Response) -> Response:
         status = getattr(state, "graphql_status", None)
         if status is not None:
             response.status_code = status
-    if response.status_code != 200 or getattr(state, "graphql_operation_type", None) != "query":
+    operation_type = getattr(state, "graphql_operation_type", None)
+    cache_status = getattr(state, "cache_status", None) or (
+        CACHE_METHOD if operation_type == "mutation" else CACHE_BYPASS
+    )
+    response.headers["cache-status"] = cache_status
+    if response.status_code != 200 or operation_type != "query":
         return response
     # Answers differ by token and by media type: no shared cache may mix them up.
     response.headers["vary"] = "Accept, Authorization"
     etag = etag_of(bytes(response.body))
     response.headers["etag"] = etag
     if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={"etag": etag, "vary": "Accept, Authorization"})
+        headers = {"etag": etag, "vary": "Accept, Authorization", "cache-status": cache_status}
+        return Response(status_code=304, headers=headers)
     return response

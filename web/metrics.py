@@ -75,8 +75,16 @@ WEBSOCKET_CONNECTIONS = Gauge(
 )
 RESPONSE_CACHE = Counter(
     "mc_response_cache_total",
-    "Cacheable GraphQL queries by outcome: hit, miss (executed and stored) or uncached.",
+    "Cacheable GraphQL queries by outcome: hit, miss (executed) or uncached.",
     ["result"],
+)
+# Labelled, so that no process writes a sample before it counts one (the multiprocess view
+# has a file per process that has samples; the supervisor of --workers N must have none).
+RESPONSE_CACHE_COLLAPSED = Counter(
+    "mc_response_cache_collapsed_total",
+    "Cache misses that waited for another request executing the same answer (single flight), "
+    "by what followed: shared (its answer was stored) or alongside (executed on their own).",
+    ["then"],
 )
 RESPONSE_CACHE_BYTES = Gauge(
     "mc_response_cache_bytes",

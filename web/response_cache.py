@@ -1,11 +1,13 @@
 """A per-process cache of query answers that is never stale.
 
-Each entry remembers the version counters (services/cache_versions.py) it was computed
-under; a request reads the current counters (one small statement) and is served from the
-cache only if they are unchanged. The counters are bumped by triggers in the transactions
-that change the data, so after any write commits, on any process, the next read misses.
-The counters are read *before* executing a miss, so a write that lands during execution
-makes the stored entry outdated at once rather than hiding the write.
+Each entry remembers the scopes its answer read and their version counters
+(services/cache_versions.py); a request reads the current counters of those scopes (one
+small statement) and is served from the cache only if they are unchanged. The counters are
+bumped by triggers in the transactions that change the data, so after a write commits, on
+any process, the next read of an answer that showed the changed rows misses, while answers
+that did not show them stay cached. An answer is stored only under versions known to
+predate its execution (web/graphql_app.py), so a write that lands during execution makes the
+stored entry outdated at once rather than hiding the write.
 
 Only queries whose root fields are all listed below are cached. Public fields are shared by
 everyone; a query with any private field is cached per user, after the token is verified.
@@ -36,8 +38,8 @@ from graphql import (
 
 from web.operation_guards import MAX_TOKENS, oversized
 
-# Root fields whose answer depends only on data the `public` counter covers. A field added
-# under them that depends on the viewer (or on time) must come off this list.
+# Root fields whose answer depends only on public data (its resolvers note which scopes). A
+# field added under them that depends on the viewer (or on time) must come off this list.
 PUBLIC_ROOT_FIELDS = frozenset({"searchStocks", "stock", "popularStocks", "__typename"})
 # Root fields whose answer depends on public data and the viewer's own rows only. Not listed,
 # so never cached: health (live checks) and recentAlertsCount (a sliding time window).
@@ -60,6 +62,7 @@ class CachePlan:
 
 @dataclass
 class _Entry:
+    scopes: tuple[str, ...]
     versions: tuple[int, ...]
     data: dict[str, Any]
     size: int
@@ -120,24 +123,40 @@ class ResponseCache:
             datetime.now(UTC).date().isoformat(),
         )
 
-    def get(self, key: tuple[str, ...], versions: tuple[int, ...]) -> dict[str, Any] | None:
-        """The stored answer if it was computed under exactly these versions."""
+    def scopes(self, key: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The scopes the stored answer read, or None when nothing is stored."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.scopes
+
+    def get(
+        self, key: tuple[str, ...], scopes: tuple[str, ...], versions: tuple[int, ...]
+    ) -> dict[str, Any] | None:
+        """The stored answer if it read exactly these scopes at exactly these versions."""
         entry = self._entries.get(key)
         if entry is None:
             return None
+        if entry.scopes != scopes:
+            return None  # replaced since the caller looked: not this reading's to judge
         if entry.versions != versions:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
         return entry.data
 
-    def put(self, key: tuple[str, ...], versions: tuple[int, ...], data: dict[str, Any]) -> None:
+    def put(
+        self,
+        key: tuple[str, ...],
+        scopes: tuple[str, ...],
+        versions: tuple[int, ...],
+        data: dict[str, Any],
+    ) -> None:
         """Store an answer; the least recently used leave first to stay within max_bytes."""
-        size = len(orjson.dumps(data)) + 256  # the key and bookkeeping, roughly
+        # The key and bookkeeping, roughly, and each scope (~50 bytes as a str in a tuple).
+        size = len(orjson.dumps(data)) + 256 + 64 * len(scopes)
         if size > self.max_bytes:
             return
         self._drop(key)
-        self._entries[key] = _Entry(versions, data, size)
+        self._entries[key] = _Entry(scopes, versions, data, size)
         self.bytes += size
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))

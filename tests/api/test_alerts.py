@@ -273,7 +273,9 @@ async def test_alert_stocks_load_counts_signals_and_jobs_in_one_batch_each(
         assert stock["watcherCount"] == 1
         assert stock["signal"] == {"close": float(n)}
         assert stock["backfill"] == {"priority": n + 1}
-    # The cache's version read, the page and one batch per loader, whatever the page size
-    # (the viewer's row was ensured by the first request, so this one does not read it).
-    assert statement_log.count == 5, statement_log.queries
+    # The cache's version read, the page, one batch per loader and the cache's read of the
+    # scopes met while executing (the stocks shown), whatever the page size (the viewer's row
+    # was ensured by the first request, so this one does not read it).
+    assert statement_log.count == 6, statement_log.queries
     assert "cache_versions" in statement_log.queries[0]
+    assert "pg_visible_in_snapshot" in statement_log.queries[-1]

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import asyncpg
 import pytest
 
-from services.cache_versions import PUBLIC, CoalescingReader
+from services.cache_versions import (
+    PUBLIC,
+    CoalescingReader,
+    read,
+    settled_versions,
+    user_scope,
+)
 
 
 class CountingPool:
@@ -80,3 +87,39 @@ async def test_a_failed_statement_fails_every_reader_of_its_batch(pool: asyncpg.
         reader.read([PUBLIC]), reader.read(["user:y"]), return_exceptions=True
     )
     assert all(isinstance(result, asyncpg.InterfaceError) for result in results), results
+
+
+async def test_a_transaction_noting_many_scopes_over_many_statements_bumps_each_once(
+    pool: asyncpg.Pool,
+) -> None:
+    """Noting is per statement into a table (linear), and the one flush at commit bumps all."""
+    users = [uuid.uuid4() for _ in range(300)]
+    await pool.execute("INSERT INTO users (id) SELECT unnest($1::uuid[])", users)
+    async with pool.acquire() as conn, conn.transaction():
+        for user in users:  # a statement per user, each noting its scope
+            await conn.execute("UPDATE users SET alerts_enabled = false WHERE id = $1", user)
+        await conn.execute("UPDATE users SET alerts_enabled = true WHERE id = ANY($1)", users)
+    scopes = [user_scope(user) for user in users]
+    assert set(await read(pool, scopes)) == {2}  # the insert, then this one transaction
+    # The session's note table is empty again; the next transaction notes afresh.
+    await pool.execute("UPDATE users SET alerts_enabled = false WHERE id = $1", users[0])
+    assert await read(pool, scopes[:2]) == (3, 2)
+
+
+async def test_settled_versions_refuse_a_bump_still_running_at_the_snapshot(
+    pool: asyncpg.Pool,
+) -> None:
+    user = uuid.uuid4()
+    await pool.execute("INSERT INTO users (id) VALUES ($1)", user)
+    scope = user_scope(user)
+    before = await CoalescingReader(pool).reading([scope])
+    assert await settled_versions(pool, [scope, "never:bumped"], before.snapshot) == {scope: 1}
+    async with pool.acquire() as conn:
+        writing = conn.transaction()
+        await writing.start()
+        await conn.execute("UPDATE users SET alerts_enabled = false WHERE id = $1", user)
+        during = await CoalescingReader(pool).reading([scope])  # the writer is running
+        await writing.commit()
+    assert await settled_versions(pool, [scope], during.snapshot) is None
+    after = await CoalescingReader(pool).reading([scope])
+    assert await settled_versions(pool, [scope], after.snapshot) == {scope: 2}

@@ -103,15 +103,19 @@ def test_documents_the_guards_refuse_are_not_cacheable_and_not_lexed_in_full() -
 
 def test_entries_are_bounded_by_bytes_and_checked_against_versions() -> None:
     cache = ResponseCache(4_000)
+    scopes = ("public", "stock:a")
     for i in range(20):
-        cache.put(("public", str(i)), (1,), {"x": "y" * 500})
+        cache.put(("public", str(i)), scopes, (1, 1), {"x": "y" * 500})
     assert cache.bytes <= 4_000 and 0 < len(cache) < 20
-    assert cache.get(("public", "0"), (1,)) is None  # the oldest left first
-    assert cache.get(("public", "19"), (1,)) == {"x": "y" * 500}
-    assert cache.get(("public", "19"), (2,)) is None  # another version: a miss, and dropped
-    assert cache.get(("public", "19"), (1,)) is None
-    cache.put(("public", "big"), (1,), {"x": "y" * 10_000})  # larger than the cache
-    assert cache.get(("public", "big"), (1,)) is None
+    assert cache.get(("public", "0"), scopes, (1, 1)) is None  # the oldest left first
+    assert cache.scopes(("public", "19")) == scopes
+    assert cache.get(("public", "19"), scopes, (1, 1)) == {"x": "y" * 500}
+    # The same versions of other scopes: a miss, not a hit by coincidence.
+    assert cache.get(("public", "19"), ("public", "stock:b"), (1, 1)) is None
+    assert cache.get(("public", "19"), scopes, (1, 2)) is None  # another version: dropped
+    assert cache.get(("public", "19"), scopes, (1, 1)) is None
+    cache.put(("public", "big"), scopes, (1, 1), {"x": "y" * 10_000})  # larger than the cache
+    assert cache.get(("public", "big"), scopes, (1, 1)) is None
 
 
 # --- in one process --------------------------------------------------------------------------
