@@ -455,12 +455,14 @@ async def generate(bench: Bench) -> None:
             await conn.execute(STATES_SQL, tickers[first : first + chunk], PREVIOUS)
         print(f"  states: in {time.perf_counter() - began:.0f} s", flush=True)
         await conn.execute("VACUUM ANALYZE")
+        size = await conn.fetchval("SELECT pg_database_size(current_database())")
     finally:
         await conn.close()
     changing = sum(1 for r in range(1, stocks + 1) if template_of(bench, r) in bench.changing)
     print(
         f"generated in {time.perf_counter() - began:.0f} s: {users:,} users x {per_user} over "
-        f"{stocks:,} stocks, {changing} stocks change state on {EVALUATED}",
+        f"{stocks:,} stocks, {changing} stocks change state on {EVALUATED}; "
+        f"database {size / 1e6:,.0f} MB",
         flush=True,
     )
 
@@ -522,6 +524,7 @@ async def measure_bursts(bench: Bench) -> None:
     tickers = [f"STEP{n}" for n in range(len(steps))]
     conn = await connect(bench.dsn)
     times: dict[int, float | None] = {}
+    failed: dict[int, str] = {}
     waits: list[float] = []
     try:
         await add_stocks(conn, bench, tickers, [template] * len(tickers))
@@ -560,11 +563,14 @@ async def measure_bursts(bench: Bench) -> None:
                 state = f"{seconds:.1f} s"
             else:
                 times[watchers] = None
-                state = (
-                    f"TIMEOUT > {args.step_timeout:.0f} s"
+                errors = re.findall(r"failed: (\w+)", output)
+                failed[watchers] = (
+                    f"killed at the {args.step_timeout:g} s cap"
                     if code is None
-                    else f"FAIL exit {code}: {output.strip()[-300:]}"
+                    else f"FAIL after {seconds:.0f} s (exit {code}"
+                    + (f", {errors[0]})" if errors else ")")
                 )
+                state = f"{failed[watchers]}: {output.strip()[-300:]}"
             print(
                 f"  W={watchers:,}: {state}, {alerts:,} alerts, {deliveries:,} deliveries; "
                 f"unrelated writer: longest wait {1000 * writer.longest:.0f} ms "
@@ -578,7 +584,7 @@ async def measure_bursts(bench: Bench) -> None:
     for watchers, took in times.items():
         ok = took is not None and (watchers < max(times) or took <= 10)
         target = "<= 10 s at the largest W" if watchers == max(times) else "linear"
-        shown = f"{took:.1f} s" if took is not None else f"timeout (> {args.step_timeout:.0f} s)"
+        shown = f"{took:.1f} s" if took is not None else failed[watchers]
         bench.add(
             f"1. state change, W={watchers:,}",
             shown,
@@ -797,6 +803,11 @@ async def measure_watchlist(bench: Bench) -> None:
 # --- 4. first alerts page after filtered calls -----------------------------------------------
 
 
+def rare_ticker(bench: Bench) -> str:
+    """The last stock: outside the first 500, which carry the alerts user's history."""
+    return stock_ticker(bench.args.stocks)
+
+
 async def seed_user_alerts(bench: Bench, user: int, count: int) -> None:
     """`count` alerts of one user over many stocks, types and days, half of them opened."""
     conn = await connect(bench.dsn)
@@ -821,6 +832,21 @@ async def seed_user_alerts(bench: Bench, user: int, count: int) -> None:
             stocks,
             PREVIOUS,
         )
+        # One alert, the oldest, for a stock otherwise absent from the user's history: a plan
+        # that walks the history newest first to find it reads all of it.
+        await conn.execute(
+            """
+            INSERT INTO alert_history (user_id, entity_id, alert_type, as_of, previous_state,
+                new_state, headline, what_changed, why_it_matters, before_vs_now,
+                what_didnt_change, sent_at)
+            VALUES (md5('u' || $1::int)::uuid, md5('s' || $2::text)::uuid, 'trend_break',
+                    $3::date - 400, 'ABOVE_200DMA', 'BELOW_200DMA', 'Rare alert', 'c', 'm',
+                    'b', 'u', now() - interval '1 year')
+            ON CONFLICT DO NOTHING""",
+            user,
+            rare_ticker(bench),
+            PREVIOUS,
+        )
         await conn.execute("ANALYZE alert_history")
     finally:
         await conn.close()
@@ -832,6 +858,7 @@ async def measure_alerts_page(bench: Bench) -> None:
     await seed_user_alerts(bench, user, bench.args.user_alerts)
     url = await server(bench, "uncached", "0")
     filtered: list[dict[str, Any]] = [
+        {},
         {"ticker": stock_ticker(3)},
         {"unread": True},
         {"type": "TREND_BREAK"},
@@ -859,16 +886,23 @@ async def measure_alerts_page(bench: Bench) -> None:
             for variables in filtered:
                 await call(variables)
         times = [await call({}) for _ in range(9)]
+        # A filtered first page too: a generic plan chosen meanwhile can make it walk the
+        # user's whole history (the unfiltered page then still looks fine).
+        by_ticker = [await call({"ticker": rare_ticker(bench)}) for _ in range(9)]
         # The same request for a user with no alerts: what HTTP and GraphQL cost by themselves.
         floor = statistics.median([await call({}, bench.reader_user) for _ in range(9)]) * 1000
-    median, worst = statistics.median(times) * 1000, max(times) * 1000
-    bench.add(
-        f"4. alerts page one ({bench.args.user_alerts:,} alerts, after filtered calls)",
-        f"median {median:.1f} ms, max {worst:.1f} ms (HTTP round trip; "
-        f"{floor:.1f} ms for a user with none)",
-        "<= 5 ms",
-        median <= 5,
-    )
+    for label, timed in (
+        ("page one", times),
+        (f"page one of ticker {rare_ticker(bench)}", by_ticker),
+    ):
+        median, worst = statistics.median(timed) * 1000, max(timed) * 1000
+        bench.add(
+            f"4. alerts {label} ({bench.args.user_alerts:,} alerts, after filtered calls)",
+            f"median {median:.1f} ms, max {worst:.1f} ms (HTTP round trip, "
+            f"{median - floor:+.1f} ms over the {floor:.1f} ms of a user with none)",
+            "<= 5 ms",
+            median <= 5,
+        )
 
 
 # --- 5. outbox claim beside another channel's backlog ----------------------------------------
@@ -905,6 +939,9 @@ async def measure_outbox(bench: Bench) -> None:
         ids = [row["id"] for row in emailed]
         per_user = math.ceil(pending / len(ids))
         began = time.perf_counter()
+        # The backlog is scenery, written with triggers off: row-by-row commit-order and cache
+        # triggers would make a 300,000-alert statement take many minutes.
+        await conn.execute("SET session_replication_role = replica")
         for first in range(0, len(ids), 5000):
             await conn.execute(
                 """
@@ -926,6 +963,7 @@ async def measure_outbox(bench: Bench) -> None:
                 per_user,
                 EVALUATED,
             )
+        await conn.execute("RESET session_replication_role")
         hook_user = user_id(bench.webhook_user)
         endpoint = await conn.fetchval(
             """INSERT INTO webhook_endpoints (user_id, url, secret)
