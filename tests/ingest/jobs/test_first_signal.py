@@ -68,8 +68,9 @@ async def test_add_stock_then_backfill_shows_arrows_within_the_minute_without_an
     assert [before[arrow] for arrow in ARROWS] == ["NEUTRAL"] * 3
     assert before["stock"]["signal"] is None
     await watchlist_item(gql, viewer)  # now answered from the response cache
-    user_scope = cache_versions.user_scope(viewer.id)
-    (user_version,) = await cache_versions.read(pool, [user_scope])
+    entity = await pool.fetchval("SELECT id FROM entities WHERE ticker = 'AAPL'")
+    scopes = [cache_versions.user_scope(viewer.id), cache_versions.stock_scope(entity)]
+    user_version, stock_version = await cache_versions.read(pool, scopes)
 
     worker = await start_ingest(["backfill"], ingest_env)  # what cron or a deploy would start
     try:
@@ -102,9 +103,10 @@ async def test_add_stock_then_backfill_shows_arrows_within_the_minute_without_an
     # Silent: a first evaluation writes no alert and queues no delivery.
     assert await pool.fetchval("SELECT count(*) FROM alert_history") == 0
     assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
-    # The evaluation's commit moved the watcher's cache counter (the backfill never does).
-    (after,) = await cache_versions.read(pool, [user_scope])
-    assert after > user_version
+    # The first evaluation wrote nothing per watcher: the stock's counter moved (its signal
+    # and backfill), the watcher's own did not, and the cached watchlist still refreshed.
+    user_after, stock_after = await cache_versions.read(pool, scopes)
+    assert stock_after > stock_version and user_after == user_version
 
 
 async def test_only_watched_tickers_are_evaluated_after_their_backfill(
