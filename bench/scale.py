@@ -367,7 +367,15 @@ FROM unnest($1::int[]) AS u, unnest($2::text[]) AS t
 ON CONFLICT DO NOTHING
 """
 
-# Each watcher's stored states: what the stock showed on the previous day.
+async def stores_per_user_states(conn: asyncpg.Connection) -> bool:
+    """Whether the schema still keeps a state row per watcher (before migration 0008)."""
+    note = await conn.fetchval(
+        "SELECT coalesce(obj_description('user_entity_settings'::regclass, 'pg_class'), '')"
+    )
+    return not str(note).startswith("Retired")
+
+
+# Each watcher's stored states (before 0008): what the stock showed on the previous day.
 STATES_SQL = """
 INSERT INTO user_entity_settings (user_id, entity_id, last_valuation_regime,
     last_trend_position, last_fundamental_direction, last_evaluated_at, last_evaluated_as_of)
@@ -451,9 +459,10 @@ async def generate(bench: Bench) -> None:
             f"in {time.perf_counter() - began:.0f} s",
             flush=True,
         )
-        for first in range(0, stocks, chunk):
-            await conn.execute(STATES_SQL, tickers[first : first + chunk], PREVIOUS)
-        print(f"  states: in {time.perf_counter() - began:.0f} s", flush=True)
+        if await stores_per_user_states(conn):
+            for first in range(0, stocks, chunk):
+                await conn.execute(STATES_SQL, tickers[first : first + chunk], PREVIOUS)
+            print(f"  states: in {time.perf_counter() - began:.0f} s", flush=True)
         await conn.execute("VACUUM ANALYZE")
         size = await conn.fetchval("SELECT pg_database_size(current_database())")
     finally:
@@ -530,7 +539,8 @@ async def measure_bursts(bench: Bench) -> None:
         await add_stocks(conn, bench, tickers, [template] * len(tickers))
         for ticker, watchers in zip(tickers, steps, strict=True):
             await conn.execute(WATCH_SQL, list(range(watchers)), [ticker])
-            await conn.execute(STATES_SQL, [ticker], PREVIOUS)
+            if await stores_per_user_states(conn):
+                await conn.execute(STATES_SQL, [ticker], PREVIOUS)
         await conn.execute("ANALYZE watchlists; ANALYZE user_entity_settings")
         for ticker, watchers in zip(tickers, steps, strict=True):
             writer = UnrelatedWriter(
