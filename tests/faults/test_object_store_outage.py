@@ -39,12 +39,16 @@ def _keys(endpoint: str, bucket: str, prefix: str) -> list[str]:
     return [item["Key"] for item in response.get("Contents", ())]
 
 
-async def _stock(server: ServerProcess, ticker: str) -> tuple[float, httpx.Response]:
+async def _stock(
+    server: ServerProcess, ticker: str, *, new_question: bool = False
+) -> tuple[float, httpx.Response]:
     started = time.monotonic()
+    # A document not asked before cannot come from the response cache.
+    query = STOCK_QUERY + ("\n# asked for the first time" if new_question else "")
     async with httpx.AsyncClient(timeout=60) as http:
         response = await http.post(
             f"http://127.0.0.1:{server.port}/graphql",
-            json={"query": STOCK_QUERY, "variables": {"t": ticker}},
+            json={"query": query, "variables": {"t": ticker}},
         )
     return time.monotonic() - started, response
 
@@ -110,7 +114,11 @@ async def test_an_object_store_outage_reschedules_the_backfill_and_prices_answer
     stock = response.json()["data"]["stock"]
     assert stock["hasPriceData"] is False and stock["prices"] == []
     assert stock["backfill"] == {"status": "PENDING", "retryCount": 1}
-    elapsed, response = await _stock(server, "KO")
+    # KO's cached answer stays valid (nothing about KO changed, JPM's failure does not touch
+    # it); a question that needs the store now gets a clear code.
+    _, cached = await _stock(server, "KO")
+    assert cached.json()["data"]["stock"]["prices"] == ko_prices
+    elapsed, response = await _stock(server, "KO", new_question=True)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert error_codes(body) == ["STORAGE_UNAVAILABLE"], body

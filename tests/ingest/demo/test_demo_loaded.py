@@ -25,16 +25,13 @@ async def test_demo_counts_as_loaded_only_once_evaluated_to_the_newest_prices(
     await pool.execute(
         "INSERT INTO watchlists (user_id, entity_id) VALUES ($1, $2)", DEMO_USER_ID, entity_id
     )
-    await pool.execute(
-        "INSERT INTO user_entity_settings (user_id, entity_id, last_evaluated_as_of)"
-        " VALUES ($1, $2, $3)",
-        DEMO_USER_ID,
-        entity_id,
-        date(2025, 3, 31),
+    signal = (
+        "INSERT INTO entity_signals (entity_id, as_of, trend_position, valuation_regime,"
+        " fundamental_direction, computed_at)"
+        " VALUES ($1, $2, 'UNKNOWN', 'UNKNOWN', 'UNKNOWN', clock_timestamp())"
     )
+    await pool.execute(signal, entity_id, date(2025, 3, 31))
     assert not await demo_loaded(pool)  # stopped after the baseline evaluation
 
-    await pool.execute(
-        "UPDATE user_entity_settings SET last_evaluated_as_of = $1", date(2025, 6, 30)
-    )
+    await pool.execute(signal, entity_id, date(2025, 6, 30))
     assert await demo_loaded(pool)

@@ -135,12 +135,13 @@ async def test_catch_up_covers_a_transaction_that_began_before_the_last_seen_ale
         async with pool.acquire() as slow_conn:
             slow_tx = slow_conn.transaction()
             await slow_tx.start()
-            row = await insert_alert_in(slow_conn, user, entity, date(1999, 1, 1))
+            await slow_conn.execute("SELECT now()")  # it began here
             seen = await insert_alerts(pool, [(user, entity)])
             newest = await take(subscriber, 1)
             assert [e.id for e in newest] == seen
-            assert newest[0].row["sent_at"] > row["sent_at"]
             await asyncio.sleep(1.2)  # several keepalives pass
+            row = await insert_alert_in(slow_conn, user, entity, date(1999, 1, 1))
+            assert newest[0].row["sent_at"] > row["sent_at"]
             async with connections_refused(server_dsn, database_name(database_url)):
                 await terminate_listeners(server_dsn, database_name(database_url))
                 await asyncio.sleep(0.3)
@@ -166,13 +167,14 @@ async def test_an_alert_whose_transaction_outlives_any_time_window_is_caught_up_
         async with pool.acquire() as slow_conn:
             slow_tx = slow_conn.transaction()
             await slow_tx.start()
-            slow = await insert_alert_in(slow_conn, user, entity, date(1998, 1, 1))
+            await slow_conn.execute("SELECT now()")  # it began here
             delivered = []
             for _ in range(3):
                 await asyncio.sleep(1.0)
                 ids = await insert_alerts(pool, [(user, entity)])
                 delivered += [e.id for e in await take(subscriber, 1)]
                 assert delivered[-1] == ids[0]
+            slow = await insert_alert_in(slow_conn, user, entity, date(1998, 1, 1))
             async with connections_refused(server_dsn, database):
                 assert await terminate_listeners(server_dsn, database) == 1
                 await asyncio.sleep(0.3)
@@ -193,8 +195,9 @@ async def test_events_follow_commit_order_not_sent_at(hub: AlertHub, pool: async
     entity = await make_entity(pool)
     with hub.subscribe(user) as subscriber:
         async with pool.acquire() as slow_conn, slow_conn.transaction():
-            slow = await insert_alert_in(slow_conn, user, entity, date(1997, 1, 1))
+            await slow_conn.execute("SELECT now()")  # it began here
             first = await insert_alerts(pool, [(user, entity)])
+            slow = await insert_alert_in(slow_conn, user, entity, date(1997, 1, 1))
         events = await take(subscriber, 2)
     assert [e.id for e in events] == [first[0], slow["id"]]
     assert events[0].seq < events[1].seq

@@ -39,8 +39,9 @@ async def test_an_alert_committed_after_the_position_is_replayed_even_if_written
     entity = await make_entity(pool)
     async with pool.acquire() as slow_conn:
         async with slow_conn.transaction():
-            slow = await insert_alert_in(slow_conn, user, entity, date(1996, 1, 1))
+            await slow_conn.execute("SELECT now()")  # it began here
             (seen,) = await insert_alerts(pool, [(user, entity)])  # the client got this one
+            slow = await insert_alert_in(slow_conn, user, entity, date(1996, 1, 1))
     later = await insert_alerts(pool, [(user, entity)])
     sent_at = await pool.fetchval("SELECT sent_at FROM alert_history WHERE id = $1", seen)
     assert slow["sent_at"] < sent_at
