@@ -367,6 +367,7 @@ FROM unnest($1::int[]) AS u, unnest($2::text[]) AS t
 ON CONFLICT DO NOTHING
 """
 
+
 async def stores_per_user_states(conn: asyncpg.Connection) -> bool:
     """Whether the schema still keeps a state row per watcher (before migration 0008)."""
     note = await conn.fetchval(

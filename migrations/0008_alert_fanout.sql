@@ -42,6 +42,8 @@ CREATE TRIGGER alert_commit_lock BEFORE INSERT ON alert_history
 CREATE INDEX alert_history_user_type_seq ON alert_history (user_id, alert_type, commit_seq);
 CREATE INDEX alert_history_user_unread_seq ON alert_history (user_id, commit_seq)
     WHERE opened_at IS NULL;
+-- `alerts(ticker:)` and `Stock.myAlerts`: one stock's alerts of a user, newest first.
+CREATE INDEX alert_history_user_entity_seq ON alert_history (user_id, entity_id, commit_seq);
 DROP INDEX alert_history_user_type_sent;
 
 -- 3. Watchers of a stock in user order: the evaluator reads them in keyset chunks.

@@ -38,25 +38,35 @@ JOIN entities e ON e.id = a.entity_id
 # the newest listed id is the right `after`. Each filter combination is its own statement
 # with only the conditions it needs: a prepared `$n IS NULL OR …` would let the plan cache
 # settle on one generic plan that scans a user's whole history for page one.
-def filter_conditions(where: AlertFilter, first_parameter: int) -> tuple[str, list[str]]:
+def filter_conditions(
+    where: AlertFilter, entity_id: UUID | None, first_parameter: int
+) -> tuple[str, list[object]]:
     """The AND-ed conditions of the filters that are set, numbered from `first_parameter`.
 
-    Only constant fragments and parameter numbers are put together here, never values.
+    `entity_id` is `where.ticker` already resolved (`entity_of`): a plain parameter lets
+    even a generic plan pick the (user_id, entity_id, commit_seq) index. Only constant
+    fragments and parameter numbers are put together here, never values.
     """
-    sql, values = "", list[str]()
-    for column, value in (
-        ("a.alert_type", where.alert_type),
-        ("a.entity_id = (SELECT id FROM entities WHERE ticker", where.ticker),
-    ):
+    sql, values = "", list[object]()
+    for column, value in (("a.alert_type", where.alert_type), ("a.entity_id", entity_id)):
         if value is None:
             continue
-        closing = ")" if column.endswith("ticker") else ""
-        sql += f"\n  AND {column} = ${first_parameter + len(values)}{closing}"
+        sql += f"\n  AND {column} = ${first_parameter + len(values)}"
         values.append(value)
     if where.unread is not None:
         # A literal test, so the unread partial index (alert_history_user_unread_seq) applies.
         sql += "\n  AND a.opened_at IS NULL" if where.unread else "\n  AND a.opened_at IS NOT NULL"
     return sql, values
+
+
+async def entity_of(db: Executor, where: AlertFilter) -> UUID | None:
+    """The stock `where.ticker` names (None: no ticker filter, or no such stock)."""
+    if where.ticker is None:
+        return None
+    found: UUID | None = await db.fetchval(
+        "SELECT id FROM entities WHERE ticker = $1", where.ticker
+    )
+    return found
 
 
 PAGE_HEAD = ALERT_SELECT + "WHERE a.user_id = $1 AND a.commit_seq < $2"
@@ -129,7 +139,10 @@ async def list_page(
 ) -> KeysetPage:
     """`first` alerts of the user after the cursor, newest first, filtered by `where`."""
     check_limit(first, "first", MAX_PAGE_SIZE)
-    conditions, values = filter_conditions(where, 4)
+    entity_id = await entity_of(db, where)
+    if where.ticker is not None and entity_id is None:
+        return page_of([], first, "commit_seq")
+    conditions, values = filter_conditions(where, entity_id, 4)
     rows = await db.fetch(
         PAGE_HEAD + conditions + PAGE_ORDER, user_id, seq_position(after), first + 1, *values
     )
@@ -138,7 +151,10 @@ async def list_page(
 
 async def count(db: Executor, user_id: UUID, where: AlertFilter) -> int:
     """How many alerts of the user match `where`."""
-    conditions, values = filter_conditions(where, 2)
+    entity_id = await entity_of(db, where)
+    if where.ticker is not None and entity_id is None:
+        return 0
+    conditions, values = filter_conditions(where, entity_id, 2)
     total: int = await db.fetchval(_COUNT_HEAD + conditions, user_id, *values)
     return total
 
