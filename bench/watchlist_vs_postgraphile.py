@@ -61,8 +61,8 @@ RETURNS public.backfill_queue LANGUAGE sql STABLE AS $$
   SELECT q.* FROM public.backfill_queue q WHERE q.ticker = e.ticker
   ORDER BY q.requested_at DESC, q.created_at DESC LIMIT 1 $$"""
 
-# Variety on top of bench/watchlist_api.seed: sectors, distinct added_at, mixed and missing
-# states (the signal fallback), watcher counts from 1 to 6, a failed backfill job.
+# Variety on top of bench/watchlist_api.seed: sectors, distinct added_at, watcher counts
+# from 1 to 6, a failed backfill job.
 VARIETY_SQL = [
     """UPDATE entities e SET sector = (ARRAY['Technology', 'Energy', 'Health Care'])[n % 3 + 1],
          exchange = CASE WHEN n % 2 = 0 THEN 'NASDAQ' ELSE 'NYSE' END
@@ -71,16 +71,6 @@ VARIETY_SQL = [
     """UPDATE watchlists w SET added_at = now() - x.n * interval '1 minute'
        FROM (SELECT id, row_number() OVER (ORDER BY user_id, entity_id) AS n FROM watchlists) x
        WHERE x.id = w.id""",
-    """UPDATE user_entity_settings s SET
-         last_valuation_regime = CASE x.n % 4 WHEN 0 THEN NULL WHEN 1 THEN 'EXPENSIVE'
-                                 WHEN 2 THEN 'NORMAL' ELSE 'CHEAP' END,
-         last_trend_position = CASE WHEN x.n % 3 = 0 THEN 'BELOW_200DMA'
-                               ELSE last_trend_position END,
-         last_fundamental_direction = CASE WHEN x.n % 4 = 0 THEN NULL
-                                      ELSE last_fundamental_direction END
-       FROM (SELECT entity_id, row_number() OVER (ORDER BY entity_id) AS n
-             FROM user_entity_settings) x
-       WHERE x.entity_id = s.entity_id""",
     """DELETE FROM watchlists w USING (
          SELECT w2.id, row_number() OVER (PARTITION BY w2.entity_id ORDER BY w2.user_id) AS k,
                 abs(hashtext(e.ticker)) % 6 AS drop_count

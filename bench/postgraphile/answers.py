@@ -14,7 +14,8 @@ OUR_QUERY = """{ watchlist { count items {
     backfill { status priority requestedAt retryCount errorMessage completedAt } } } } }"""
 
 # The same information from PostGraphile's generated schema. Differences: the user id is an
-# argument (no auth, no RLS); states come raw (null → fall back to the signal client-side);
+# argument (no auth, no RLS); a watcher's states are the latest signal's (since migration
+# 0008), evaluated for them when computed after the stock was added (derived client-side);
 # the Direction arrows are not derivable; the latest backfill job needs a computed column.
 PG_QUERY = """query Watchlist($userId: UUID!) { userById(id: $userId) {
   watchlistsByUserId(orderBy: [ADDED_AT_DESC, ID_DESC]) { totalCount nodes {
@@ -23,10 +24,8 @@ PG_QUERY = """query Watchlist($userId: UUID!) { userById(id: $userId) {
       watchlistsByEntityId { totalCount }
       entitySignalsByEntityId(orderBy: AS_OF_DESC, first: 1) { nodes {
         asOf close sma200 trendPosition valuationMetric valuationMultiple
-        valuationPercentile valuationRegime epsTtm fundamentalDirection } }
+        valuationPercentile valuationRegime epsTtm fundamentalDirection computedAt } }
       latestBackfill { status priority requestedAt retryCount errorMessage completedAt }
-      userEntitySettingsByEntityId(condition: { userId: $userId }) { nodes {
-        lastValuationRegime lastTrendPosition lastFundamentalDirection lastEvaluatedAt } }
       alertHistoriesByEntityId(condition: { userId: $userId }, orderBy: SENT_AT_DESC, first: 1) {
         nodes { sentAt } } } } } } }"""
 
@@ -88,20 +87,24 @@ def our_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def fallback(state: dict[str, Any], signal: dict[str, Any] | None, key: str, other: str) -> str:
-    """The user's last state, else the latest signal's, else UNKNOWN (as our server does)."""
-    return str(state.get(key) or (signal or {}).get(other) or "UNKNOWN")
+def state_of(signal: dict[str, Any] | None, key: str) -> str:
+    """The latest signal's state, else UNKNOWN (as our server does)."""
+    return str((signal or {}).get(key) or "UNKNOWN")
+
+
+def evaluated_at(signal: dict[str, Any] | None, added_at: datetime | None) -> datetime | None:
+    """When the watcher's view was last evaluated: the signal's time if after the add."""
+    computed = instant((signal or {}).get("computedAt"))
+    return computed if computed and added_at and computed > added_at else None
 
 
 def postgraphile_items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """PostGraphile's answer as the same values (state fallback done here, client-side)."""
+    """PostGraphile's answer as the same values (the watcher's view derived here, client-side)."""
     result = []
     for node in body["data"]["userById"]["watchlistsByUserId"]["nodes"]:
         entity = node["entityByEntityId"]
         signals = entity["entitySignalsByEntityId"]["nodes"]
         signal = signals[0] if signals else None
-        states = entity["userEntitySettingsByEntityId"]["nodes"]
-        state = states[0] if states else {}
         alerts = entity["alertHistoriesByEntityId"]["nodes"]
 
         result.append(
@@ -116,14 +119,14 @@ def postgraphile_items(body: dict[str, Any]) -> list[dict[str, Any]]:
                 "signal": signal_tuple(signal),
                 "backfill": job_tuple(entity["latestBackfill"]),
                 "states": (
-                    fallback(state, signal, "lastValuationRegime", "valuationRegime"),
-                    fallback(state, signal, "lastTrendPosition", "trendPosition"),
-                    fallback(state, signal, "lastFundamentalDirection", "fundamentalDirection"),
+                    state_of(signal, "valuationRegime"),
+                    state_of(signal, "trendPosition"),
+                    state_of(signal, "fundamentalDirection"),
                 ),
                 "alertsEnabled": node["alertsEnabled"],
                 "addedAt": instant(node["addedAt"]),
                 "lastAlertAt": instant(alerts[0]["sentAt"]) if alerts else None,
-                "lastEvaluatedAt": instant(state.get("lastEvaluatedAt")),
+                "lastEvaluatedAt": evaluated_at(signal, instant(node["addedAt"])),
             }
         )
     return result
