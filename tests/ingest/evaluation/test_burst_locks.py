@@ -13,7 +13,7 @@ from services.market.transitions import Transition
 from tests.fixtures.evaluation import add_entity, add_user, watch
 
 DAY = date(2024, 6, 28)
-WATCHERS = 4_000
+WATCHERS = 8_000
 CHUNK = 400
 TREND_BREAK = Transition("trend_break", "BELOW_200DMA", "ABOVE_200DMA", "h", "w", "y", "b", "d", {})
 # Every unrelated write below must get its locks within this, or fail (lock_timeout).
