@@ -59,6 +59,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.postgraphile.answers import OUR_QUERY
 from services.auth.tokens import issue_token
 from services.db import dsn_with_database
 
@@ -71,13 +72,8 @@ EVALUATED = date(2025, 4, 30)
 PREVIOUS = EVALUATED - timedelta(days=1)
 STATES = ("valuation_regime", "trend_position", "fundamental_direction")
 
-WATCHLIST_QUERY = """{ watchlist { count items {
-  addedAt alertsEnabled valuationState trendState fundamentalsState
-  valuationRegime trendPosition fundamentalDirection lastAlertAt lastEvaluatedAt
-  stock { ticker name sector exchange dataStatus hasPriceData watcherCount
-    signal { asOf close sma200 trendPosition valuationMetric valuationMultiple
-             valuationPercentile valuationRegime epsTtm fundamentalDirection }
-    backfill { status priority requestedAt retryCount errorMessage completedAt } } } } }"""
+# The watchlist query of the PostGraphile comparison, so both benchmarks ask the same.
+WATCHLIST_QUERY = OUR_QUERY
 
 ALERTS_QUERY = """query Alerts($first: Int, $after: String, $type: AlertType,
                                $ticker: String, $unread: Boolean) {

@@ -144,7 +144,7 @@ class Subscriber:
 
 
 class AlertHub:
-    """One LISTEN connection per process; resolves notified ids in batches and routes them."""
+    """One LISTEN connection per process; on each wake-up routes what committed since, in order."""
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ REPLAY_PAGE_SIZE = 100
 
 _POSITION_SQL = "SELECT commit_seq FROM alert_history WHERE id = $1 AND user_id = $2"
 
-# commit_seq is the commit order (migrations/0006): once an alert is visible, so is every
+# commit_seq is the commit order (migrations/0008): once an alert is visible, so is every
 # alert committed before it, so "after" never skips one that committed late.
 _REPLAY_SQL = (
     ALERT_SELECT

@@ -113,3 +113,12 @@ def test_prometheus_multiproc_dir_must_not_be_a_file(tmp_path: Path) -> None:
     directory = tmp_path / "not-yet"
     settings = Settings.from_env({"PROMETHEUS_MULTIPROC_DIR": str(directory)})
     assert settings.prometheus_multiproc_dir == directory
+
+
+def test_evaluation_alert_chunk_defaults_and_rejects_bad_values() -> None:
+    assert Settings.from_env({}).evaluation_alert_chunk == 2_000
+    assert Settings.from_env({"EVALUATION_ALERT_CHUNK": "250"}).evaluation_alert_chunk == 250
+    with pytest.raises(ConfigurationError, match="EVALUATION_ALERT_CHUNK must be >= 1"):
+        Settings.from_env({"EVALUATION_ALERT_CHUNK": "0"})
+    with pytest.raises(ConfigurationError, match="EVALUATION_ALERT_CHUNK must be an integer"):
+        Settings.from_env({"EVALUATION_ALERT_CHUNK": "lots"})
