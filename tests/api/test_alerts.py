@@ -139,6 +139,9 @@ async def test_alert_arguments_are_validated(
         {"first": -5},
         {"after": "not-a-cursor"},
         {"after": "djF8bm9wZXxub3Bl"},  # base64 of "v1|nope|nope"
+        {"after": "djJ8bm9wZQ"},  # "v2|nope"
+        {"after": "djJ8LTU"},  # "v2|-5"
+        {"after": "djJ8OTk5OTk5OTk5OTk5OTk5OTk5OTk"},  # "v2|" and a number past bigint
         {"after": ""},
         {"type": "TREND"},
         {"first": "ten"},
