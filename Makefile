@@ -40,11 +40,15 @@ clean:
 explorer-assets:
 	@scripts/install_graphiql.sh
 
-# Re-resolve both lock files after a change to pyproject.toml's dependencies (needs uv:
-# `pip install uv`). The runtime lock is constrained to the dev lock's versions.
-UV ?= uv
+# Re-resolve both lock files after a change to pyproject.toml's dependencies, always with
+# the same uv (the version the dev extra pins; installed into .venv first, since the dev lock
+# being rebuilt may not have it yet). The runtime lock is constrained to the dev lock's versions.
+UV_VERSION := 0.13.10
+UV := $(VENV)/bin/uv
 LOCK_ARGS := --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock" --quiet
 lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) pip compile pyproject.toml scripts/build-requirements.in --extra dev $(LOCK_ARGS) -o requirements-dev.lock
 	$(UV) pip compile pyproject.toml scripts/build-requirements.in -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
 
