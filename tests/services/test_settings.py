@@ -11,6 +11,23 @@ from services.errors import ConfigurationError
 from services.settings import MIN_JWT_SECRET_BYTES, Settings
 
 
+PRODUCTION = {
+    "APP_ENV": "production",
+    "JWT_SECRET": "s" * MIN_JWT_SECRET_BYTES,
+    "DATABASE_URL": "postgresql://db.internal/app",
+}
+
+
+def test_production_refuses_to_start_without_database_url() -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "DATABASE_URL"}
+    with pytest.raises(ConfigurationError, match="production requires DATABASE_URL"):
+        Settings.from_env(env)
+    with pytest.raises(ConfigurationError, match="DATABASE_URL"):
+        Settings.from_env({**env, "DATABASE_URL": " "})
+    assert Settings.from_env(PRODUCTION).database_url == PRODUCTION["DATABASE_URL"]
+    assert Settings.from_env({}).database_url is None  # development: the embedded server
+
+
 def test_production_refuses_a_jwt_secret_shorter_than_32_bytes() -> None:
     env = {"APP_ENV": "production", "JWT_SECRET": "x" * (MIN_JWT_SECRET_BYTES - 1)}
     with pytest.raises(ConfigurationError, match="JWT_SECRET must be at least 32 bytes"):
@@ -19,13 +36,13 @@ def test_production_refuses_a_jwt_secret_shorter_than_32_bytes() -> None:
 
 def test_the_secret_length_counts_bytes_not_characters() -> None:
     # 16 two-byte characters are 32 bytes: as strong as 32 ASCII ones.
-    settings = Settings.from_env({"APP_ENV": "production", "JWT_SECRET": "é" * 16})
+    settings = Settings.from_env({**PRODUCTION, "JWT_SECRET": "é" * 16})
     assert settings.jwt_secret == "é" * 16
 
 
 def test_production_accepts_a_32_byte_jwt_secret() -> None:
     secret = "s" * MIN_JWT_SECRET_BYTES
-    assert Settings.from_env({"APP_ENV": "production", "JWT_SECRET": secret}).jwt_secret == secret
+    assert Settings.from_env({**PRODUCTION, "JWT_SECRET": secret}).jwt_secret == secret
 
 
 def test_development_warns_about_a_short_jwt_secret_without_logging_it(
@@ -36,9 +53,6 @@ def test_development_warns_about_a_short_jwt_secret_without_logging_it(
     assert settings.jwt_secret == "hunter2"
     assert "JWT_SECRET must be at least 32 bytes for HS256, got 7" in caplog.text
     assert "hunter2" not in caplog.text
-
-
-PRODUCTION = {"APP_ENV": "production", "JWT_SECRET": "s" * MIN_JWT_SECRET_BYTES}
 
 
 @pytest.mark.parametrize(

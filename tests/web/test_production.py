@@ -78,12 +78,11 @@ def test_production_requires_jwt_configuration(tmp_path: Path) -> None:
 
 
 def test_production_defaults_are_closed(tmp_path: Path) -> None:
-    settings = Settings.from_env({"APP_ENV": "production", "JWT_SECRET": "s" * 40})
+    env = {"APP_ENV": "production", "JWT_SECRET": "s" * 40, "DATABASE_URL": "postgresql://db/app"}
+    settings = Settings.from_env(env)
     assert settings.graphql_introspection is False
     assert settings.cors_allow_origins == ()
-    opened = Settings.from_env(
-        {"APP_ENV": "production", "JWT_SECRET": "s" * 40, "GRAPHQL_INTROSPECTION": "1"}
-    )
+    opened = Settings.from_env({**env, "GRAPHQL_INTROSPECTION": "1"})
     assert opened.graphql_introspection is True
 
 
@@ -115,8 +114,21 @@ def test_server_refuses_to_start_without_jwt_config(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_token_command_is_disabled_in_production(tmp_path: Path) -> None:
+def test_server_refuses_to_start_in_production_without_database_url(tmp_path: Path) -> None:
     env = {"APP_ENV": "production", "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp_path)}
+    result = run_server_cli("--port", "1", env={**env, "DATABASE_URL": ""})
+    assert_one_line_error(result, "DATABASE_URL", "production")
+    assert result.stdout == ""
+    assert not (tmp_path / "postgres").exists()  # no embedded server was started
+
+
+def test_token_command_is_disabled_in_production(tmp_path: Path) -> None:
+    env = {
+        "APP_ENV": "production",
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "postgresql://db.internal/app",
+    }
     result = run_server_cli("token", "--sub", str(uuid.uuid4()), env=env)
     assert_one_line_error(result, "token", "production")
     assert result.stdout == ""
