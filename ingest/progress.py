@@ -14,6 +14,8 @@ from collections import Counter
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TextIO
 
+from services.logs import escape_log_text
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
@@ -87,6 +89,8 @@ class Progress:
 
     def failed_step(self, what: str, message: str) -> None:
         """A failure beside the counted items (a follow-up step); the run still fails."""
+        # Messages quote sources (a DoltHub error body): one escaped, capped line each.
+        message = escape_log_text(message)
         self.failures.append(f"{what}: {message}")
         log.warning("%s: %s failed: %s", self.label, what, message)
         self._report()

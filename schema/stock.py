@@ -31,7 +31,14 @@ class BackfillJob:
     priority: int
     requested_at: datetime
     retry_count: int
-    error_message: str | None
+    # The category only: the source's raw text can carry whatever a remote server answered.
+    error_category: str | None = strawberry.field(
+        name="errorMessage",
+        description=(
+            "Why the job failed or is being retried: source unavailable, no data at source, "
+            "rejected by source or internal error"
+        ),
+    )
     completed_at: datetime | None
     started_at: datetime | None
     next_attempt_at: datetime | None

@@ -28,22 +28,50 @@ class BackfillStatus(StrEnum):
     FAILED = "failed"
 
 
+class BackfillErrorCategory(StrEnum):
+    """What the API may say about a failed or retrying job; the raw text stays for operators."""
+
+    SOURCE_UNAVAILABLE = "source unavailable"
+    NO_DATA = "no data at source"
+    REJECTED = "rejected by source"
+    INTERNAL = "internal error"
+
+
 log = logging.getLogger(__name__)
 
-# One statement: a pending row for the ticker gets priority + 1 (the partial unique index
-# is the arbiter), otherwise a fresh pending job is inserted — also after a failed or
-# completed job. A ticker already being processed gets no second job.
+# One statement: a pending row for the ticker gets priority + 1 when this requester has not
+# asked for it yet (the partial unique index is the arbiter), otherwise a fresh pending job is
+# inserted — also after a failed or completed job. A ticker already being processed gets no
+# second job. Priority counts distinct users: re-adding a stock does not move it up the queue.
+# A request without a user (an operator's requeue) always counts.
 _ENQUEUE_SQL = """
-INSERT INTO backfill_queue AS q (ticker, requested_by)
-SELECT t, $2::uuid FROM unnest($1::text[]) AS t
-WHERE NOT EXISTS (
-    SELECT 1 FROM backfill_queue p WHERE p.ticker = t AND p.status = 'processing'
+WITH job AS (
+    INSERT INTO backfill_queue AS q (ticker, requested_by)
+    SELECT t, $2::uuid FROM unnest($1::text[]) AS t
+    WHERE NOT EXISTS (
+        SELECT 1 FROM backfill_queue p WHERE p.ticker = t AND p.status = 'processing'
+    )
+    ORDER BY t
+    ON CONFLICT (ticker) WHERE status = 'pending'
+    DO UPDATE SET
+        priority = q.priority + CASE
+            WHEN EXCLUDED.requested_by IS NULL THEN 1
+            WHEN q.requested_by = EXCLUDED.requested_by THEN 0
+            WHEN EXISTS (
+                SELECT 1 FROM backfill_requesters r
+                WHERE r.job_id = q.id AND r.user_id = EXCLUDED.requested_by
+            ) THEN 0
+            ELSE 1
+        END,
+        updated_at = now()
+    RETURNING id, ticker, requested_by, requested_at, status, priority, started_at,
+        completed_at, error_category, retry_count, next_attempt_at
+), requester AS (
+    INSERT INTO backfill_requesters (job_id, user_id)
+    SELECT id, $2::uuid FROM job WHERE $2::uuid IS NOT NULL
+    ON CONFLICT DO NOTHING
 )
-ORDER BY t
-ON CONFLICT (ticker) WHERE status = 'pending'
-DO UPDATE SET priority = q.priority + 1, updated_at = now()
-RETURNING id, ticker, requested_by, requested_at, status, priority, started_at,
-    completed_at, error_message, retry_count, next_attempt_at
+SELECT * FROM job
 """
 
 # Newest job per ticker; the (ticker, requested_at DESC) index serves each probe.
@@ -52,7 +80,7 @@ SELECT j.*
 FROM unnest($1::text[]) AS k(ticker)
 CROSS JOIN LATERAL (
     SELECT id, ticker, requested_by, requested_at, status, priority, started_at,
-           completed_at, error_message, retry_count, next_attempt_at
+           completed_at, error_category, retry_count, next_attempt_at
     FROM backfill_queue q
     WHERE q.ticker = k.ticker
     ORDER BY q.requested_at DESC, q.created_at DESC
@@ -196,14 +224,14 @@ WHERE id = $1 AND status = 'processing' AND locked_by = $2
 COMPLETE_SQL = """
 UPDATE backfill_queue
 SET status = 'completed', completed_at = now(), updated_at = now(), error_message = NULL,
-    next_attempt_at = NULL
+    error_category = NULL, next_attempt_at = NULL
 WHERE id = $1 AND status = 'processing' AND locked_by = $2
 """
 
 FAIL_SQL = """
 UPDATE backfill_queue
 SET status = 'failed', completed_at = now(), updated_at = now(), error_message = $3,
-    next_attempt_at = NULL
+    error_category = $4, next_attempt_at = NULL
 WHERE id = $1 AND status = 'processing' AND ($2::text IS NULL OR locked_by = $2)
 RETURNING ticker
 """
@@ -213,7 +241,8 @@ RETURNING ticker
 RETRY_SQL = """
 UPDATE backfill_queue q
 SET status = 'pending', retry_count = q.retry_count + 1, error_message = $3,
-    next_attempt_at = now() + make_interval(secs => $4), locked_by = NULL, updated_at = now()
+    error_category = $5, next_attempt_at = now() + make_interval(secs => $4), locked_by = NULL,
+    updated_at = now()
 WHERE q.id = $1 AND q.status = 'processing' AND ($2::text IS NULL OR q.locked_by = $2)
   AND NOT EXISTS (
       SELECT 1 FROM backfill_queue p WHERE p.ticker = q.ticker AND p.status = 'pending'
@@ -225,7 +254,7 @@ SUPERSEDE_SQL = """
 WITH mine AS (
     UPDATE backfill_queue
     SET status = 'failed', completed_at = now(), updated_at = now(), next_attempt_at = NULL,
-        error_message = $3
+        error_message = $3, error_category = $5
     WHERE id = $1 AND status = 'processing' AND ($2::text IS NULL OR locked_by = $2)
     RETURNING ticker, priority
 )
@@ -282,9 +311,11 @@ async def complete(conn: Connection, job: ClaimedJob) -> None:
         )
 
 
-async def fail_permanently(conn: Connection, job: ClaimedJob, message: str) -> None:
+async def fail_permanently(
+    conn: Connection, job: ClaimedJob, message: str, category: BackfillErrorCategory
+) -> None:
     """`failed` at once with `message`; raises LeaseLost if the job is no longer ours."""
-    row = await conn.fetchrow(FAIL_SQL, job.id, job.locked_by, _clip(message))
+    row = await conn.fetchrow(FAIL_SQL, job.id, job.locked_by, _clip(message), category)
     if row is None:
         raise LeaseLost(
             f"backfill job {job.id} ({job.ticker}) is no longer held by {job.locked_by}"
@@ -306,6 +337,7 @@ async def retry_or_fail(
     worker: str | None,
     retry_count: int,
     error: str,
+    category: BackfillErrorCategory,
     *,
     immediately: bool = False,
 ) -> RetryOutcome:
@@ -313,7 +345,7 @@ async def retry_or_fail(
     async with conn.transaction():
         if retry_count >= MAX_RETRIES:
             message = f"gave up after {MAX_RETRIES} retries: {error}"
-            row = await conn.fetchrow(FAIL_SQL, job_id, worker, _clip(message))
+            row = await conn.fetchrow(FAIL_SQL, job_id, worker, _clip(message), category)
             if row is None:
                 raise LeaseLost(f"backfill job {job_id} is no longer held by {worker}")
             await conn.execute(ENTITY_NOT_QUEUED_SQL, row["ticker"])
@@ -321,22 +353,24 @@ async def retry_or_fail(
         delay = 0.0 if immediately else float(RETRY_DELAYS_SECONDS[retry_count])
         try:
             async with conn.transaction():
-                row = await conn.fetchrow(RETRY_SQL, job_id, worker, _clip(error), delay)
+                row = await conn.fetchrow(RETRY_SQL, job_id, worker, _clip(error), delay, category)
         except asyncpg.UniqueViolationError:
             row = None  # a pending row for the ticker was enqueued concurrently
         if row is not None:
             return RetryOutcome("pending", row["retry_count"], row["next_attempt_at"])
         message = f"superseded by a newer pending request; last error: {error}"
-        await conn.fetchrow(SUPERSEDE_SQL, job_id, worker, _clip(message), delay)
+        await conn.fetchrow(SUPERSEDE_SQL, job_id, worker, _clip(message), delay, category)
         status = await conn.fetchval("SELECT status FROM backfill_queue WHERE id = $1", job_id)
         if status != "failed":
             raise LeaseLost(f"backfill job {job_id} is no longer held by {worker}")
         return RetryOutcome("superseded", retry_count, None)
 
 
-async def retry_transient(conn: Connection, job: ClaimedJob, error: str) -> RetryOutcome:
+async def retry_transient(
+    conn: Connection, job: ClaimedJob, error: str, category: BackfillErrorCategory
+) -> RetryOutcome:
     """A transient failure of our job: backoff 1 min / 5 min / 30 min, then `failed`."""
-    return await retry_or_fail(conn, job.id, job.locked_by, job.retry_count, error)
+    return await retry_or_fail(conn, job.id, job.locked_by, job.retry_count, error, category)
 
 
 # A stopping worker hands its job back as it was: due now, same retry count, no lease.
@@ -358,7 +392,9 @@ async def release(conn: Connection, job: ClaimedJob) -> str:
         except asyncpg.UniqueViolationError:
             # A newer pending request for the ticker exists: it carries the work on.
             message = "superseded by a newer pending request (released by a stopping worker)"
-            await conn.fetchrow(SUPERSEDE_SQL, job.id, job.locked_by, message, 0.0)
+            await conn.fetchrow(
+                SUPERSEDE_SQL, job.id, job.locked_by, message, 0.0, BackfillErrorCategory.INTERNAL
+            )
             return "superseded"
         return "gone" if row is None else "pending"
 
@@ -372,7 +408,13 @@ async def reclaim_expired(conn: Connection, lease_seconds: float, limit: int = 5
             error = f"worker {row['locked_by']} stopped renewing its lease (presumed dead)"
             # The holder died, the source did not fail: retry now, not after a backoff.
             outcome = await retry_or_fail(
-                conn, row["id"], None, row["retry_count"], error, immediately=True
+                conn,
+                row["id"],
+                None,
+                row["retry_count"],
+                error,
+                BackfillErrorCategory.INTERNAL,
+                immediately=True,
             )
             log.warning(
                 "reclaimed backfill job %s (%s) from %s, whose lease expired: now %s",

@@ -36,7 +36,7 @@ SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.da
        sig.computed_at AS signal_computed_at,
        job.status AS job_status, job.priority AS job_priority,
        job.requested_at AS job_requested_at, job.retry_count AS job_retry_count,
-       job.error_message AS job_error_message, job.completed_at AS job_completed_at,
+       job.error_category AS job_error_category, job.completed_at AS job_completed_at,
        job.started_at AS job_started_at, job.next_attempt_at AS job_next_attempt_at
 FROM watchlists w
 JOIN entities e ON e.id = w.entity_id

@@ -30,7 +30,7 @@ from services import backfill_queue as claims
 from services import signal_store
 from services.data_coverage import mark_unavailable, record_written
 from services.errors import ServiceError
-from services.logs import log_context
+from services.logs import LogText, log_context
 from services.settings import Settings
 from services.storage.object_store import ObjectStore, ObjectStoreError
 from services.ticker_writes import TickerData, write_objects
@@ -128,6 +128,17 @@ def is_expected_transient(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if isinstance(exc, DoltHubError | ServiceError) else f"{type(exc).__name__}: {text}"
+
+
+def error_category(exc: BaseException) -> claims.BackfillErrorCategory:
+    """The public category of a job's failure (its raw text is for operators only)."""
+    if is_permanent(exc):
+        return claims.BackfillErrorCategory.NO_DATA
+    if isinstance(exc, DoltHubError):
+        if exc.transient:
+            return claims.BackfillErrorCategory.SOURCE_UNAVAILABLE
+        return claims.BackfillErrorCategory.REJECTED
+    return claims.BackfillErrorCategory.INTERNAL
 
 
 class BackfillRun:
@@ -291,16 +302,17 @@ class BackfillRun:
 
     async def _failed(self, job: claims.ClaimedJob, exc: BaseException) -> None:
         message = describe(exc)
+        category = error_category(exc)
         async with self.pool.acquire() as conn:
             try:
                 if is_permanent(exc):
                     async with conn.transaction():
-                        await claims.fail_permanently(conn, job, message)
+                        await claims.fail_permanently(conn, job, message, category)
                         await mark_unavailable(conn, job.ticker)
                     self.progress.item_done("unavailable")
-                    log.warning("%s: unavailable: %s", job.ticker, message)
+                    log.warning("%s: unavailable: %s", job.ticker, LogText(message))
                     return
-                outcome = await claims.retry_transient(conn, job, message)
+                outcome = await claims.retry_transient(conn, job, message, category)
             except claims.LeaseLost as lost:
                 self.progress.item_failed(job.ticker, str(lost), outcome="lease lost")
                 return
@@ -320,7 +332,7 @@ class BackfillRun:
                 job.ticker,
                 outcome.retry_count,
                 outcome.next_attempt_at,
-                message,
+                LogText(message),
             )
         elif outcome.status == "superseded":
             self.progress.item_done("superseded")

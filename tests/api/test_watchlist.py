@@ -237,6 +237,20 @@ async def test_second_user_bumps_the_pending_job_priority(
     assert [(r["status"], r["priority"]) for r in rows] == [("pending", 3)]
 
 
+async def test_re_adding_a_stock_does_not_move_its_backfill_up_the_queue(
+    gql: GraphQLClient, pool: asyncpg.Pool, new_viewer: Callable[..., Viewer]
+) -> None:
+    pusher = new_viewer()
+    for _ in range(30):
+        added = await gql(ADD, {"t": "PUSHY"}, token=pusher.token)
+        assert "errors" not in added, added
+        removed = await gql('mutation { removeStock(ticker: "PUSHY") }', token=pusher.token)
+        assert removed["data"]["removeStock"] is True
+    assert await pool.fetchval("SELECT priority FROM backfill_queue") == 1
+    await gql(ADD, {"t": "PUSHY"}, token=new_viewer().token)
+    assert await pool.fetchval("SELECT priority FROM backfill_queue") == 2
+
+
 async def test_failed_last_job_gets_a_fresh_job(
     gql: GraphQLClient,
     pool: asyncpg.Pool,

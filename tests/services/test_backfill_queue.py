@@ -14,6 +14,7 @@ from services.db import Connection
 from tests.fixtures.ingest import queue_tickers
 
 LEASE = 1800.0
+UNAVAILABLE = claims.BackfillErrorCategory.SOURCE_UNAVAILABLE
 
 
 async def job_row(pool: asyncpg.Pool, ticker: str) -> asyncpg.Record:
@@ -90,7 +91,7 @@ async def test_transient_failures_back_off_1_5_30_minutes_then_fail(pool: asyncp
             await conn.execute("UPDATE backfill_queue SET next_attempt_at = NULL")
             job = await claims.claim(conn, "w", LEASE)
             assert job is not None and job.retry_count == attempt - 1
-            outcome = await claims.retry_transient(conn, job, "HTTP 503")
+            outcome = await claims.retry_transient(conn, job, "HTTP 503", UNAVAILABLE)
             row = await job_row(pool, "FLAKY")
             assert outcome.status == "pending" and row["status"] == "pending"
             assert row["retry_count"] == attempt
@@ -100,7 +101,7 @@ async def test_transient_failures_back_off_1_5_30_minutes_then_fail(pool: asyncp
         await conn.execute("UPDATE backfill_queue SET next_attempt_at = NULL")
         job = await claims.claim(conn, "w", LEASE)
         assert job is not None
-        outcome = await claims.retry_transient(conn, job, "HTTP 503 again")
+        outcome = await claims.retry_transient(conn, job, "HTTP 503 again", UNAVAILABLE)
     row = await job_row(pool, "FLAKY")
     assert outcome.status == "failed" and row["status"] == "failed"
     assert row["retry_count"] == 3 and row["completed_at"] is not None
@@ -122,7 +123,7 @@ async def test_retry_folds_into_a_newer_pending_request(pool: asyncpg.Pool) -> N
     async with pool.acquire() as conn:
         job = await claimed_with_a_newer_request(conn, "BUSY")
         await conn.execute("UPDATE backfill_queue SET priority = 0 WHERE status = 'pending'")
-        outcome = await claims.retry_transient(conn, job, "timeout")
+        outcome = await claims.retry_transient(conn, job, "timeout", UNAVAILABLE)
     rows = await pool.fetch("SELECT * FROM backfill_queue ORDER BY requested_at")
     assert outcome.status == "superseded"
     assert [r["status"] for r in rows] == ["failed", "pending"]
@@ -137,7 +138,9 @@ async def test_permanent_failure_and_lost_lease(pool: asyncpg.Pool) -> None:
         gone = await claims.claim(conn, "w", LEASE)
         mine = await claims.claim(conn, "w", LEASE)
         assert gone is not None and mine is not None
-        await claims.fail_permanently(conn, gone, "no rows at the source")
+        await claims.fail_permanently(
+            conn, gone, "no rows at the source", claims.BackfillErrorCategory.NO_DATA
+        )
         await conn.execute("UPDATE backfill_queue SET locked_by = 'other' WHERE id = $1", mine.id)
         with pytest.raises(claims.LeaseLost):
             await claims.complete(conn, mine)

@@ -85,6 +85,29 @@ async def test_enqueue_bumps_pending_and_requeues_after_completion_or_failure(
     assert list(latest) == ["AAPL"] and latest["AAPL"]["status"] == "processing"
 
 
+async def test_backfill_priority_counts_distinct_requesting_users(
+    pool: asyncpg.Pool, api_data: ApiData
+) -> None:
+    pusher, other = await api_data.user(), await api_data.user()
+    for _ in range(30):
+        async with pool.acquire() as conn:
+            await backfill_queue.enqueue(conn, "PUSH", pusher)
+    assert await pool.fetchval("SELECT priority FROM backfill_queue") == 1
+    async with pool.acquire() as conn:
+        await backfill_queue.enqueue(conn, "PUSH", other)
+        await backfill_queue.enqueue(conn, "PUSH", other)
+    assert await pool.fetchval("SELECT priority FROM backfill_queue") == 2
+    requesters = await pool.fetch("SELECT user_id FROM backfill_requesters ORDER BY user_id")
+    assert sorted(r["user_id"] for r in requesters) == sorted([pusher, other])
+    # A fresh job after the last one failed starts counting again.
+    await pool.execute("UPDATE backfill_queue SET status = 'failed'")
+    async with pool.acquire() as conn:
+        await backfill_queue.enqueue(conn, "PUSH", pusher)
+        await backfill_queue.enqueue(conn, "PUSH", pusher)
+    pending = "SELECT priority FROM backfill_queue WHERE status = 'pending'"
+    assert await pool.fetchval(pending) == 1
+
+
 async def test_concurrent_enqueues_leave_one_pending_job(pool: asyncpg.Pool) -> None:
     async def enqueue() -> None:
         async with pool.acquire() as conn:

@@ -10,7 +10,6 @@ import pytest
 from services.errors import ConfigurationError
 from services.settings import MIN_JWT_SECRET_BYTES, Settings
 
-
 PRODUCTION = {
     "APP_ENV": "production",
     "JWT_SECRET": "s" * MIN_JWT_SECRET_BYTES,
