@@ -125,6 +125,7 @@ class Settings:
     dolthub_rps: float = 2.0
     dolthub_timeout_seconds: float = 60.0
     dolthub_max_retries: int = 5
+    dolthub_max_response_mb: float = 32.0
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_jwks_url: str | None = None
     jwt_jwks_file: str | None = None
@@ -209,6 +210,7 @@ class Settings:
             dolthub_rps=_float(env, "DOLTHUB_RPS", 2.0, minimum=0.01),
             dolthub_timeout_seconds=_float(env, "DOLTHUB_TIMEOUT_SECONDS", 60.0, minimum=1.0),
             dolthub_max_retries=_int(env, "DOLTHUB_MAX_RETRIES", 5),
+            dolthub_max_response_mb=_float(env, "DOLTHUB_MAX_RESPONSE_MB", 32.0, minimum=0.001),
             jwt_secret=_optional(env, "JWT_SECRET"),
             jwt_jwks_url=_url(env, "JWT_JWKS_URL", None, ("http", "https")),
             jwt_jwks_file=_optional(env, "JWT_JWKS_FILE"),

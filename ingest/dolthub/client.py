@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
@@ -10,11 +11,12 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import httpx
 
+from services.logs import LogText
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ RATE_LIMIT_STATUSES = frozenset({403, 429})
 DEADLINE_MARKER = "context deadline exceeded"
 OWNER_DB_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 MAX_MESSAGE_CHARS = 500
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
 class DoltHubError(Exception):
@@ -47,6 +50,12 @@ class DoltHubDeadlineError(DoltHubError):
     transient = True
 
 
+class DoltHubResponseError(DoltHubError):
+    """An answer this client refuses to read: a redirect, or a body over the size cap."""
+
+    transient = False
+
+
 class DoltHubUnavailable(DoltHubError):
     """Rate limits, 5xx, network errors or timeouts persisted through every retry."""
 
@@ -59,6 +68,20 @@ class Column:
 
     name: str
     type: str
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One response read within the size cap (the body decoded, never beyond the cap)."""
+
+    status: int
+    reason: str
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -148,6 +171,7 @@ class DoltHubClient:
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         max_retry_after: float = 300.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -156,6 +180,7 @@ class DoltHubClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_retry_after = max_retry_after
+        self.max_response_bytes = max_response_bytes
         self.pacer = Pacer(rps)
         self.stats = ClientStats()
         headers = {"accept": "application/json", "user-agent": "material-changes-ingest"}
@@ -165,7 +190,8 @@ class DoltHubClient:
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
-            follow_redirects=True,
+            # The API never redirects; a redirect leads to a page that is not its answer.
+            follow_redirects=False,
         )
 
     @classmethod
@@ -177,6 +203,7 @@ class DoltHubClient:
             "timeout": settings.dolthub_timeout_seconds,
             "max_retries": settings.dolthub_max_retries,
             "branch": settings.dolthub_branch,
+            "max_response_bytes": int(settings.dolthub_max_response_mb * 1024 * 1024),
         }
         options.update(overrides)
         return cls(settings.dolthub_api_url, **options)
@@ -211,7 +238,7 @@ class DoltHubClient:
             self.stats.requests += 1
             pause: float | None = None
             try:
-                response = await self._http.get(f"{url}?q={quote(sql, safe='')}")
+                response = await self._get(f"{url}?q={quote(sql, safe='')}", owner_db)
             except httpx.TimeoutException as exc:
                 last_problem = f"timeout ({type(exc).__name__})"
             except httpx.TransportError as exc:
@@ -227,7 +254,7 @@ class DoltHubClient:
                 log.warning(
                     "DoltHub %s: %s; retry %d/%d in %.2fs",
                     owner_db,
-                    last_problem,
+                    LogText(last_problem),
                     attempt + 1,
                     self.max_retries,
                     delay,
@@ -237,15 +264,42 @@ class DoltHubClient:
             f"DoltHub {owner_db} unavailable after {self.max_retries + 1} attempts: {last_problem}"
         )
 
+    async def _get(self, url: str, owner_db: str) -> _Answer:
+        """GET `url`, reading the body only up to the cap (a bigger one is refused unread)."""
+        async with self._http.stream("GET", url) as response:
+            if response.is_redirect:
+                raise DoltHubResponseError(
+                    f"DoltHub {owner_db} answered HTTP {response.status_code} redirecting to "
+                    f"{_short(response.headers.get('location', '(no location)'))}; "
+                    "redirects are not followed"
+                )
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_response_bytes:
+                self._too_large(owner_db)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    self._too_large(owner_db)
+                chunks.append(chunk)
+            return _Answer(
+                response.status_code, response.reason_phrase, response.headers, b"".join(chunks)
+            )
+
+    def _too_large(self, owner_db: str) -> NoReturn:
+        raise DoltHubResponseError(
+            f"DoltHub {owner_db} answered more than {self.max_response_bytes} bytes "
+            "(DOLTHUB_MAX_RESPONSE_MB); the rest was not read"
+        )
+
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter."""
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
-    def _handle(
-        self, response: httpx.Response, owner_db: str
-    ) -> QueryResult | tuple[str, float | None]:
+    def _handle(self, response: _Answer, owner_db: str) -> QueryResult | tuple[str, float | None]:
         """A result, a raised permanent error, or (problem, pause-or-None) to retry."""
-        status = response.status_code
+        status = response.status
         # Rate limits, and every 5xx: gateways and CDNs in front of DoltHub answer an outage
         # with codes beyond 504 (520-530) and an HTML page; none of them is about the query.
         if status in RATE_LIMIT_STATUSES or status >= 500:
@@ -254,7 +308,7 @@ class DoltHubClient:
             body_message = _message_of(response)
             if DEADLINE_MARKER in body_message:
                 self._raise_deadline(body_message)
-            problem = f"HTTP {status}: {_short(body_message or response.reason_phrase)}"
+            problem = f"HTTP {status}: {_short(body_message or response.reason)}"
             if status in RATE_LIMIT_STATUSES:
                 self.stats.rate_limited += 1
                 pause = retry_after_seconds(
@@ -301,15 +355,15 @@ class DoltHubClient:
         )
 
 
-def _json_of(response: httpx.Response) -> dict[str, Any] | None:
+def _json_of(response: _Answer) -> dict[str, Any] | None:
     try:
-        payload = response.json()
+        payload = json.loads(response.body)
     except ValueError:
         return None
     return payload if isinstance(payload, dict) else None
 
 
-def _message_of(response: httpx.Response) -> str:
+def _message_of(response: _Answer) -> str:
     payload = _json_of(response)
     if payload is not None:
         return str(payload.get("query_execution_message") or "")

@@ -28,6 +28,10 @@ from tests.fakes.dolthub_sql import (
 __all__ = ["EARNINGS_DB", "STOCKS_DB", "FakeDoltHub", "LoggedRequest", "Switches"]
 
 BASE_PATH = "/api/v1alpha1"
+# A page that is not an API answer: what a redirect from a hijacked or misconfigured endpoint
+# might lead to. Nothing of it may reach an API client.
+LEAK_PATH = "/leak"
+LEAK_PAGE = b"<html><h1>Not Found</h1><pre>db_password=hunter2-from-the-leak-page\x1b[2J\n</pre>"
 DATE_COLUMNS = {"ohlcv": "date", "split": "ex_date", "eps_history": "period_end_date"}
 # Corruptions applied in corrupt mode, and the reject reason the client should count.
 CORRUPTION_REASONS = {
@@ -76,6 +80,8 @@ class Switches:
     corrupt_every: int | None = None  # ohlcv rows, and earnings rows unless overridden below
     corrupt_earnings_every: int | None = None  # None: follow corrupt_every; 0: never
     failures: deque[tuple[int, str | None]] = field(default_factory=deque)
+    redirect_to: str | None = None  # every API request answers 302 to this URL
+    oversize_bytes: int | None = None  # every API request answers a chunked body this long
 
 
 class FakeDoltHub:
@@ -95,6 +101,12 @@ class FakeDoltHub:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}{BASE_PATH}"
+
+    @property
+    def leak_url(self) -> str:
+        """A page on this server that is not an API answer (a redirect target in tests)."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{LEAK_PATH}"
 
     def start(self) -> FakeDoltHub:
         self._thread.start()
@@ -189,8 +201,17 @@ class FakeDoltHub:
             )
             switches = self.switches
             failure = switches.failures.popleft() if switches.failures else None
+        if parts.path == LEAK_PATH:
+            handler.reply(404, LEAK_PAGE, "text/html")
+            return
         if switches.latency_ms:
             time.sleep(switches.latency_ms / 1000)
+        if switches.redirect_to is not None:
+            handler.reply(302, b"", "text/plain", {"location": switches.redirect_to})
+            return
+        if switches.oversize_bytes is not None:
+            handler.reply_chunked(200, b'{"rows": ["' + b"x" * switches.oversize_bytes)
+            return
         if failure is not None:
             status, retry_after = failure
             headers = {"retry-after": retry_after} if retry_after else {}
@@ -402,6 +423,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def reply_chunked(self, status: int, body: bytes, chunk: int = 65536) -> None:
+        """A body with no length given up front: the client finds its size only by reading."""
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for start in range(0, len(body), chunk):
+            part = body[start : start + chunk]
+            self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: tests read `FakeDoltHub.requests` instead."""

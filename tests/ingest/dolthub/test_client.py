@@ -15,13 +15,14 @@ from ingest.dolthub.client import (
     DoltHubClient,
     DoltHubDeadlineError,
     DoltHubQueryError,
+    DoltHubResponseError,
     DoltHubUnavailable,
     Pacer,
     retry_after_seconds,
 )
 from ingest.dolthub.values import price_values
 from services.settings import Settings
-from tests.fakes.dolthub_server import STOCKS_DB, FakeDoltHub
+from tests.fakes.dolthub_server import LEAK_PATH, STOCKS_DB, FakeDoltHub
 
 Factory = Callable[..., DoltHubClient]
 OHLCV_2020_Q1 = (
@@ -280,3 +281,42 @@ async def test_retries_are_logged_without_the_token(
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 2 and "HTTP 503" in retries[0]
     assert "very-secret-token" not in caplog.text
+
+
+async def test_redirects_are_not_followed(
+    fake_dolthub: FakeDoltHub, dolthub_client: DoltHubClient
+) -> None:
+    fake_dolthub.switches.redirect_to = fake_dolthub.leak_url
+    with pytest.raises(DoltHubResponseError, match="redirect") as caught:
+        await dolthub_client.query(STOCKS_DB, OHLCV_2020_Q1)
+    assert not caught.value.transient
+    assert "db_password" not in caught.value.message
+    assert [r.path for r in fake_dolthub.requests] == [f"/api/v1alpha1/{STOCKS_DB}/master"]
+    assert LEAK_PATH not in {r.path for r in fake_dolthub.requests}
+
+
+async def test_a_body_over_the_cap_is_refused_without_reading_it_all(
+    fake_dolthub: FakeDoltHub, dolthub_client_factory: Factory
+) -> None:
+    fake_dolthub.switches.oversize_bytes = 4 * 1024 * 1024  # chunked: no length up front
+    client = dolthub_client_factory(max_response_bytes=256 * 1024)
+    with pytest.raises(DoltHubResponseError, match="DOLTHUB_MAX_RESPONSE_MB"):
+        await client.query(STOCKS_DB, OHLCV_2020_Q1)
+    assert client.stats.requests == 1  # refused, not retried
+    fake_dolthub.switches.oversize_bytes = None
+    assert (await client.query(STOCKS_DB, OHLCV_2020_Q1)).rows  # a normal answer fits
+
+
+async def test_a_declared_length_over_the_cap_is_refused_before_the_body(
+    fake_dolthub: FakeDoltHub, dolthub_client_factory: Factory
+) -> None:
+    client = dolthub_client_factory(max_response_bytes=1024)  # one quarter's rows is more
+    with pytest.raises(DoltHubResponseError, match="more than 1024 bytes"):
+        await client.query(STOCKS_DB, OHLCV_2020_Q1)
+
+
+async def test_max_response_mb_comes_from_settings() -> None:
+    settings = Settings.from_env({"DOLTHUB_MAX_RESPONSE_MB": "2"})
+    async with DoltHubClient.from_settings(settings) as client:
+        assert client.max_response_bytes == 2 * 1024 * 1024
+    assert Settings.from_env({}).dolthub_max_response_mb == 32

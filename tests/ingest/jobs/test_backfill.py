@@ -17,8 +17,9 @@ from services.settings import Settings
 from services.storage.local import LocalObjectStore
 from services.storage.market_files import read_fundamentals, read_prices, read_splits
 from services.storage.object_store import ObjectStore
-from tests.fakes.dolthub_server import EARNINGS_DB, FakeDoltHub
+from tests.fakes.dolthub_server import EARNINGS_DB, LEAK_PATH, FakeDoltHub
 from tests.fakes.dolthub_sql import DATABASE_TABLES
+from tests.fixtures.app import GraphQLClient
 from tests.fixtures.ingest import missing_month_objects, queue_tickers, run_ingest, sql_requests_for
 from tests.fixtures.object_store import create_bucket, new_s3_store, s3_env
 
@@ -232,6 +233,53 @@ async def test_refused_query_is_a_failed_run_but_not_an_unavailable_ticker(
     row = await job(pool, "KO")
     assert row["status"] == "pending" and row["retry_count"] == 1
     assert (await entity(pool, "KO"))["data_status"] == "queued"
+
+
+STOCK_BACKFILL = '{ stock(ticker: "KO") { backfill { status retryCount errorMessage } } }'
+
+
+async def test_a_redirect_to_a_page_with_secrets_never_reaches_the_public_api(
+    backfill: Backfill, pool: asyncpg.Pool, fake_dolthub: FakeDoltHub, gql: GraphQLClient
+) -> None:
+    await queue_tickers(pool, ["KO"])
+    fake_dolthub.switches.redirect_to = fake_dolthub.leak_url
+    progress = await backfill()
+    assert progress.failed == 1 and "redirect" in progress.failures[0]
+    assert not [r for r in fake_dolthub.requests if r.path == LEAK_PATH]  # never followed
+    row = await job(pool, "KO")
+    # Operators keep the raw text; the API gets the category only.
+    assert "302" in row["error_message"] and LEAK_PATH in row["error_message"]
+    assert row["error_category"] == "rejected by source"
+    answer = await gql.http.post("/graphql", json={"query": STOCK_BACKFILL})
+    assert answer.json()["data"]["stock"]["backfill"] == {
+        "status": "PENDING",
+        "retryCount": 1,
+        "errorMessage": "rejected by source",
+    }
+    assert "db_password" not in answer.text and LEAK_PATH not in answer.text
+
+
+async def test_public_error_text_is_a_category_whatever_the_source_said(
+    backfill: Backfill, pool: asyncpg.Pool, fake_dolthub: FakeDoltHub, gql: GraphQLClient
+) -> None:
+    await queue_tickers(pool, ["KO"])
+    fake_dolthub.fail_next(10_000, status=503)  # the body: "upstream says no"
+    await backfill(max_retries=0)
+    body = await gql(STOCK_BACKFILL)
+    assert body["data"]["stock"]["backfill"]["errorMessage"] == "source unavailable"
+    assert "upstream" not in str(body)
+    assert "upstream says no" in (await job(pool, "KO"))["error_message"]
+
+
+async def test_an_oversized_answer_is_refused_unread(
+    backfill: Backfill, pool: asyncpg.Pool, fake_dolthub: FakeDoltHub
+) -> None:
+    await queue_tickers(pool, ["KO"])
+    fake_dolthub.switches.oversize_bytes = 3 * 1024 * 1024
+    progress = await backfill(max_response_bytes=1024 * 1024)
+    assert progress.failed == 1 and "DOLTHUB_MAX_RESPONSE_MB" in progress.failures[0]
+    row = await job(pool, "KO")
+    assert row["status"] == "pending" and row["error_category"] == "rejected by source"
 
 
 async def test_object_write_failure_leaves_the_entity_untouched(
