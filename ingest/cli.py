@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--unavailable", action="store_true", help="tickers the source had no data for"
     )
     requeue.add_argument("tickers", nargs="*", type=one_ticker, metavar="TICKER")
+    status = commands.add_parser(
+        "status",
+        help="backfill queue with raw errors, evaluation runs, outbox backlog, last symbol sync",
+    )
+    status.add_argument("tickers", nargs="*", type=one_ticker, metavar="TICKER")
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     importer = commands.add_parser("import-csv", help="bulk import DoltHub table exports")
     importer.add_argument(
         "directory",
@@ -289,6 +295,14 @@ async def cmd_requeue(res: Resources, args: argparse.Namespace) -> int:
         + (f" ({', '.join(queued[:10])}{', …' if len(queued) > 10 else ''})" if queued else ""),
         flush=True,
     )
+    return EXIT_OK
+
+
+async def cmd_status(res: Resources, args: argparse.Namespace) -> int:
+    from ingest.jobs.status import status_report
+
+    tickers = list(dict.fromkeys(args.tickers))
+    print(await status_report(await res.pool(), tickers, args.json), flush=True)
     return EXIT_OK
 
 
@@ -435,6 +449,7 @@ COMMANDS: dict[str, Callable[[Resources, argparse.Namespace], Awaitable[int]]] =
     "evaluate": cmd_evaluate,
     "daily": cmd_daily,
     "requeue": cmd_requeue,
+    "status": cmd_status,
     "deliver": cmd_deliver,
     "sync-symbols": cmd_sync_symbols,
     "import-csv": cmd_import_csv,
