@@ -25,7 +25,8 @@ async def _seed(pool: asyncpg.Pool, world: DeliveryWorld) -> None:
     )
     await pool.execute(
         "INSERT INTO evaluation_claims (run_id, entity_id, status, error_message, finished_at) "
-        "SELECT $1, id, 'failed', 'ValueError: bad split', now() FROM entities WHERE ticker = 'PEP'",
+        "SELECT $1, id, 'failed', 'ValueError: bad split', now() "
+        "FROM entities WHERE ticker = 'PEP'",
         run_id,
     )
     await pool.execute("INSERT INTO symbol_syncs (symbols, added, retired) VALUES (8123, 4, 1)")
