@@ -126,3 +126,16 @@ def test_plain_lines_give_rate_and_eta_once_items_are_done(
     assert re.fullmatch(
         r"evaluate: 2/4 items, 0 failed, \d+ s, [\d.]+/s, ETA \d+ s", caplog.messages[-1]
     )
+
+
+def test_a_source_error_is_one_escaped_line_in_the_log_and_the_summary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    progress = Progress("backfill", stream=io.StringIO(), interactive=False)
+    source_said = "HTTP 404: <pre>db\nERROR forged line\x1b[2J</pre>" + "x" * 5000
+    with caplog.at_level(logging.WARNING, logger="ingest.progress"):
+        progress.item_failed("KO", source_said)
+    for text in (caplog.records[0].getMessage(), progress.summary_line()):
+        assert "\n" not in text and "\x1b" not in text
+        assert "db\\nERROR forged line\\x1b[2J" in text
+        assert len(text) < 1000
