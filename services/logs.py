@@ -35,6 +35,9 @@ _RECORD_ATTRIBUTES = frozenset(
     | {"message", "asctime", "taskName", "color_message"}
 )
 
+# Client-supplied text (an operation name) kept in a log line at most this long.
+CLIENT_TEXT_LIMIT = 200
+
 _context: ContextVar[dict[str, object] | None] = ContextVar("log_context", default=None)
 
 
@@ -52,6 +55,15 @@ class _LogContext:
 
     def __exit__(self, *exc_info: object) -> None:
         _context.reset(self._token)
+
+
+def escape_client_text(text: str, limit: int = CLIENT_TEXT_LIMIT) -> str:
+    """`text` safe for one log line: control characters escaped (\\n, \\x1b, …), capped."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def log_context(**fields: object) -> _LogContext:
