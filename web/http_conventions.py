@@ -172,14 +172,14 @@ class PersistedQueries:
         if digest in self._texts:
             self._texts.move_to_end(digest)
             return
-        size = _entry_size(query)
+        size = entry_size(query)
         if size > self.max_bytes:
             return
         self._texts[digest] = query
         self.bytes += size
         while self.bytes > self.max_bytes:
             _, evicted = self._texts.popitem(last=False)
-            self.bytes -= _entry_size(evicted)
+            self.bytes -= entry_size(evicted)
 
     @staticmethod
     def _digest(data: GraphQLRequestData) -> str | None:
@@ -200,7 +200,7 @@ class PersistedQueries:
         return digest.lower()
 
 
-def _entry_size(text: str) -> int:
+def entry_size(text: str) -> int:
     """Bytes an entry holds: the text (as str, up to 4 bytes a character), key and overhead."""
     return sys.getsizeof(text) + _ENTRY_OVERHEAD
 
