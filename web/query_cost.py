@@ -30,12 +30,13 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     SelectionSetNode,
+    get_argument_values,
     get_named_type,
     get_nullable_type,
     get_operation_ast,
+    get_variable_values,
     is_composite_type,
 )
-from graphql.execution.values import get_argument_values, get_variable_values
 
 from services.delivery.endpoints import MAX_ENDPOINTS
 from services.errors import BadUserInput

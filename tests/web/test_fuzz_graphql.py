@@ -28,6 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.fixtures.hostile import HostileServer, assert_clean_message, assert_clean_response
 from tests.fixtures.ws import PROTOCOL
 from tests.paths import ROOT
+from web.query_cost import DEFAULT_MAX_COST
 
 pytestmark = pytest.mark.usefixtures("server_log_stays_clean")
 
@@ -113,13 +114,39 @@ class Tally:
 
     def check(self, response: httpx.Response) -> None:
         self.cases += 1
-        # 405: a mutation over GET. Anything else (a redirect, a 404) means the case missed.
-        assert response.status_code in (200, 400, 405), (response.status_code, response.text)
+        # 405: a mutation over GET; 429: over the client's cost budget. Anything else (a
+        # redirect, a 404) means the case missed.
+        assert response.status_code in (200, 400, 405, 429), (response.status_code, response.text)
         body = assert_clean_response(response)
         assert isinstance(body, dict), response.text
         errors = body.get("errors") or []
+        check_cost(response, body)
         if body.get("data") or any(error.get("path") for error in errors):
             self.executed += 1
+
+
+REFUSED_BEFORE_THE_SCHEMA = frozenset(
+    {"BAD_USER_INPUT", "PERSISTED_QUERY_NOT_FOUND", "PERSISTED_QUERY_NOT_SUPPORTED"}
+)
+
+
+def check_cost(response: httpx.Response, body: dict[str, Any]) -> None:
+    """Cost is reported; over the limit is always QUERY_TOO_COSTLY, never executed; 429 says
+    RATE_LIMITED and when to retry."""
+    codes = [(error.get("extensions") or {}).get("code") for error in body.get("errors") or []]
+    if response.status_code == 429:
+        assert codes == ["RATE_LIMITED"] and int(response.headers["retry-after"]) >= 1, body
+        return
+    cost = (body.get("extensions") or {}).get("cost")
+    if cost is None:  # refused before reaching the schema (not JSON, no query, APQ miss)
+        assert body.get("data") is None and codes, body
+        assert set(codes) <= REFUSED_BEFORE_THE_SCHEMA, body
+        return
+    assert isinstance(cost, int) and cost >= 0, body
+    if cost > DEFAULT_MAX_COST:
+        assert codes == ["QUERY_TOO_COSTLY"] and body.get("data") is None, body
+    if "QUERY_TOO_COSTLY" in codes:
+        assert cost > DEFAULT_MAX_COST, body
 
 
 @pytest.fixture(scope="module", autouse=True)
