@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -57,41 +58,87 @@ LIST_MAXIMA: dict[str, int] = {
 SIZE_ARGUMENTS = ("first", "limit")
 # Daily series whose length is their date window in trading days.
 WINDOWED_FIELDS = frozenset({"prices", "signalHistory"})
+_COSTED_ARGUMENTS = frozenset({*SIZE_ARGUMENTS, "from", "to"})
 _MAX_FRAGMENT_DEPTH = 64
+_MAX_FIELDS = 10_000
 
 
-def operation_cost(
-    schema: GraphQLSchema,
-    document: DocumentNode,
-    operation_name: str | None,
-    variables: Mapping[str, Any] | None,
-    today: date | None = None,
-) -> int:
-    """The cost of the named (or only) operation of `document`; 0 when there is none."""
-    operation = get_operation_ast(document, operation_name)
-    if operation is None:
-        return 0
-    root = schema.get_root_type(operation.operation)
-    if root is None:
-        return 0
-    values = get_variable_values(
-        schema, operation.variable_definitions or (), dict(variables or {})
-    )
-    if isinstance(values, list):  # variables that do not coerce: refused before execution
-        values = get_variable_values(schema, (), {})
-    walk = _Walk(schema, document, values, today or datetime.now(UTC).date())
-    return walk.selections(root, operation.selection_set, None, 0)
+class CostModel:
+    """Costs operations against one schema; what it learns of each field is kept."""
+
+    def __init__(self, schema: GraphQLSchema) -> None:
+        self.schema = schema
+        # (parent type, field) → what costing needs of it; None for a leaf or unknown field.
+        self.fields: dict[tuple[str, str], _Field | None] = {}
+
+    def cost(
+        self,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        today: date | None = None,
+    ) -> int:
+        """The cost of the named (or only) operation of `document`; 0 when there is none."""
+        schema = self.schema
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:
+            return 0
+        root = schema.get_root_type(operation.operation)
+        if root is None:
+            return 0
+        values = get_variable_values(
+            schema, operation.variable_definitions or (), dict(variables or {})
+        )
+        if isinstance(values, list):  # variables that do not coerce: refused before execution
+            values = get_variable_values(schema, (), {})
+        walk = _Walk(self, document, values, today or datetime.now(UTC).date())
+        return walk.selections(root, operation.selection_set, None, 0)
+
+    def field(self, parent: GraphQLNamedType, name: str) -> _Field | None:
+        key = (parent.name, name)
+        try:
+            return self.fields[key]
+        except KeyError:
+            pass
+        fields = getattr(parent, "fields", None)
+        definition: GraphQLField | None = fields.get(name) if fields else None
+        known = None
+        if definition is not None:
+            element = get_named_type(definition.type)
+            if is_composite_type(element):
+                known = _Field(
+                    definition,
+                    element,
+                    isinstance(get_nullable_type(definition.type), GraphQLList),
+                    not definition.args.keys().isdisjoint(_COSTED_ARGUMENTS),
+                    name in WINDOWED_FIELDS,
+                    LIST_MAXIMA.get(name, MAX_PAGE),
+                )
+        if len(self.fields) < _MAX_FIELDS:  # only schema fields repeat; bounded all the same
+            self.fields[key] = known
+        return known
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    definition: GraphQLField
+    element: GraphQLNamedType
+    is_list: bool
+    has_costed_arguments: bool
+    windowed: bool
+    maximum: int
 
 
 class _Walk:
     def __init__(
         self,
-        schema: GraphQLSchema,
+        model: CostModel,
         document: DocumentNode,
         variables: Any,
         today: date,
     ) -> None:
-        self.schema = schema
+        self.model = model
+        self.schema = model.schema
         self.variables = variables
         self.today = today
         self.fragments = {
@@ -128,34 +175,28 @@ class _Walk:
         name = node.name.value
         if name in ("__schema", "__type"):
             return 1
-        fields = getattr(parent, "fields", None)
-        definition: GraphQLField | None = fields.get(name) if fields else None
-        if definition is None:
-            return 0  # __typename, or a field validation refuses
-        element = get_named_type(definition.type)
-        if not is_composite_type(element):
-            return 0
-        arguments = self.arguments(definition, node)
+        known = self.model.field(parent, name)
+        if known is None:
+            return 0  # a leaf, __typename, or a field validation refuses
+        arguments = self.arguments(known.definition, node) if known.has_costed_arguments else {}
         size = self.size_argument(arguments)
-        if isinstance(get_nullable_type(definition.type), GraphQLList):
-            if name in WINDOWED_FIELDS:
+        if known.is_list:
+            if known.windowed:
                 count = self.trading_days(arguments)
             elif size is not None:
                 count = size
             elif page is not None:
                 count = page
             else:
-                count = LIST_MAXIMA.get(name, MAX_PAGE)
+                count = known.maximum
             inner_page = None
         else:
             count = 1
             inner_page = size  # a connection: its `first` sizes its edges
-        one = 1 + self.selections(element, node.selection_set, inner_page, depth + 1)
+        one = 1 + self.selections(known.element, node.selection_set, inner_page, depth + 1)
         return count * one
 
     def arguments(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
-        if not definition.args:
-            return {}
         try:
             return get_argument_values(definition, node, self.variables)
         except (GraphQLError, TypeError, ValueError):

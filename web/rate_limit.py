@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, build_schema, parse
+from graphql import DocumentNode, GraphQLError, build_schema, parse
 from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 
@@ -24,7 +24,7 @@ from services.cost_budget import CostBudgets
 from services.errors import RateLimited
 from services.settings import ANONYMOUS_COST_SHARE, Settings
 from web.operation_guards import MAX_TOKENS
-from web.query_cost import operation_cost
+from web.query_cost import CostModel
 
 QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
 RATE_LIMITED = RateLimited.code
@@ -40,20 +40,20 @@ class QueryLimits:
         per_minute = settings.graphql_cost_per_minute
         self.users = CostBudgets(per_minute)
         self.anonymous = CostBudgets(int(per_minute * ANONYMOUS_COST_SHARE))
-        self.schema: GraphQLSchema | None = None
+        self.model: CostModel | None = None
         self._parsed: OrderedDict[str, DocumentNode] = OrderedDict()
 
     def use_schema(self, sdl: str) -> None:
         """Cost against this schema (built from its SDL: only public graphql-core API)."""
-        self.schema = build_schema(sdl)
+        self.model = CostModel(build_schema(sdl))
 
     def cost(
         self, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any]
     ) -> int:
         """The operation's static cost."""
-        if self.schema is None:
+        if self.model is None:
             return 0
-        return operation_cost(self.schema, document, operation_name, variables)
+        return self.model.cost(document, operation_name, variables)
 
     def refuse_costly(self, cost: int) -> None:
         """Raise QUERY_TOO_COSTLY when `cost` is over the limit."""
