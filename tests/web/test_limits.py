@@ -223,7 +223,7 @@ async def test_sockets_and_subscriptions_per_user_are_capped(
         assert [e["extensions"]["code"] for e in errors] == ["RATE_LIMITED"]
 
 
-async def test_subscriptions_are_charged_once_at_subscribe(
+async def test_operations_over_a_websocket_are_charged_like_http_ones(
     tight_settings: Settings, database_url: str, make_token: MakeToken
 ) -> None:
     app: Starlette = create_app(tight_settings, database_url=database_url)
