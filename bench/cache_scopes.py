@@ -35,6 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._budget import UNLIMITED_BUDGET
 from bench._scratch import scratch_database, server_dsn
 from bench.watchlist_vs_postgraphile import (
     SECRET,
@@ -87,6 +88,7 @@ def start_server(dsn: str, port: int, root: Path, data_dir: str) -> subprocess.P
         "DATABASE_URL": dsn,
         "JWT_SECRET": SECRET,
         "APP_ENV": "development",
+        **UNLIMITED_BUDGET,
         "LOG_LEVEL": "WARNING",
         "DATA_DIR": data_dir,
     }

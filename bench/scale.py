@@ -59,6 +59,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._budget import UNLIMITED_BUDGET
 from bench.postgraphile.answers import OUR_QUERY
 from services.auth.tokens import issue_token
 from services.db import dsn_with_database
@@ -148,6 +149,7 @@ class Bench:
             **os.environ,
             "DATABASE_URL": self.dsn,
             "APP_ENV": "development",
+            **UNLIMITED_BUDGET,
             "DATA_DIR": str(self.root),
             "OBJECT_STORE_URL": f"file://{self.root / 'objects'}",
             "JWT_SECRET": SECRET,

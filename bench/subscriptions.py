@@ -110,7 +110,10 @@ async def run(args: argparse.Namespace) -> None:
 
 async def run_on(args: argparse.Namespace, dsn: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mc-bench-subs-"))
-    extra = {"WEBSOCKET_COMPRESSION": "1"} if args.server_deflate else {}
+    # One process holds every subscriber: the per-user socket cap must not refuse them.
+    extra = {"WS_MAX_CONNECTIONS_PER_USER": str(args.subscribers)}
+    if args.server_deflate:
+        extra["WEBSOCKET_COMPRESSION"] = "1"
     process = ServerProcess(server_env(dsn, workdir / "data", **extra), workdir / "server.log")
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     assert pool is not None

@@ -25,6 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._budget import UNLIMITED_BUDGET
 from bench._scratch import scratch_database
 from migrations.runner import migrate
 from services.auth.tokens import issue_token
@@ -144,7 +145,7 @@ def start_server(dsn: str, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-c", SERVE, dsn, SECRET, str(port)],
         cwd=ROOT,
-        env={**os.environ, "DATA_DIR": str(ROOT / ".data" / "bench")},
+        env={**os.environ, "DATA_DIR": str(ROOT / ".data" / "bench"), **UNLIMITED_BUDGET},
     )
 
 

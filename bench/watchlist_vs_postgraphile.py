@@ -41,6 +41,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._budget import UNLIMITED_BUDGET
 from bench.postgraphile.answers import OUR_QUERY, PG_QUERY, our_items, postgraphile_items
 from bench.watchlist_api import seed
 from services.auth.tokens import issue_token
@@ -152,6 +153,7 @@ def start_ours(dsn: str, port: int, workers: int, cache_mb: str = "64") -> subpr
         "LOG_LEVEL": "WARNING",
         "DATA_DIR": str(ROOT / ".data" / "bench"),
         "RESPONSE_CACHE_MB": cache_mb,
+        **UNLIMITED_BUDGET,
     }
     command = [sys.executable, "server.py", "--port", str(port), "--workers", str(workers)]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)

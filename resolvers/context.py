@@ -82,6 +82,15 @@ class Context:
                     self.ensured_users.remember(claims.sub, claims.email)
         return self._user
 
+    async def viewer_id_or_none(self) -> UUID | None:
+        """The valid token's user id, or None without one (verifies only; no database)."""
+        try:
+            async with self._user_lock:
+                claims = await self._verify()
+        except Unauthenticated:
+            return None
+        return claims.sub
+
     @property
     def token_expires_at(self) -> float | None:
         """Unix seconds at which the verified token expires (None before verification)."""

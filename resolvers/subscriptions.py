@@ -68,6 +68,8 @@ class Subscription:
             position = await alert_replay.position_of(
                 context.pool, user_id, alert_replay.parse_after(str(after))
             )
+        # Refused here, as an error for this operation; the hub checks again when it registers.
+        hub.check_room(user_id)
         return _stream(context, hub, user_id, position)
 
 

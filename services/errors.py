@@ -43,3 +43,13 @@ class StorageUnavailable(ServiceError):
     """The object store is down or unreachable; the same request may succeed later."""
 
     code = "STORAGE_UNAVAILABLE"
+
+
+class RateLimited(ServiceError):
+    """The client used up a limit (cost budget, sockets, subscriptions); retry later."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -20,6 +20,8 @@ APP_ENVS = ("development", "test", "production")
 MIN_JWT_SECRET_BYTES = 32
 # Seconds before retry 1, 2, …; after the last one a delivery is FAILED.
 DEFAULT_RETRY_SCHEDULE = (60, 300, 1800, 7200, 18000, 36000, 36000)
+# Anonymous clients' share of GRAPHQL_COST_PER_MINUTE (200,000 → 50,000).
+ANONYMOUS_COST_SHARE = 0.25
 DEFAULT_EMAIL_FROM = "Material Changes <alerts@material-changes.local>"
 
 
@@ -161,6 +163,12 @@ class Settings:
     delivery_batch_size: int = 50
     delivery_retention_days: int = 30
     response_cache_mb: float = 64.0
+    graphql_max_cost: int = 20_000
+    # A user's cost budget per minute; anonymous clients (by IP) get ANONYMOUS_COST_SHARE of it.
+    graphql_cost_per_minute: int = 200_000
+    ws_max_connections_per_user: int = 10
+    ws_max_subscriptions_per_user: int = 20
+    apq_store_mb: float = 8.0
     database_statement_cache_size: int = 100
     log_level: str = "INFO"
     log_format: str = "text"
@@ -237,6 +245,11 @@ class Settings:
             delivery_batch_size=_int(env, "DELIVERY_BATCH_SIZE", 50, minimum=1),
             delivery_retention_days=_int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=1),
             response_cache_mb=_float(env, "RESPONSE_CACHE_MB", 64.0),
+            graphql_max_cost=_int(env, "GRAPHQL_MAX_COST", 20_000, minimum=1),
+            graphql_cost_per_minute=_int(env, "GRAPHQL_COST_PER_MINUTE", 200_000),
+            ws_max_connections_per_user=_int(env, "WS_MAX_CONNECTIONS_PER_USER", 10, minimum=1),
+            ws_max_subscriptions_per_user=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_USER", 20, minimum=1),
+            apq_store_mb=_float(env, "APQ_STORE_MB", 8.0),
             database_statement_cache_size=_int(env, "DATABASE_STATEMENT_CACHE_SIZE", 100),
             log_level=_log_level(env),
             log_format=_log_format(env),

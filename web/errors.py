@@ -23,6 +23,7 @@ from strawberry.types.execution import PreExecutionError
 
 from services.db import database_outage
 from services.errors import ServiceError
+from services.logs import escape_log_text
 
 log = logging.getLogger("graphql.errors")
 
@@ -52,6 +53,8 @@ def classify_error(error: GraphQLError, operation_name: str | None = None) -> st
     """Give `error` its client-facing code and message in place; returns the code."""
     existing = (error.extensions or {}).get("code")
     chain = _causes(error)
+    if operation_name is not None:
+        operation_name = escape_log_text(operation_name)
     if existing and not chain:
         return str(existing)
     for cause in chain:

@@ -43,7 +43,7 @@ from services import cache_versions
 from services.auth.tokens import TokenVerifier
 from services.db import database_outage
 from services.errors import ConfigurationError, DatabaseUnavailable, Unauthenticated
-from services.logs import add_log_context
+from services.logs import LOG_TEXT_MAX_CHARS, add_log_context
 from services.settings import Settings
 from services.storage.object_store import ObjectStore
 from services.users import EnsuredUsers
@@ -64,8 +64,10 @@ from web.http_conventions import (
 )
 from web.metrics import MetricsExtension
 from web.operation_guards import graphiql_enabled, guard_extensions
+from web.rate_limit import QueryLimits, cost_extension
 from web.request_log import OperationLogExtension
 from web.response_cache import ResponseCache
+from web.websocket_limits import TOO_MANY, SocketLimits
 from web.websocket_protocol import CheckedTransportWSHandler
 
 log = logging.getLogger(__name__)
@@ -83,9 +85,10 @@ T = TypeVar("T")
 WS_TRY_AGAIN_LATER = 1013
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings, limits: QueryLimits | None = None) -> strawberry.Schema:
     """The schema for these settings (introspection and limits depend on APP_ENV)."""
-    return AppSchema(
+    limits = limits or QueryLimits(settings)
+    schema = AppSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -95,9 +98,12 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             OperationLogExtension,
             OperationTypeExtension,
             *guard_extensions(settings),
+            cost_extension(limits),
         ],
         execution_context_class=FastLeafExecutionContext,
     )
+    limits.use_schema(str(schema))
+    return schema
 
 
 class _TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
@@ -146,8 +152,9 @@ class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = _TransportWSHandler
 
     def __init__(self, settings: Settings, verifier: TokenVerifier) -> None:
+        self.query_limits = QueryLimits(settings)
         super().__init__(
-            build_schema(settings),
+            build_schema(settings, self.query_limits),
             graphql_ide="graphiql" if graphiql_enabled(settings) else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             allowed_origins=_websocket_origins(settings),
@@ -158,7 +165,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self._versions: cache_versions.CoalescingReader | None = None
         self.object_store: ObjectStore | None = None
         self.ensured_users = EnsuredUsers()
-        self.persisted_queries = PersistedQueries()
+        self.persisted_queries = PersistedQueries(int(settings.apq_store_mb * 2**20))
+        self.socket_limits = SocketLimits(settings.ws_max_connections_per_user)
         self.response_cache = ResponseCache(int(settings.response_cache_mb * 2**20))
         # Cache keys being executed now → whether the answer was stored (single flight).
         self._flights: dict[tuple[str, ...], asyncio.Future[bool]] = {}
@@ -182,7 +190,7 @@ class GraphQLApp(GraphQL[Context, None]):
         closed with 1013 instead (not 4403, which would tell the client its token is bad).
         """
         try:
-            return await authenticate_connection(context)
+            accepted = await authenticate_connection(context)
         except Exception as exc:
             outage = database_outage(exc)
             if outage is None:
@@ -190,6 +198,15 @@ class GraphQLApp(GraphQL[Context, None]):
             log.warning("WebSocket connection_init: %s: %s", type(exc).__name__, exc)
             await context.request.close(code=WS_TRY_AGAIN_LATER, reason=outage.message)
             raise ConnectionRejectionError() from None
+        user_id = await context.require_user_id()
+        socket = context.request
+        if not self.socket_limits.admit(
+            id(socket.scope), user_id, context.token_expires_at, socket.close
+        ):
+            limit = self.socket_limits.max_per_user
+            await socket.close(code=TOO_MANY, reason=f"at most {limit} sockets per user")
+            raise ConnectionRejectionError()
+        return accepted
 
     async def render_graphql_ide(self, request: Any) -> Response:
         """GraphiQL from this server's npm-installed assets; Strawberry's CDN page without them."""
@@ -244,7 +261,7 @@ class GraphQLApp(GraphQL[Context, None]):
             return exc.as_result()
         method = request_adapter.method
         try:
-            return await self._cached_execute(request, context, root_value, request_data, method)
+            result = await self._cached_execute(request, context, root_value, request_data, method)
         except _CacheUnavailable as unavailable:
             # Executing would only wait for the same database again (a hung host: once more
             # the connect timeout); answer as execution would have.
@@ -254,6 +271,9 @@ class GraphQLApp(GraphQL[Context, None]):
             request.state.graphql_operation_type = "query"  # only queries are ever cached
             error = GraphQLError(outage.message, extensions={"code": outage.code})
             return ExecutionResult(data=None, errors=[error])
+        if not is_request_error(result):  # it parsed and validated: worth keeping
+            self.persisted_queries.remember(request_data)
+        return result
 
     async def _cached_execute(
         self,
@@ -275,7 +295,7 @@ class GraphQLApp(GraphQL[Context, None]):
                 metrics.RESPONSE_CACHE.labels("hit").inc()
                 request.state.cache_status = CACHE_HIT
                 request.state.graphql_operation_type = "query"  # only queries are ever cached
-                return found
+                return await self._costed(context, request_data, found)
             flight = flights.get(lookup.key)
             if flight is None:
                 break
@@ -303,6 +323,19 @@ class GraphQLApp(GraphQL[Context, None]):
             if mine is not None:
                 del flights[lookup.key]
                 mine.set_result(stored)
+
+    async def _costed(
+        self, context: Context, request_data: GraphQLRequestData, found: ExecutionResult
+    ) -> ExecutionResult:
+        """A cached answer with its cost reported and charged like an executed one."""
+        assert request_data.query is not None
+        try:
+            cost = await self.query_limits.cached_answer_cost(
+                context, request_data.query, request_data.operation_name, request_data.variables
+            )
+        except GraphQLError as refused:
+            return ExecutionResult(data=None, errors=[refused], extensions={"cost": 0})
+        return ExecutionResult(data=found.data, errors=None, extensions={"cost": cost})
 
     def _version_reader(self, pool: Any) -> cache_versions.CoalescingReader:
         """One reader per pool: concurrent cache lookups share their counter reads."""
@@ -344,7 +377,9 @@ class GraphQLApp(GraphQL[Context, None]):
         reading = await self._version_reader(context.pool).reading(scopes)
         data = cache.get(lookup.key, scopes, reading.of(scopes))
         if data is not None:
-            add_log_context(operation=lookup.operation_name)  # no execution names it
+            name = lookup.operation_name
+            # No execution names it; the name is the client's text.
+            add_log_context(operation=name[:LOG_TEXT_MAX_CHARS] if name else None)
             return ExecutionResult(data=data, errors=None)
         return _Read(lookup.key, dict(zip(scopes, reading.of(scopes), strict=True)), reading)
 
@@ -441,6 +476,7 @@ class GraphQLApp(GraphQL[Context, None]):
         try:
             await super().__call__(scope, receive, send)
         finally:
+            self.socket_limits.release(id(scope))
             metrics.WEBSOCKET_CONNECTIONS.dec()
 
 
@@ -499,6 +535,10 @@ def _http_conventions(request: Request, response: Response) -> Response:
         status = getattr(state, "graphql_status", None)
         if status is not None:
             response.status_code = status
+    retry_after = getattr(state, "retry_after", None)
+    if retry_after is not None:  # over the client's cost budget, whatever the media type
+        response.status_code = 429
+        response.headers["retry-after"] = str(retry_after)
     operation_type = getattr(state, "graphql_operation_type", None)
     cache_status = getattr(state, "cache_status", None) or (
         CACHE_METHOD if operation_type == "mutation" else CACHE_BYPASS

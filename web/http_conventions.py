@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import hashlib
-import math
+import sys
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,12 +26,13 @@ from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 
-from services.ttl_cache import TtlCache
 from web.operation_guards import oversized
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
-PERSISTED_QUERIES_SIZE = 10_000
+PERSISTED_QUERIES_BYTES = 8 * 2**20
+# The 64-character key string and the ordered dict's slot, per entry.
+_ENTRY_OVERHEAD = 200
 
 
 def _quality(accept: str, media_type: str) -> float:
@@ -129,19 +131,61 @@ class PersistedQueryError(Exception):
 
 
 class PersistedQueries:
-    """Query texts by SHA-256, bounded (least recently used leave first), per process."""
+    """Query texts by SHA-256, bounded in bytes (least recently used leave first), per process.
 
-    def __init__(self, size: int = PERSISTED_QUERIES_SIZE) -> None:
-        self._texts: TtlCache[str, str] = TtlCache(size)
+    A text is stored only once it has parsed and validated (`remember` after execution), so
+    documents that are refused anyway never take room.
+    """
+
+    def __init__(self, max_bytes: int = PERSISTED_QUERIES_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._texts: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._texts)
 
     def resolve(self, data: GraphQLRequestData) -> GraphQLRequestData:
         """The request with its query text; PersistedQueryError for a miss or a bad hash."""
+        digest = self._digest(data)
+        if digest is None:
+            return data
+        if data.query is None:
+            text = self._texts.get(digest)
+            if text is None:
+                raise PersistedQueryError("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
+            self._texts.move_to_end(digest)
+            return replace(data, query=text)
+        if hashlib.sha256(data.query.encode()).hexdigest() != digest:
+            raise PersistedQueryError(
+                "provided sha256Hash does not match the query", "BAD_USER_INPUT"
+            )
+        return data
+
+    def remember(self, data: GraphQLRequestData) -> None:
+        """Store a registration (hash and text) whose document parsed and validated."""
+        persisted = (data.extensions or {}).get("persistedQuery")
+        query = data.query
+        if not isinstance(persisted, dict) or query is None or oversized(query) is not None:
+            return
+        digest = str(persisted.get("sha256Hash", "")).lower()
+        if digest in self._texts:
+            self._texts.move_to_end(digest)
+            return
+        size = entry_size(query)
+        if size > self.max_bytes:
+            return
+        self._texts[digest] = query
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, evicted = self._texts.popitem(last=False)
+            self.bytes -= entry_size(evicted)
+
+    @staticmethod
+    def _digest(data: GraphQLRequestData) -> str | None:
         persisted = (data.extensions or {}).get("persistedQuery")
         if persisted is None:
-            return data
+            return None
         if not isinstance(persisted, dict) or persisted.get("version") != 1:
             raise PersistedQueryError(
                 "PersistedQueryNotSupported: only persistedQuery version 1 is supported",
@@ -153,20 +197,12 @@ class PersistedQueries:
                 "persistedQuery.sha256Hash must be the 64 hex digits of the query's SHA-256",
                 "BAD_USER_INPUT",
             )
-        digest = digest.lower()
-        if data.query is None:
-            text = self._texts.get(digest)
-            if text is None:
-                raise PersistedQueryError("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
-            return replace(data, query=text)
-        if hashlib.sha256(data.query.encode()).hexdigest() != digest:
-            raise PersistedQueryError(
-                "provided sha256Hash does not match the query", "BAD_USER_INPUT"
-            )
-        # Only texts the guards accept: one that is refused anyway need not be kept.
-        if oversized(data.query) is None:
-            self._texts.put(digest, data.query, math.inf)
-        return data
+        return digest.lower()
+
+
+def entry_size(text: str) -> int:
+    """Bytes an entry holds: the text (as str, up to 4 bytes a character), key and overhead."""
+    return sys.getsizeof(text) + _ENTRY_OVERHEAD
 
 
 def without_data(response: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -111,6 +112,29 @@ class NoNulText(SchemaExtension):
         yield
 
 
+# graphql-core appends its suggestions to the message: " Did you mean 'x', or 'y'?"
+_SUGGESTION = re.compile(r" Did you mean .*\?$", re.DOTALL)
+
+
+class NoSuggestions(SchemaExtension):
+    """Without introspection, errors do not suggest names: they would reveal the schema."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        _strip_suggestions(self.execution_context.pre_execution_errors)
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        _strip_suggestions(getattr(result, "errors", None))
+
+
+def _strip_suggestions(errors: list[GraphQLError] | None) -> None:
+    for error in errors or ():
+        if "Did you mean" in error.message:
+            error.message = _SUGGESTION.sub("", error.message)
+
+
 def _refuse(context: ExecutionContext, message: str) -> None:
     """Answer the operation with one BAD_USER_INPUT error instead of executing it."""
     error = GraphQLError(message, extensions={"code": GUARD_ERROR_CODE})
@@ -194,9 +218,12 @@ def guard_extensions(settings: Settings) -> list[ExtensionFactory]:
         depth_rule(MAX_DEPTH),
         alias_rule(MAX_ALIASES),
     ]
+    quiet: list[ExtensionFactory] = []
     if not settings.graphql_introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
+        quiet.append(NoSuggestions)
     return [
+        *quiet,
         QuerySizeLimiter,
         SubscriptionsOverWebSocket,
         NoNulText,

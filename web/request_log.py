@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
-from services.logs import add_log_context, log_context
+from services.logs import LOG_TEXT_MAX_CHARS, add_log_context, log_context
 from web import metrics
 
 log = logging.getLogger("web.requests")
@@ -100,6 +100,7 @@ class OperationLogExtension(SchemaExtension):
 
     def _operation_name(self) -> str | None:
         try:
-            return self.execution_context.operation_name
+            name = self.execution_context.operation_name
         except Exception:
             return None  # a document that did not parse has no operation to name
+        return name[:LOG_TEXT_MAX_CHARS] if isinstance(name, str) else None

@@ -22,6 +22,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 
 from resolvers.context import Context
 from web.errors import BAD_USER_INPUT
+from web.websocket_limits import TOKEN_EXPIRED, expired
 
 _OPTIONAL_OBJECT = (dict, type(None))
 _OPTIONAL_STRING = (str, type(None))
@@ -63,6 +64,12 @@ class CheckedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_message(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and expired(
+            getattr(self.context, "token_expires_at", None)
+        ):
+            # The timer closes it at expiry; this covers an operation that arrives first.
+            await self.websocket.close(TOKEN_EXPIRED, "token expired")
+            return
         limit = self.max_subscriptions_per_connection
         if (
             self.connection_acknowledged

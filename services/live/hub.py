@@ -16,7 +16,7 @@ import asyncpg
 
 from services.alerts import ALERT_SELECT
 from services.db import CONNECT_TIMEOUT_SECONDS
-from services.errors import ServiceError
+from services.errors import RateLimited, ServiceError
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,12 +152,14 @@ class AlertHub:
         pool: asyncpg.Pool,
         *,
         queue_size: int = 256,
+        max_per_user: int | None = None,
         keepalive_seconds: float = 10.0,
         max_backoff_seconds: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._pool = pool
         self.queue_size = queue_size
+        self.max_per_user = max_per_user
         self.application_name = f"{APPLICATION_NAME_PREFIX}-{os.getpid()}"
         self._keepalive = keepalive_seconds
         self._max_backoff = max_backoff_seconds
@@ -176,20 +178,35 @@ class AlertHub:
 
     @classmethod
     def from_settings(cls, dsn: str, pool: asyncpg.Pool, settings: Settings) -> AlertHub:
-        """A hub sized by ALERT_SUBSCRIBER_QUEUE."""
-        return cls(dsn, pool, queue_size=settings.alert_subscriber_queue)
+        """A hub sized by ALERT_SUBSCRIBER_QUEUE and WS_MAX_SUBSCRIPTIONS_PER_USER."""
+        return cls(
+            dsn,
+            pool,
+            queue_size=settings.alert_subscriber_queue,
+            max_per_user=settings.ws_max_subscriptions_per_user,
+        )
 
     # -- subscribers -------------------------------------------------------------------
 
     def subscribe(
         self, user_id: UUID, on_overflow: Callable[[Subscriber], None] | None = None
     ) -> Subscriber:
-        """Register a subscriber for `user_id`; events routed from now on are queued."""
+        """Register a subscriber for `user_id`; events routed from now on are queued.
+
+        RateLimited when the user already has `max_per_user` subscribers in this process.
+        """
         if not self._tasks:
             raise HubStopped("alert hub is not running")
+        self.check_room(user_id)
         subscriber = Subscriber(self, user_id, self.queue_size, on_overflow)
         self._subscribers.setdefault(user_id, set()).add(subscriber)
         return subscriber
+
+    def check_room(self, user_id: UUID) -> None:
+        """RateLimited when `user_id` may not add another subscriber."""
+        limit = self.max_per_user
+        if limit is not None and len(self._subscribers.get(user_id, ())) >= limit:
+            raise RateLimited(f"at most {limit} subscriptions per user at a time")
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         group = self._subscribers.get(subscriber.user_id)

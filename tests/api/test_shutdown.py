@@ -95,7 +95,7 @@ async def test_shutdown_finishes_in_flight_requests_and_closes_websockets_with_1
         await lock.rollback()
         response = await request
     assert response.status_code == 200
-    assert response.json() == {"data": {"updateSettings": {"id": str(slow_user)}}}
+    assert response.json()["data"] == {"updateSettings": {"id": str(slow_user)}}
     assert await wait_for_exit(server, GRACE_SECONDS) == 0
     assert time.monotonic() - signalled < GRACE_SECONDS
     assert "Traceback" not in server.log_path.read_text()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from datetime import date
 from typing import Any
 
 import graphql
@@ -25,9 +26,13 @@ from hypothesis_graphql import Mode, mutations, queries
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from services.settings import Settings
 from tests.fixtures.hostile import HostileServer, assert_clean_message, assert_clean_response
 from tests.fixtures.ws import PROTOCOL
 from tests.paths import ROOT
+from web.graphql_app import build_schema
+from web.query_cost import DEFAULT_MAX_COST
+from web.rate_limit import QueryLimits
 
 pytestmark = pytest.mark.usefixtures("server_log_stays_clean")
 
@@ -113,13 +118,39 @@ class Tally:
 
     def check(self, response: httpx.Response) -> None:
         self.cases += 1
-        # 405: a mutation over GET. Anything else (a redirect, a 404) means the case missed.
-        assert response.status_code in (200, 400, 405), (response.status_code, response.text)
+        # 405: a mutation over GET; 429: over the client's cost budget. Anything else (a
+        # redirect, a 404) means the case missed.
+        assert response.status_code in (200, 400, 405, 429), (response.status_code, response.text)
         body = assert_clean_response(response)
         assert isinstance(body, dict), response.text
         errors = body.get("errors") or []
+        check_cost(response, body)
         if body.get("data") or any(error.get("path") for error in errors):
             self.executed += 1
+
+
+REFUSED_BEFORE_THE_SCHEMA = frozenset(
+    {"BAD_USER_INPUT", "PERSISTED_QUERY_NOT_FOUND", "PERSISTED_QUERY_NOT_SUPPORTED"}
+)
+
+
+def check_cost(response: httpx.Response, body: dict[str, Any]) -> None:
+    """Cost is reported; over the limit is always QUERY_TOO_COSTLY, never executed; 429 says
+    RATE_LIMITED and when to retry."""
+    codes = [(error.get("extensions") or {}).get("code") for error in body.get("errors") or []]
+    if response.status_code == 429:
+        assert codes == ["RATE_LIMITED"] and int(response.headers["retry-after"]) >= 1, body
+        return
+    cost = (body.get("extensions") or {}).get("cost")
+    if cost is None:  # refused before reaching the schema (not JSON, no query, APQ miss)
+        assert body.get("data") is None and codes, body
+        assert set(codes) <= REFUSED_BEFORE_THE_SCHEMA, body
+        return
+    assert isinstance(cost, int) and cost >= 0, body
+    if cost > DEFAULT_MAX_COST:
+        assert codes == ["QUERY_TOO_COSTLY"] and body.get("data") is None, body
+    if "QUERY_TOO_COSTLY" in codes:
+        assert cost > DEFAULT_MAX_COST, body
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -303,6 +334,59 @@ def test_random_request_bodies_are_answered_cleanly(
             tally.check(http.post("/graphql", content=json.dumps(body).encode(), headers=headers))
 
         check()
+
+
+@st.composite
+def costly_documents(draw: Callable[..., Any]) -> str:
+    """Aliased lists of lists of price windows: costs from a few to millions."""
+    dates = st.dates(min_value=date(1995, 1, 1), max_value=date(2030, 12, 31))
+    parts = []
+    for index in range(draw(st.integers(1, 6))):
+        start, end = sorted((draw(dates), draw(dates)))
+        prices = f'prices(from: "{start}", to: "{end}") {{ date close }}'
+        inner = draw(
+            st.sampled_from(
+                [
+                    prices,
+                    f"myAlerts(first: {draw(st.integers(0, 120))}) {{ id stock {{ {prices} }} }}",
+                    "ticker",
+                ]
+            )
+        )
+        parts.append(
+            f'a{index}: searchStocks(query: "a", limit: {draw(st.integers(-5, 60))}) {{ {inner} }}'
+        )
+    return "{ " + " ".join(parts) + " }"
+
+
+def test_costly_documents_are_refused_exactly_when_over_the_limit(
+    hostile_server: HostileServer, http: httpx.Client
+) -> None:
+    """The server's reported cost is the static model's, and QUERY_TOO_COSTLY comes exactly
+    when it is over the limit (never a 5xx, never executed)."""
+    limits = QueryLimits(Settings())
+    build_schema(Settings(), limits)
+    refused = 0
+
+    with Tally("costly documents") as tally:
+
+        @fuzz_settings(150)
+        @given(query=costly_documents(), token=token_choice(hostile_server))
+        def check(query: str, token: str | None) -> None:
+            nonlocal refused
+            response = post(http, query, token=token)
+            tally.check(response)
+            body = response.json()
+            if response.status_code == 429:
+                return
+            expected = limits.cost(graphql.parse(query), None, {})
+            assert body["extensions"]["cost"] == expected, body
+            codes = [e["extensions"]["code"] for e in body.get("errors") or []]
+            assert ("QUERY_TOO_COSTLY" in codes) == (expected > DEFAULT_MAX_COST), body
+            refused += "QUERY_TOO_COSTLY" in codes
+
+        check()
+    assert refused > 0 and tally.executed > 0
 
 
 def test_generated_queries_over_get_are_answered_cleanly(

@@ -506,7 +506,8 @@ async def test_operations_with_hostile_input_get_coded_errors_on_the_socket(
             if message["type"] in ("error", "complete"):
                 pending.discard(message["id"])
             if message["type"] == "error":
-                assert {e["extensions"]["code"] for e in message["payload"]} == {"BAD_USER_INPUT"}
+                codes = {e["extensions"]["code"] for e in message["payload"]}
+                assert codes <= {"BAD_USER_INPUT", "QUERY_TOO_COSTLY"}, message
         await ws.send(json.dumps({"type": "ping"}))
         assert assert_clean_message(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong"
 
@@ -593,4 +594,4 @@ async def test_a_token_email_postgres_cannot_store_is_ignored_not_a_500(
         hostile_server, {"query": "{ me { email } }"}, token=make_token(email=email)
     )
     assert response.status_code == 200, response.text
-    assert assert_clean_response(response) == {"data": {"me": {"email": None}}}
+    assert assert_clean_response(response)["data"] == {"me": {"email": None}}

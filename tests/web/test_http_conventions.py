@@ -22,12 +22,14 @@ from tests.fixtures.ws import insert_alerts, live_server
 from web.http_conventions import (
     PersistedQueries,
     PersistedQueryError,
+    entry_size,
     etag_matches,
     wants_graphql_response,
 )
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 POPULAR = "{ popularStocks { ticker watcherCount } }"
+POPULAR_ANSWER = {"data": {"popularStocks": []}, "extensions": {"cost": 10}}
 
 
 def sha256(text: str) -> str:
@@ -80,7 +82,7 @@ async def test_queries_over_get_and_mutations_over_get_are_405(
     client: httpx.AsyncClient,
 ) -> None:
     got = await client.get("/graphql", params={"query": POPULAR})
-    assert got.status_code == 200 and got.json() == {"data": {"popularStocks": []}}
+    assert got.status_code == 200 and got.json() == POPULAR_ANSWER
     refused = await client.get(
         "/graphql", params={"query": 'mutation { removeStock(ticker: "AAPL") }'}
     )
@@ -136,11 +138,11 @@ async def test_automatic_persisted_queries(client: httpx.AsyncClient) -> None:
     assert miss.status_code == 200
     assert miss.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
     registered = await post(client, {"query": POPULAR, "extensions": persisted})
-    assert registered.json() == {"data": {"popularStocks": []}}
+    assert registered.json() == POPULAR_ANSWER
     hit = await post(client, {"extensions": persisted})
-    assert hit.json() == {"data": {"popularStocks": []}}
+    assert hit.json() == POPULAR_ANSWER
     over_get = await client.get("/graphql", params={"extensions": json.dumps(persisted)})
-    assert over_get.json() == {"data": {"popularStocks": []}} and "etag" in over_get.headers
+    assert over_get.json() == POPULAR_ANSWER and "etag" in over_get.headers
 
     wrong = {"persistedQuery": {"version": 1, "sha256Hash": sha256("{ health { ok } }")}}
     mismatch = await post(client, {"query": POPULAR, "extensions": wrong})
@@ -153,16 +155,26 @@ async def test_automatic_persisted_queries(client: httpx.AsyncClient) -> None:
         )
 
 
-def test_the_persisted_query_store_is_bounded() -> None:
-    store = PersistedQueries(size=2)
+def test_the_persisted_query_store_is_bounded_in_bytes() -> None:
     texts = ["{ a }", "{ b }", "{ c }"]
+    store = PersistedQueries(max_bytes=2 * entry_size(texts[0]))
     for text in texts:
-        store.resolve(_apq(text, with_query=True))
-    assert len(store) == 2
+        store.remember(store.resolve(_apq(text, with_query=True)))
+    assert len(store) == 2 and store.bytes <= store.max_bytes
     with pytest.raises(PersistedQueryError) as missing:
         store.resolve(_apq(texts[0], with_query=False))  # the least recently used left first
     assert missing.value.code == "PERSISTED_QUERY_NOT_FOUND"
     assert store.resolve(_apq(texts[2], with_query=False)).query == texts[2]
+
+
+async def test_only_documents_that_validate_are_persisted(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    store = app.state.graphql.persisted_queries
+    for text in ("{ nope }", "{ popularStocks { ticker", "{ popularStocks { ticker } }"):
+        persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha256(text)}}
+        await post(client, {"query": text, "extensions": persisted})
+    assert len(store) == 1  # only the valid one
 
 
 def _apq(text: str, *, with_query: bool) -> GraphQLRequestData:

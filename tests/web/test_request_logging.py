@@ -56,7 +56,7 @@ def test_json_logs_carry_request_id_operation_and_user(
         )
         anonymous = http.post("/graphql", json={"query": "{ health { ok } }"})
         unsafe = http.get("/livez", headers={"x-request-id": "two words"})
-    assert named.json() == {"data": {"me": {"id": str(user_id)}}}
+    assert named.json()["data"] == {"me": {"id": str(user_id)}}
     assert named.headers["x-request-id"] == "trace-7f3a.1"
     assert GENERATED_ID.fullmatch(anonymous.headers["x-request-id"])
     assert GENERATED_ID.fullmatch(unsafe.headers["x-request-id"])
