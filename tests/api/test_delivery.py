@@ -6,6 +6,7 @@ import dataclasses
 import email
 import email.policy
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -342,6 +343,19 @@ async def test_one_click_unsubscribe(
     for token in (forged, "garbage", ""):
         refused = await client.post(f"/unsubscribe?token={token}")
         assert refused.status_code == 400 and "not valid" in refused.text
+
+    # A link older than UNSUBSCRIBE_TOKEN_DAYS (365) no longer works, even a genuine one.
+    await gql(
+        "mutation { updateSettings(input: {emailDigest: DAILY}) { emailDigest } }",
+        token=viewer.token,
+    )
+    old = digest_email.unsubscribe_token(
+        viewer.id, secret, issued_at=datetime.now(UTC) - timedelta(days=366)
+    )
+    expired = await client.post(f"/unsubscribe?token={old}")
+    assert expired.status_code == 400 and "expired" in expired.text
+    me = await gql("{ me { emailDigest } }", token=viewer.token)
+    assert me["data"]["me"]["emailDigest"] == "DAILY"
 
 
 async def test_retention_deleting_deliveries_keeps_the_listing_and_redeliver_sound(
