@@ -20,7 +20,8 @@ from schema.health import Health
 from schema.inputs import UpdateSettingsInput
 from schema.stock import Stock
 from schema.user import User, Watchlist, WatchlistItem
-from services.delivery.outbox import DeliveryChannel, DeliveryStatus
+from services.delivery.outbox import DeliveryStatus
+from services.delivery.registry import DeliveryChannel
 from services.market.signals.registry import AlertType
 from services.users import InvestingStyle
 

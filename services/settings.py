@@ -159,6 +159,7 @@ class Settings:
     email_from: str = DEFAULT_EMAIL_FROM
     public_base_url: str = "http://127.0.0.1:8000"
     email_link_secret: str | None = field(default=None, repr=False)
+    unsubscribe_token_days: int = 365
     delivery_lease_seconds: int = 60
     delivery_batch_size: int = 50
     delivery_retention_days: int = 30
@@ -241,6 +242,7 @@ class Settings:
                 _url(env, "PUBLIC_BASE_URL", cls.public_base_url, ("http", "https")) or ""
             ).rstrip("/"),
             email_link_secret=_optional(env, "EMAIL_LINK_SECRET"),
+            unsubscribe_token_days=_int(env, "UNSUBSCRIBE_TOKEN_DAYS", 365, minimum=1),
             delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 60, minimum=5),
             delivery_batch_size=_int(env, "DELIVERY_BATCH_SIZE", 50, minimum=1),
             delivery_retention_days=_int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=1),

@@ -20,7 +20,7 @@ import asyncpg
 from services.alert_record import WRITTEN
 from services.db import Connection, Executor, Row
 from services.delivery import outbox
-from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
+from services.delivery.registry import ALL_CHANNELS, DeliveryChannel
 from services.market.signals.kind import Evaluation, Previous
 from services.market.signals.registry import KINDS
 from services.market.transitions import Transition

@@ -10,8 +10,9 @@ import asyncpg
 
 from services import watchlists
 from services.db import Connection, Executor
-from services.delivery import outbox
+from services.delivery.channels.email import cancel_email, reschedule_email
 from services.delivery.outbox import EmailDigest
+from services.email_address import storable_email
 from services.errors import BadUserInput, NotFound
 from services.market.signals.registry import ALERT_TYPES
 from services.tickers import normalize_ticker
@@ -74,7 +75,11 @@ RETURNING {USER_COLUMNS}
 
 
 async def ensure_user(pool: asyncpg.Pool, user_id: UUID, email: str | None) -> asyncpg.Record:
-    """The user row for a verified token, created (or its email refreshed) when needed."""
+    """The user row for a verified token, created (or its email refreshed) when needed.
+
+    An email that is not one valid address is stored as no email.
+    """
+    email = storable_email(email)
     row = await pool.fetchrow(_GET_SQL, user_id)
     if row is not None and (email is None or row["email"] == email):
         return row  # the common case costs one read and takes no lock
@@ -167,9 +172,9 @@ async def set_email_digest(pool: asyncpg.Pool, user_id: UUID, digest: str) -> bo
 async def _queue_follows_digest(conn: Connection, user_id: UUID, digest: EmailDigest) -> None:
     """Email already queued follows the new choice: cancelled when OFF, else rescheduled."""
     if digest == EmailDigest.OFF:
-        await outbox.cancel_email(conn, user_id, "email turned off by the user")
+        await cancel_email(conn, user_id, "email turned off by the user")
     else:
-        await outbox.reschedule_email(conn, user_id)
+        await reschedule_email(conn, user_id)
 
 
 def normalize_onboarding_tickers(raw: Sequence[str]) -> list[str]:

@@ -19,6 +19,7 @@ from ingest.evaluation.run import run_evaluation
 from ingest.jobs.deliver import run_deliver
 from ingest.progress import Progress
 from services.delivery import dispatch, endpoints
+from services.delivery.registry import configured_channels
 from services.settings import Settings
 from services.storage.local import LocalObjectStore
 from tests.fixtures.delivery import DeliveryWorld, deliver_once, outbox_files
@@ -332,7 +333,7 @@ async def test_production_without_smtp_queues_no_email_and_says_so_once_at_start
     # Queued before: email was configured then (or this is an older deliverer's row).
     earlier = await world.alert(ann, "AAA")
     # Queued the way the evaluation queues under this configuration: no email row at all.
-    await world.alert(ann, "BBB", channels=dispatch.configured_channels(production))
+    await world.alert(ann, "BBB", channels=configured_channels(production))
     queued = await world.deliveries(ann)
     assert sorted((d["channel"], d["alert_id"] == earlier) for d in queued) == [
         ("email", True),
@@ -345,7 +346,7 @@ async def test_production_without_smtp_queues_no_email_and_says_so_once_at_start
             run_deliver(production, pool, database_url, Progress("deliver"), follow=True, stop=stop)
         )
         await until(lambda: len(receiver.requests) == 2, task)  # the webhooks still go
-        await world.alert(ann, "CCC", channels=dispatch.configured_channels(production))
+        await world.alert(ann, "CCC", channels=configured_channels(production))
         await until(lambda: len(receiver.requests) == 3, task)  # a pass woken by the NOTIFY
         stop.set()
         await task
@@ -382,7 +383,6 @@ async def test_a_webhook_test_event_is_signed_and_tried_once(
     receiver: Receiver,
     delivery_settings: Settings,
 ) -> None:
-    from services.delivery import dispatch
 
     user = await world.user()
     endpoint = await world.endpoint(user, receiver.url())
@@ -402,3 +402,54 @@ async def test_a_webhook_test_event_is_signed_and_tried_once(
     )
     assert failed["status"] == "failed" and failed["last_status_code"] == 500
     assert json.loads(receiver.requests[1].body)["type"] == "webhook.test"
+
+
+@pytest.mark.parametrize(
+    "stored", ["c@example.com\r\nBcc: spy@evil.test", "c@example.com, spy@evil.test"]
+)
+async def test_a_message_that_cannot_be_built_fails_only_its_delivery_and_once(
+    pool: asyncpg.Pool,
+    database_url: str,
+    world: DeliveryWorld,
+    delivery_settings: Settings,
+    stored: str,
+) -> None:
+    # Stored before addresses were checked at sign-in: it must not hold up anyone's mail.
+    bad = await world.user(stored)
+    ann = await world.user("ann@example.com")
+    await world.alert(bad, "AAA")
+    await world.alert(ann, "BBB")
+
+    counts = await deliver_once(pool, delivery_settings, database_url)
+
+    assert counts.emails == 1
+    (eml,) = outbox_files(delivery_settings)
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "ann@example.com" and "Bcc" not in message
+    (failed,) = await world.deliveries(bad)
+    assert failed["status"] == "failed" and failed["attempts"] == 1
+    assert "could not be built" in failed["last_error"]
+    await world.make_due()
+    assert (await deliver_once(pool, delivery_settings, database_url)).failed == 0
+
+
+async def test_a_receivers_body_reaches_the_log_escaped_on_one_line(
+    pool: asyncpg.Pool,
+    database_url: str,
+    world: DeliveryWorld,
+    receiver: Receiver,
+    delivery_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A receiver's error body forged a whole log line (and colours) in the text log.
+    user = await world.user()
+    await world.endpoint(user, receiver.url())
+    await world.alert(user)
+    receiver.script(Reply(status=500, body=b"down\n2026-01-01 ERROR forged line\x1b[31m"))
+
+    with caplog.at_level(logging.INFO, logger="ingest.jobs.deliver"):
+        await deliver_once(pool, delivery_settings, database_url)
+
+    (said,) = [r.getMessage() for r in caplog.records if "attempt failed" in r.getMessage()]
+    assert "\n" not in said and "\x1b" not in said
+    assert "down\\n2026-01-01 ERROR forged line\\x1b[31m" in said
