@@ -28,6 +28,7 @@ from services.db import create_pool, database_outage
 from services.delivery.dispatch import configured_channels
 from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
 from services.errors import ServiceError
+from services.evaluation_params import evaluation_params
 from services.logs import log_context
 from services.market.alert_text import Previous, explain
 from services.market.records import Split
@@ -165,22 +166,6 @@ async def run_evaluation(
             await object_store.close()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def evaluation_params(settings: Settings) -> EvaluationParams:
-    """The evaluation's tunable numbers as the environment configures them."""
-    return EvaluationParams(
-        trend_band=settings.trend_band,
-        trend_confirm_days=settings.trend_confirm_days,
-        cheap_percentile=settings.valuation_cheap_percentile,
-        cheap_exit_percentile=settings.valuation_cheap_exit_percentile,
-        expensive_percentile=settings.valuation_expensive_percentile,
-        expensive_exit_percentile=settings.valuation_expensive_exit_percentile,
-        min_history=settings.valuation_min_history,
-        iqr_k=settings.valuation_iqr_k,
-        ebitda_positive_share=settings.valuation_ebitda_positive_share,
-        availability_lag_days=settings.fundamentals_lag_days,
-    )
 
 
 async def _evaluate_run(

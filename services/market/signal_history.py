@@ -28,7 +28,7 @@ class HistoryChange:
 
 
 @dataclass(frozen=True)
-class SignalHistory:
+class HistoryResult:
     """Changes over the trading days evaluated, and alerting changes per kind and year."""
 
     first_day: date | None
@@ -52,7 +52,7 @@ class SignalHistory:
 
 def signal_history(
     ticker: str, series: EntitySeries, start: date, end: date, params: EvaluationParams
-) -> SignalHistory:
+) -> HistoryResult:
     """Evaluate every trading day in [start, end] as the daily evaluation would, and compare.
 
     Each day is compared with the trading day before it (for the first day of the window,
@@ -82,7 +82,7 @@ def signal_history(
                     snapshot=_snapshot(ticker, alert_type, old, new, now, before, alerting),
                 )
             )
-    return SignalHistory(
+    return HistoryResult(
         first_day=evaluated[0].as_of if evaluated else None,
         last_day=evaluated[-1].as_of if evaluated else None,
         trading_days=len(evaluated),

@@ -1,0 +1,151 @@
+"""Stock.signalHistory over HTTP: data imported by import-csv, evaluated as the evaluator does."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from ingest.demo.csv_files import END, write_demo_csvs
+from ingest.demo.stocks import DEMO_STOCKS
+from ingest.jobs.csv_import import find_csv_files, run_import_csv
+from ingest.progress import Progress
+from services.storage.local import LocalObjectStore
+from tests.fixtures.app import GraphQLClient
+
+HIT = "material-changes; hit"
+MISS = "material-changes; fwd=miss"
+QUERY = """query($t: String!, $from: Date, $to: Date) {
+  stock(ticker: $t) {
+    signalHistory(from: $from, to: $to) {
+      from to firstDay lastDay tradingDays years
+      transitions { asOf kind previousState newState alerting details { close sma200 } }
+      alertsPerYear { kind alerts perYear }
+    }
+  }
+}"""
+# A split (SPLT), a trend break (ORBT) and a stock listed too late for most states (FRLB).
+IMPORTED = ("SPLT", "ORBT", "FRLB")
+
+
+async def import_csvs(pool: asyncpg.Pool, store: LocalObjectStore, directory: Path) -> None:
+    progress = Progress("import-csv", interactive=False)
+    await run_import_csv(pool, store, find_csv_files(directory), progress)
+    assert not progress.failures, progress.failures
+
+
+@pytest.fixture
+async def imported(pool: asyncpg.Pool, ingest_store: LocalObjectStore, tmp_path: Path) -> Path:
+    """Three demo stocks imported from their DoltHub-shaped CSVs into the app's store."""
+    directory = tmp_path / "csv"
+    write_demo_csvs(directory, [s for s in DEMO_STOCKS if s.root in IMPORTED])
+    await import_csvs(pool, ingest_store, directory)
+    return directory
+
+
+async def ask(
+    http: httpx.AsyncClient, ticker: str, start: str | None = None, end: str | None = None
+) -> tuple[dict[str, Any], str]:
+    variables = {"t": ticker, "from": start, "to": end}
+    response = await http.post("/graphql", json={"query": QUERY, "variables": variables})
+    body: dict[str, Any] = response.json()
+    return body, response.headers["cache-status"]
+
+
+async def test_history_defaults_to_ten_years_up_to_the_last_price(
+    client: httpx.AsyncClient, imported: Path
+) -> None:
+    body, _ = await ask(client, "ORBT.DEMO")
+    history = body["data"]["stock"]["signalHistory"]
+    assert history["to"] == END.isoformat() and history["from"] == "2015-06-30"
+    assert history["lastDay"] == END.isoformat()
+    assert 9.9 < history["years"] < 10.1
+    assert [r["kind"] for r in history["alertsPerYear"]] == [
+        "VALUATION_REGIME_CHANGE",
+        "TREND_BREAK",
+        "FUNDAMENTAL_INFLECTION",
+    ]
+    transitions = history["transitions"]
+    assert [t["asOf"] for t in transitions] == sorted(t["asOf"] for t in transitions)
+    trend = [t for t in transitions if t["kind"] == "TREND_BREAK" and t["alerting"]]
+    assert trend and all(t["details"]["sma200"] is not None for t in trend)
+    rate = next(r for r in history["alertsPerYear"] if r["kind"] == "TREND_BREAK")
+    assert rate["alerts"] == len(trend)
+    assert rate["perYear"] == pytest.approx(len(trend) / history["years"])
+    silent = [t for t in transitions if not t["alerting"]]
+    assert all("UNKNOWN" in (t["previousState"], t["newState"]) for t in silent)
+
+
+async def test_a_split_inside_the_window_never_makes_a_transition(
+    client: httpx.AsyncClient, imported: Path
+) -> None:
+    # The 4-for-1 split's ex-date is 2025-05-12: raw closes drop 75% overnight.
+    body, _ = await ask(client, "SPLT.DEMO", "2025-04-01", END.isoformat())
+    history = body["data"]["stock"]["signalHistory"]
+    assert history["transitions"] == []
+    assert history["firstDay"] == "2025-04-01" and history["tradingDays"] > 60
+
+
+async def test_window_over_fifteen_years_is_bad_user_input(
+    client: httpx.AsyncClient, imported: Path
+) -> None:
+    body, _ = await ask(client, "ORBT.DEMO", "2009-06-29", "2024-06-30")
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "15 years" in body["errors"][0]["message"]
+    body, _ = await ask(client, "ORBT.DEMO", "2024-06-30", "2024-01-01")
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    body, _ = await ask(client, "ORBT.DEMO", "2009-06-30", "2024-06-30")
+    assert "errors" not in body, body
+
+
+async def test_stock_without_prices_has_an_empty_history(gql: GraphQLClient, api_data: Any) -> None:
+    await api_data.entity("NOPX", "No prices")
+    body = await gql(QUERY, {"t": "NOPX", "from": "2020-01-01", "to": "2020-12-31"})
+    history = body["data"]["stock"]["signalHistory"]
+    assert history["tradingDays"] == 0 and history["transitions"] == []
+    assert history["firstDay"] is None and history["years"] == 0
+    assert {r["perYear"] for r in history["alertsPerYear"]} == {0}
+
+
+async def test_history_is_public_and_cached_until_the_stocks_data_changes(
+    client: httpx.AsyncClient,
+    imported: Path,
+    pool: asyncpg.Pool,
+    ingest_store: LocalObjectStore,
+) -> None:
+    first, status = await ask(client, "ORBT.DEMO", "2020-01-01", END.isoformat())
+    assert status == MISS
+    again, status = await ask(client, "ORBT.DEMO", "2020-01-01", END.isoformat())
+    assert status == HIT and again == first
+    # Another stock's new data leaves it cached.
+    await import_csvs(pool, ingest_store, only(imported, "SPLT.DEMO", 0.5))
+    assert (await ask(client, "ORBT.DEMO", "2020-01-01", END.isoformat()))[1] == HIT
+    # Its own new data (every close halved from 2024 on: a crash) is the next answer.
+    await import_csvs(pool, ingest_store, only(imported, "ORBT.DEMO", 0.5))
+    changed, status = await ask(client, "ORBT.DEMO", "2020-01-01", END.isoformat())
+    assert status == MISS and changed != first
+    history = changed["data"]["stock"]["signalHistory"]
+    crash = [t for t in history["transitions"] if t["asOf"].startswith("2024-01")]
+    assert crash and crash[0]["alerting"], history["transitions"]
+
+
+def only(directory: Path, ticker: str, factor: float) -> Path:
+    """An export of `ticker`'s bars from 2024 on, scaled by `factor` (a new data version)."""
+    target = directory.parent / f"{ticker}-{factor}"
+    target.mkdir(exist_ok=True)
+    with (directory / "ohlcv.csv").open(newline="") as source:
+        reader = csv.DictReader(source)
+        rows = [r for r in reader if r["act_symbol"] == ticker and r["date"] >= "2024-01-01"]
+        columns = reader.fieldnames or []
+    for row in rows:
+        for name in ("open", "high", "low", "close"):
+            row[name] = f"{float(row[name]) * factor:.2f}"
+    with (target / "ohlcv.csv").open("w", newline="") as sink:
+        writer = csv.DictWriter(sink, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
