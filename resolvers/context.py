@@ -22,9 +22,9 @@ from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
 from services.delivery import endpoints, outbox
 from services.errors import StorageUnavailable, Unauthenticated
-from services.evaluation_params import evaluation_params
 from services.logs import add_log_context
 from services.market.signal_history import HistoryResult
+from services.market.signals.registry import ALERT_TYPES
 from services.pagination import KeysetPage
 from services.price_history import DailyBar
 from services.settings import Settings
@@ -143,7 +143,7 @@ class Context:
                     ticker,
                     start,
                     end,
-                    evaluation_params(self.settings),
+                    self.settings.evaluation,
                     use_history=self.settings.derived_history,
                 )
             except (InvalidKeyError, CorruptObjectError):
@@ -179,7 +179,7 @@ class Context:
         return [alert_from_row(row) for row in rows]
 
     async def alert_stats(self) -> AlertTotals:
-        return await alerts.stats(self.pool, await self.require_user_id(), users.ALERT_TYPES)
+        return await alerts.stats(self.pool, await self.require_user_id(), ALERT_TYPES)
 
     async def alert(self, user_id: UUID, alert_id: UUID) -> Row | None:
         row = await self.loaders.alert_by_user_and_id.load((user_id, alert_id))

@@ -8,7 +8,7 @@ import strawberry
 
 from schema.alert import AlertDetails, alert_details
 from services.market.signal_history import HistoryChange, HistoryResult
-from services.market.states import AlertType
+from services.market.signals.registry import KINDS, AlertType
 
 
 @strawberry.type(description="One state change the daily evaluation would have found.")
@@ -21,8 +21,11 @@ class SignalTransition:
         description="Whether watchers would have been alerted (changes to or from UNKNOWN are "
         "silent)."
     )
+    headline: str | None = strawberry.field(
+        description="The alert's headline (null for a silent change)."
+    )
     details: AlertDetails = strawberry.field(
-        description="The numbers an alert would quote (null fields for a silent change)."
+        description="The numbers the alert would quote (null fields for a silent change)."
     )
 
 
@@ -61,11 +64,11 @@ def signal_history_of(history: HistoryResult, start: date, end: date) -> SignalH
         transitions=[_transition(c) for c in history.changes],
         alerts_per_year=[
             AlertRate(
-                kind=kind,
-                alerts=history.alerts.get(kind, 0),
+                kind=AlertType(kind.alert_type),
+                alerts=history.alerts.get(kind.name, 0),
                 per_year=history.alerts_per_year(kind),
             )
-            for kind in AlertType
+            for kind in KINDS
         ],
     )
 
@@ -73,9 +76,10 @@ def signal_history_of(history: HistoryResult, start: date, end: date) -> SignalH
 def _transition(change: HistoryChange) -> SignalTransition:
     return SignalTransition(
         as_of=change.as_of,
-        kind=change.alert_type,
+        kind=AlertType(change.kind.alert_type),
         previous_state=change.previous_state,
         new_state=change.new_state,
         alerting=change.alerting,
-        details=alert_details(change.alert_type, change.snapshot),
+        headline=change.headline,
+        details=alert_details(change.kind.alert_type, change.snapshot),
     )

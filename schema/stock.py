@@ -14,7 +14,9 @@ from schema.rows import from_row
 from services.backfill_queue import BackfillStatus
 from services.db import Row
 from services.entities import DataStatus
-from services.market.states import FundamentalDirection, TrendPosition, ValuationRegime
+from services.market.signals.fundamentals import FundamentalDirection
+from services.market.signals.trend import TrendPosition
+from services.market.signals.valuation import ValuationRegime
 from services.price_history import DailyBar, price_window
 from services.signal_history import history_window
 

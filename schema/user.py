@@ -20,16 +20,12 @@ from schema.rows import from_row
 from schema.stock import Stock, stock_from_row
 from services.db import Row
 from services.delivery.outbox import EmailDigest
-from services.market.states import (
-    AlertType,
-    Direction,
-    FundamentalDirection,
-    TrendPosition,
-    ValuationRegime,
-    fundamentals_arrow,
-    trend_arrow,
-    valuation_arrow,
-)
+from services.market.signals import fundamentals, trend, valuation
+from services.market.signals.fundamentals import FundamentalDirection
+from services.market.signals.kind import Direction
+from services.market.signals.registry import AlertType
+from services.market.signals.trend import TrendPosition
+from services.market.signals.valuation import ValuationRegime
 from services.users import InvestingStyle
 
 
@@ -51,18 +47,18 @@ class WatchlistItem:
 def watchlist_item_from_row(row: Row) -> WatchlistItem:
     """An item from a watchlists.ITEMS_SQL row: the states are the stock's latest signal's."""
     regime = ValuationRegime(row["signal_valuation_regime"] or "UNKNOWN")
-    trend = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
-    fundamentals = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
+    position = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
+    direction = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
     return WatchlistItem(
         stock=stock_from_row(row),
         added_at=row["added_at"],
         alerts_enabled=row["alerts_enabled"],
-        valuation_state=valuation_arrow(regime),
-        trend_state=trend_arrow(trend),
-        fundamentals_state=fundamentals_arrow(fundamentals),
+        valuation_state=valuation.KIND.arrow(regime),
+        trend_state=trend.KIND.arrow(position),
+        fundamentals_state=fundamentals.KIND.arrow(direction),
         valuation_regime=regime,
-        trend_position=trend,
-        fundamental_direction=fundamentals,
+        trend_position=position,
+        fundamental_direction=direction,
         last_alert_at=row["last_alert_at"],
         last_evaluated_at=row["last_evaluated_at"],
     )

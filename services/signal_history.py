@@ -6,10 +6,10 @@ import asyncio
 from datetime import date
 
 from services.errors import BadUserInput
-from services.market.signal import EntitySeries
+from services.market.evaluation import EntitySeries
+from services.market.series import years_before
 from services.market.signal_history import HistoryResult, signal_history
-from services.market.states import EvaluationParams
-from services.market.valuation import years_before
+from services.market.signals.registry import EvaluationParams
 from services.storage.history import TickerHistory, build_history, read_history
 from services.storage.object_store import ObjectStore
 

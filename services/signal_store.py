@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -20,6 +20,8 @@ import asyncpg
 from services.db import Connection, Executor
 from services.delivery import outbox
 from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
+from services.market.signals.kind import Evaluation, Previous
+from services.market.signals.registry import KINDS
 from services.market.transitions import Transition
 
 # Serialises "join or create the open run" across evaluator processes.
@@ -214,7 +216,8 @@ async def finish_run_if_complete(pool: asyncpg.Pool, run_id: UUID) -> bool:
 _PREVIOUS_SIGNALS = """
 SELECT DISTINCT ON (entity_id)
        entity_id, as_of, close, sma200, trend_position, valuation_metric, valuation_multiple,
-       valuation_percentile, valuation_regime, eps_ttm, fundamental_direction, computed_at
+       valuation_percentile, valuation_regime, eps_ttm, fundamental_direction, states, numbers,
+       computed_at
 FROM entity_signals
 WHERE entity_id = ANY($1::uuid[]) AND as_of < $2
 ORDER BY entity_id, as_of DESC
@@ -240,8 +243,24 @@ async def evaluated_later(pool: asyncpg.Pool, entity_ids: Sequence[UUID], as_of:
     return {row["entity_id"] for row in await pool.fetch(_LATER_SIGNALS, list(entity_ids), as_of)}
 
 
+# The columns entity_signals had before kinds were stored generically (0011): still written
+# and read (the GraphQL fields named after them are a contract). Every kind's state and
+# numbers also go to the `states` and `numbers` objects, so a new kind needs no column.
+LEGACY_STATE_COLUMNS = ("trend_position", "valuation_regime", "fundamental_direction")
+LEGACY_NUMBER_COLUMNS = (
+    "close",
+    "sma200",
+    "valuation_metric",
+    "valuation_multiple",
+    "valuation_percentile",
+    "eps_ttm",
+)
+
+
 @dataclass(frozen=True)
 class SignalRow:
+    """One entity_signals row: the legacy columns, and every kind in `states`/`numbers`."""
+
     entity_id: UUID
     as_of: date
     close: float | None
@@ -254,6 +273,70 @@ class SignalRow:
     eps_ttm: float | None
     fundamental_direction: str
     details: dict[str, Any]
+    states: dict[str, str] = field(default_factory=dict)
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entity_id: UUID, evaluation: Evaluation) -> SignalRow:
+        """The row of an evaluation: each kind's state by kind name, its numbers by name."""
+        states = {kind.name: str(evaluation.state(kind)) for kind in KINDS}
+        numbers: dict[str, Any] = {}
+        for reading in evaluation.readings.values():
+            numbers.update(reading.values)
+        by_field = {kind.state_field: states[kind.name] for kind in KINDS}
+        legacy: dict[str, Any] = {column: by_field[column] for column in LEGACY_STATE_COLUMNS}
+        legacy.update((column, numbers.get(column)) for column in LEGACY_NUMBER_COLUMNS)
+        return cls(
+            entity_id=entity_id,
+            as_of=evaluation.as_of,
+            details=evaluation.details,
+            states=states,
+            numbers=numbers,
+            **legacy,
+        )
+
+    def all_states(self) -> dict[str, str]:
+        """Every kind's state: the legacy columns' unless `states` says otherwise."""
+        return _legacy_states(self.__dict__) | self.states
+
+    def all_numbers(self) -> dict[str, Any]:
+        """Every kind's numbers: the legacy columns' unless `numbers` says otherwise."""
+        return {c: getattr(self, c) for c in LEGACY_NUMBER_COLUMNS} | self.numbers
+
+
+def _legacy_states(row: Any) -> dict[str, str]:
+    return {
+        kind.name: row[kind.state_field]
+        for kind in KINDS
+        if kind.state_field in LEGACY_STATE_COLUMNS and row[kind.state_field] is not None
+    }
+
+
+def states_of(row: asyncpg.Record) -> dict[str, str]:
+    """Every kind's state in a stored signal row (rows before 0011 have only the columns)."""
+    return _legacy_states(row) | _object(row["states"])
+
+
+def numbers_of(row: asyncpg.Record) -> dict[str, Any]:
+    """Every kind's numbers in a stored signal row."""
+    return {c: row[c] for c in LEGACY_NUMBER_COLUMNS} | _object(row["numbers"])
+
+
+def previous_of(row: asyncpg.Record, factor: float) -> Previous:
+    """A stored row as the previous signal; per-share numbers multiplied by `factor`."""
+    values = numbers_of(row)
+    for kind in KINDS:
+        for name in kind.per_share:
+            if values.get(name) is not None:
+                values[name] = values[name] * factor
+    return Previous(as_of=row["as_of"], states=states_of(row), values=values)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    decoded = json.loads(value) if isinstance(value, str) else value
+    return dict(decoded) if isinstance(decoded, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -283,8 +366,9 @@ WITH claim AS (
 ), signal AS (
     INSERT INTO entity_signals (entity_id, as_of, close, sma200, trend_position,
         valuation_metric, valuation_multiple, valuation_percentile, valuation_regime, eps_ttm,
-        fundamental_direction, details, computed_at)
-    SELECT $2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb, now()
+        fundamental_direction, details, states, numbers, computed_at)
+    SELECT $2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb,
+           $15::text::jsonb, $16::text::jsonb, now()
     WHERE EXISTS (SELECT FROM claim)
     ON CONFLICT (entity_id, as_of) DO UPDATE SET
         close = EXCLUDED.close, sma200 = EXCLUDED.sma200,
@@ -294,6 +378,7 @@ WITH claim AS (
         valuation_percentile = EXCLUDED.valuation_percentile,
         valuation_regime = EXCLUDED.valuation_regime, eps_ttm = EXCLUDED.eps_ttm,
         fundamental_direction = EXCLUDED.fundamental_direction, details = EXCLUDED.details,
+        states = EXCLUDED.states, numbers = EXCLUDED.numbers,
         computed_at = EXCLUDED.computed_at
 )
 SELECT EXISTS (SELECT FROM claim)
@@ -328,7 +413,7 @@ WITH chunk AS (
                       $11::text[], $12::text[], $13::text[], $14::text[])
          WITH ORDINALITY AS t(alert_type, previous_state, new_state, headline, what_changed,
                               why_it_matters, before_vs_now, what_didnt_change, snapshot, ord)
-    WHERE c.alerts_enabled AND u.alerts_enabled AND t.alert_type = ANY(u.alert_types)
+    WHERE c.alerts_enabled AND u.alerts_enabled AND NOT (t.alert_type = ANY(u.muted_alert_types))
     ORDER BY c.user_id, t.ord
     ON CONFLICT (user_id, entity_id, alert_type, as_of) DO NOTHING
     RETURNING id
@@ -425,6 +510,8 @@ async def _commit_signal(conn: Connection, run_id: UUID, worker: str, signal: Si
         signal.eps_ttm,
         signal.fundamental_direction,
         _json(signal.details),
+        _json(signal.all_states()),
+        _json(signal.all_numbers()),
     )
     return done
 
@@ -455,7 +542,7 @@ def _columns(found: Sequence[Transition]) -> list[list[Any]]:
 _LATEST_SQL = """
 SELECT s.entity_id, s.as_of, s.close, s.sma200, s.trend_position, s.valuation_metric,
        s.valuation_multiple, s.valuation_percentile, s.valuation_regime, s.eps_ttm,
-       s.fundamental_direction, s.computed_at
+       s.fundamental_direction, s.states, s.numbers, s.computed_at
 FROM unnest($1::uuid[]) AS k(id)
 CROSS JOIN LATERAL (
     SELECT * FROM entity_signals x WHERE x.entity_id = k.id ORDER BY x.as_of DESC LIMIT 1

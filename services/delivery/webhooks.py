@@ -24,7 +24,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from services.errors import BadUserInput
-from services.market.states import AlertType
+from services.market.signals.registry import AlertType
 
 MAX_URL_LENGTH = 2048
 TIMEOUT_SECONDS = 10.0
