@@ -4,7 +4,6 @@ IQR cleaning, a hysteresis regime)."""
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -169,9 +168,9 @@ def _regime(
     start, state = 0, ValuationRegime.UNKNOWN
     for j in range(earlier - 1, -1, -1):
         p = percentile(j)
-        nexts = {regime_step(s, p, params) for s in _SETTLED}
-        if len(nexts) == 1:
-            start, state = j + 1, nexts.pop()
+        cheap, normal, expensive = (regime_step(s, p, params) for s in _SETTLED)
+        if cheap is normal is expensive:
+            start, state = j + 1, normal
             break
     for j in range(start, earlier):
         state = regime_step(state, percentile(j), params)
@@ -287,29 +286,31 @@ class ValuationDays:
             bisect.insort(ordered, current)
         first, end = _fences(ordered, params.iqr_k)
         size = end - first
-        result = ValuationResult(
-            ValuationRegime.UNKNOWN,
+        median = quantile(ordered[first:end], 0.5) if size else None
+        regime, percentile = ValuationRegime.UNKNOWN, None
+        if current is not None and size >= params.min_history:
+
+            def percentile_of_earlier(j: int) -> float:
+                # percentile_of(earlier[j], cleaned history): its rank among the earlier
+                # values, one more when today's value sorts at or before it, less those
+                # under the lower fence.
+                below = ranks[j] + (current <= earlier[j]) - first
+                return 100.0 * min(max(below, 0), size) / size
+
+            rank = min(max(bisect.bisect_right(ordered, current) - first, 0), size)
+            percentile = 100.0 * rank / size
+            regime = _regime(percentile_of_earlier, len(earlier), percentile, params)
+        return ValuationResult(
+            regime,
             metric=metric,
             multiple=current,
+            percentile=percentile,
             history_size=size,
             points=count,
             outliers_removed=len(ordered) - size,
-            median_multiple=quantile(ordered[first:end], 0.5) if size else None,
+            median_multiple=median,
             ebitda_positive_share=share,
         )
-        if current is None or size < params.min_history:
-            return result
-
-        def percentile(j: int) -> float:
-            # percentile_of(earlier[j], cleaned history): its rank among the earlier values,
-            # one more when today's value sorts at or before it, less those under the fence.
-            below = ranks[j] + (current <= earlier[j]) - first
-            return 100.0 * min(max(below, 0), size) / size
-
-        rank = min(max(bisect.bisect_right(ordered, current) - first, 0), size)
-        today_percentile = 100.0 * rank / size
-        regime = _regime(percentile, len(earlier), today_percentile, params)
-        return dataclasses.replace(result, regime=regime, percentile=today_percentile)
 
     def _earlier(
         self, low: int, month: int, metric: str

@@ -11,7 +11,7 @@ from ingest.demo.csv_files import END, build_series
 from ingest.demo.stocks import BASELINE, DEMO_STOCKS, REPLAY_DATES
 from services.market.evaluation import EntitySeries, compute_signal
 from services.market.records import QuarterFundamentals, Split
-from services.market.signal_history import signal_history
+from services.market.signal_history import HistoryChange, signal_history
 from services.market.signals.kind import UNKNOWN
 from services.market.signals.registry import KINDS, EvaluationParams
 from services.market.signals.valuation import ValuationParams
@@ -67,7 +67,7 @@ def test_every_day_of_a_history_equals_that_days_own_daily_evaluation(root: str)
     start, end = date(2024, 7, 1), END
     history = signal_history(root, series, date(2015, 1, 1), end, PARAMS)
     states = {kind.name: daily_states(series, start)[kind.name] for kind in KINDS}
-    by_day = {}
+    by_day: dict[date, list[HistoryChange]] = {}
     for change in history.changes:
         by_day.setdefault(change.as_of, []).append(change)
     for change in (c for c in history.changes if c.as_of <= start):
