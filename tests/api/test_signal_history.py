@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import math
+from datetime import date
+from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +152,55 @@ def only(directory: Path, ticker: str, factor: float) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return target
+
+
+def goog_export(directory: Path) -> tuple[list[date], list[float]]:
+    """GOOG's daily bars 2004-2013 as shipped in the `backtesting` wheel, as a DoltHub export."""
+    source = Path(str(distribution("backtesting").locate_file("backtesting/test/GOOG.csv")))
+    with source.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    directory.mkdir()
+    with (directory / "ohlcv.csv").open("w", newline="") as sink:
+        writer = csv.writer(sink)
+        writer.writerow(["date", "act_symbol", "open", "high", "low", "close", "volume"])
+        for row in rows:
+            writer.writerow(
+                [row[""], "GOOG", row["Open"], row["High"], row["Low"], row["Close"], row["Volume"]]
+            )
+    return [date.fromisoformat(r[""]) for r in rows], [float(r["Close"]) for r in rows]
+
+
+def raw_crossings_per_year(days: list[date], closes: list[float]) -> float:
+    """Sign changes of close − SMA200, per year of the days that have an SMA."""
+    sides = []
+    for i in range(199, len(closes)):
+        sma = math.fsum(closes[i - 199 : i + 1]) / 200
+        sides.append(closes[i] >= sma)
+    crossings = sum(a != b for a, b in zip(sides, sides[1:], strict=False))
+    return crossings / (((days[-1] - days[199]).days + 1) / 365.25)
+
+
+async def test_real_goog_prices_alert_on_the_trend_far_less_than_raw_sma_crossings(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, ingest_store: LocalObjectStore, tmp_path: Path
+) -> None:
+    days, closes = goog_export(tmp_path / "goog")
+    await import_csvs(pool, ingest_store, tmp_path / "goog")
+    raw = raw_crossings_per_year(days, closes)
+    assert 3.8 < raw < 4.0  # the series crosses its 200-day average ~3.9 times a year
+    body, _ = await ask(client, "GOOG", days[0].isoformat(), days[-1].isoformat())
+    assert "errors" not in body, body
+    history = body["data"]["stock"]["signalHistory"]
+    assert (history["firstDay"], history["lastDay"]) == (days[0].isoformat(), "2013-03-01")
+    assert history["tradingDays"] == len(days)
+    trend = next(r for r in history["alertsPerYear"] if r["kind"] == "TREND_BREAK")
+    # Over the days with an SMA too (the first 199 cannot have a trend): still well under.
+    with_sma = trend["alerts"] / (((days[-1] - days[199]).days + 1) / 365.25)
+    print(
+        f"GOOG {days[0]}..{days[-1]}: raw close/SMA200 crossings {raw:.2f}/year; trend alerts "
+        f"{trend['alerts']} = {trend['perYear']:.2f}/year of the window, {with_sma:.2f}/year "
+        "of the days with an SMA"
+    )
+    assert with_sma < raw / 2
+    # No fundamentals were imported: the other kinds stay UNKNOWN and never alert.
+    others = [r for r in history["alertsPerYear"] if r["kind"] != "TREND_BREAK"]
+    assert all(r["alerts"] == 0 for r in others)
