@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 
@@ -31,17 +31,29 @@ def alert_filter(
     )
 
 
-@strawberry.type(description="The numbers behind an alert's text; null where not applicable.")
-class AlertDetails:
-    metric: str | None = strawberry.field(description='"EV/EBITDA" or "EV/SALES"')
-    multiple_before: float | None
-    multiple_now: float | None
-    percentile_before: float | None
-    percentile_now: float | None
-    close: float | None
-    sma200: float | None
-    eps_ttm_before: float | None
-    eps_ttm_now: float | None
+def _details_type() -> type:
+    """The AlertDetails class: one nullable field per kinds' detail field (registry order)."""
+    namespace: dict[str, Any] = {
+        "__annotations__": {item.name: item.type | None for item in DETAIL_FIELDS}
+    }
+    for item in DETAIL_FIELDS:
+        if item.description is not None:
+            namespace[item.name] = strawberry.field(description=item.description)
+    details = type("AlertDetails", (), namespace)
+    return strawberry.type(
+        details, description="The numbers behind an alert's text; null where not applicable."
+    )
+
+
+if TYPE_CHECKING:
+
+    class AlertDetails:
+        """Made from the registry's detail fields at run time."""
+
+        def __init__(self, **numbers: Any) -> None: ...
+
+else:
+    AlertDetails = _details_type()
 
 
 def alert_details(alert_type: str, snapshot: dict[str, Any] | None) -> AlertDetails:

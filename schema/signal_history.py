@@ -7,6 +7,7 @@ from datetime import date
 import strawberry
 
 from schema.alert import AlertDetails, alert_details
+from schema.stock import SignalState, signal_states
 from services.market.signal_history import HistoryChange, HistoryResult
 from services.market.signals.registry import KINDS, AlertType
 
@@ -44,6 +45,9 @@ class SignalHistory:
     last_day: date | None = strawberry.field(description="The last trading day evaluated.")
     trading_days: int
     years: float = strawberry.field(description="firstDay to lastDay, in years.")
+    states: list[SignalState] = strawberry.field(
+        description="Every kind's state on lastDay (what the daily evaluation stores for it)."
+    )
     transitions: list[SignalTransition] = strawberry.field(
         description="State changes, oldest first."
     )
@@ -61,6 +65,7 @@ def signal_history_of(history: HistoryResult, start: date, end: date) -> SignalH
         last_day=history.last_day,
         trading_days=history.trading_days,
         years=history.years,
+        states=signal_states(history.final_states),
         transitions=[_transition(c) for c in history.changes],
         alerts_per_year=[
             AlertRate(

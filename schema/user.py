@@ -17,7 +17,7 @@ from schema.alert import (
 from schema.context import FieldContext, field_context
 from schema.delivery import WebhookEndpoint, viewer_webhooks
 from schema.rows import from_row
-from schema.stock import Stock, stock_from_row
+from schema.stock import SignalState, Stock, signal_states, stock_from_row
 from services.db import Row
 from services.delivery.outbox import EmailDigest
 from services.market.signals import fundamentals, trend, valuation
@@ -26,6 +26,7 @@ from services.market.signals.kind import Direction
 from services.market.signals.registry import AlertType
 from services.market.signals.trend import TrendPosition
 from services.market.signals.valuation import ValuationRegime
+from services.signal_store import states_of
 from services.users import InvestingStyle
 
 
@@ -42,6 +43,9 @@ class WatchlistItem:
     fundamental_direction: FundamentalDirection
     last_alert_at: datetime | None
     last_evaluated_at: datetime | None
+    signals: list[SignalState] = strawberry.field(
+        description="Every signal kind's state on the stock's latest evaluation."
+    )
 
 
 def watchlist_item_from_row(row: Row) -> WatchlistItem:
@@ -61,6 +65,7 @@ def watchlist_item_from_row(row: Row) -> WatchlistItem:
         fundamental_direction=direction,
         last_alert_at=row["last_alert_at"],
         last_evaluated_at=row["last_evaluated_at"],
+        signals=signal_states(states_of(row, "signal_") if row["signal_as_of"] else {}),
     )
 
 

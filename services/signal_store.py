@@ -17,7 +17,8 @@ from uuid import UUID
 
 import asyncpg
 
-from services.db import Connection, Executor
+from services.alert_record import WRITTEN
+from services.db import Connection, Executor, Row
 from services.delivery import outbox
 from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
 from services.market.signals.kind import Evaluation, Previous
@@ -304,17 +305,21 @@ class SignalRow:
         return {c: getattr(self, c) for c in LEGACY_NUMBER_COLUMNS} | self.numbers
 
 
-def _legacy_states(row: Any) -> dict[str, str]:
+def _legacy_states(row: Any, prefix: str = "") -> dict[str, str]:
     return {
-        kind.name: row[kind.state_field]
+        kind.name: row[prefix + kind.state_field]
         for kind in KINDS
-        if kind.state_field in LEGACY_STATE_COLUMNS and row[kind.state_field] is not None
+        if kind.state_field in LEGACY_STATE_COLUMNS and row[prefix + kind.state_field] is not None
     }
 
 
-def states_of(row: asyncpg.Record) -> dict[str, str]:
-    """Every kind's state in a stored signal row (rows before 0011 have only the columns)."""
-    return _legacy_states(row) | _object(row["states"])
+def states_of(row: Row, prefix: str = "") -> dict[str, str]:
+    """Every kind's state in a stored signal row (rows before 0011 have only the columns).
+
+    `prefix`: the signal's columns in a joined row (`signal_states`); a kind never evaluated
+    is absent.
+    """
+    return _legacy_states(row, prefix) | _object(row[prefix + "states"])
 
 
 def numbers_of(row: asyncpg.Record) -> dict[str, Any]:
@@ -394,25 +399,24 @@ RETURNING 1
 # gets an alert of a type when both switches are on, the type is one of theirs, and they had
 # seen the previous state. Rows are numbered (commit_seq) in user, then transition order.
 # Re-running a date inserts nothing new (the unique key), so nothing is queued twice.
-_INSERT_ALERT_CHUNK = """
+# The transition's columns come from the alert record (services.alert_record.WRITTEN): one
+# text array parameter each from $6 on (constant fragments only, never values).
+_WRITTEN_NAMES = ", ".join(column for column, _, _ in WRITTEN)
+_WRITTEN_VALUES = ", ".join(f"t.{column}::{sql_type}" for column, _, sql_type in WRITTEN)
+_WRITTEN_ARRAYS = ", ".join(f"${6 + i}::text[]" for i in range(len(WRITTEN)))
+_INSERT_ALERT_CHUNK = f"""
 WITH chunk AS (
     SELECT w.user_id, w.alerts_enabled FROM watchlists w
     WHERE w.entity_id = $1 AND w.user_id > $3 AND w.added_at < $4
     ORDER BY w.user_id
     LIMIT $5
 ), inserted AS (
-    INSERT INTO alert_history (user_id, entity_id, alert_type, as_of, previous_state,
-        new_state, headline, what_changed, why_it_matters, before_vs_now, what_didnt_change,
-        data_snapshot)
-    SELECT c.user_id, $1, t.alert_type, $2, t.previous_state, t.new_state, t.headline,
-           t.what_changed, t.why_it_matters, t.before_vs_now, t.what_didnt_change,
-           t.snapshot::jsonb
+    INSERT INTO alert_history (user_id, entity_id, as_of, {_WRITTEN_NAMES})
+    SELECT c.user_id, $1, $2, {_WRITTEN_VALUES}
     FROM chunk c
     JOIN users u ON u.id = c.user_id
-    CROSS JOIN unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                      $11::text[], $12::text[], $13::text[], $14::text[])
-         WITH ORDINALITY AS t(alert_type, previous_state, new_state, headline, what_changed,
-                              why_it_matters, before_vs_now, what_didnt_change, snapshot, ord)
+    CROSS JOIN unnest({_WRITTEN_ARRAYS})
+         WITH ORDINALITY AS t({_WRITTEN_NAMES}, ord)
     WHERE c.alerts_enabled AND u.alerts_enabled AND NOT (t.alert_type = ANY(u.muted_alert_types))
     ORDER BY c.user_id, t.ord
     ON CONFLICT (user_id, entity_id, alert_type, as_of) DO NOTHING
@@ -421,7 +425,7 @@ WITH chunk AS (
 SELECT (SELECT user_id FROM chunk ORDER BY user_id DESC LIMIT 1) AS last_user,
        (SELECT count(*) FROM chunk) AS scanned,
        ARRAY(SELECT id FROM inserted) AS ids
-"""
+"""  # noqa: S608
 
 # Sorts before every user id: the first chunk starts here.
 _FIRST_USER = UUID(int=0)
@@ -525,17 +529,12 @@ class _ClaimLost(Exception):
 
 
 def _columns(found: Sequence[Transition]) -> list[list[Any]]:
-    return [
-        [t.alert_type for t in found],
-        [t.previous_state for t in found],
-        [t.new_state for t in found],
-        [t.headline for t in found],
-        [t.what_changed for t in found],
-        [t.why_it_matters for t in found],
-        [t.before_vs_now for t in found],
-        [t.what_didnt_change for t in found],
-        [_json(t.snapshot) for t in found],
-    ]
+    """One array per written column, as text (JSON for the jsonb ones)."""
+    arrays: list[list[Any]] = []
+    for _, attribute, sql_type in WRITTEN:
+        values = [getattr(t, attribute) for t in found]
+        arrays.append([_json(v) for v in values] if sql_type == "jsonb" else values)
+    return arrays
 
 
 # One probe of the (entity_id, as_of) primary key per entity instead of scanning history.

@@ -14,9 +14,13 @@ import httpx
 import pytest
 
 from ingest.demo.csv_files import END, write_demo_csvs
-from ingest.demo.stocks import DEMO_STOCKS
+from ingest.demo.stocks import BASELINE, DEMO_STOCKS
+from ingest.evaluation.run import run_evaluation
 from ingest.jobs.csv_import import find_csv_files, run_import_csv
 from ingest.progress import Progress
+from services.market.signals.registry import KINDS
+from services.settings import Settings
+from services.signal_store import states_of
 from services.storage.local import LocalObjectStore
 from tests.fixtures.app import GraphQLClient
 
@@ -25,7 +29,7 @@ MISS = "material-changes; fwd=miss"
 QUERY = """query($t: String!, $from: Date, $to: Date) {
   stock(ticker: $t) {
     signalHistory(from: $from, to: $to) {
-      from to firstDay lastDay tradingDays years
+      from to firstDay lastDay tradingDays years states { kind state arrow }
       transitions { asOf kind previousState newState alerting details { close sma200 } }
       alertsPerYear { kind alerts perYear }
     }
@@ -81,6 +85,36 @@ async def test_history_defaults_to_ten_years_up_to_the_last_price(
     assert rate["perYear"] == pytest.approx(len(trend) / history["years"])
     silent = [t for t in transitions if not t["alerting"]]
     assert all("UNKNOWN" in (t["previousState"], t["newState"]) for t in silent)
+
+
+async def test_last_day_states_equal_what_the_daily_evaluator_stored(
+    client: httpx.AsyncClient,
+    imported: Path,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    ingest_store: LocalObjectStore,
+) -> None:
+    tickers = [f"{root}.DEMO" for root in IMPORTED]
+    for day in (BASELINE, END):
+        summary = await run_evaluation(
+            settings, None, as_of=day, tickers=tickers, store=ingest_store, pool=pool
+        )
+        assert summary.failures == 0 and summary.signals_written == len(tickers)
+        for ticker in tickers:
+            row = await pool.fetchrow(
+                "SELECT s.* FROM entity_signals s JOIN entities e ON e.id = s.entity_id "
+                "WHERE e.ticker = $1 AND s.as_of = $2",
+                ticker,
+                day,
+            )
+            assert row is not None
+            stored = states_of(row)
+            body, _ = await ask(client, ticker, "2015-01-01", day.isoformat())
+            history = body["data"]["stock"]["signalHistory"]
+            assert history["lastDay"] == day.isoformat()
+            shown = {s["kind"]: s["state"] for s in history["states"]}
+            expected = {k.graphql_name: stored.get(k.name, "UNKNOWN") for k in KINDS}
+            assert shown == expected, (ticker, day)
 
 
 async def test_a_split_inside_the_window_never_makes_a_transition(

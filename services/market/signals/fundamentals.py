@@ -175,6 +175,7 @@ def facts(values: Mapping[str, Any]) -> list[str]:
 KIND = SignalKind(
     name="fundamentals",
     alert_type="fundamental_inflection",
+    label="EPS direction",
     states=FundamentalDirection,
     arrows={
         FundamentalDirection.IMPROVING: Direction.UP,

@@ -129,6 +129,8 @@ class SignalKind:
     name: str
     # The value stored in alert_history.alert_type; GraphQL spells it in upper case.
     alert_type: str
+    # What emails call the kind ("200-day trend").
+    label: str
     states: type[StrEnum]
     arrows: Mapping[str, Direction]
     # The name of the state as a field: entity_signals column (for the first three kinds)

@@ -229,6 +229,7 @@ def _gap_pct(close: float | None, sma: float | None) -> float | None:
 KIND = SignalKind(
     name="trend",
     alert_type="trend_break",
+    label="200-day trend",
     states=TrendPosition,
     arrows={TrendPosition.ABOVE_200DMA: Direction.UP, TrendPosition.BELOW_200DMA: Direction.DOWN},
     state_field="trend_position",

@@ -446,6 +446,7 @@ def facts(values: Mapping[str, Any]) -> list[str]:
 KIND = SignalKind(
     name="valuation",
     alert_type="valuation_regime_change",
+    label="Valuation regime",
     states=ValuationRegime,
     arrows={ValuationRegime.CHEAP: Direction.DOWN, ValuationRegime.EXPENSIVE: Direction.UP},
     state_field="valuation_regime",
