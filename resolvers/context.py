@@ -15,13 +15,15 @@ import strawberry
 
 from resolvers.loaders import Loaders
 from schema.alert import Alert, alert_from_row
-from services import alerts, cache_versions, price_history, users, watchlists
+from schema.signal_history import SignalHistory, signal_history_of
+from services import alerts, cache_versions, price_history, signal_history, users, watchlists
 from services.alerts import AlertFilter, AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
 from services.delivery import endpoints, outbox
 from services.errors import StorageUnavailable, Unauthenticated
 from services.logs import add_log_context
+from services.market.signal_history import HistoryResult
 from services.market.signals.registry import ALERT_TYPES
 from services.pagination import KeysetPage
 from services.price_history import DailyBar
@@ -138,6 +140,29 @@ class Context:
             raise StorageUnavailable(
                 "price data is unavailable right now; try again shortly"
             ) from exc
+
+    async def signal_history(
+        self, ticker: str, start: date, end: date, has_prices: bool
+    ) -> SignalHistory:
+        history = HistoryResult(None, None, 0)
+        if has_prices and self.object_store is not None:
+            try:
+                history = await signal_history.stock_signal_history(
+                    self.object_store,
+                    ticker,
+                    start,
+                    end,
+                    self.settings.evaluation,
+                    use_history=self.settings.derived_history,
+                )
+            except (InvalidKeyError, CorruptObjectError):
+                raise  # a bug or a damaged object, not an outage: masked as INTERNAL and logged
+            except ObjectStoreError as exc:
+                log.warning("signal history of %s: object store unavailable: %s", ticker, exc)
+                raise StorageUnavailable(
+                    "price data is unavailable right now; try again shortly"
+                ) from exc
+        return signal_history_of(history, start, end)
 
     async def watchlist_rows(self) -> Sequence[Row]:
         rows = await watchlists.list_items(self.pool, await self.require_user_id())

@@ -51,6 +51,10 @@ class FieldContext(Protocol):
         """The ticker's bars in [start, end] from object storage."""
         ...
 
+    async def signal_history(self, ticker: str, start: date, end: date, has_prices: bool) -> Any:
+        """The ticker's SignalHistory over [start, end] (empty without price data)."""
+        ...
+
     async def watchlist_rows(self) -> Sequence[Row]:
         """The viewer's watchlist item rows, newest first."""
         ...

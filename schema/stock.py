@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -20,10 +20,12 @@ from services.market.signals.registry import KINDS, AlertType
 from services.market.signals.trend import TrendPosition
 from services.market.signals.valuation import ValuationRegime
 from services.price_history import DailyBar, price_window
+from services.signal_history import history_window
 from services.signal_store import states_of
 
 if TYPE_CHECKING:
     from schema.alert import Alert
+    from schema.signal_history import SignalHistory
 
 T = TypeVar("T")
 # The default page size of `Stock.myAlerts(first:)`.
@@ -194,6 +196,24 @@ class Stock:
             return []
         bars = await field_context(info).daily_bars(self.ticker, start, end)
         return [price_point(bar) for bar in bars]
+
+    @strawberry.field(
+        description="The state changes the daily evaluation would have found on every trading "
+        "day of [from, to] (default: the 10 years up to the last price; at most 15 years), "
+        "and how often each kind would have alerted."
+    )
+    async def signal_history(
+        self,
+        info: strawberry.Info,
+        from_: Annotated[date | None, strawberry.argument(name="from")] = None,
+        to: date | None = None,
+    ) -> Annotated[SignalHistory, strawberry.lazy("schema.signal_history")]:
+        latest = self.price_data_max_date or datetime.now(UTC).date()
+        start, end = history_window(from_, to, latest)
+        context = field_context(info)
+        # Computed from the stock's data only: cached until its data (its scope) changes.
+        context.show_stocks((self.entity_id,))
+        return await context.signal_history(self.ticker, start, end, self.has_price_data)
 
 
 def _optional(build: Callable[[Row], T], row: Row | None) -> T | None:

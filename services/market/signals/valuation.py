@@ -4,9 +4,8 @@ IQR cleaning, a hysteresis regime)."""
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -122,32 +121,60 @@ def percentile_of(value: float, sorted_history: Sequence[float]) -> float:
     return 100.0 * bisect.bisect_right(sorted_history, value) / len(sorted_history)
 
 
+def regime_step(
+    state: ValuationRegime, percentile: float, params: ValuationParams
+) -> ValuationRegime:
+    """One step of the hysteresis state machine (UNKNOWN: the first point)."""
+    if state is ValuationRegime.UNKNOWN or state is ValuationRegime.NORMAL:
+        if percentile <= params.cheap_percentile:
+            return ValuationRegime.CHEAP
+        if percentile >= params.expensive_percentile:
+            return ValuationRegime.EXPENSIVE
+        return ValuationRegime.NORMAL
+    if state is ValuationRegime.CHEAP:
+        if percentile >= params.expensive_percentile:
+            return ValuationRegime.EXPENSIVE
+        if percentile > params.cheap_exit_percentile:
+            return ValuationRegime.NORMAL
+        return state
+    if percentile <= params.cheap_percentile:
+        return ValuationRegime.CHEAP
+    if percentile < params.expensive_exit_percentile:
+        return ValuationRegime.NORMAL
+    return state
+
+
 def regime_path(percentiles: Sequence[float], params: ValuationParams) -> ValuationRegime:
     """The hysteresis state machine over percentiles in date order; returns the final state."""
     state = ValuationRegime.UNKNOWN
     for p in percentiles:
-        if state is ValuationRegime.UNKNOWN:
-            if p <= params.cheap_percentile:
-                state = ValuationRegime.CHEAP
-            elif p >= params.expensive_percentile:
-                state = ValuationRegime.EXPENSIVE
-            else:
-                state = ValuationRegime.NORMAL
-        elif state is ValuationRegime.NORMAL:
-            if p <= params.cheap_percentile:
-                state = ValuationRegime.CHEAP
-            elif p >= params.expensive_percentile:
-                state = ValuationRegime.EXPENSIVE
-        elif state is ValuationRegime.CHEAP:
-            if p >= params.expensive_percentile:
-                state = ValuationRegime.EXPENSIVE
-            elif p > params.cheap_exit_percentile:
-                state = ValuationRegime.NORMAL
-        elif p <= params.cheap_percentile:
-            state = ValuationRegime.CHEAP
-        elif p < params.expensive_exit_percentile:
-            state = ValuationRegime.NORMAL
+        state = regime_step(state, p, params)
     return state
+
+
+_SETTLED = (ValuationRegime.CHEAP, ValuationRegime.NORMAL, ValuationRegime.EXPENSIVE)
+
+
+def _regime(
+    percentile: Callable[[int], float], earlier: int, today: float, params: ValuationParams
+) -> ValuationRegime:
+    """regime_path over `earlier` points then today's, reading only the last few points.
+
+    Walking back from the latest earlier point, the first one that sends every state to the
+    same next state fixes the machine from there on, whatever came before (with none, the
+    very first point starts it); the machine then runs forward from it. Most points do, so a
+    day reads a handful of percentiles instead of all ~120.
+    """
+    start, state = 0, ValuationRegime.UNKNOWN
+    for j in range(earlier - 1, -1, -1):
+        p = percentile(j)
+        cheap, normal, expensive = (regime_step(s, p, params) for s in _SETTLED)
+        if cheap is normal is expensive:
+            start, state = j + 1, normal
+            break
+    for j in range(start, earlier):
+        state = regime_step(state, percentile(j), params)
+    return regime_step(state, today, params)
 
 
 @dataclass(frozen=True)
@@ -182,22 +209,130 @@ def _point(timeline: QuarterTimeline, day: date, close: float) -> _Point:
     return _Point(ev, timeline.ttm_ebitda(day), timeline.ttm_sales(day))
 
 
-def _choose_metric(points: Sequence[_Point], share_needed: float) -> str | None:
-    """EV/EBITDA if TTM EBITDA > 0 on D and at >= share_needed of points; else EV/Sales or None."""
-    last = points[-1]
-    positive = sum(1 for p in points if p.ebitda is not None and p.ebitda > 0)
-    if last.ebitda is not None and last.ebitda > 0 and positive >= share_needed * len(points):
-        return EV_EBITDA
-    if last.sales is not None and last.sales > 0:
-        return EV_SALES
-    return None
-
-
 def _multiple(point: _Point, metric: str) -> float | None:
     denominator = point.ebitda if metric == EV_EBITDA else point.sales
     if point.ev is None or denominator is None or point.ev <= 0 or denominator <= 0:
         return None
     return point.ev / denominator
+
+
+class ValuationDays:
+    """The valuation of any day of a series; the earlier months' points are computed once.
+
+    A day's month-end points are the last trading days of the earlier months inside its 10
+    years, plus the day itself. Those months' values, and their sorted order, are the same
+    for every day of a month; only the day's own point is new. So a pass over every day of
+    10 years costs little more than 2,500 single points, not 2,500 × 120.
+    """
+
+    def __init__(
+        self,
+        dates: Sequence[date],
+        closes: Sequence[float],
+        timeline: QuarterTimeline,
+        params: ValuationParams,
+    ) -> None:
+        self._dates = dates
+        self._closes = closes
+        self._timeline = timeline
+        self._params = params
+        # Month j's last trading day (index), and the month of each day.
+        month_last: list[int] = []
+        self._month_of: list[int] = []
+        for i, day in enumerate(dates):
+            if i and (day.year, day.month) != (dates[i - 1].year, dates[i - 1].month):
+                month_last.append(i - 1)
+            self._month_of.append(len(month_last))
+        if dates:
+            month_last.append(len(dates) - 1)
+        self._month_last_dates = [dates[i] for i in month_last]
+        points = [_point(timeline, dates[i], closes[i]) for i in month_last]
+        positive = [0]
+        for p in points:
+            positive.append(positive[-1] + (p.ebitda is not None and p.ebitda > 0))
+        self._positive = positive
+        self._values = {m: [_multiple(p, m) for p in points] for m in (EV_EBITDA, EV_SALES)}
+        self._cached_key: tuple[int, int, str] | None = None
+        self._cached: tuple[list[float], list[int], list[float]] = ([], [], [])
+
+    def on(self, i: int, as_of: date | None = None) -> ValuationResult:
+        """The valuation as of `as_of` (default: day i), i being the last trading day <= it."""
+        params = self._params
+        day = self._dates[i]
+        cutoff = years_before(as_of or day, params.history_years)
+        if day <= cutoff:
+            return ValuationResult(ValuationRegime.UNKNOWN)
+        month = self._month_of[i]
+        low = bisect.bisect_right(self._month_last_dates, cutoff, 0, month)
+        today = _point(self._timeline, day, self._closes[i])
+        count = month - low + 1
+        today_positive = today.ebitda is not None and today.ebitda > 0
+        positive = self._positive[month] - self._positive[low] + today_positive
+        share = positive / count
+        # EV/EBITDA when TTM EBITDA > 0 on the day and on enough points; else EV/Sales.
+        if today_positive and positive >= params.ebitda_positive_share * count:
+            metric = EV_EBITDA
+        elif today.sales is not None and today.sales > 0:
+            metric = EV_SALES
+        else:
+            return ValuationResult(
+                ValuationRegime.UNKNOWN, points=count, ebitda_positive_share=share
+            )
+        earlier, ranks, earlier_sorted = self._earlier(low, month, metric)
+        current = _multiple(today, metric)
+        ordered = earlier_sorted
+        if current is not None:
+            ordered = earlier_sorted.copy()
+            bisect.insort(ordered, current)
+        first, end = _fences(ordered, params.iqr_k)
+        size = end - first
+        median = quantile(ordered[first:end], 0.5) if size else None
+        regime, percentile = ValuationRegime.UNKNOWN, None
+        if current is not None and size >= params.min_history:
+
+            def percentile_of_earlier(j: int) -> float:
+                # percentile_of(earlier[j], cleaned history): its rank among the earlier
+                # values, one more when today's value sorts at or before it, less those
+                # under the lower fence.
+                below = ranks[j] + (current <= earlier[j]) - first
+                return 100.0 * min(max(below, 0), size) / size
+
+            rank = min(max(bisect.bisect_right(ordered, current) - first, 0), size)
+            percentile = 100.0 * rank / size
+            regime = _regime(percentile_of_earlier, len(earlier), percentile, params)
+        return ValuationResult(
+            regime,
+            metric=metric,
+            multiple=current,
+            percentile=percentile,
+            history_size=size,
+            points=count,
+            outliers_removed=len(ordered) - size,
+            median_multiple=median,
+            ebitda_positive_share=share,
+        )
+
+    def _earlier(
+        self, low: int, month: int, metric: str
+    ) -> tuple[list[float], list[int], list[float]]:
+        """Months low..month-1 that have a value: values in date order, ranks, sorted."""
+        key = (low, month, metric)
+        if key != self._cached_key:
+            values = [v for v in self._values[metric][low:month] if v is not None]
+            ordered = sorted(values)
+            ranks = [bisect.bisect_right(ordered, v) for v in values]
+            self._cached_key, self._cached = key, (values, ranks, ordered)
+        return self._cached
+
+
+def _fences(ordered: list[float], k: float) -> tuple[int, int]:
+    """The slice of sorted values inside [Q1 − k·IQR, Q3 + k·IQR] (as remove_outliers)."""
+    if not ordered:
+        return 0, 0
+    q1, q3 = quantile(ordered, 0.25), quantile(ordered, 0.75)
+    spread = q3 - q1
+    low, high = q1 - k * spread, q3 + k * spread
+    return bisect.bisect_left(ordered, low), bisect.bisect_right(ordered, high)
 
 
 def evaluate_valuation(
@@ -208,58 +343,10 @@ def evaluate_valuation(
     params: ValuationParams,
 ) -> ValuationResult:
     """The valuation regime on `as_of` from split-adjusted closes and quarters."""
-    indices = month_end_points(dates, as_of, params.history_years)
-    return _evaluate_points(indices, dates, closes, timeline, params, {})
-
-
-def _evaluate_points(
-    indices: Sequence[int],
-    dates: Sequence[date],
-    closes: Sequence[float],
-    timeline: QuarterTimeline,
-    params: ValuationParams,
-    known: dict[int, _Point],
-) -> ValuationResult:
-    """The regime over the month-end points `indices` (the last one is the as-of day).
-
-    `known`: each day's EV, EBITDA and sales by index, kept across the days of a pass (a
-    month-end point is the same on every later day that uses it).
-    """
-    if not indices:
+    last = bisect.bisect_right(dates, as_of) - 1
+    if last < 0:
         return ValuationResult(ValuationRegime.UNKNOWN)
-    points = []
-    for i in indices:
-        point = known.get(i)
-        if point is None:
-            point = known[i] = _point(timeline, dates[i], closes[i])
-        points.append(point)
-    share = sum(1 for p in points if p.ebitda is not None and p.ebitda > 0) / len(points)
-    metric = _choose_metric(points, params.ebitda_positive_share)
-    if metric is None:
-        return ValuationResult(
-            ValuationRegime.UNKNOWN, points=len(points), ebitda_positive_share=share
-        )
-    values = [_multiple(p, metric) for p in points]
-    kept = [v for v in values if v is not None]
-    history = remove_outliers(kept, params.iqr_k)
-    current = values[-1]
-    result = ValuationResult(
-        ValuationRegime.UNKNOWN,
-        metric=metric,
-        multiple=current,
-        history_size=len(history),
-        points=len(points),
-        outliers_removed=len(kept) - len(history),
-        median_multiple=quantile(history, 0.5) if history else None,
-        ebitda_positive_share=share,
-    )
-    if current is None or len(history) < params.min_history:
-        return result
-    # Every point with a value gets a percentile against the cleaned history (an outlier
-    # itself scores 0 or 100); points without a value are skipped by the state machine.
-    percentiles = [percentile_of(v, history) for v in values if v is not None]
-    regime = regime_path(percentiles, params)
-    return dataclasses.replace(result, regime=regime, percentile=percentiles[-1])
+    return ValuationDays(dates, closes, timeline, params).on(last, as_of)
 
 
 def _reading(result: ValuationResult) -> Reading:
@@ -290,34 +377,10 @@ def evaluate(history: History, params: ValuationParams) -> Reading:
 def evaluate_days(
     history: History, days: Sequence[int], params: ValuationParams
 ) -> Iterator[Reading]:
-    """The regime on each of `days`: each day's points are its own 10-year month-ends.
-
-    The points' numbers are computed once for the pass, and a day's points are the last
-    trading days of the earlier months in its window (found once) plus the day itself, as
-    month_end_points gives them; each day then ranks its own window.
-    """
-    dates = history.dates
-    month_lasts = [
-        i
-        for i in range(len(dates))
-        if i + 1 == len(dates) or _month(dates[i + 1]) != _month(dates[i])
-    ]
-    known: dict[int, _Point] = {}
+    """The regime on each of `days`, earlier months' points carried from day to day."""
+    valuations = ValuationDays(history.dates, history.closes, history.timeline, params)
     for day in days:
-        as_of = dates[day]
-        first = bisect.bisect_right(dates, years_before(as_of, params.history_years))
-        month_start = bisect.bisect_left(dates, as_of.replace(day=1))
-        earlier = month_lasts[
-            bisect.bisect_left(month_lasts, first) : bisect.bisect_left(month_lasts, month_start)
-        ]
-        indices = [*earlier, day] if first <= day else []
-        yield _reading(
-            _evaluate_points(indices, dates, history.closes, history.timeline, params, known)
-        )
-
-
-def _month(day: date) -> tuple[int, int]:
-    return day.year, day.month
+        yield _reading(valuations.on(day))
 
 
 def explain(

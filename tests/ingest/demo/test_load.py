@@ -28,8 +28,10 @@ from services.auth.tokens import DEMO_USER_EMAIL, DEMO_USER_ID, issue_token
 from services.db import dsn_with_database
 from services.market.evaluation import EntitySeries, compute_signal
 from services.market.records import QuarterFundamentals, Split
-from services.market.signals.registry import EvaluationParams
+from services.market.signals.kind import UNKNOWN
+from services.market.signals.registry import KINDS, EvaluationParams
 from services.settings import Settings
+from services.signal_store import states_of
 from tests.databases import clone_database, drop_database
 from tests.fixtures.app import TEST_JWT_SECRET
 from tests.paths import ROOT
@@ -299,6 +301,39 @@ async def test_the_api_shows_the_demo(demo_db: DemoDatabase) -> None:
             )
             assert body["data"]["watchlist"]["count"] == 10
             assert body["data"]["alerts"]["totalCount"] == len(EXPECTED_ALERTS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_every_demo_stocks_signal_history_ends_in_the_states_the_evaluator_stored(
+    demo_db: DemoDatabase, demo_conn: asyncpg.Connection
+) -> None:
+    query = """query($t: String!, $to: Date) {
+      stock(ticker: $t) { signalHistory(to: $to) { lastDay states { kind state } } }
+    }"""
+    app = create_app(demo_db.settings, database_url=demo_db.dsn)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            for day in (BASELINE, REPLAY_DATES[-1]):
+                rows = await demo_conn.fetch(
+                    "SELECT e.ticker, s.* FROM entity_signals s "
+                    "JOIN entities e ON e.id = s.entity_id WHERE s.as_of = $1",
+                    day,
+                )
+                assert rows
+                for row in rows:
+                    response = await http.post(
+                        "/graphql",
+                        json={"query": query, "variables": {"t": row["ticker"], "to": str(day)}},
+                    )
+                    history = response.json()["data"]["stock"]["signalHistory"]
+                    stored = states_of(row)
+                    expected = {k.graphql_name: stored.get(k.name, UNKNOWN) for k in KINDS}
+                    shown = {s["kind"]: s["state"] for s in history["states"]}
+                    assert shown == expected, (row["ticker"], day)
+                    if history["lastDay"] is not None:
+                        assert history["lastDay"] <= str(day)
 
 
 async def _gql(http: httpx.AsyncClient, query: str, token: str | None = None) -> dict[str, Any]:
