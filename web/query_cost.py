@@ -42,6 +42,7 @@ from graphql import (
 from services.delivery.endpoints import MAX_ENDPOINTS
 from services.errors import BadUserInput
 from services.price_history import price_window
+from services.signal_history import history_window
 from services.watchlists import MAX_WATCHLIST_SIZE
 
 DEFAULT_MAX_COST = 20_000
@@ -180,9 +181,14 @@ class _Walk:
             return 0  # a leaf, __typename, or a field validation refuses
         arguments = self.arguments(known.definition, node) if known.has_costed_arguments else {}
         size = self.size_argument(arguments)
+        if known.windowed and not known.is_list:
+            # An object computed over its window (signalHistory): every trading day of the
+            # window is evaluated once, however little of the answer is selected.
+            days = self.trading_days(arguments, name)
+            return days + 1 + self.selections(known.element, node.selection_set, None, depth + 1)
         if known.is_list:
             if known.windowed:
-                count = self.trading_days(arguments)
+                count = self.trading_days(arguments, name)
             elif size is not None:
                 count = size
             elif page is not None:
@@ -210,11 +216,14 @@ class _Walk:
                 return max(0, min(value, MAX_PAGE))
         return None
 
-    def trading_days(self, arguments: Mapping[str, Any]) -> int:
+    def trading_days(self, arguments: Mapping[str, Any], name: str) -> int:
         start = _as_date(arguments.get("from"))
         end = _as_date(arguments.get("to"))
         try:
-            first, last = price_window(start, end, today=self.today)
+            if name == "signalHistory":
+                first, last = history_window(start, end, self.today)
+            else:
+                first, last = price_window(start, end, today=self.today)
         except BadUserInput:
             return 0  # the resolver refuses the window
         days = (last - first).days + 1

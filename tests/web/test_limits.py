@@ -57,6 +57,27 @@ def test_cost_counts_lists_by_size_and_prices_by_trading_days() -> None:
     assert cost_of(COSTLY) > 1_000_000
 
 
+def test_signal_history_costs_its_window_in_trading_days_once() -> None:
+    """Regression: an object-typed windowed field was costed as one object (almost free)."""
+    ten_years = (
+        '{ stock(ticker: "A") { signalHistory(from: "2014-01-01", to: "2023-12-31") '
+        "{ tradingDays transitions { asOf } } } }"
+    )
+    days = cost_of(ten_years) - 1 - 1 - 100  # the stock, the history, its transitions list
+    assert 2_500 <= days <= 2_530  # 252 a year, the selection not multiplied by the days
+    fifteen = '{ stock(ticker: "A") { signalHistory(from: "2009-01-01", to: "2023-12-31") { tradingDays } } }'
+    aliased = (
+        "{ "
+        + " ".join(
+            f'h{i}: stock(ticker: "A") {{ signalHistory(from: "2009-01-01", to: "2023-12-31") {{ tradingDays }} }}'
+            for i in range(6)
+        )
+        + " }"
+    )
+    assert cost_of(fifteen) > 3_700
+    assert cost_of(aliased) > 20_000  # six 15-year histories are over the default limit
+
+
 async def test_a_query_over_the_cost_limit_is_refused_before_execution(
     client: httpx.AsyncClient,
 ) -> None:
