@@ -28,7 +28,12 @@ from tests.fakes.dolthub_sql import (
 __all__ = ["EARNINGS_DB", "STOCKS_DB", "FakeDoltHub", "LoggedRequest", "Switches"]
 
 BASE_PATH = "/api/v1alpha1"
-DATE_COLUMNS = {"ohlcv": "date", "split": "ex_date", "eps_history": "period_end_date"}
+DATE_COLUMNS = {
+    "ohlcv": "date",
+    "split": "ex_date",
+    "dividend": "ex_date",
+    "eps_history": "period_end_date",
+}
 # Corruptions applied in corrupt mode, and the reject reason the client should count.
 CORRUPTION_REASONS = {
     "nan_close": "non_finite",
@@ -114,6 +119,7 @@ class FakeDoltHub:
             self.data.delisted = set()
             self.data.absent = set()
             self.data.extra_splits = {}
+            self.data.extra_dividends = {}
             self.data.synthetic_symbols = FakeData.synthetic_symbols
 
     def forget_requests(self) -> None:
@@ -253,6 +259,8 @@ class FakeDoltHub:
             return self.data.ohlcv(tickers[0])
         if query.table == "split":
             return self.data.split_rows(tickers[0])
+        if query.table == "dividend":
+            return self.data.dividend_rows(tickers[0])
         return self.data.earnings(tickers[0], query.table)
 
     def _all_symbols(self, query: ParsedQuery) -> list[TableRow]:
@@ -268,6 +276,8 @@ class FakeDoltHub:
             return self.data.ohlcv_from(max(lower))
         if query.table == "split":
             return self.data.split_rows_from(max(lower))
+        if query.table == "dividend":
+            return self.data.dividend_rows_from(max(lower))
         return self.data.earnings_from(query.table, max(lower))
 
     def _check_row_deadline(self, query: ParsedQuery) -> None:
@@ -364,6 +374,8 @@ def _column_type(table: str, column: str) -> str:
         return "date"
     if column in ("act_symbol", "period", "security_name", "listing_exchange"):
         return "varchar(64)"
+    if column == "amount":
+        return "decimal(10,5)"
     return OHLCV_TYPES.get(column, "decimal(20,4)")
 
 

@@ -1,0 +1,151 @@
+"""The dividend rule, branch by branch: window, specials, interval, SUSPENDED, CUT, PAYING."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from services.market.dividends import DividendState, evaluate_dividends
+from services.market.records import Dividend, Split
+
+D = date(2025, 6, 30)
+
+
+def quarterly(first: date, amounts: list[float], gap: int = 91) -> list[Dividend]:
+    return [Dividend(first + timedelta(days=gap * i), a) for i, a in enumerate(amounts)]
+
+
+def test_never_fetched_is_unknown() -> None:
+    reading = evaluate_dividends(None, [], D)
+    assert reading.state is DividendState.UNKNOWN
+    assert reading.last_amount is None
+
+
+def test_fetched_and_empty_is_none() -> None:
+    assert evaluate_dividends([], [], D).state is DividendState.NONE
+
+
+def test_window_is_three_years_open_below_closed_above() -> None:
+    on_lower_bound = Dividend(date(2022, 6, 30), 1.0)  # D - 3 years: outside
+    assert evaluate_dividends([on_lower_bound], [], D).state is DividendState.NONE
+    after_as_of = Dividend(D + timedelta(days=1), 1.0)
+    assert evaluate_dividends([after_as_of], [], D).state is DividendState.NONE
+    on_as_of = Dividend(D, 1.0)
+    reading = evaluate_dividends([on_lower_bound, on_as_of], [], D)
+    assert reading.state is DividendState.PAYING
+    assert reading.regular_payments == 1
+
+
+def test_single_payment_interval_is_365_days() -> None:
+    paid = date(2024, 1, 2)
+    reading = evaluate_dividends([Dividend(paid, 0.5)], [], paid + timedelta(days=547))
+    assert reading.interval_days == 365
+    assert reading.state is DividendState.PAYING  # 547 <= 1.5 x 365
+    late = evaluate_dividends([Dividend(paid, 0.5)], [], paid + timedelta(days=548))
+    assert late.state is DividendState.SUSPENDED
+
+
+def test_interval_is_median_gap_of_last_six_regular_payments() -> None:
+    # Gaps 30, 30, 30 early on, then 91 x 5: only the last 6 payments (5 gaps) count.
+    days = [date(2023, 1, 2) + timedelta(days=30 * i) for i in range(4)]
+    days += [days[-1] + timedelta(days=91 * i) for i in range(1, 6)]
+    dividends = [Dividend(day, 0.25) for day in days]
+    reading = evaluate_dividends(dividends, [], days[-1] + timedelta(days=10))
+    assert reading.interval_days == 91
+    uneven = [Dividend(date(2024, 1, 1) + timedelta(days=n), 0.25) for n in (0, 80, 180, 270)]
+    assert evaluate_dividends(uneven, [], date(2024, 10, 1)).interval_days == 90  # 80, 100, 90
+
+
+def test_suspended_after_one_and_a_half_intervals() -> None:
+    dividends = quarterly(date(2024, 1, 2), [0.5] * 4)  # last on 2024-09-30, interval 91
+    last = dividends[-1].ex_date
+    assert evaluate_dividends(dividends, [], last + timedelta(days=136)).state == "PAYING"
+    assert evaluate_dividends(dividends, [], last + timedelta(days=137)).state == "SUSPENDED"
+
+
+def test_suspended_needs_at_least_45_days_for_monthly_payers() -> None:
+    dividends = quarterly(date(2025, 1, 2), [0.1] * 6, gap=28)  # 1.5 x 28 = 42 < 45
+    last = dividends[-1].ex_date
+    assert evaluate_dividends(dividends, [], last + timedelta(days=45)).state == "PAYING"
+    assert evaluate_dividends(dividends, [], last + timedelta(days=46)).state == "SUSPENDED"
+
+
+def test_suspended_wins_over_cut() -> None:
+    dividends = quarterly(date(2023, 1, 3), [0.5, 0.5, 0.2])
+    reading = evaluate_dividends(dividends, [], dividends[-1].ex_date + timedelta(days=200))
+    assert reading.state is DividendState.SUSPENDED
+
+
+def test_cut_when_last_below_ninety_percent_of_previous() -> None:
+    dividends = quarterly(date(2024, 12, 1), [0.50, 0.50, 0.44])
+    reading = evaluate_dividends(dividends, [], D)
+    assert reading.state is DividendState.CUT
+    assert reading.last_amount == 0.44
+    assert reading.previous_amount == 0.50
+    assert reading.cut_pct == pytest.approx(12.0)
+
+
+def test_exactly_ninety_percent_is_not_a_cut() -> None:
+    dividends = quarterly(date(2024, 12, 1), [0.50, 0.50, 0.45])
+    assert evaluate_dividends(dividends, [], D).state is DividendState.PAYING
+
+
+def test_a_raise_is_paying() -> None:
+    dividends = quarterly(date(2024, 12, 1), [0.50, 0.50, 0.60])
+    assert evaluate_dividends(dividends, [], D).state is DividendState.PAYING
+
+
+def test_special_more_than_three_times_the_median_of_four_before_is_ignored() -> None:
+    # Four regular 0.50, a 2.00 special (> 3 x 0.50), then 0.50 again: no cut from 2.00.
+    dividends = quarterly(date(2023, 12, 1), [0.50, 0.50, 0.50, 0.50])
+    dividends.append(Dividend(date(2024, 11, 15), 2.00))
+    dividends.append(Dividend(date(2025, 3, 3), 0.50))
+    reading = evaluate_dividends(dividends, [], D)
+    assert reading.specials_ignored == 1
+    assert reading.regular_payments == 5
+    assert reading.state is DividendState.PAYING
+    assert reading.last_amount == reading.previous_amount == 0.50
+
+
+def test_exactly_three_times_is_regular() -> None:
+    dividends = quarterly(date(2024, 3, 1), [0.50, 0.50, 0.50, 0.50, 1.50])
+    reading = evaluate_dividends(dividends, [], date(2025, 3, 15))
+    assert reading.specials_ignored == 0
+    assert reading.last_amount == 1.50
+
+
+def test_with_fewer_than_four_before_nothing_is_ignored() -> None:
+    # Three regular payments, then a 5.00: counted, so the next 0.50 reads as a cut.
+    dividends = quarterly(date(2024, 1, 2), [0.50, 0.50, 0.50, 5.00, 0.50])
+    reading = evaluate_dividends(dividends, [], dividends[-1].ex_date + timedelta(days=5))
+    assert reading.specials_ignored == 0
+    assert reading.state is DividendState.CUT
+
+
+def test_only_a_special_left_in_the_window_is_still_regular() -> None:
+    # The four regular payments before the special fell out of the window: nothing before it.
+    dividends = quarterly(date(2021, 1, 4), [0.5, 0.5, 0.5, 0.5])
+    dividends.append(Dividend(date(2022, 9, 1), 3.0))
+    reading = evaluate_dividends(dividends, [], date(2025, 2, 1))
+    assert reading.specials_ignored == 0
+    assert reading.state is DividendState.SUSPENDED
+
+
+def test_split_brings_amounts_to_the_as_of_share_basis() -> None:
+    # 2-for-1 on 2025-04-15: 0.50 before it is 0.25 per today's share; 0.25 after is no cut.
+    split = Split(date(2025, 4, 15), 2.0, 1.0)
+    dividends = quarterly(date(2024, 12, 1), [0.50, 0.50, 0.25])
+    reading = evaluate_dividends(dividends, [split], D)
+    assert reading.state is DividendState.PAYING
+    assert reading.previous_amount == 0.25
+    unadjusted = evaluate_dividends(dividends, [], D)
+    assert unadjusted.state is DividendState.CUT
+
+
+def test_split_after_as_of_is_not_applied() -> None:
+    split = Split(date(2025, 8, 1), 2.0, 1.0)
+    dividends = quarterly(date(2024, 12, 1), [0.50, 0.50, 0.50])
+    reading = evaluate_dividends(dividends, [split], D)
+    assert reading.last_amount == 0.50
+    assert reading.state is DividendState.PAYING
