@@ -38,6 +38,7 @@ from services.data_coverage import (
 )
 from services.logs import log_context
 from services.market.records import Dividend, PriceBar, Split
+from services.market.valuation import years_before
 from services.settings import Settings
 from services.storage.market_files import tickers_with_dividends
 from services.storage.object_store import ObjectStore
@@ -68,6 +69,16 @@ BULK_EXTRA_REQUESTS = 3
 # Dividends are asked for from this many days before a ticker's new bars: a row DoltHub adds a
 # little after its ex-date is still picked up (a re-fetched row merges onto itself).
 DIVIDEND_LOOKBACK_DAYS = 31
+# A ticker whose dividends were never fetched (priced before they were stored) gets this many
+# years of them: the dividend rule looks back three.
+DIVIDEND_CATCH_UP_YEARS = 4
+
+
+def dividends_since(start: date, today: date, *, fetched_before: bool) -> date:
+    """First ex-date to ask for: a little before the new bars, or the catch-up window."""
+    if not fetched_before:
+        return years_before(today, DIVIDEND_CATCH_UP_YEARS)
+    return min(start, today) - timedelta(days=DIVIDEND_LOOKBACK_DAYS)
 
 
 @dataclass(frozen=True)
@@ -187,8 +198,7 @@ async def fetch_bulk(
     dividends_fetched: frozenset[str] = frozenset(),
 ) -> BulkBars:
     """Every bulk ticker's bars from its own next day, then the splits and dividends of those
-    with bars (dividends only of tickers whose dividends were fetched before: the others need
-    their whole history, fetched one by one)."""
+    with bars (from `dividends_since`: a ticker never fetched before makes it one longer scan)."""
     starts = {
         e.ticker: e.price_data_max_date + timedelta(days=1)
         for e in entities
@@ -206,8 +216,10 @@ async def fetch_bulk(
             client, stocks_db, with_bars, after, today, page_rows
         )
         found.requests += split_requests
-    lookback = timedelta(days=DIVIDEND_LOOKBACK_DAYS)
-    dividend_starts = {t: d - lookback for t, d in with_bars.items() if t in dividends_fetched}
+    dividend_starts = {
+        t: dividends_since(d, today, fetched_before=t in dividends_fetched)
+        for t, d in with_bars.items()
+    }
     if dividend_starts:
         after = min(dividend_starts.values()) - timedelta(days=1)
         found.dividends, dividend_requests = await fetch_dividends_by_date(
@@ -241,12 +253,15 @@ class PriceUpdate:
     async def update_bars(self, entity: PricedEntity) -> bool:
         """Bars in (max date, today]; objects merged first, then the entity's max date.
 
-        A ticker whose dividends were never fetched (priced before they were stored) gets its
-        whole dividend history now, new bars or not.
+        A ticker whose dividends were never fetched (priced before they were stored) gets
+        DIVIDEND_CATCH_UP_YEARS of them now, new bars or not.
         """
         last = entity.price_data_max_date
-        first = backfill_start(self.today, self.settings.backfill_years)
-        start = last + timedelta(days=1) if last else first
+        start = (
+            last + timedelta(days=1)
+            if last
+            else backfill_start(self.today, self.settings.backfill_years)
+        )
         dividends_known = entity.ticker in self.dividends_fetched
         if start > self.today and dividends_known:
             return False
@@ -264,13 +279,14 @@ class PriceUpdate:
         # the ex-date; evaluation adjusts with the splits object).
         splits: FetchResult[Split] = FetchResult()
         if fetched.rows:
-            bulk_splits = self.bulk.splits.get(entity.ticker) if self.bulk else None
-            if bulk_splits is None:
-                bulk_splits = await fetch_splits(
+            found_splits = self.bulk.splits.get(entity.ticker) if self.bulk else None
+            if found_splits is None:
+                found_splits = await fetch_splits(
                     self.client, stocks, entity.ticker, start, self.today
                 )
-            splits = bulk_splits
-        dividends = await self.new_dividends(entity.ticker, start if dividends_known else first)
+            splits = found_splits
+        since = dividends_since(start, self.today, fetched_before=dividends_known)
+        dividends = await self.new_dividends(entity.ticker, since)
         data = TickerData(
             entity.ticker, bars=fetched.rows, splits=splits.rows, dividends=dividends.rows
         )
@@ -285,12 +301,11 @@ class PriceUpdate:
         self.progress.add("dividends written", len(dividends.rows))
         return bool(fetched.rows or dividends.rows)
 
-    async def new_dividends(self, ticker: str, start: date) -> FetchResult[Dividend]:
-        """The bulk fetch's dividends of `ticker`, else its own from a little before `start`."""
+    async def new_dividends(self, ticker: str, since: date) -> FetchResult[Dividend]:
+        """The bulk fetch's dividends of `ticker`, else its own with ex_date from `since`."""
         found = self.bulk.dividends.get(ticker) if self.bulk else None
         if found is not None:
             return found
-        since = min(start, self.today) - timedelta(days=DIVIDEND_LOOKBACK_DAYS)
         stocks = self.settings.dolthub_stocks_db
         return await fetch_dividends(self.client, stocks, ticker, since, self.today)
 
