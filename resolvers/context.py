@@ -22,6 +22,7 @@ from services.db import Row
 from services.delivery import endpoints, outbox
 from services.errors import StorageUnavailable, Unauthenticated
 from services.logs import add_log_context
+from services.market.signals.registry import ALERT_TYPES
 from services.pagination import KeysetPage
 from services.price_history import DailyBar
 from services.settings import Settings
@@ -153,7 +154,7 @@ class Context:
         return [alert_from_row(row) for row in rows]
 
     async def alert_stats(self) -> AlertTotals:
-        return await alerts.stats(self.pool, await self.require_user_id(), users.ALERT_TYPES)
+        return await alerts.stats(self.pool, await self.require_user_id(), ALERT_TYPES)
 
     async def alert(self, user_id: UUID, alert_id: UUID) -> Row | None:
         row = await self.loaders.alert_by_user_and_id.load((user_id, alert_id))

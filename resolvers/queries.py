@@ -31,7 +31,7 @@ from services.db import Row
 from services.delivery.outbox import DeliveryChannel, DeliveryStatus
 from services.errors import NotFound
 from services.ids import parse_owned_id
-from services.market.states import AlertType
+from services.market.signals.registry import AlertType
 from services.tickers import normalize_ticker
 
 

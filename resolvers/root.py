@@ -21,7 +21,7 @@ from schema.inputs import UpdateSettingsInput
 from schema.stock import Stock
 from schema.user import User, Watchlist, WatchlistItem
 from services.delivery.outbox import DeliveryChannel, DeliveryStatus
-from services.market.states import AlertType
+from services.market.signals.registry import AlertType
 from services.users import InvestingStyle
 
 # Each argument default is written once: the SDL shows it and an explicit null means it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 
@@ -13,7 +13,7 @@ from schema.rows import from_row
 from schema.stock import Stock, stock_from_row
 from services.alerts import AlertFilter
 from services.db import Row
-from services.market.states import AlertType
+from services.market.signals.registry import BY_ALERT_TYPE, DETAIL_FIELDS, AlertType
 from services.tickers import normalize_ticker
 
 # The one default page size of every `alerts(first:)` argument.
@@ -31,38 +31,47 @@ def alert_filter(
     )
 
 
-@strawberry.type(description="The numbers behind an alert's text; null where not applicable.")
-class AlertDetails:
-    metric: str | None = strawberry.field(description='"EV/EBITDA" or "EV/SALES"')
-    multiple_before: float | None
-    multiple_now: float | None
-    percentile_before: float | None
-    percentile_now: float | None
-    close: float | None
-    sma200: float | None
-    eps_ttm_before: float | None
-    eps_ttm_now: float | None
+def _details_type() -> type:
+    """The AlertDetails class: one nullable field per kinds' detail field (registry order)."""
+    namespace: dict[str, Any] = {
+        "__annotations__": {item.name: item.type | None for item in DETAIL_FIELDS}
+    }
+    for item in DETAIL_FIELDS:
+        if item.description is not None:
+            namespace[item.name] = strawberry.field(description=item.description)
+    details = type("AlertDetails", (), namespace)
+    return strawberry.type(
+        details, description="The numbers behind an alert's text; null where not applicable."
+    )
+
+
+if TYPE_CHECKING:
+
+    class AlertDetails:
+        """Made from the registry's detail fields at run time."""
+
+        def __init__(self, **numbers: Any) -> None: ...
+
+else:
+    AlertDetails = _details_type()
 
 
 def alert_details(alert_type: str, snapshot: dict[str, Any] | None) -> AlertDetails:
-    """AlertDetails from the snapshot stored with the alert (what its text was written from)."""
+    """AlertDetails from the snapshot stored with the alert (what its text was written from).
+
+    Each kind names the fields it fills (its `detail_fields`); the others are null.
+    """
     now: dict[str, Any] = snapshot if isinstance(snapshot, dict) else {}
     previous = now.get("previous")
-    before: dict[str, Any] = previous if isinstance(previous, dict) else {}
-    valuation = alert_type == AlertType.VALUATION_REGIME_CHANGE
-    trend = alert_type == AlertType.TREND_BREAK
-    fundamentals = alert_type == AlertType.FUNDAMENTAL_INFLECTION
-    return AlertDetails(
-        metric=now.get("valuation_metric") if valuation else None,
-        multiple_before=before.get("valuation_multiple") if valuation else None,
-        multiple_now=now.get("valuation_multiple") if valuation else None,
-        percentile_before=before.get("valuation_percentile") if valuation else None,
-        percentile_now=now.get("valuation_percentile") if valuation else None,
-        close=now.get("close") if valuation or trend else None,
-        sma200=now.get("sma200") if trend else None,
-        eps_ttm_before=before.get("eps_ttm") if fundamentals else None,
-        eps_ttm_now=now.get("eps_ttm") if fundamentals else None,
-    )
+    sources: dict[str, dict[str, Any]] = {
+        "now": now,
+        "before": previous if isinstance(previous, dict) else {},
+    }
+    values: dict[str, Any] = {item.name: None for item in DETAIL_FIELDS}
+    kind = BY_ALERT_TYPE.get(alert_type)
+    for item in kind.detail_fields if kind else ():
+        values[item.name] = sources[item.source].get(item.key)
+    return AlertDetails(**values)
 
 
 @strawberry.type

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from services.delivery.outbox import EmailDigest
-from services.market.states import AlertType
+from services.market.signals.registry import AlertType
 from services.users import InvestingStyle
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
@@ -14,8 +14,13 @@ from schema.rows import from_row
 from services.backfill_queue import BackfillStatus
 from services.db import Row
 from services.entities import DataStatus
-from services.market.states import FundamentalDirection, TrendPosition, ValuationRegime
+from services.market.signals.fundamentals import FundamentalDirection
+from services.market.signals.kind import UNKNOWN, Direction
+from services.market.signals.registry import KINDS, AlertType
+from services.market.signals.trend import TrendPosition
+from services.market.signals.valuation import ValuationRegime
 from services.price_history import DailyBar, price_window
+from services.signal_store import states_of
 
 if TYPE_CHECKING:
     from schema.alert import Alert
@@ -42,6 +47,24 @@ def backfill_job_from_row(row: Row) -> BackfillJob:
     return from_row(BackfillJob, row)
 
 
+@strawberry.type(description="One signal kind's state and its arrow.")
+class SignalState:
+    kind: AlertType = strawberry.field(description="The kind, named by its alert type.")
+    state: str = strawberry.field(description="UNKNOWN when the kind has no state yet.")
+    arrow: Direction
+
+
+def signal_states(states: Mapping[str, str]) -> list[SignalState]:
+    """Every registered kind's state, in registry order (UNKNOWN where none is stored)."""
+    found: list[SignalState] = []
+    for kind in KINDS:
+        state = states.get(kind.name, UNKNOWN)
+        found.append(
+            SignalState(kind=AlertType(kind.alert_type), state=state, arrow=kind.arrow(state))
+        )
+    return found
+
+
 @strawberry.type
 class Signal:
     as_of: date
@@ -57,11 +80,14 @@ class Signal:
     eps_ttm: float | None
     fundamental_direction: FundamentalDirection
     computed_at: datetime
+    states: list[SignalState] = strawberry.field(
+        description="Every signal kind's state, in a fixed order (new kinds included)."
+    )
 
 
-def signal_from_row(row: Row) -> Signal:
-    """A Signal from an entity_signals row."""
-    return from_row(Signal, row)
+def signal_from_row(row: Row, prefix: str = "") -> Signal:
+    """A Signal from an entity_signals row (or a joined row's `prefix`ed columns)."""
+    return from_row(Signal, row, prefix, states=signal_states(states_of(row, prefix)))
 
 
 @strawberry.type
@@ -182,7 +208,7 @@ def _preloaded(row: Row) -> dict[str, Any]:
     known: dict[str, Any] = {}
     if "signal_as_of" in keys:
         has_signal = row["signal_as_of"] is not None
-        known["signal"] = from_row(Signal, row, "signal_") if has_signal else None
+        known["signal"] = signal_from_row(row, "signal_") if has_signal else None
     if "job_status" in keys:
         has_job = row["job_status"] is not None
         known["backfill"] = from_row(BackfillJob, row, "job_") if has_job else None

@@ -17,19 +17,16 @@ from schema.alert import (
 from schema.context import FieldContext, field_context
 from schema.delivery import WebhookEndpoint, viewer_webhooks
 from schema.rows import from_row
-from schema.stock import Stock, stock_from_row
+from schema.stock import SignalState, Stock, signal_states, stock_from_row
 from services.db import Row
 from services.delivery.outbox import EmailDigest
-from services.market.states import (
-    AlertType,
-    Direction,
-    FundamentalDirection,
-    TrendPosition,
-    ValuationRegime,
-    fundamentals_arrow,
-    trend_arrow,
-    valuation_arrow,
-)
+from services.market.signals import fundamentals, trend, valuation
+from services.market.signals.fundamentals import FundamentalDirection
+from services.market.signals.kind import Direction
+from services.market.signals.registry import AlertType
+from services.market.signals.trend import TrendPosition
+from services.market.signals.valuation import ValuationRegime
+from services.signal_store import states_of
 from services.users import InvestingStyle
 
 
@@ -46,25 +43,29 @@ class WatchlistItem:
     fundamental_direction: FundamentalDirection
     last_alert_at: datetime | None
     last_evaluated_at: datetime | None
+    signals: list[SignalState] = strawberry.field(
+        description="Every signal kind's state on the stock's latest evaluation."
+    )
 
 
 def watchlist_item_from_row(row: Row) -> WatchlistItem:
     """An item from a watchlists.ITEMS_SQL row: the states are the stock's latest signal's."""
     regime = ValuationRegime(row["signal_valuation_regime"] or "UNKNOWN")
-    trend = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
-    fundamentals = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
+    position = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
+    direction = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
     return WatchlistItem(
         stock=stock_from_row(row),
         added_at=row["added_at"],
         alerts_enabled=row["alerts_enabled"],
-        valuation_state=valuation_arrow(regime),
-        trend_state=trend_arrow(trend),
-        fundamentals_state=fundamentals_arrow(fundamentals),
+        valuation_state=valuation.KIND.arrow(regime),
+        trend_state=trend.KIND.arrow(position),
+        fundamentals_state=fundamentals.KIND.arrow(direction),
         valuation_regime=regime,
-        trend_position=trend,
-        fundamental_direction=fundamentals,
+        trend_position=position,
+        fundamental_direction=direction,
         last_alert_at=row["last_alert_at"],
         last_evaluated_at=row["last_evaluated_at"],
+        signals=signal_states(states_of(row, "signal_") if row["signal_as_of"] else {}),
     )
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.alert_record import ALERT_COLUMNS
 from services.db import Executor
 from services.entities import STOCK_COLUMNS, check_limit
 from services.errors import BadUserInput, NotFound
@@ -18,13 +19,10 @@ from services.pagination import KeysetPage, page_of, seq_position
 MAX_PAGE_SIZE = 100
 MAX_RECENT_DAYS = 365
 
-# Every alert query returns the alert plus its entity columns, so `Alert.stock` needs no
-# second statement. These columns must stay in step with schema.alert.alert_from_row; the
-# hub and replay build their statements from ALERT_SELECT too (constant fragments only) and
-# order by commit_seq, the commit order (migrations/0008_alert_fanout.sql).
-ALERT_COLUMNS = """a.id, a.user_id, a.alert_type, a.as_of, a.previous_state, a.new_state,
-       a.headline, a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change,
-       a.data_snapshot, a.sent_at, a.commit_seq"""
+# Every alert query returns the alert (its columns come from services.alert_record) plus its
+# entity columns, so `Alert.stock` needs no second statement. The hub and replay build their
+# statements from ALERT_SELECT too (constant fragments only) and order by commit_seq, the
+# commit order (migrations/0008_alert_fanout.sql).
 
 ALERT_SELECT = f"""
 SELECT {ALERT_COLUMNS}, a.opened_at,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from services.errors import BadUserInput
+from services.market.series import sma_series
 from services.market.splits import applicable_splits, price_factor
-from services.market.trend import sma_series
 from services.storage.history import read_history
 from services.storage.market_files import PriceSeries, read_prices, read_splits
 from services.storage.object_store import ObjectStore

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from services.errors import ConfigurationError
+from services.market.signals.registry import KINDS, EvaluationParams
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +138,8 @@ class Settings:
     backfill_lease_seconds: int = 1800
     backfill_years: int = 10
     symbols_max_age_days: int = 7
-    trend_band: float = 0.02
-    trend_confirm_days: int = 3
-    valuation_cheap_percentile: float = 20.0
-    valuation_cheap_exit_percentile: float = 30.0
-    valuation_expensive_percentile: float = 80.0
-    valuation_expensive_exit_percentile: float = 70.0
-    valuation_min_history: int = 36
-    valuation_iqr_k: float = 3.0
-    valuation_ebitda_positive_share: float = 0.75
-    fundamentals_lag_days: int = 45
+    # Each signal kind's parameters, read by the names its module gives them.
+    evaluation: EvaluationParams = field(default_factory=EvaluationParams)
     evaluation_batch_size: int = 50
     evaluation_lease_seconds: int = 600
     # Watchers per alert-writing transaction: bounds how long one burst holds the
@@ -220,18 +214,7 @@ class Settings:
             backfill_lease_seconds=_int(env, "BACKFILL_LEASE_SECONDS", 1800, minimum=1),
             backfill_years=_int(env, "BACKFILL_YEARS", 10, minimum=1),
             symbols_max_age_days=_int(env, "SYMBOLS_MAX_AGE_DAYS", 7),
-            trend_band=_float(env, "TREND_BAND", 0.02),
-            trend_confirm_days=_int(env, "TREND_CONFIRM_DAYS", 3, minimum=1),
-            valuation_cheap_percentile=_float(env, "VALUATION_CHEAP_PERCENTILE", 20.0),
-            valuation_cheap_exit_percentile=_float(env, "VALUATION_CHEAP_EXIT_PERCENTILE", 30.0),
-            valuation_expensive_percentile=_float(env, "VALUATION_EXPENSIVE_PERCENTILE", 80.0),
-            valuation_expensive_exit_percentile=_float(
-                env, "VALUATION_EXPENSIVE_EXIT_PERCENTILE", 70.0
-            ),
-            valuation_min_history=_int(env, "VALUATION_MIN_HISTORY", 36, minimum=1),
-            valuation_iqr_k=_float(env, "VALUATION_IQR_K", 3.0),
-            valuation_ebitda_positive_share=_float(env, "VALUATION_EBITDA_POSITIVE_SHARE", 0.75),
-            fundamentals_lag_days=_int(env, "FUNDAMENTALS_LAG_DAYS", 45),
+            evaluation=_evaluation_params(env),
             evaluation_batch_size=_int(env, "EVALUATION_BATCH_SIZE", 50, minimum=1),
             evaluation_lease_seconds=_int(env, "EVALUATION_LEASE_SECONDS", 600, minimum=1),
             evaluation_alert_chunk=_int(env, "EVALUATION_ALERT_CHUNK", 2_000, minimum=1),
@@ -257,7 +240,6 @@ class Settings:
             log_format=_log_format(env),
             prometheus_multiproc_dir=_directory(env, "PROMETHEUS_MULTIPROC_DIR"),
         )
-        _check_valuation_thresholds(settings)
         if settings.jwt_jwks_file and not Path(settings.jwt_jwks_file).is_file():
             raise ConfigurationError(
                 f"JWT_JWKS_FILE does not name a readable file: {settings.jwt_jwks_file}"
@@ -323,19 +305,29 @@ def _check_jwt_secret_length(s: Settings) -> None:
     log.warning("%s; accepted because APP_ENV is not production", message)
 
 
-def _check_valuation_thresholds(s: Settings) -> None:
-    """The regime bands must nest: cheap <= cheap exit <= expensive exit <= expensive <= 100."""
-    if not (
-        s.valuation_cheap_percentile
-        <= s.valuation_cheap_exit_percentile
-        <= s.valuation_expensive_exit_percentile
-        <= s.valuation_expensive_percentile
-        <= 100
-    ):
-        raise ConfigurationError(
-            "VALUATION_CHEAP_PERCENTILE <= VALUATION_CHEAP_EXIT_PERCENTILE <= "
-            "VALUATION_EXPENSIVE_EXIT_PERCENTILE <= VALUATION_EXPENSIVE_PERCENTILE <= 100 "
-            "must hold"
-        )
-    if s.valuation_ebitda_positive_share > 1:
-        raise ConfigurationError("VALUATION_EBITDA_POSITIVE_SHARE must be <= 1")
+def _parameters(env: Mapping[str, str], params_type: type) -> dict[str, Any]:
+    """The fields of a parameters dataclass that name an environment variable, as set."""
+    values: dict[str, Any] = {}
+    for item in fields(params_type):
+        if "env" not in item.metadata:
+            continue
+        name, minimum = item.metadata["env"], item.metadata["minimum"]
+        default: Any = item.default
+        if isinstance(default, int):
+            values[item.name] = _int(env, name, default, minimum=int(minimum))
+        else:
+            values[item.name] = _float(env, name, default, minimum=minimum)
+    return values
+
+
+def _evaluation_params(env: Mapping[str, str]) -> EvaluationParams:
+    """Every kind's parameters from the environment; a kind's own check names the variables."""
+    kinds: dict[str, Any] = {}
+    for kind in KINDS:
+        params = kind.params_type(**_parameters(env, kind.params_type))
+        check = getattr(params, "problem", None)
+        problem = check() if check is not None else None
+        if problem:
+            raise ConfigurationError(problem)
+        kinds[kind.name] = params
+    return EvaluationParams(kinds=kinds, **_parameters(env, EvaluationParams))

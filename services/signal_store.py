@@ -10,16 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from services.db import Connection, Executor
+from services.alert_record import WRITTEN
+from services.db import Connection, Executor, Row
 from services.delivery import outbox
 from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
+from services.market.signals.kind import Evaluation, Previous
+from services.market.signals.registry import KINDS
 from services.market.transitions import Transition
 
 # Serialises "join or create the open run" across evaluator processes.
@@ -214,7 +217,8 @@ async def finish_run_if_complete(pool: asyncpg.Pool, run_id: UUID) -> bool:
 _PREVIOUS_SIGNALS = """
 SELECT DISTINCT ON (entity_id)
        entity_id, as_of, close, sma200, trend_position, valuation_metric, valuation_multiple,
-       valuation_percentile, valuation_regime, eps_ttm, fundamental_direction, computed_at
+       valuation_percentile, valuation_regime, eps_ttm, fundamental_direction, states, numbers,
+       computed_at
 FROM entity_signals
 WHERE entity_id = ANY($1::uuid[]) AND as_of < $2
 ORDER BY entity_id, as_of DESC
@@ -240,8 +244,24 @@ async def evaluated_later(pool: asyncpg.Pool, entity_ids: Sequence[UUID], as_of:
     return {row["entity_id"] for row in await pool.fetch(_LATER_SIGNALS, list(entity_ids), as_of)}
 
 
+# The columns entity_signals had before kinds were stored generically (0011): still written
+# and read (the GraphQL fields named after them are a contract). Every kind's state and
+# numbers also go to the `states` and `numbers` objects, so a new kind needs no column.
+LEGACY_STATE_COLUMNS = ("trend_position", "valuation_regime", "fundamental_direction")
+LEGACY_NUMBER_COLUMNS = (
+    "close",
+    "sma200",
+    "valuation_metric",
+    "valuation_multiple",
+    "valuation_percentile",
+    "eps_ttm",
+)
+
+
 @dataclass(frozen=True)
 class SignalRow:
+    """One entity_signals row: the legacy columns, and every kind in `states`/`numbers`."""
+
     entity_id: UUID
     as_of: date
     close: float | None
@@ -254,6 +274,74 @@ class SignalRow:
     eps_ttm: float | None
     fundamental_direction: str
     details: dict[str, Any]
+    states: dict[str, str] = field(default_factory=dict)
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entity_id: UUID, evaluation: Evaluation) -> SignalRow:
+        """The row of an evaluation: each kind's state by kind name, its numbers by name."""
+        states = {kind.name: str(evaluation.state(kind)) for kind in KINDS}
+        numbers: dict[str, Any] = {}
+        for reading in evaluation.readings.values():
+            numbers.update(reading.values)
+        by_field = {kind.state_field: states[kind.name] for kind in KINDS}
+        legacy: dict[str, Any] = {column: by_field[column] for column in LEGACY_STATE_COLUMNS}
+        legacy.update((column, numbers.get(column)) for column in LEGACY_NUMBER_COLUMNS)
+        return cls(
+            entity_id=entity_id,
+            as_of=evaluation.as_of,
+            details=evaluation.details,
+            states=states,
+            numbers=numbers,
+            **legacy,
+        )
+
+    def all_states(self) -> dict[str, str]:
+        """Every kind's state: the legacy columns' unless `states` says otherwise."""
+        return _legacy_states(self.__dict__) | self.states
+
+    def all_numbers(self) -> dict[str, Any]:
+        """Every kind's numbers: the legacy columns' unless `numbers` says otherwise."""
+        return {c: getattr(self, c) for c in LEGACY_NUMBER_COLUMNS} | self.numbers
+
+
+def _legacy_states(row: Any, prefix: str = "") -> dict[str, str]:
+    return {
+        kind.name: row[prefix + kind.state_field]
+        for kind in KINDS
+        if kind.state_field in LEGACY_STATE_COLUMNS and row[prefix + kind.state_field] is not None
+    }
+
+
+def states_of(row: Row, prefix: str = "") -> dict[str, str]:
+    """Every kind's state in a stored signal row (rows before 0011 have only the columns).
+
+    `prefix`: the signal's columns in a joined row (`signal_states`); a kind never evaluated
+    is absent.
+    """
+    return _legacy_states(row, prefix) | _object(row[prefix + "states"])
+
+
+def numbers_of(row: asyncpg.Record) -> dict[str, Any]:
+    """Every kind's numbers in a stored signal row."""
+    return {c: row[c] for c in LEGACY_NUMBER_COLUMNS} | _object(row["numbers"])
+
+
+def previous_of(row: asyncpg.Record, factor: float) -> Previous:
+    """A stored row as the previous signal; per-share numbers multiplied by `factor`."""
+    values = numbers_of(row)
+    for kind in KINDS:
+        for name in kind.per_share:
+            if values.get(name) is not None:
+                values[name] = values[name] * factor
+    return Previous(as_of=row["as_of"], states=states_of(row), values=values)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    decoded = json.loads(value) if isinstance(value, str) else value
+    return dict(decoded) if isinstance(decoded, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -283,8 +371,9 @@ WITH claim AS (
 ), signal AS (
     INSERT INTO entity_signals (entity_id, as_of, close, sma200, trend_position,
         valuation_metric, valuation_multiple, valuation_percentile, valuation_regime, eps_ttm,
-        fundamental_direction, details, computed_at)
-    SELECT $2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb, now()
+        fundamental_direction, details, states, numbers, computed_at)
+    SELECT $2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb,
+           $15::text::jsonb, $16::text::jsonb, now()
     WHERE EXISTS (SELECT FROM claim)
     ON CONFLICT (entity_id, as_of) DO UPDATE SET
         close = EXCLUDED.close, sma200 = EXCLUDED.sma200,
@@ -294,6 +383,7 @@ WITH claim AS (
         valuation_percentile = EXCLUDED.valuation_percentile,
         valuation_regime = EXCLUDED.valuation_regime, eps_ttm = EXCLUDED.eps_ttm,
         fundamental_direction = EXCLUDED.fundamental_direction, details = EXCLUDED.details,
+        states = EXCLUDED.states, numbers = EXCLUDED.numbers,
         computed_at = EXCLUDED.computed_at
 )
 SELECT EXISTS (SELECT FROM claim)
@@ -309,26 +399,25 @@ RETURNING 1
 # gets an alert of a type when both switches are on, the type is one of theirs, and they had
 # seen the previous state. Rows are numbered (commit_seq) in user, then transition order.
 # Re-running a date inserts nothing new (the unique key), so nothing is queued twice.
-_INSERT_ALERT_CHUNK = """
+# The transition's columns come from the alert record (services.alert_record.WRITTEN): one
+# text array parameter each from $6 on (constant fragments only, never values).
+_WRITTEN_NAMES = ", ".join(column for column, _, _ in WRITTEN)
+_WRITTEN_VALUES = ", ".join(f"t.{column}::{sql_type}" for column, _, sql_type in WRITTEN)
+_WRITTEN_ARRAYS = ", ".join(f"${6 + i}::text[]" for i in range(len(WRITTEN)))
+_INSERT_ALERT_CHUNK = f"""
 WITH chunk AS (
     SELECT w.user_id, w.alerts_enabled FROM watchlists w
     WHERE w.entity_id = $1 AND w.user_id > $3 AND w.added_at < $4
     ORDER BY w.user_id
     LIMIT $5
 ), inserted AS (
-    INSERT INTO alert_history (user_id, entity_id, alert_type, as_of, previous_state,
-        new_state, headline, what_changed, why_it_matters, before_vs_now, what_didnt_change,
-        data_snapshot)
-    SELECT c.user_id, $1, t.alert_type, $2, t.previous_state, t.new_state, t.headline,
-           t.what_changed, t.why_it_matters, t.before_vs_now, t.what_didnt_change,
-           t.snapshot::jsonb
+    INSERT INTO alert_history (user_id, entity_id, as_of, {_WRITTEN_NAMES})
+    SELECT c.user_id, $1, $2, {_WRITTEN_VALUES}
     FROM chunk c
     JOIN users u ON u.id = c.user_id
-    CROSS JOIN unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                      $11::text[], $12::text[], $13::text[], $14::text[])
-         WITH ORDINALITY AS t(alert_type, previous_state, new_state, headline, what_changed,
-                              why_it_matters, before_vs_now, what_didnt_change, snapshot, ord)
-    WHERE c.alerts_enabled AND u.alerts_enabled AND t.alert_type = ANY(u.alert_types)
+    CROSS JOIN unnest({_WRITTEN_ARRAYS})
+         WITH ORDINALITY AS t({_WRITTEN_NAMES}, ord)
+    WHERE c.alerts_enabled AND u.alerts_enabled AND NOT (t.alert_type = ANY(u.muted_alert_types))
     ORDER BY c.user_id, t.ord
     ON CONFLICT (user_id, entity_id, alert_type, as_of) DO NOTHING
     RETURNING id
@@ -336,7 +425,7 @@ WITH chunk AS (
 SELECT (SELECT user_id FROM chunk ORDER BY user_id DESC LIMIT 1) AS last_user,
        (SELECT count(*) FROM chunk) AS scanned,
        ARRAY(SELECT id FROM inserted) AS ids
-"""
+"""  # noqa: S608
 
 # Sorts before every user id: the first chunk starts here.
 _FIRST_USER = UUID(int=0)
@@ -425,6 +514,8 @@ async def _commit_signal(conn: Connection, run_id: UUID, worker: str, signal: Si
         signal.eps_ttm,
         signal.fundamental_direction,
         _json(signal.details),
+        _json(signal.all_states()),
+        _json(signal.all_numbers()),
     )
     return done
 
@@ -438,24 +529,19 @@ class _ClaimLost(Exception):
 
 
 def _columns(found: Sequence[Transition]) -> list[list[Any]]:
-    return [
-        [t.alert_type for t in found],
-        [t.previous_state for t in found],
-        [t.new_state for t in found],
-        [t.headline for t in found],
-        [t.what_changed for t in found],
-        [t.why_it_matters for t in found],
-        [t.before_vs_now for t in found],
-        [t.what_didnt_change for t in found],
-        [_json(t.snapshot) for t in found],
-    ]
+    """One array per written column, as text (JSON for the jsonb ones)."""
+    arrays: list[list[Any]] = []
+    for _, attribute, sql_type in WRITTEN:
+        values = [getattr(t, attribute) for t in found]
+        arrays.append([_json(v) for v in values] if sql_type == "jsonb" else values)
+    return arrays
 
 
 # One probe of the (entity_id, as_of) primary key per entity instead of scanning history.
 _LATEST_SQL = """
 SELECT s.entity_id, s.as_of, s.close, s.sma200, s.trend_position, s.valuation_metric,
        s.valuation_multiple, s.valuation_percentile, s.valuation_regime, s.eps_ttm,
-       s.fundamental_direction, s.computed_at
+       s.fundamental_direction, s.states, s.numbers, s.computed_at
 FROM unnest($1::uuid[]) AS k(id)
 CROSS JOIN LATERAL (
     SELECT * FROM entity_signals x WHERE x.entity_id = k.id ORDER BY x.as_of DESC LIMIT 1

@@ -13,7 +13,7 @@ from services.db import Connection, Executor
 from services.delivery import outbox
 from services.delivery.outbox import EmailDigest
 from services.errors import BadUserInput, NotFound
-from services.market.states import AlertType
+from services.market.signals.registry import ALERT_TYPES
 from services.tickers import normalize_ticker
 from services.ttl_cache import TtlCache
 
@@ -27,14 +27,15 @@ class InvestingStyle(StrEnum):
 
 
 INVESTING_STYLES = tuple(InvestingStyle)
-# Every alert type, in the order settings and stats list them.
-ALERT_TYPES = tuple(AlertType)
 MAX_ONBOARDING_TICKERS = 50
 # A user upserted this recently (same token email) is not upserted again by this process.
 ENSURED_USERS_CACHE_SIZE = 10_000
 ENSURED_USERS_SECONDS = 30.0
 
-USER_COLUMNS = """id, email, investing_style, onboarded_at, alerts_enabled, alert_types,
+# A user's alert types are every known type (the alert_types table) but the ones turned off.
+USER_COLUMNS = """id, email, investing_style, onboarded_at, alerts_enabled,
+    ARRAY(SELECT t.alert_type FROM alert_types t
+          WHERE NOT (t.alert_type = ANY(muted_alert_types)) ORDER BY t.position) AS alert_types,
     email_digest, created_at"""
 
 _GET_SQL = f"""
@@ -52,7 +53,9 @@ _UPDATE_SETTINGS_SQL = f"""
 UPDATE users SET
     investing_style = coalesce($2, investing_style),
     alerts_enabled = coalesce($3, alerts_enabled),
-    alert_types = coalesce($4::text[], alert_types),
+    muted_alert_types = CASE WHEN $4::text[] IS NULL THEN muted_alert_types
+        ELSE ARRAY(SELECT t.alert_type FROM alert_types t
+                   WHERE NOT (t.alert_type = ANY($4::text[])) ORDER BY t.position) END,
     email_digest = coalesce($5, email_digest),
     updated_at = now()
 WHERE id = $1

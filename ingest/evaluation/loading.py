@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from services.market.evaluation import EntitySeries
 from services.market.records import QuarterFundamentals, Split
-from services.market.signal import EntitySeries
-from services.market.valuation import years_before
+from services.market.series import years_before
 from services.storage.history import TickerHistory, read_history
 from services.storage.keys import fundamentals_key
 from services.storage.market_files import PriceSeries, read_prices, read_splits

@@ -17,10 +17,11 @@ from ingest.evaluation.loading import (
     series_from_history,
 )
 from services.logs import bound_fields, configure_logging, log_context
+from services.market.evaluation import NeedsFullHistory, compute_signal
 from services.market.records import Split
-from services.market.signal import NeedsFullHistory, Signal, compute_signal
+from services.market.signals.kind import Evaluation
+from services.market.signals.registry import EvaluationParams
 from services.market.splits import applicable_splits
-from services.market.states import EvaluationParams
 from services.settings import Settings
 from services.storage.factory import open_object_store
 from services.storage.local import LocalObjectStore
@@ -31,7 +32,7 @@ from services.storage.object_store import ObjectStore
 class Outcome:
     """A computed signal (or the error text) plus where the time went."""
 
-    signal: Signal | None = None
+    signal: Evaluation | None = None
     splits: list[Split] = field(default_factory=list)
     error: str | None = None
     read_seconds: float = 0.0

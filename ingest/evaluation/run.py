@@ -23,16 +23,16 @@ from ingest.evaluation.parallel import (
     start_workers,
     store_spec,
 )
-from services import signal_store as db
+from services import signal_store
 from services.db import create_pool, database_outage
 from services.delivery.dispatch import configured_channels
 from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
 from services.errors import ServiceError
 from services.logs import log_context
-from services.market.alert_text import Previous, explain
+from services.market.explanation import explain
 from services.market.records import Split
-from services.market.signal import Signal
-from services.market.states import EvaluationParams
+from services.market.signals.kind import Evaluation, Previous
+from services.market.signals.registry import EvaluationParams
 from services.market.transitions import transitions
 from services.settings import Settings
 from services.storage.factory import open_object_store
@@ -94,7 +94,7 @@ class _Job:
     pool: asyncpg.Pool
     store: ObjectStore
     params: EvaluationParams
-    run: db.EvaluationRun
+    run: signal_store.EvaluationRun
     worker: str
     summary: EvaluationSummary
     progress: Progress | None
@@ -140,24 +140,24 @@ async def run_evaluation(
         )
     try:
         if wanted is not None:
-            present = await db.evaluable_tickers(pool, wanted)
+            present = await signal_store.evaluable_tickers(pool, wanted)
             summary.skipped_tickers = [t for t in wanted if t not in present]
             for ticker in summary.skipped_tickers:
                 log.warning("evaluate: %s has no price data (or is unknown); skipped", ticker)
             wanted = [t for t in wanted if t in present]
-        day = as_of or await db.latest_price_date(pool, wanted)
+        day = as_of or await signal_store.latest_price_date(pool, wanted)
         summary.as_of = day
         if day is None or wanted == []:
             log.info("evaluate: nothing to evaluate")
         else:
-            run = await db.join_or_create_run(pool, day, wanted)
+            run = await signal_store.join_or_create_run(pool, day, wanted)
             summary.run_entities = run.entity_count
             if progress is not None:
                 progress(0, run.entity_count)
             stopping = stop or asyncio.Event()
             await _evaluate_run(pool, object_store, settings, run, summary, progress, stopping)
             summary.stopped = stopping.is_set()
-            await db.finish_run_if_complete(pool, run.id)
+            await signal_store.finish_run_if_complete(pool, run.id)
     finally:
         if own_pool:
             await pool.close()
@@ -167,27 +167,11 @@ async def run_evaluation(
     return summary
 
 
-def evaluation_params(settings: Settings) -> EvaluationParams:
-    """The evaluation's tunable numbers as the environment configures them."""
-    return EvaluationParams(
-        trend_band=settings.trend_band,
-        trend_confirm_days=settings.trend_confirm_days,
-        cheap_percentile=settings.valuation_cheap_percentile,
-        cheap_exit_percentile=settings.valuation_cheap_exit_percentile,
-        expensive_percentile=settings.valuation_expensive_percentile,
-        expensive_exit_percentile=settings.valuation_expensive_exit_percentile,
-        min_history=settings.valuation_min_history,
-        iqr_k=settings.valuation_iqr_k,
-        ebitda_positive_share=settings.valuation_ebitda_positive_share,
-        availability_lag_days=settings.fundamentals_lag_days,
-    )
-
-
 async def _evaluate_run(
     pool: asyncpg.Pool,
     store: ObjectStore,
     settings: Settings,
-    run: db.EvaluationRun,
+    run: signal_store.EvaluationRun,
     summary: EvaluationSummary,
     progress: Progress | None,
     stop: asyncio.Event,
@@ -200,7 +184,7 @@ async def _evaluate_run(
     job = _Job(
         pool=pool,
         store=store,
-        params=evaluation_params(settings),
+        params=settings.evaluation,
         run=run,
         worker=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         summary=summary,
@@ -225,7 +209,7 @@ async def _drain(job: _Job, settings: Settings) -> None:
     renewing = asyncio.create_task(_renew_claims_forever(job, settings.evaluation_lease_seconds))
     try:
         while not job.stop.is_set():
-            batch = await db.claim_batch(
+            batch = await signal_store.claim_batch(
                 job.pool,
                 job.run.id,
                 job.worker,
@@ -251,20 +235,20 @@ async def _renew_claims_forever(job: _Job, lease_seconds: float) -> None:
     while True:
         await asyncio.sleep(lease_seconds / 3)
         try:
-            await db.renew_claims(job.pool, job.run.id, job.worker)
+            await signal_store.renew_claims(job.pool, job.run.id, job.worker)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("evaluate: could not renew claims: %s", exc)
 
 
-async def _process_batch(job: _Job, batch: list[db.ClaimedEntity]) -> None:
+async def _process_batch(job: _Job, batch: list[signal_store.ClaimedEntity]) -> None:
     """Evaluate one claimed batch, a few entities at a time."""
     ids = [entity.id for entity in batch]
-    previous = await db.previous_signals(job.pool, ids, job.run.as_of)
+    previous = await signal_store.previous_signals(job.pool, ids, job.run.as_of)
     # A back-dated run stores its signal but never alerts backwards.
-    later = await db.evaluated_later(job.pool, ids, job.run.as_of)
+    later = await signal_store.evaluated_later(job.pool, ids, job.run.as_of)
     gate = asyncio.Semaphore(job.concurrency)
 
-    async def one(entity: db.ClaimedEntity) -> None:
+    async def one(entity: signal_store.ClaimedEntity) -> None:
         async with gate:
             if not job.stop.is_set():
                 with log_context(ticker=entity.ticker):
@@ -274,11 +258,11 @@ async def _process_batch(job: _Job, batch: list[db.ClaimedEntity]) -> None:
     await asyncio.gather(*(one(entity) for entity in batch))
     if job.stop.is_set():
         # Entities in hand were committed; the unstarted ones are due again at once.
-        job.summary.released += await db.release_claims(job.pool, job.run.id, job.worker)
+        job.summary.released += await signal_store.release_claims(job.pool, job.run.id, job.worker)
 
 
 async def _evaluate_one(
-    job: _Job, entity: db.ClaimedEntity, previous: asyncpg.Record | None
+    job: _Job, entity: signal_store.ClaimedEntity, previous: asyncpg.Record | None
 ) -> None:
     """Evaluate, then commit; any exception is logged with the ticker and counted."""
     summary = job.summary
@@ -294,11 +278,11 @@ async def _evaluate_one(
         summary.compute_seconds += time.perf_counter() - started
         started = time.perf_counter()
         fan_out = (
-            db.FanOut(found, previous["computed_at"], job.alert_chunk_size, job.channels)
+            signal_store.FanOut(found, previous["computed_at"], job.alert_chunk_size, job.channels)
             if found and previous is not None
             else None
         )
-        written = await db.commit_entity(
+        written = await signal_store.commit_entity(
             job.pool,
             run_id=job.run.id,
             worker=job.worker,
@@ -323,7 +307,9 @@ async def _evaluate_one(
     _report(job)
 
 
-async def _signal_for(job: _Job, entity: db.ClaimedEntity) -> tuple[Signal, list[Split], bool]:
+async def _signal_for(
+    job: _Job, entity: signal_store.ClaimedEntity
+) -> tuple[Evaluation, list[Split], bool]:
     """The signal and splits (computed here or in a worker); True if the history was missing."""
     known = DataRange(entity.price_data_min_date, entity.fundamental_data_min_date)
     day, ticker = job.run.as_of, entity.ticker
@@ -365,48 +351,20 @@ def _previous(row: asyncpg.Record | None, splits: Sequence[Split], as_of: date) 
     for split in splits:
         if row["as_of"] < split.ex_date <= as_of:
             factor *= split.for_factor / split.to_factor
-    return Previous(
-        as_of=row["as_of"],
-        close=_times(row["close"], factor),
-        sma200=_times(row["sma200"], factor),
-        trend_position=row["trend_position"],
-        valuation_metric=row["valuation_metric"],
-        valuation_multiple=row["valuation_multiple"],
-        valuation_percentile=row["valuation_percentile"],
-        valuation_regime=row["valuation_regime"],
-        eps_ttm=_times(row["eps_ttm"], factor),
-        fundamental_direction=row["fundamental_direction"],
-    )
+    return signal_store.previous_of(row, factor)
 
 
-def _times(value: float | None, factor: float) -> float | None:
-    return None if value is None else value * factor
+def _signal_row(entity: signal_store.ClaimedEntity, signal: Evaluation) -> signal_store.SignalRow:
+    return signal_store.SignalRow.of(entity.id, signal)
 
 
-def _signal_row(entity: db.ClaimedEntity, signal: Signal) -> db.SignalRow:
-    return db.SignalRow(
-        entity_id=entity.id,
-        as_of=signal.as_of,
-        close=signal.close,
-        sma200=signal.sma200,
-        trend_position=str(signal.trend_position),
-        valuation_metric=signal.valuation_metric,
-        valuation_multiple=signal.valuation_multiple,
-        valuation_percentile=signal.valuation_percentile,
-        valuation_regime=str(signal.valuation_regime),
-        eps_ttm=signal.eps_ttm,
-        fundamental_direction=str(signal.fundamental_direction),
-        details=signal.details,
-    )
-
-
-async def _record_failure(job: _Job, entity: db.ClaimedEntity, exc: Exception) -> None:
+async def _record_failure(job: _Job, entity: signal_store.ClaimedEntity, exc: Exception) -> None:
     if database_outage(exc) is not None:
         # Nothing can be recorded; the claim is taken over by the next run (its lease, or at
         # once after a server restart), and the next claim ends this run with the outage.
         return
     try:
-        await db.fail_claim(
+        await signal_store.fail_claim(
             job.pool, job.run.id, entity.id, job.worker, f"{type(exc).__name__}: {exc}"
         )
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as db_exc:

@@ -27,15 +27,13 @@ from uuid import UUID
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from services.alert_record import digest_values
 from services.errors import BadUserInput
+from services.market.signals.registry import KINDS
 
 # --- digest content ---------------------------------------------------------------------
 
-ALERT_TYPE_LABELS = {
-    "valuation_regime_change": "Valuation regime",
-    "trend_break": "200-day trend",
-    "fundamental_inflection": "EPS direction",
-}
+ALERT_TYPE_LABELS = {kind.alert_type: kind.label for kind in KINDS}
 
 # The template names end in ".jinja", so "html" alone would never match them; anything not
 # known to be plain text is escaped, so a new template fails safe.
@@ -77,19 +75,7 @@ class DigestAlert:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> DigestAlert:
         """From an alert_history row joined with its entity (ticker, name)."""
-        return cls(
-            alert_id=row["id"],
-            ticker=row["ticker"],
-            stock_name=row["name"],
-            alert_type=str(row["alert_type"]),
-            as_of=row["as_of"],
-            headline=row["headline"],
-            what_changed=row["what_changed"],
-            why_it_matters=row["why_it_matters"],
-            before_vs_now=row["before_vs_now"],
-            what_didnt_change=row["what_didnt_change"],
-            created_at=row["sent_at"],
-        )
+        return cls(**digest_values(row))
 
 
 def digest_subject(alerts: Sequence[DigestAlert]) -> str:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.alert_record import PAYLOAD_COLUMNS
 from services.db import Connection, Executor
 from services.entities import check_limit
 from services.errors import BadUserInput, NotFound
@@ -55,10 +56,8 @@ class EmailDigest(StrEnum):
     WEEKLY = "weekly"
 
 
-# What a webhook body and an email section are built from (services.delivery).
-_ALERT_FIELDS = """a.id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-    a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change, a.sent_at,
-    e.ticker, e.name"""
+# What a webhook body and an email section are built from (the alert record's payload).
+_ALERT_FIELDS = PAYLOAD_COLUMNS
 
 DELIVERY_COLUMNS = """d.id, d.user_id, d.alert_id, d.channel, d.webhook_id, d.event_type,
     d.status, d.attempts, d.next_attempt_at, d.last_status_code, d.last_error, d.created_at,

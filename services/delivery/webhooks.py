@@ -23,8 +23,8 @@ from uuid import UUID
 import httpx
 from standardwebhooks import Webhook
 
+from services import alert_record
 from services.errors import BadUserInput
-from services.market.states import AlertType
 
 MAX_URL_LENGTH = 2048
 TIMEOUT_SECONDS = 10.0
@@ -203,33 +203,12 @@ async def resolve_public(url: str, *, allow_private: bool) -> None:
             )
 
 
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("webhook timestamps must be timezone-aware")
-    return moment.astimezone(UTC).isoformat()
-
-
 def alert_event(row: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
     """The alert.created event of an alert row (alert columns plus the stock's ticker and name)."""
     return {
         "type": "alert.created",
-        "timestamp": _iso(now),
-        "data": {
-            "alertId": str(row["id"]),
-            # The GraphQL enum name, so webhook and API consumers see the same value.
-            "type": AlertType(row["alert_type"]).name,
-            "ticker": row["ticker"],
-            "stockName": row["name"],
-            "asOf": row["as_of"].isoformat(),
-            "previousState": row["previous_state"],
-            "newState": row["new_state"],
-            "headline": row["headline"],
-            "whatChanged": row["what_changed"],
-            "whyItMatters": row["why_it_matters"],
-            "beforeVsNow": row["before_vs_now"],
-            "whatDidntChange": row["what_didnt_change"],
-            "createdAt": _iso(row["sent_at"]),
-        },
+        "timestamp": alert_record.iso_instant(now),
+        "data": alert_record.payload(row),
     }
 
 
@@ -237,7 +216,7 @@ def test_event(endpoint_id: UUID, *, now: datetime) -> dict[str, Any]:
     """The webhook.test event a user sends to check an endpoint."""
     return {
         "type": "webhook.test",
-        "timestamp": _iso(now),
+        "timestamp": alert_record.iso_instant(now),
         "data": {"endpointId": str(endpoint_id)},
     }
 

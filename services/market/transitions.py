@@ -1,8 +1,9 @@
 """A stock's material transitions: which state changes between two evaluations alert.
 
-Decided once per stock, not per watcher. Which watchers receive an alert (their switches,
-their alert types, whether they had already seen the previous state) is decided in SQL when
-the alerts are written (services/signal_store.py), set-based over the watchlist.
+Decided once per stock, not per watcher, by each kind's rule. Which watchers receive an
+alert (their switches, their alert types, whether they had already seen the previous state)
+is decided in SQL when the alerts are written (services/signal_store.py), set-based over the
+watchlist.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.market.alert_text import TYPE_FIELDS, AlertText, Previous
-from services.market.signal import Signal
-from services.market.states import UNKNOWN, AlertType
+from services.market.explanation import AlertText
+from services.market.signals.kind import Evaluation, Previous, SignalKind
+from services.market.signals.registry import KINDS
 
 
 @dataclass(frozen=True)
@@ -31,29 +32,29 @@ class Transition:
     snapshot: dict[str, Any]
 
 
-Explainer = Callable[[AlertType, str, str], AlertText]
+Explainer = Callable[[SignalKind, str, str], AlertText]
 
 
 def transitions(
-    previous: Previous | None, signal: Signal, explainer: Explainer
+    previous: Previous | None, evaluation: Evaluation, explainer: Explainer
 ) -> list[Transition]:
-    """The changes between two known states; none without a previous signal.
+    """The changes each kind's rule makes material; none without a previous signal.
 
-    A change to or from UNKNOWN is not material (missing data is not news), and the first
-    signal of a stock has nothing to compare with.
+    The first signal of a stock has nothing to compare with; a state never stored before (a
+    kind added since) is set silently.
     """
     if previous is None:
         return []
     found: list[Transition] = []
-    for alert_type, field in TYPE_FIELDS.items():
-        old: str | None = getattr(previous, field)
-        new = str(getattr(signal, field))
-        if old is None or old == new or UNKNOWN in (old, new):
+    for kind in KINDS:
+        old = previous.states.get(kind.name)
+        new = str(evaluation.state(kind))
+        if old is None or not kind.alerts(old, new):
             continue
-        text = explainer(alert_type, old, new)
+        text = explainer(kind, old, new)
         found.append(
             Transition(
-                alert_type=str(alert_type),
+                alert_type=kind.alert_type,
                 previous_state=old,
                 new_state=new,
                 headline=text.headline,

@@ -26,9 +26,9 @@ from ingest.demo.load import DemoSummary, dates_to_replay, run_demo, watched_tic
 from ingest.demo.stocks import BASELINE, DEMO_STOCKS, REPLAY_DATES, TICKER_SUFFIX
 from services.auth.tokens import DEMO_USER_EMAIL, DEMO_USER_ID, issue_token
 from services.db import dsn_with_database
+from services.market.evaluation import EntitySeries, compute_signal
 from services.market.records import QuarterFundamentals, Split
-from services.market.signal import EntitySeries, compute_signal
-from services.market.states import EvaluationParams
+from services.market.signals.registry import EvaluationParams
 from services.settings import Settings
 from tests.databases import clone_database, drop_database
 from tests.fixtures.app import TEST_JWT_SECRET

@@ -13,9 +13,9 @@ import pytest
 from ingest.evaluation.loading import DataRange, series_from_history
 from ingest.evaluation.parallel import load_and_compute
 from ingest.evaluation.run import run_evaluation
+from services.market.evaluation import NeedsFullHistory, compute_signal
 from services.market.records import PriceBar
-from services.market.signal import NeedsFullHistory, compute_signal
-from services.market.states import EvaluationParams
+from services.market.signals.registry import EvaluationParams
 from services.settings import Settings
 from services.storage.history import build_history, encode_history, write_history
 from services.storage.keys import history_key

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from ingest.evaluation.loading import DataRange, load_series
+from services.market.evaluation import NeedsFullHistory, compute_signal
 from services.market.records import QuarterFundamentals, Split
-from services.market.signal import NeedsFullHistory, Signal, compute_signal
-from services.market.states import EvaluationParams
+from services.market.signals.kind import Evaluation as Signal
+from services.market.signals.registry import EvaluationParams
 from services.storage.local import LocalObjectStore
 from services.storage.object_store import ObjectStore
 from tests.fixtures.evaluation import quarter_ends, weekdays_between, write_series

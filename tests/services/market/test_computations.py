@@ -8,24 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.market.fundamentals import QuarterTimeline, fundamental_direction
+from services.market.quarters import QuarterTimeline
 from services.market.records import QuarterFundamentals, Split
-from services.market.splits import adjust_closes, adjust_quarters, applicable_splits
-from services.market.states import (
-    EvaluationParams,
-    FundamentalDirection,
-    TrendPosition,
+from services.market.series import sma_series, years_before
+from services.market.signals.fundamentals import FundamentalDirection, fundamental_direction
+from services.market.signals.trend import TrendPosition, evaluate_trend
+from services.market.signals.valuation import ValuationParams as EvaluationParams
+from services.market.signals.valuation import (
     ValuationRegime,
-)
-from services.market.trend import evaluate_trend, sma_series
-from services.market.valuation import (
     month_end_points,
     percentile_of,
     quantile,
     regime_path,
     remove_outliers,
-    years_before,
 )
+from services.market.splits import adjust_closes, adjust_quarters, applicable_splits
 from tests.fixtures.evaluation import weekdays
 
 PARAMS = EvaluationParams()

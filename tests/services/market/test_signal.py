@@ -7,14 +7,12 @@ from datetime import date
 
 import pytest
 
+from services.market.evaluation import EntitySeries, NeedsFullHistory, compute_signal
 from services.market.records import Split
-from services.market.signal import EntitySeries, NeedsFullHistory, compute_signal
-from services.market.states import (
-    EvaluationParams,
-    FundamentalDirection,
-    TrendPosition,
-    ValuationRegime,
-)
+from services.market.signals.fundamentals import FundamentalDirection
+from services.market.signals.registry import EvaluationParams
+from services.market.signals.trend import TrendPosition
+from services.market.signals.valuation import ValuationRegime
 from tests.fixtures.evaluation import (
     D0,
     D1,

@@ -1,18 +1,15 @@
-"""Quarter usability (availability lag), trailing-twelve-month sums and the EPS direction."""
+"""Quarter usability (availability lag) and trailing-twelve-month sums, shared by the kinds."""
 
 from __future__ import annotations
 
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 from services.market.records import QuarterFundamentals
-from services.market.states import FundamentalDirection
 
 TTM_QUARTERS = 4
-DIRECTION_MIN_QUARTERS = 8
 
 
 def clean_quarters(quarters: Sequence[QuarterFundamentals]) -> list[QuarterFundamentals]:
@@ -73,55 +70,3 @@ def _at(series: Sequence[float | None], count: int) -> float | None:
 
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
-
-
-@dataclass(frozen=True)
-class DirectionResult:
-    """EPS direction on the as-of day with the last comparison's numbers."""
-
-    direction: FundamentalDirection
-    eps_ttm: float | None
-    eps_ttm_year_ago: float | None
-    quarters_used: int
-    latest_period_end: date | None
-    determined: bool = True
-
-
-def fundamental_direction(
-    timeline: QuarterTimeline, day: date, band_share: float, *, history_starts_here: bool = True
-) -> DirectionResult:
-    """From the 8th usable quarter on, TTM EPS vs the TTM of the 4 quarters before.
-
-    A comparison whose TTMs are incomplete (missing EPS) is skipped and the state kept. With
-    `history_starts_here=False` the quarters are a window of a longer history: the state is
-    unknown until a comparison outside the band fixes it (every earlier path agrees from
-    there), and `determined` is False when none does.
-    """
-    ttm = timeline.ttm_eps_series(day)
-    state: FundamentalDirection | None = None
-    for k in range(DIRECTION_MIN_QUARTERS - 1, len(ttm)):
-        now, before = ttm[k], ttm[k - TTM_QUARTERS]
-        if now is None or before is None:
-            continue
-        change = now - before
-        band = band_share * abs(before)
-        if state is None and history_starts_here:
-            state = (
-                FundamentalDirection.IMPROVING
-                if change >= 0
-                else FundamentalDirection.DETERIORATING
-            )
-        elif change > band:
-            state = FundamentalDirection.IMPROVING
-        elif change < -band:
-            state = FundamentalDirection.DETERIORATING
-    latest = timeline.latest(day)
-    count = len(ttm)
-    return DirectionResult(
-        determined=state is not None or history_starts_here,
-        direction=state or FundamentalDirection.UNKNOWN,
-        eps_ttm=ttm[-1] if ttm else None,
-        eps_ttm_year_ago=ttm[-1 - TTM_QUARTERS] if count > TTM_QUARTERS else None,
-        quarters_used=count,
-        latest_period_end=latest.period_end_date if latest else None,
-    )

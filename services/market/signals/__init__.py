@@ -1,0 +1,1 @@
+"""Signal kinds: one module per kind, listed once in services.market.signals.registry."""
