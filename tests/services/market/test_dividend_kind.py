@@ -1,13 +1,17 @@
-"""The dividend rule, branch by branch: window, specials, interval, SUSPENDED, CUT, PAYING."""
+"""The dividend kind: its rule branch by branch, its transitions, arrows and daily pass."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
 
-from services.market.dividends import DividendState, evaluate_dividends
+from services.market.quarters import QuarterTimeline
 from services.market.records import Dividend, Split
+from services.market.signals import dividend
+from services.market.signals.dividend import DividendState, evaluate_dividends
+from services.market.signals.kind import Direction, History
 
 D = date(2025, 6, 30)
 
@@ -149,3 +153,65 @@ def test_split_after_as_of_is_not_applied() -> None:
     reading = evaluate_dividends(dividends, [split], D)
     assert reading.last_amount == 0.50
     assert reading.state is DividendState.PAYING
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "alerting"),
+    [
+        ("PAYING", "CUT", True),
+        ("PAYING", "SUSPENDED", True),
+        ("CUT", "SUSPENDED", True),
+        ("NONE", "PAYING", True),
+        ("SUSPENDED", "PAYING", True),
+        ("SUSPENDED", "CUT", True),
+        ("CUT", "PAYING", False),
+        ("SUSPENDED", "NONE", False),
+        ("PAYING", "NONE", False),
+        ("NONE", "CUT", False),
+        ("UNKNOWN", "PAYING", False),
+        ("PAYING", "UNKNOWN", False),
+        ("PAYING", "PAYING", False),
+    ],
+)
+def test_which_transitions_alert(old: str, new: str, alerting: bool) -> None:
+    assert dividend.KIND.alerts(old, new) is alerting
+
+
+def test_cut_and_suspended_point_down_the_rest_are_neutral() -> None:
+    arrows = {state: dividend.KIND.arrow(state) for state in DividendState}
+    assert arrows == {
+        "PAYING": Direction.NEUTRAL,
+        "CUT": Direction.DOWN,
+        "SUSPENDED": Direction.DOWN,
+        "NONE": Direction.NEUTRAL,
+        "UNKNOWN": Direction.NEUTRAL,
+    }
+
+
+def test_the_daily_pass_equals_one_evaluation_per_day() -> None:
+    # A payer with a special, a 2-for-1 split, a cut and a suspension, day by day over 4 years.
+    paid = quarterly(date(2021, 2, 1), [0.4] * 8 + [0.44] * 4)
+    paid.append(Dividend(date(2022, 6, 1), 2.0))
+    paid += quarterly(date(2024, 2, 5), [0.11, 0.11])  # after the split: 0.22 before it
+    split = Split(date(2023, 9, 1), 2.0, 1.0)
+    days = [date(2021, 1, 4) + timedelta(days=n) for n in range(0, 4 * 365, 3)]
+    history = History(
+        as_of=days[-1],
+        dates=days,
+        closes=[1.0] * len(days),
+        timeline=QuarterTimeline([], 45),
+        splits=[split],
+        series={dividend.NAME: paid},
+    )
+    params = dividend.DividendParams()
+    passed = list(dividend.evaluate_days(history, range(len(days)), params))
+    states = [r.state for r in passed]
+    assert set(states) >= {"NONE", "PAYING", "CUT", "SUSPENDED"}
+    for day, reading in zip(days, passed, strict=True):
+        one = evaluate_dividends(paid, [split], day)
+        assert reading.state == one.state, day
+        if day >= split.ex_date and one.last_amount is not None:
+            assert reading.values["dividend_now"] == pytest.approx(one.last_amount)
+    assert dividend.evaluate(history, params) == passed[-1]
+    never = replace(history, series={})
+    assert dividend.evaluate(never, params).state == "UNKNOWN"
