@@ -27,7 +27,6 @@ from services.market.signals.kind import (
     SignalKind,
 )
 from services.market.splits import applicable_splits, price_factor
-from services.market.text import money
 
 NAME = "dividends"
 
@@ -295,9 +294,19 @@ def steady(state: str, now: Evaluation) -> str:
 
 
 def facts(values: Mapping[str, Any]) -> list[str]:
-    """The last regular dividend for the before-vs-now section."""
+    """The last regular dividend for the before-vs-now section (nothing when none is known)."""
     amount = values.get("dividend_now")
-    return [f"dividend {money(amount)} a share" if amount is not None else "no dividend"]
+    return [] if amount is None else [f"dividend {money(amount)} a share"]
+
+
+def money(value: float | None) -> str:
+    """A per-share dividend: cents, or up to four decimals where they matter ($0.3258)."""
+    if value is None:
+        return "n/a"
+    text = f"{value:.4f}"
+    while text.endswith("0") and len(text.split(".")[1]) > 2:
+        text = text[:-1]
+    return f"${text}"
 
 
 def _iso(day: date | None) -> str | None:

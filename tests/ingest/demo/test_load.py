@@ -353,6 +353,27 @@ async def test_the_api_shows_the_demo(demo_db: DemoDatabase) -> None:
             )
             assert body["data"]["watchlist"]["count"] == 10
             assert body["data"]["alerts"]["totalCount"] == len(EXPECTED_ALERTS)
+            body = await _gql(
+                http,
+                "{ alerts(type: DIVIDEND_CHANGE) { edges { node { headline whatChanged "
+                "whyItMatters beforeVsNow whatDidntChange details { dividendBefore dividendNow "
+                "intervalDays } } } } watchlist { items { stock { ticker } dividendState } } }",
+                token,
+            )
+            (edge,) = body["data"]["alerts"]["edges"]
+            cut = edge["node"]
+            assert cut["headline"] == "QNTX.DEMO cut its dividend by 50 %"
+            assert all(cut[k] for k in ("whatChanged", "whyItMatters", "beforeVsNow"))
+            assert "$0.3258 a share, down from $0.6516" in cut["whatChanged"]
+            assert cut["whatDidntChange"]
+            assert cut["details"]["dividendNow"] == pytest.approx(0.3258)
+            assert cut["details"]["dividendBefore"] == pytest.approx(0.6516)
+            assert cut["details"]["intervalDays"] == 92  # median of the last five gaps
+            arrows = {
+                i["stock"]["ticker"]: i["dividendState"] for i in body["data"]["watchlist"]["items"]
+            }
+            assert arrows["QNTX.DEMO"] == "DOWN"
+            assert arrows["STDY.DEMO"] == arrows["SPLT.DEMO"] == arrows["ORBT.DEMO"] == "NEUTRAL"
 
 
 async def _gql(http: httpx.AsyncClient, query: str, token: str | None = None) -> dict[str, Any]:

@@ -215,3 +215,13 @@ def test_the_daily_pass_equals_one_evaluation_per_day() -> None:
     assert dividend.evaluate(history, params) == passed[-1]
     never = replace(history, series={})
     assert dividend.evaluate(never, params).state == "UNKNOWN"
+
+
+def test_amounts_show_cents_or_the_decimals_that_matter() -> None:
+    assert [dividend.money(v) for v in (0.5, 0.3258, 0.125, 2.0, None)] == [
+        "$0.50",
+        "$0.3258",
+        "$0.125",
+        "$2.00",
+        "n/a",
+    ]
