@@ -38,7 +38,7 @@ from services.data_coverage import (
 )
 from services.logs import log_context
 from services.market.records import Dividend, PriceBar, Split
-from services.market.valuation import years_before
+from services.market.series import years_before
 from services.settings import Settings
 from services.storage.market_files import tickers_with_dividends
 from services.storage.object_store import ObjectStore

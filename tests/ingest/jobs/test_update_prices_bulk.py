@@ -16,6 +16,7 @@ from ingest.dolthub.client import DoltHubClient, DoltHubDeadlineError, DoltHubQu
 from ingest.dolthub.stocks import parse_price_row
 from ingest.jobs.update_prices import (
     DIVIDEND_CATCH_UP_YEARS,
+    DIVIDEND_LOOKBACK_DAYS,
     BulkPlan,
     plan_bulk,
     run_update_prices,
@@ -23,12 +24,12 @@ from ingest.jobs.update_prices import (
 from ingest.progress import Progress
 from services.data_coverage import record_written
 from services.market.records import Dividend, PriceBar
-from services.market.valuation import years_before
+from services.market.series import years_before
 from services.settings import Settings
 from services.storage.local import LocalObjectStore
 from services.storage.market_files import read_dividends, read_prices
 from services.ticker_writes import TickerData, write_objects
-from tests.fakes.dolthub_data import SplitEvent
+from tests.fakes.dolthub_data import DividendEvent, SplitEvent
 from tests.fakes.dolthub_server import CORRUPTION_REASONS, STOCKS_DB, FakeDoltHub
 from tests.fixtures.ingest import sql_requests_for
 
@@ -249,6 +250,21 @@ async def test_a_ticker_without_new_bars_never_fetched_gets_its_dividends_anyway
     again = await update(ingest_store)
     assert again.outcomes == {"up to date": 1}
     assert sql_requests_for(many, "dividend", "S0001") == []  # fetched: only with new bars
+
+
+async def test_a_dividend_row_dolthub_adds_late_is_still_picked_up(
+    many: FakeDoltHub, pool: asyncpg.Pool, ingest_store: LocalObjectStore, update: Update
+) -> None:
+    await seed_store(many, pool, ingest_store, dict.fromkeys(TICKERS, LAST))
+    # Went ex two weeks before the stored last day, but only shows up in DoltHub now.
+    late = DividendEvent(LAST - timedelta(days=14), "0.31000")
+    many.data.extra_dividends = {"S0010": [late]}
+    progress = await update(ingest_store)
+    assert progress.outcomes == {"updated": 300} and not progress.failures
+    stored = await read_dividends(ingest_store, "S0010")
+    assert stored is not None and Dividend(late.ex_date, 0.31) in stored
+    (scan,) = bulk_sql(many, "dividend")
+    assert f"`ex_date` > '{LAST - timedelta(days=DIVIDEND_LOOKBACK_DAYS)}'" in scan
 
 
 async def test_row_limit_mid_date_pages_on_from_the_last_symbol(

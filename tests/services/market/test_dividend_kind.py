@@ -7,11 +7,16 @@ from datetime import date, timedelta
 
 import pytest
 
+from services.market.evaluation import EntitySeries, compute_signal
+from services.market.explanation import explain
 from services.market.quarters import QuarterTimeline
 from services.market.records import Dividend, Split
 from services.market.signals import dividend
 from services.market.signals.dividend import DividendState, evaluate_dividends
-from services.market.signals.kind import Direction, History
+from services.market.signals.kind import Direction, History, Previous
+from services.market.signals.registry import KINDS, EvaluationParams
+from services.market.transitions import transitions
+from tests.fixtures.evaluation import D1, D2, D3, scenario_series
 
 D = date(2025, 6, 30)
 
@@ -225,3 +230,36 @@ def test_amounts_show_cents_or_the_decimals_that_matter() -> None:
         "$2.00",
         "n/a",
     ]
+
+
+def test_a_kind_never_stored_before_is_set_silently_then_alerts() -> None:
+    # The stock's previous signal predates the dividend kind: its first dividend state (here
+    # already CUT) is no news; from a stored PAYING the same evaluation alerts.
+    dates, closes, quarters = scenario_series()
+    paid = quarterly(date(2023, 3, 1), [0.5, 0.5, 0.5, 0.5, 0.5]) + [Dividend(D2, 0.3)]
+    series = EntitySeries(dates, closes, quarters, extra={dividend.NAME: paid})
+    params = EvaluationParams()
+    before, now = compute_signal(series, D1, params), compute_signal(series, D3, params)
+    assert before.state(dividend.KIND) == "PAYING" and now.state(dividend.KIND) == "CUT"
+    old = {k.name: str(before.state(k)) for k in KINDS}
+    values = {n: v for r in before.readings.values() for n, v in r.values.items()}
+
+    def found(states: dict[str, str]) -> list[str]:
+        prev = Previous(D1, states, values)
+        texts = transitions(prev, now, lambda k, o, n: explain("ACME", k, o, n, now, prev))
+        return [t.alert_type for t in texts if t.alert_type == "dividend_change"]
+
+    without = {k: v for k, v in old.items() if k != dividend.NAME}
+    assert found(without) == []
+    assert found(old) == ["dividend_change"]
+    prev = Previous(D1, old, values)
+    (cut,) = [
+        t
+        for t in transitions(prev, now, lambda k, o, n: explain("ACME", k, o, n, now, prev))
+        if t.alert_type == "dividend_change"
+    ]
+    assert cut.headline == "ACME cut its dividend by 40 %"
+    assert (cut.snapshot["dividend_before"], cut.snapshot["dividend_now"]) == (0.5, 0.3)
+    assert cut.snapshot["interval_days"] == 91
+    assert "dividend $0.50 a share" in cut.before_vs_now
+    assert "dividend $0.30 a share" in cut.before_vs_now
