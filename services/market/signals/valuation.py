@@ -209,9 +209,30 @@ def evaluate_valuation(
 ) -> ValuationResult:
     """The valuation regime on `as_of` from split-adjusted closes and quarters."""
     indices = month_end_points(dates, as_of, params.history_years)
+    return _evaluate_points(indices, dates, closes, timeline, params, {})
+
+
+def _evaluate_points(
+    indices: Sequence[int],
+    dates: Sequence[date],
+    closes: Sequence[float],
+    timeline: QuarterTimeline,
+    params: ValuationParams,
+    known: dict[int, _Point],
+) -> ValuationResult:
+    """The regime over the month-end points `indices` (the last one is the as-of day).
+
+    `known`: each day's EV, EBITDA and sales by index, kept across the days of a pass (a
+    month-end point is the same on every later day that uses it).
+    """
     if not indices:
         return ValuationResult(ValuationRegime.UNKNOWN)
-    points = [_point(timeline, dates[i], closes[i]) for i in indices]
+    points = []
+    for i in indices:
+        point = known.get(i)
+        if point is None:
+            point = known[i] = _point(timeline, dates[i], closes[i])
+        points.append(point)
     share = sum(1 for p in points if p.ebitda is not None and p.ebitda > 0) / len(points)
     metric = _choose_metric(points, params.ebitda_positive_share)
     if metric is None:
@@ -269,12 +290,34 @@ def evaluate(history: History, params: ValuationParams) -> Reading:
 def evaluate_days(
     history: History, days: Sequence[int], params: ValuationParams
 ) -> Iterator[Reading]:
-    """The regime on each of `days`: each day's points are its own 10-year month-ends."""
+    """The regime on each of `days`: each day's points are its own 10-year month-ends.
+
+    The points' numbers are computed once for the pass, and a day's points are the last
+    trading days of the earlier months in its window (found once) plus the day itself, as
+    month_end_points gives them; each day then ranks its own window.
+    """
+    dates = history.dates
+    month_lasts = [
+        i
+        for i in range(len(dates))
+        if i + 1 == len(dates) or _month(dates[i + 1]) != _month(dates[i])
+    ]
+    known: dict[int, _Point] = {}
     for day in days:
-        as_of = history.dates[day]
+        as_of = dates[day]
+        first = bisect.bisect_right(dates, years_before(as_of, params.history_years))
+        month_start = bisect.bisect_left(dates, as_of.replace(day=1))
+        earlier = month_lasts[
+            bisect.bisect_left(month_lasts, first) : bisect.bisect_left(month_lasts, month_start)
+        ]
+        indices = [*earlier, day] if first <= day else []
         yield _reading(
-            evaluate_valuation(history.dates, history.closes, history.timeline, as_of, params)
+            _evaluate_points(indices, dates, history.closes, history.timeline, params, known)
         )
+
+
+def _month(day: date) -> tuple[int, int]:
+    return day.year, day.month
 
 
 def explain(
