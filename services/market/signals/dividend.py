@@ -78,10 +78,11 @@ class DividendReading:
 
 @dataclass(frozen=True)
 class _Window:
-    """The window's payments sorted into regular ones and the count of specials ignored."""
+    """What the window's payments say whatever the day: the regular ones and their interval."""
 
     regular: list[Dividend]
     specials: int
+    interval: float | None
 
 
 def adjusted_dividends(dividends: Sequence[Dividend], splits: Sequence[Split]) -> list[Dividend]:
@@ -105,16 +106,22 @@ def _classify(window: Sequence[Dividend], params: DividendParams) -> _Window:
             specials += 1
         else:
             regular.append(payment)
-    return _Window(regular, specials)
+    recent = regular[-params.interval_payments :]
+    gaps = [(b.ex_date - a.ex_date).days for a, b in zip(recent, recent[1:], strict=False)]
+    interval = (
+        float(statistics.median(gaps))
+        if gaps
+        else params.single_payment_interval_days
+        if regular
+        else None
+    )
+    return _Window(regular, specials, interval)
 
 
 def _state(window: _Window, as_of: date, params: DividendParams) -> DividendReading:
-    regular = window.regular
-    if not regular:
+    regular, interval = window.regular, window.interval
+    if not regular or interval is None:
         return DividendReading(as_of, DividendState.NONE, specials_ignored=window.specials)
-    recent = regular[-params.interval_payments :]
-    gaps = [(b.ex_date - a.ex_date).days for a, b in zip(recent, recent[1:], strict=False)]
-    interval = float(statistics.median(gaps)) if gaps else params.single_payment_interval_days
     last = regular[-1]
     previous = regular[-2] if len(regular) >= 2 else None
     since = (as_of - last.ex_date).days
