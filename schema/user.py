@@ -20,9 +20,9 @@ from schema.rows import from_row
 from schema.stock import SignalState, Stock, signal_states, stock_from_row
 from services.db import Row
 from services.delivery.outbox import EmailDigest
-from services.market.signals import fundamentals, trend, valuation
+from services.market.signals import dividend, fundamentals, trend, valuation
 from services.market.signals.fundamentals import FundamentalDirection
-from services.market.signals.kind import Direction
+from services.market.signals.kind import UNKNOWN, Direction
 from services.market.signals.registry import AlertType
 from services.market.signals.trend import TrendPosition
 from services.market.signals.valuation import ValuationRegime
@@ -38,6 +38,9 @@ class WatchlistItem:
     valuation_state: Direction
     trend_state: Direction
     fundamentals_state: Direction
+    dividend_state: Direction = strawberry.field(
+        description="The dividend's arrow: DOWN after a cut or a suspension, else NEUTRAL."
+    )
     valuation_regime: ValuationRegime
     trend_position: TrendPosition
     fundamental_direction: FundamentalDirection
@@ -53,6 +56,7 @@ def watchlist_item_from_row(row: Row) -> WatchlistItem:
     regime = ValuationRegime(row["signal_valuation_regime"] or "UNKNOWN")
     position = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
     direction = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
+    states = states_of(row, "signal_") if row["signal_as_of"] else {}
     return WatchlistItem(
         stock=stock_from_row(row),
         added_at=row["added_at"],
@@ -60,12 +64,13 @@ def watchlist_item_from_row(row: Row) -> WatchlistItem:
         valuation_state=valuation.KIND.arrow(regime),
         trend_state=trend.KIND.arrow(position),
         fundamentals_state=fundamentals.KIND.arrow(direction),
+        dividend_state=dividend.KIND.arrow(states.get(dividend.KIND.name, UNKNOWN)),
         valuation_regime=regime,
         trend_position=position,
         fundamental_direction=direction,
         last_alert_at=row["last_alert_at"],
         last_evaluated_at=row["last_evaluated_at"],
-        signals=signal_states(states_of(row, "signal_") if row["signal_as_of"] else {}),
+        signals=signal_states(states),
     )
 
 

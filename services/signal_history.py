@@ -7,8 +7,10 @@ from datetime import date
 
 from services.errors import BadUserInput
 from services.market.evaluation import EntitySeries
+from services.market.records import Dividend
 from services.market.series import years_before
 from services.market.signal_history import HistoryResult, signal_history
+from services.market.signals import dividend
 from services.market.signals.registry import EvaluationParams
 from services.storage.history import TickerHistory, build_history, read_history
 from services.storage.object_store import ObjectStore
@@ -59,5 +61,12 @@ def _evaluate(
         closes=prices.closes,
         quarters=history.quarter_records(None, end),
         splits=history.split_records(),
+        # The evaluator's own extra input (ingest/evaluation/loading.py): every stored dividend;
+        # None when never fetched, which the dividend kind reads as UNKNOWN.
+        extra={dividend.NAME: _until(history.dividend_records(), end)},
     )
     return signal_history(history.ticker, series, start, end, params)
+
+
+def _until(dividends: list[Dividend] | None, end: date) -> list[Dividend] | None:
+    return None if dividends is None else [d for d in dividends if d.ex_date <= end]

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.data_coverage import DataWritten
-from services.market.records import PriceBar, QuarterFundamentals, Split
+from services.market.records import Dividend, PriceBar, QuarterFundamentals, Split
 from services.storage.history import build_history, read_history, refreshed, write_history
 from services.storage.market_files import (
     Written,
+    write_dividends,
     write_fundamentals,
     write_prices,
     write_splits,
@@ -36,11 +37,18 @@ class TickerData:
     bars: list[PriceBar] = field(default_factory=list)
     quarters: list[QuarterFundamentals] = field(default_factory=list)
     splits: list[Split] = field(default_factory=list)
+    # None: not fetched this time (the stored ones stay); [] fetched, and there are none.
+    dividends: list[Dividend] | None = None
     symbol: SymbolInfo | None = None
 
     @property
     def rows(self) -> int:
-        return len(self.bars) + len(self.quarters) + len(self.splits)
+        return len(self.bars) + len(self.quarters) + len(self.splits) + len(self.dividends or ())
+
+    @property
+    def has_objects(self) -> bool:
+        """Anything to write: rows, or a dividend fetch (even an empty one marks them fetched)."""
+        return bool(self.rows) or self.dividends is not None
 
 
 async def write_objects(
@@ -51,7 +59,7 @@ async def write_objects(
     `history=False` leaves the history object deleted, for a caller that writes the ticker many
     times and calls `rebuild_history` once at the end (readers use the partitions meanwhile).
     """
-    if data.rows:
+    if data.has_objects:
         async with ticker_write_lock(pool, data.ticker):
             await _write_locked(store, data, history)
     days = [b.date for b in data.bars]
@@ -75,6 +83,8 @@ async def _write_locked(store: ObjectStore, data: TickerData, history: bool) -> 
     await write_splits(store, data.ticker, data.splits, written=written)
     await write_prices(store, data.ticker, data.bars, written=written)
     await write_fundamentals(store, data.ticker, data.quarters, written=written)
+    if data.dividends is not None:
+        await write_dividends(store, data.ticker, data.dividends, written=written)
     if not history:
         return
     await write_history(

@@ -51,6 +51,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "ohlcv": ("date", "act_symbol", "open", "high", "low", "close", "volume"),
     "split": ("act_symbol", "ex_date", "to_factor", "for_factor"),
+    "dividend": ("act_symbol", "ex_date", "amount"),
     "income_statement": (
         "act_symbol",
         "date",
@@ -342,6 +343,47 @@ def split_row(stock: DemoStock) -> CsvRow | None:
     }
 
 
+# Regular dividends go ex around the 14th of these months.
+DIVIDEND_MONTHS = (2, 5, 8, 11)
+
+
+def dividends_of(stock: DemoStock) -> list[tuple[date, float]]:
+    """(ex_date, amount per share as of that date) of the stock's dividends, by ex_date."""
+    if stock.dividend is None:
+        return []
+    paid: dict[date, float] = {}
+    for year in range(START.year, END.year + 1):
+        for month in DIVIDEND_MONTHS:
+            ex_date = next_trading_day(date(year, month, 14))
+            if max(START, stock.listed) <= ex_date <= END:
+                amount = stock.dividend * 1.05 ** (year - START.year)
+                for since, factor in stock.dividend_moves:
+                    amount *= factor if ex_date >= since else 1.0
+                paid[ex_date] = amount
+    paid.update(stock.special_dividends)
+    # Amounts are per share of their day: before a split, a share was to/for of today's.
+    return [(day, paid[day] * _split_ratio(stock, day)) for day in sorted(paid)]
+
+
+def _split_ratio(stock: DemoStock, day: date) -> float:
+    if stock.split and day < stock.split[0]:
+        return stock.split[1] / stock.split[2]
+    return 1.0
+
+
+def next_trading_day(day: date) -> date:
+    while day.weekday() >= 5 or (day.month, day.day) in HOLIDAYS:
+        day += timedelta(days=1)
+    return day
+
+
+def dividend_rows(stock: DemoStock) -> list[CsvRow]:
+    return [
+        {"act_symbol": stock.ticker, "ex_date": day.isoformat(), "amount": f"{amount:.4f}"}
+        for day, amount in dividends_of(stock)
+    ]
+
+
 def demo_tables(stocks: Sequence[DemoStock] = DEMO_STOCKS) -> dict[str, list[CsvRow]]:
     """Every table's rows for `stocks`, in a stable order."""
     tables: dict[str, list[CsvRow]] = {name: [] for name in TABLE_COLUMNS}
@@ -354,6 +396,7 @@ def demo_tables(stocks: Sequence[DemoStock] = DEMO_STOCKS) -> dict[str, list[Csv
         split = split_row(stock)
         if split:
             tables["split"].append(split)
+        tables["dividend"].extend(dividend_rows(stock))
     return tables
 
 

@@ -48,6 +48,12 @@ class DemoStock:
     pre_revenue: bool = False  # no sales at all: no valuation metric
     eps_shocks: Knots = ()  # (quarter end, factor on that quarter's net income)
     split: tuple[date, int, int] | None = None  # (ex_date, to_factor, for_factor)
+    # Quarterly dividend per share in today's share basis (raised 5% each February), None for
+    # none; `dividend_moves` (first ex-date, factor) scale it from then on; specials are
+    # (ex_date, amount) one-offs.
+    dividend: float | None = None
+    dividend_moves: Knots = ()
+    special_dividends: tuple[tuple[date, float], ...] = ()
     shares: float = 400e6
     noise: float = 0.005
     volume: int = 2_000_000
@@ -135,9 +141,12 @@ WATCHED = (
         "QNTX",
         "Quantix Semiconductor",
         "Technology",
-        "Earnings inflection down: a write-down halves Q1 2025 EPS, reported mid-May "
-        "(IMPROVING → DETERIORATING; valuation and trend unchanged).",
+        "Earnings inflection down: a write-down halves Q1 2025 EPS, reported mid-May, and "
+        "the board halves the May dividend (IMPROVING → DETERIORATING, PAYING → CUT; "
+        "valuation and trend unchanged).",
         watched=True,
+        dividend=0.40,
+        dividend_moves=((d("2025-05-01"), 0.5),),
         multiple=15.0,
         cycle_phase=-0.05,
         growth=((d("2012-12-31"), 0.12),),
@@ -160,9 +169,12 @@ WATCHED = (
         "STDY",
         "Steadfast Compounders",
         "Industrials",
-        "Quiet compounder: normal valuation, above its 200-day average, earnings improving "
-        "— nothing material happens, so no alert.",
+        "Quiet compounder: normal valuation, above its 200-day average, earnings improving, "
+        "a one-off special dividend in May on top of the regular one — nothing material "
+        "happens, so no alert.",
         watched=True,
+        dividend=0.25,
+        special_dividends=((d("2025-05-28"), 2.50),),
         multiple=14.0,
         swing=0.12,
         cycle_phase=-0.07,
@@ -172,8 +184,8 @@ WATCHED = (
         "SPLT",
         "Splitwell Software",
         "Technology",
-        "4-for-1 split on 2025-05-12: raw prices drop 75% overnight, the evaluator "
-        "split-adjusts, and no alert fires.",
+        "4-for-1 split on 2025-05-12: raw prices and the dividend per share drop 75% "
+        "overnight, the evaluator split-adjusts, and no alert fires.",
         watched=True,
         multiple=18.0,
         swing=0.12,
@@ -181,6 +193,7 @@ WATCHED = (
         growth=((d("2012-12-31"), 0.14),),
         split=(d("2025-05-12"), 4, 1),
         shares=100e6,
+        dividend=0.08,
     ),
     DemoStock(
         "NWCO",

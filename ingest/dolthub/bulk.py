@@ -11,13 +11,15 @@ from ingest.dolthub.client import DoltHubClient, DoltHubDeadlineError, DoltHubQu
 from ingest.dolthub.paging import FetchResult, Pages, dedupe_sorted
 from ingest.dolthub.sql import compare, equals, select_sql, sql_date, sql_string
 from ingest.dolthub.stocks import (
+    DIVIDEND_COLUMNS,
     OHLCV_COLUMNS,
     SPLIT_COLUMNS,
+    parse_dividend_row,
     parse_price_row,
     parse_split_row,
 )
 from ingest.dolthub.values import InvalidValue, SourceRow, parse_date, validate_rows
-from services.market.records import PriceBar, Split
+from services.market.records import Dividend, PriceBar, Split
 
 T = TypeVar("T")
 
@@ -217,6 +219,23 @@ async def fetch_splits_by_date(
         pages.rows, starts, through, parse_split_row, lambda s: s.ex_date, "ex_date"
     )
     return splits, pages.queries
+
+
+async def fetch_dividends_by_date(
+    client: DoltHubClient,
+    stocks_db: str,
+    starts: Mapping[str, date],
+    after: date,
+    through: date,
+    page_rows: int = PAGE_ROWS,
+) -> tuple[dict[str, FetchResult[Dividend]], int]:
+    """Dividends of every symbol with ex_date in (after, through], per wanted symbol."""
+    query = DateKeysetQuery(stocks_db, "dividend", (*DIVIDEND_COLUMNS, SYMBOL), "ex_date")
+    pages = await fetch_dates(client, query, after, through, page_rows)
+    dividends = _per_symbol(
+        pages.rows, starts, through, parse_dividend_row, lambda d: d.ex_date, "ex_date"
+    )
+    return dividends, pages.queries
 
 
 async def symbols_with_quarters(

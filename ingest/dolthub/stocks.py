@@ -28,22 +28,25 @@ from ingest.dolthub.values import (
     validate_rows,
 )
 from services.errors import BadUserInput
-from services.market.records import PriceBar, QuarterFundamentals, Split
+from services.market.records import Dividend, PriceBar, QuarterFundamentals, Split
 from services.symbols import SymbolInfo
 from services.tickers import normalize_ticker
 
 __all__ = [
+    "Dividend",
     "FetchResult",
     "PriceBar",
     "QuarterFundamentals",
     "Split",
     "SymbolInfo",
     "TickerNotInSource",
+    "fetch_dividends",
     "fetch_fundamentals",
     "fetch_price_bars",
     "fetch_splits",
     "fetch_symbol",
     "iter_symbols",
+    "parse_dividend_row",
     "parse_price_row",
     "parse_split_row",
     "parse_symbol_row",
@@ -51,6 +54,7 @@ __all__ = [
 
 OHLCV_COLUMNS = ("date", "open", "high", "low", "close", "volume")
 SPLIT_COLUMNS = ("ex_date", "to_factor", "for_factor")
+DIVIDEND_COLUMNS = ("ex_date", "amount")
 SYMBOL_COLUMNS = (
     "act_symbol",
     "security_name",
@@ -143,6 +147,40 @@ async def fetch_splits(
     splits, rejected = validate_rows(pages.rows, parse_split_row)
     return FetchResult(
         rows=dedupe_sorted(splits, lambda s: s.ex_date, rejected),
+        rejected=rejected,
+        source_rows=len(pages.rows),
+        queries=pages.queries,
+    )
+
+
+def parse_dividend_row(row: SourceRow) -> Dividend:
+    ex_date = parse_date(require(row, "ex_date"), "ex_date")
+    amount = parse_decimal(require(row, "amount"), "amount")
+    if amount <= 0:
+        raise InvalidValue("non_positive_amount", str(amount))
+    return Dividend(ex_date, float(amount))
+
+
+async def fetch_dividends(
+    client: DoltHubClient,
+    stocks_db: str,
+    ticker: str,
+    start: date,
+    end: date,
+) -> FetchResult[Dividend]:
+    """The ticker's dividends with start <= ex_date <= end (a small table; still paged)."""
+    symbol = normalize_ticker(ticker)
+    query = WindowQuery(
+        stocks_db,
+        "dividend",
+        DIVIDEND_COLUMNS,
+        "ex_date",
+        [equals("act_symbol", sql_string(symbol))],
+    )
+    pages = await fetch_window(client, query, start, end + timedelta(days=1))
+    dividends, rejected = validate_rows(pages.rows, parse_dividend_row)
+    return FetchResult(
+        rows=dedupe_sorted(dividends, lambda d: d.ex_date, rejected),
         rejected=rejected,
         source_rows=len(pages.rows),
         queries=pages.queries,

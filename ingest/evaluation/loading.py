@@ -8,6 +8,7 @@ Window (exact by construction, see `EntitySeries.complete`):
 - fundamentals: quarters ending from 10 years + 430 days before D (the four quarters behind
   the first month-end point's TTM), only the columns §8 uses; the EPS direction is fixed by
   the first comparison outside its band;
+- dividends: every stored one up to D (a small object; the rule looks back three years);
 - whenever a window leaves a state undetermined, everything up to D is read instead.
 """
 
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from services.market.evaluation import EntitySeries
-from services.market.records import QuarterFundamentals, Split
+from services.market.records import Dividend, QuarterFundamentals, Split
 from services.market.series import years_before
+from services.market.signals import dividend
 from services.storage.history import TickerHistory, read_history
 from services.storage.keys import fundamentals_key
-from services.storage.market_files import PriceSeries, read_prices, read_splits
+from services.storage.market_files import PriceSeries, read_dividends, read_prices, read_splits
 from services.storage.object_store import ObjectStore
 from services.storage.parquet import FUNDAMENTALS_SCHEMA, decode_table
 
@@ -80,7 +82,8 @@ async def load_series(
     prices = await read_prices(store, ticker, price_start, as_of, columns=PRICE_COLUMNS)
     quarters = await read_quarters(store, ticker, quarter_start, as_of)
     splits = await read_splits(store, ticker)
-    return _series(prices, quarters, splits, as_of, price_start, quarter_start, known)
+    dividends = await read_dividends(store, ticker)
+    return _series(prices, quarters, splits, dividends, as_of, price_start, quarter_start, known)
 
 
 def series_from_history(
@@ -96,7 +99,8 @@ def series_from_history(
     prices = history.price_series(price_start, as_of)
     quarters = history.quarter_records(quarter_start, as_of)
     splits = history.split_records()
-    return _series(prices, quarters, splits, as_of, price_start, quarter_start, known)
+    dividends = history.dividend_records()
+    return _series(prices, quarters, splits, dividends, as_of, price_start, quarter_start, known)
 
 
 async def read_history_for_evaluation(store: ObjectStore, ticker: str) -> TickerHistory | None:
@@ -110,6 +114,7 @@ def _series(
     prices: PriceSeries,
     quarters: list[QuarterFundamentals],
     splits: list[Split],
+    dividends: list[Dividend] | None,
     as_of: date,
     price_start: date | None,
     quarter_start: date | None,
@@ -122,7 +127,13 @@ def _series(
         splits=[s for s in splits if s.ex_date <= as_of],
         complete=_covers(price_start, known.first_price),
         quarters_complete=_covers(quarter_start, known.first_quarter),
+        # Every stored dividend (a small object); None: never fetched, the kind says UNKNOWN.
+        extra={dividend.NAME: _until(dividends, as_of)},
     )
+
+
+def _until(dividends: list[Dividend] | None, as_of: date) -> list[Dividend] | None:
+    return None if dividends is None else [d for d in dividends if d.ex_date <= as_of]
 
 
 def _covers(start: date | None, first: date | None) -> bool:

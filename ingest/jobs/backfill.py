@@ -23,7 +23,13 @@ import asyncpg
 
 from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.dolthub.earnings import fetch_fundamentals
-from ingest.dolthub.stocks import TickerNotInSource, fetch_price_bars, fetch_splits, fetch_symbol
+from ingest.dolthub.stocks import (
+    TickerNotInSource,
+    fetch_dividends,
+    fetch_price_bars,
+    fetch_splits,
+    fetch_symbol,
+)
 from ingest.dolthub.values import RejectCounts
 from ingest.progress import Progress
 from services import backfill_queue as claims
@@ -89,18 +95,26 @@ async def fetch_ticker(
             fetch_fundamentals(client, earnings, ticker, fundamentals_start, today)
         )
         splits = group.create_task(fetch_splits(client, stocks, ticker, end=today))
+        dividends = group.create_task(fetch_dividends(client, stocks, ticker, start, today))
         symbol = group.create_task(fetch_symbol(client, stocks, ticker))
     rejected = RejectCounts()
-    for result in (prices, quarters.result(), splits.result()):
+    for result in (prices, quarters.result(), splits.result(), dividends.result()):
         rejected.update(result.rejected)
     data = TickerData(
         ticker=ticker,
         bars=prices.rows,
         quarters=quarters.result().rows,
         splits=splits.result().rows,
+        dividends=dividends.result().rows,
         symbol=symbol.result(),
     )
-    queries = prices.queries + quarters.result().queries + splits.result().queries + 1
+    queries = (
+        prices.queries
+        + quarters.result().queries
+        + splits.result().queries
+        + dividends.result().queries
+        + 1
+    )
     return FetchedTicker(data, rejected, queries)
 
 
@@ -221,6 +235,7 @@ class BackfillRun:
             self.progress.add("bars written", len(fetched.data.bars))
             self.progress.add("quarters written", len(fetched.data.quarters))
             self.progress.add("splits written", len(fetched.data.splits))
+            self.progress.add("dividends written", len(fetched.data.dividends or ()))
             self.progress.add("rows rejected", fetched.rejected.rejected)
             self.progress.item_done("completed")
             await self._first_evaluation(job.ticker)

@@ -22,7 +22,12 @@ from ingest.dolthub.earnings import (
     rows_by_period_end,
 )
 from ingest.dolthub.paging import dedupe_sorted
-from ingest.dolthub.stocks import parse_price_row, parse_split_row, parse_symbol_row
+from ingest.dolthub.stocks import (
+    parse_dividend_row,
+    parse_price_row,
+    parse_split_row,
+    parse_symbol_row,
+)
 from ingest.dolthub.values import InvalidValue, RejectCounts, SourceRow, validate_rows
 from ingest.progress import Progress
 from services.data_coverage import DataWritten, record_written
@@ -36,12 +41,14 @@ from services.tickers import normalize_ticker
 log = logging.getLogger(__name__)
 
 PRICE_FILE, SYMBOL_FILE, SPLIT_FILE = "ohlcv.csv", "symbol.csv", "split.csv"
+DIVIDEND_FILE = "dividend.csv"
 EARNINGS_FILES = {f"{table.name}.csv": table for table in TABLES}
-KNOWN_FILES = (PRICE_FILE, SYMBOL_FILE, *EARNINGS_FILES, SPLIT_FILE)
+KNOWN_FILES = (PRICE_FILE, SYMBOL_FILE, *EARNINGS_FILES, SPLIT_FILE, DIVIDEND_FILE)
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     PRICE_FILE: ("date", "act_symbol", "open", "high", "low", "close", "volume"),
     SYMBOL_FILE: ("act_symbol",),
     SPLIT_FILE: ("act_symbol", "ex_date", "to_factor", "for_factor"),
+    DIVIDEND_FILE: ("act_symbol", "ex_date", "amount"),
     **{
         name: ("act_symbol", table.date_column, *(("period",) if table.quarterly_only else ()))
         for name, table in EARNINGS_FILES.items()
@@ -213,6 +220,29 @@ class CsvImport:
             self.progress.add("splits written", len(splits))
         self.rejected(path.name, counts)
 
+    async def import_dividends(self, path: Path) -> None:
+        """The file is the whole `dividend` table: a ticker priced here without a row in it
+        pays none (stored as fetched and empty), rather than "never fetched"."""
+        counts = RejectCounts()
+        by_ticker: dict[str, list[SourceRow]] = defaultdict(list)
+        for row in read_rows(path, counts):
+            try:
+                by_ticker[ticker_of(row)].append(row)
+            except InvalidValue as exc:
+                counts[exc.reason] += 1
+        for ticker in self.state.price_range:
+            by_ticker.setdefault(ticker, [])
+
+        async def one(ticker: str, rows: list[SourceRow]) -> None:
+            dividends, _ = validate_rows(rows, parse_dividend_row, counts)
+            dividends = dedupe_sorted(dividends, lambda d: d.ex_date, counts)
+            async with self.gate:
+                await self.write(TickerData(ticker, dividends=dividends))
+            self.progress.add("dividends written", len(dividends))
+
+        await asyncio.gather(*(one(t, rows) for t, rows in sorted(by_ticker.items())))
+        self.rejected(path.name, counts)
+
     async def import_prices(self, path: Path) -> None:
         counts = RejectCounts()
         pending: dict[str, list[SourceRow]] = defaultdict(list)
@@ -280,6 +310,9 @@ async def run_import_csv(
         await job.import_earnings(files)
     if PRICE_FILE in files:
         await _guarded(progress, PRICE_FILE, job.import_prices(files[PRICE_FILE]))
+    if DIVIDEND_FILE in files:
+        # After the prices: which tickers the import prices decides who pays none.
+        await _guarded(progress, DIVIDEND_FILE, job.import_dividends(files[DIVIDEND_FILE]))
     await job.rebuild_histories()
     await job.record_entities()
     return progress

@@ -1,4 +1,4 @@
-"""`update-prices`: new bars (with their splits) and new quarters for every entity with prices.
+"""`update-prices`: new bars (with splits and dividends) and new quarters for every priced entity.
 
 The new days of most tickers come in bulk: keyset pages of every symbol's rows by date (see
 `plan_bulk` for who joins), so a day of the whole market costs tens of requests. Tickers left
@@ -19,6 +19,7 @@ import asyncpg
 from ingest.dolthub.bulk import (
     PAGE_ROWS,
     fetch_bars_by_date,
+    fetch_dividends_by_date,
     fetch_splits_by_date,
     symbols_with_quarters,
 )
@@ -26,7 +27,7 @@ from ingest.dolthub.client import DoltHubClient
 from ingest.dolthub.earnings import fetch_fundamentals
 from ingest.dolthub.paging import FetchResult, WindowQuery, fetch_window
 from ingest.dolthub.sql import equals, sql_string
-from ingest.dolthub.stocks import fetch_price_bars, fetch_splits
+from ingest.dolthub.stocks import fetch_dividends, fetch_price_bars, fetch_splits
 from ingest.jobs.backfill import backfill_start, describe, today_utc
 from ingest.progress import Progress
 from services.data_coverage import (
@@ -36,8 +37,10 @@ from services.data_coverage import (
     priced_entities,
 )
 from services.logs import log_context
-from services.market.records import PriceBar, Split
+from services.market.records import Dividend, PriceBar, Split
+from services.market.series import years_before
 from services.settings import Settings
+from services.storage.market_files import tickers_with_dividends
 from services.storage.object_store import ObjectStore
 from services.symbols import universe_size
 from services.ticker_writes import TickerData, write_objects
@@ -58,10 +61,24 @@ BULK_MIN_TICKERS = 20
 # The bulk window never starts more than this before the newest last date: further behind is
 # a gap, fetched per ticker from its own last date (one request per calendar year).
 BULK_MAX_LAG_DAYS = 14
-# What a ticker with new bars costs one by one: its ohlcv window and its splits.
-PER_TICKER_REQUESTS = 2
-# Bulk requests beside the ohlcv pages: the query that finds no later date, the splits page.
-BULK_EXTRA_REQUESTS = 2
+# What a ticker with new bars costs one by one: its ohlcv window, its splits, its dividends.
+PER_TICKER_REQUESTS = 3
+# Bulk requests beside the ohlcv pages: the query that finds no later date, the splits page
+# and the dividends page.
+BULK_EXTRA_REQUESTS = 3
+# Dividends are asked for from this many days before a ticker's new bars: a row DoltHub adds a
+# little after its ex-date is still picked up (a re-fetched row merges onto itself).
+DIVIDEND_LOOKBACK_DAYS = 31
+# A ticker whose dividends were never fetched (priced before they were stored) gets this many
+# years of them: the dividend rule looks back three.
+DIVIDEND_CATCH_UP_YEARS = 4
+
+
+def dividends_since(start: date, today: date, *, fetched_before: bool) -> date:
+    """First ex-date to ask for: a little before the new bars, or the catch-up window."""
+    if not fetched_before:
+        return years_before(today, DIVIDEND_CATCH_UP_YEARS)
+    return min(start, today) - timedelta(days=DIVIDEND_LOOKBACK_DAYS)
 
 
 @dataclass(frozen=True)
@@ -126,10 +143,11 @@ def plan_bulk(
 
 @dataclass
 class BulkBars:
-    """What the bulk fetch found: bars and splits of each bulk ticker (empty when none)."""
+    """What the bulk fetch found: bars, splits and dividends of each bulk ticker."""
 
     bars: dict[str, FetchResult[PriceBar]] = field(default_factory=dict)
     splits: dict[str, FetchResult[Split]] = field(default_factory=dict)
+    dividends: dict[str, FetchResult[Dividend]] = field(default_factory=dict)
     requests: int = 0
 
 
@@ -177,8 +195,10 @@ async def fetch_bulk(
     entities: Sequence[PricedEntity],
     today: date,
     page_rows: int = PAGE_ROWS,
+    dividends_fetched: frozenset[str] = frozenset(),
 ) -> BulkBars:
-    """Every bulk ticker's bars from its own next day, then the splits of those with bars."""
+    """Every bulk ticker's bars from its own next day, then the splits and dividends of those
+    with bars (from `dividends_since`: a ticker never fetched before makes it one longer scan)."""
     starts = {
         e.ticker: e.price_data_max_date + timedelta(days=1)
         for e in entities
@@ -196,6 +216,16 @@ async def fetch_bulk(
             client, stocks_db, with_bars, after, today, page_rows
         )
         found.requests += split_requests
+    dividend_starts = {
+        t: dividends_since(d, today, fetched_before=t in dividends_fetched)
+        for t, d in with_bars.items()
+    }
+    if dividend_starts:
+        after = min(dividend_starts.values()) - timedelta(days=1)
+        found.dividends, dividend_requests = await fetch_dividends_by_date(
+            client, stocks_db, dividend_starts, after, today, page_rows
+        )
+        found.requests += dividend_requests
     return found
 
 
@@ -211,6 +241,8 @@ class PriceUpdate:
     progress: Progress
     bulk: BulkBars | None = None
     quarters: QuarterProbe | None = None
+    # Tickers with a dividends object; the others' dividends were never fetched.
+    dividends_fetched: frozenset[str] = frozenset()
 
     async def update_one(self, entity: PricedEntity) -> None:
         """New bars (and the splits among them), then any newly published quarters."""
@@ -219,36 +251,63 @@ class PriceUpdate:
         self.progress.item_done("updated" if updated else "up to date")
 
     async def update_bars(self, entity: PricedEntity) -> bool:
-        """Bars in (max date, today]; objects merged first, then the entity's max date."""
+        """Bars in (max date, today]; objects merged first, then the entity's max date.
+
+        A ticker whose dividends were never fetched (priced before they were stored) gets
+        DIVIDEND_CATCH_UP_YEARS of them now, new bars or not.
+        """
         last = entity.price_data_max_date
         start = (
             last + timedelta(days=1)
             if last
             else backfill_start(self.today, self.settings.backfill_years)
         )
-        if start > self.today:
+        dividends_known = entity.ticker in self.dividends_fetched
+        if start > self.today and dividends_known:
             return False
         stocks = self.settings.dolthub_stocks_db
         fetched = self.bulk.bars.get(entity.ticker) if self.bulk else None
-        if fetched is None:
+        if fetched is None and start <= self.today:
             fetched = await fetch_price_bars(self.client, stocks, entity.ticker, start, self.today)
+        fetched = fetched or FetchResult()
         self.progress.add("rows rejected", fetched.rejected.rejected)
         if fetched.rejected.rejected:
             log.warning("%s: %s", entity.ticker, fetched.rejected.describe())
-        if not fetched.rows:
+        if not fetched.rows and dividends_known:
             return False
         # A split among the new days is stored with the bars it explains (raw prices jump on
         # the ex-date; evaluation adjusts with the splits object).
-        splits = self.bulk.splits.get(entity.ticker) if self.bulk else None
-        if splits is None:
-            splits = await fetch_splits(self.client, stocks, entity.ticker, start, self.today)
-        data = TickerData(entity.ticker, bars=fetched.rows, splits=splits.rows)
+        splits: FetchResult[Split] = FetchResult()
+        if fetched.rows:
+            found_splits = self.bulk.splits.get(entity.ticker) if self.bulk else None
+            if found_splits is None:
+                found_splits = await fetch_splits(
+                    self.client, stocks, entity.ticker, start, self.today
+                )
+            splits = found_splits
+        since = dividends_since(start, self.today, fetched_before=dividends_known)
+        dividends = await self.new_dividends(entity.ticker, since)
+        data = TickerData(
+            entity.ticker, bars=fetched.rows, splits=splits.rows, dividends=dividends.rows
+        )
         await write_objects(self.pool, self.store, data)
-        async with self.pool.acquire() as conn:
-            await extend_prices(conn, entity.ticker, fetched.rows[0].date, fetched.rows[-1].date)
+        if fetched.rows:
+            async with self.pool.acquire() as conn:
+                await extend_prices(
+                    conn, entity.ticker, fetched.rows[0].date, fetched.rows[-1].date
+                )
         self.progress.add("bars written", len(fetched.rows))
         self.progress.add("splits written", len(splits.rows))
-        return True
+        self.progress.add("dividends written", len(dividends.rows))
+        return bool(fetched.rows or dividends.rows)
+
+    async def new_dividends(self, ticker: str, since: date) -> FetchResult[Dividend]:
+        """The bulk fetch's dividends of `ticker`, else its own with ex_date from `since`."""
+        found = self.bulk.dividends.get(ticker) if self.bulk else None
+        if found is not None:
+            return found
+        stocks = self.settings.dolthub_stocks_db
+        return await fetch_dividends(self.client, stocks, ticker, since, self.today)
 
     async def update_quarters(self, entity: PricedEntity) -> bool:
         """Once a newer quarter is due, probe income_statement; fetch all five tables if there."""
@@ -315,6 +374,7 @@ async def run_update_prices(
         page_rows=bulk_page_rows,
         min_tickers=bulk_min_tickers,
     )
+    dividends_fetched = frozenset(await tickers_with_dividends(store))
     bulk: BulkBars | None = None
     if plan is not None:
         log.info(
@@ -326,7 +386,13 @@ async def run_update_prices(
         )
         try:
             bulk = await fetch_bulk(
-                client, settings.dolthub_stocks_db, plan, entities, today, bulk_page_rows
+                client,
+                settings.dolthub_stocks_db,
+                plan,
+                entities,
+                today,
+                bulk_page_rows,
+                dividends_fetched,
             )
         except Exception as exc:
             # One failed fetch stands for every ticker in it; none is retried one by one, which
@@ -351,7 +417,9 @@ async def run_update_prices(
         else:
             progress.add("bulk requests", quarters.requests)
     gate = asyncio.Semaphore(concurrency)
-    run = PriceUpdate(settings, pool, client, store, today, progress, bulk, quarters)
+    run = PriceUpdate(
+        settings, pool, client, store, today, progress, bulk, quarters, dividends_fetched
+    )
 
     async def guarded(entity: PricedEntity) -> None:
         async with gate:

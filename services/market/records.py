@@ -46,6 +46,14 @@ class Split:
     for_factor: float
 
 
+@dataclass(frozen=True, slots=True)
+class Dividend:
+    """A cash dividend of `amount` per share (in the share basis of `ex_date`) going ex on it."""
+
+    ex_date: date
+    amount: float
+
+
 _NUMBER = (int, float, Decimal)
 
 
@@ -86,4 +94,14 @@ def split_problem(split: Split) -> str | None:
         value = getattr(split, name)
         if not isinstance(value, _NUMBER) or not math.isfinite(value) or value <= 0:
             return f"{name} must be a finite number > 0, got {value!r}"
+    return None
+
+
+def dividend_problem(dividend: Dividend) -> str | None:
+    """Why `dividend` cannot be stored (amount <= 0, NaN, non-date), or None when it is valid."""
+    if not _is_day(dividend.ex_date):
+        return f"ex_date must be a datetime.date, got {dividend.ex_date!r}"
+    value = dividend.amount
+    if not isinstance(value, _NUMBER) or not math.isfinite(value) or value <= 0:
+        return f"amount must be a finite number > 0, got {value!r}"
     return None

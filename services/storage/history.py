@@ -1,7 +1,9 @@
-"""The derived per-ticker history object: every bar, quarter and split of a ticker in one GET.
+"""The derived per-ticker history object: every bar, quarter, split and dividend in one GET.
 
-`history/v1/{TICKER}/data.parquet` holds one row whose columns are lists: the price, fundamentals
-and split columns of the partition objects, each in date order. The partitions stay the source
+`history/v1/{TICKER}/data.parquet` holds one row whose columns are lists: the price, fundamentals,
+split and dividend columns of the partition objects, each in date order, plus whether the
+dividends were ever fetched (an object written before dividends existed lacks those columns,
+and reads as "never fetched": any later write replaced it). The partitions stay the source
 of truth. Every partition writer deletes the history object before it touches a partition
 (market_files), and the per-ticker write path rewrites it afterwards under the ticker's write
 lock, so an object that exists matches the partitions; a missing or unreadable one is read from
@@ -19,11 +21,12 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from services.market.records import QuarterFundamentals, Split
-from services.storage.keys import history_key, partition_of, splits_key
+from services.market.records import Dividend, QuarterFundamentals, Split
+from services.storage.keys import dividends_key, history_key, partition_of, splits_key
 from services.storage.market_files import (
     PriceSeries,
     date_window,
+    read_dividend_table,
     read_fundamental_table,
     read_prices,
     read_split_table,
@@ -31,6 +34,7 @@ from services.storage.market_files import (
 )
 from services.storage.object_store import ObjectStore
 from services.storage.parquet import (
+    DIVIDENDS_SCHEMA,
     FUNDAMENTALS_SCHEMA,
     PRICE_SCHEMA,
     SPLITS_SCHEMA,
@@ -45,19 +49,36 @@ from services.tickers import normalize_ticker
 log = logging.getLogger(__name__)
 
 _SECTIONS = (PRICE_SCHEMA, FUNDAMENTALS_SCHEMA, SPLITS_SCHEMA)
+# The dividend section's columns are prefixed: the splits section already has an `ex_date`.
+_DIVIDEND_PREFIX = "dividend_"
+_DIVIDEND_SECTION = pa.schema(
+    [pa.field(_DIVIDEND_PREFIX + field.name, field.type, False) for field in DIVIDENDS_SCHEMA]
+)
+_DIVIDENDS_FETCHED = pa.field("dividends_fetched", pa.bool_(), nullable=False)
+_BASE_FIELDS = [
+    pa.field(field.name, pa.list_(field.type)) for schema in _SECTIONS for field in schema
+]
 HISTORY_SCHEMA = pa.schema(
-    [pa.field(field.name, pa.list_(field.type)) for schema in _SECTIONS for field in schema]
+    [
+        *_BASE_FIELDS,
+        *(pa.field(field.name, pa.list_(field.type)) for field in _DIVIDEND_SECTION),
+        _DIVIDENDS_FETCHED,
+    ]
 )
 
 
 @dataclass(frozen=True)
 class TickerHistory:
-    """A ticker's prices, quarters and splits as date-sorted tables (possibly column subsets)."""
+    """A ticker's prices, quarters, splits and dividends as date-sorted tables.
+
+    Prices and quarters may be column subsets; `dividends` is None when never fetched.
+    """
 
     ticker: str
     prices: pa.Table
     quarters: pa.Table
     splits: pa.Table
+    dividends: pa.Table | None = None
 
     def price_series(self, start: date | None = None, end: date | None = None) -> PriceSeries:
         """The bars with start <= date <= end, as the month-file reader returns them."""
@@ -75,6 +96,12 @@ class TickerHistory:
         """Every split, sorted by ex_date."""
         return [Split(*row) for row in table_rows(self.splits)]
 
+    def dividend_records(self) -> list[Dividend] | None:
+        """Every dividend, sorted by ex_date; None when they were never fetched."""
+        if self.dividends is None:
+            return None
+        return [Dividend(*row) for row in table_rows(self.dividends)]
+
 
 def encode_history(history: TickerHistory) -> bytes:
     """The object's bytes (the tables must have every column); same history, same bytes."""
@@ -86,6 +113,12 @@ def encode_history(history: TickerHistory) -> bytes:
             flat = table.column(field.name).combine_chunks()
             offsets = pa.array([0, len(flat)], pa.int32())
             arrays.append(pa.ListArray.from_arrays(offsets, flat, type=pa.list_(field.type)))
+    dividends = DIVIDENDS_SCHEMA.empty_table() if history.dividends is None else history.dividends
+    for field in DIVIDENDS_SCHEMA:
+        flat = dividends.column(field.name).combine_chunks()
+        offsets = pa.array([0, len(flat)], pa.int32())
+        arrays.append(pa.ListArray.from_arrays(offsets, flat, type=pa.list_(field.type)))
+    arrays.append(pa.array([history.dividends is not None], pa.bool_()))
     return encode_table(pa.Table.from_arrays(arrays, schema=HISTORY_SCHEMA))
 
 
@@ -107,11 +140,20 @@ def decode_history(
         SPLITS_SCHEMA,
     )
     columns = [HISTORY_SCHEMA.field(name) for schema in wanted for name in schema.names]
-    table = decode_as(key, data, pa.schema(columns))
+    dividend_columns = [HISTORY_SCHEMA.field(name) for name in _DIVIDEND_SECTION.names]
+    try:
+        table = decode_as(key, data, pa.schema([*columns, *dividend_columns, _DIVIDENDS_FETCHED]))
+    except CorruptObjectError:
+        # An object from before dividends were stored: readable, with dividends never fetched.
+        table = decode_as(key, data, pa.schema(columns))
     if table.num_rows != 1:
         raise CorruptObjectError(key, f"{table.num_rows} rows instead of 1")
     prices, quarters, splits = (_section(key, table, schema) for schema in wanted)
-    return TickerHistory(normalize_ticker(ticker), prices, quarters, splits)
+    dividends = None
+    if _DIVIDENDS_FETCHED.name in table.column_names and table.column(_DIVIDENDS_FETCHED.name)[0]:
+        section = _section(key, table, _DIVIDEND_SECTION)
+        dividends = pa.Table.from_arrays(section.columns, schema=DIVIDENDS_SCHEMA)
+    return TickerHistory(normalize_ticker(ticker), prices, quarters, splits, dividends)
 
 
 def _narrowed(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
@@ -169,7 +211,8 @@ async def build_history(
     prices = await read_prices(store, symbol, known=known)
     quarters = await read_fundamental_table(store, symbol, known=known)
     splits = await read_split_table(store, symbol, known=known)
-    return TickerHistory(symbol, prices.table, quarters, splits)
+    dividends = await read_dividend_table(store, symbol, known=known)
+    return TickerHistory(symbol, prices.table, quarters, splits, dividends)
 
 
 async def write_history(store: ObjectStore, history: TickerHistory) -> None:
@@ -209,7 +252,13 @@ def refreshed(old: TickerHistory, written: Mapping[str, bytes]) -> TickerHistory
         if split_key in written
         else old.splits
     )
-    return TickerHistory(symbol, prices, quarters, splits)
+    dividend_key = dividends_key(symbol)
+    dividends = (
+        decode_table(dividend_key, written[dividend_key], DIVIDENDS_SCHEMA)
+        if dividend_key in written
+        else old.dividends
+    )
+    return TickerHistory(symbol, prices, quarters, splits, dividends)
 
 
 def _parts(written: Mapping[str, bytes], prefix: str) -> dict[str, tuple[int, int]]:

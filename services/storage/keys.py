@@ -25,6 +25,11 @@ def splits_key(ticker: str) -> str:
     return f"splits/v1/{normalize_ticker(ticker)}/data.parquet"
 
 
+def dividends_key(ticker: str) -> str:
+    """`dividends/v1/{TICKER}/data.parquet`; its absence means "never fetched", not "none"."""
+    return f"dividends/v1/{normalize_ticker(ticker)}/data.parquet"
+
+
 def history_key(ticker: str) -> str:
     """`history/v1/{TICKER}/data.parquet`: the derived whole-history object (history.py)."""
     return f"history/v1/{normalize_ticker(ticker)}/data.parquet"

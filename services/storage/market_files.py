@@ -13,14 +13,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from services.market.records import (
+    Dividend,
     PriceBar,
     QuarterFundamentals,
     Split,
+    dividend_problem,
     fundamentals_problem,
     price_bar_problem,
     split_problem,
 )
 from services.storage.keys import (
+    dividends_key,
     fundamentals_key,
     history_key,
     months_between,
@@ -30,6 +33,7 @@ from services.storage.keys import (
 )
 from services.storage.object_store import ObjectStore
 from services.storage.parquet import (
+    DIVIDENDS_SCHEMA,
     FUNDAMENTALS_SCHEMA,
     PRICE_SCHEMA,
     SPLITS_SCHEMA,
@@ -143,6 +147,27 @@ async def write_splits(
         rows[split.ex_date] = (split.ex_date, float(split.to_factor), float(split.for_factor))
     partitions = {splits_key(symbol): rows} if rows else {}
     return await _write_partitions(store, symbol, partitions, SPLITS_SCHEMA, written)
+
+
+async def write_dividends(
+    store: ObjectStore,
+    ticker: str,
+    dividends: Iterable[Dividend],
+    *,
+    written: Written | None = None,
+) -> list[str]:
+    """Merge dividends into the ticker's one dividends object (new win per ex_date).
+
+    Called only with what a fetch returned, and writes the object even when that is nothing:
+    an existing object, empty or not, is what tells "pays none" from "never fetched".
+    """
+    symbol = normalize_ticker(ticker)
+    rows: dict[date, tuple[Any, ...]] = {}
+    for dividend in dividends:
+        _check(dividend_problem(dividend), symbol, "dividend", dividend.ex_date)
+        rows[dividend.ex_date] = (dividend.ex_date, float(dividend.amount))
+    partitions = {dividends_key(symbol): rows}
+    return await _write_partitions(store, symbol, partitions, DIVIDENDS_SCHEMA, written)
 
 
 # --- readers ----------------------------------------------------------------------------
@@ -395,6 +420,34 @@ async def read_split_table(
 async def read_splits(store: ObjectStore, ticker: str) -> list[Split]:
     """Every stored split of `ticker`, sorted by ex_date ([] when none)."""
     return [Split(*row) for row in table_rows(await read_split_table(store, ticker))]
+
+
+async def read_dividend_table(
+    store: ObjectStore, ticker: str, *, known: Mapping[str, bytes] | None = None
+) -> pa.Table | None:
+    """The ticker's dividends sorted by ex_date; None when they were never fetched."""
+    key = dividends_key(ticker)
+    data = known[key] if known and key in known else await store.get(key)
+    if data is None:
+        return None
+    return await asyncio.to_thread(decode_table, key, data, DIVIDENDS_SCHEMA)
+
+
+async def read_dividends(store: ObjectStore, ticker: str) -> list[Dividend] | None:
+    """Every stored dividend of `ticker` by ex_date; None when they were never fetched."""
+    table = await read_dividend_table(store, ticker)
+    return None if table is None else [Dividend(*row) for row in table_rows(table)]
+
+
+async def tickers_with_dividends(store: ObjectStore) -> set[str]:
+    """Tickers whose dividends were fetched at least once (one listing)."""
+    prefix = "dividends/v1/"
+    keys = await store.list(prefix)
+    return {
+        parts[0]
+        for key in keys
+        if len(parts := key[len(prefix) :].split("/")) == 2 and parts[1] == "data.parquet"
+    }
 
 
 def table_rows(table: pa.Table) -> list[tuple[Any, ...]]:

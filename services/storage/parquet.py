@@ -35,6 +35,12 @@ SPLITS_SCHEMA = pa.schema(
         pa.field("for_factor", pa.float64(), nullable=False),
     ]
 )
+DIVIDENDS_SCHEMA = pa.schema(
+    [
+        pa.field("ex_date", pa.date32(), nullable=False),
+        pa.field("amount", pa.float64(), nullable=False),
+    ]
+)
 # Pinned so the same rows always encode to the same bytes (no timestamps are written).
 _WRITE_OPTIONS: dict[str, Any] = {
     "compression": "zstd",

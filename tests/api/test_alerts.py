@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from services.market.signals.registry import KINDS
 from services.pagination import encode_cursor, encode_seq_cursor
 from tests.fixtures.api import ApiData, StatementLog, Viewer
 from tests.fixtures.app import GraphQLClient, error_codes
@@ -229,6 +230,8 @@ async def test_alert_stats_and_recent_count(
             {"type": "VALUATION_REGIME_CHANGE", "count": 1},
             {"type": "TREND_BREAK", "count": 2},
             {"type": "FUNDAMENTAL_INFLECTION", "count": 1},
+            # Every kind is listed; those registered later have none here.
+            *({"type": kind.graphql_name, "count": 0} for kind in KINDS[3:]),
         ],
     }
     assert (data["week"], data["month"], data["year"]) == (2, 3, 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from services.market.signals.registry import KINDS
 from tests.fixtures.api import ApiData, Viewer
 from tests.fixtures.app import GraphQLClient
 
@@ -44,13 +45,17 @@ async def test_signals_list_every_kind_from_columns_or_the_states_object(
         {"kind": "TREND_BREAK", "state": "BELOW_200DMA", "arrow": "DOWN"},
         {"kind": "FUNDAMENTAL_INFLECTION", "state": "IMPROVING", "arrow": "UP"},
     ]
-    assert items["OLD"]["signals"] == expected_old
-    assert items["OLD"]["stock"]["signal"]["states"] == expected_old
+    # Kinds added after the first three were never evaluated for these rows: UNKNOWN.
+    later = [
+        {"kind": kind.graphql_name, "state": "UNKNOWN", "arrow": "NEUTRAL"} for kind in KINDS[3:]
+    ]
+    assert items["OLD"]["signals"] == expected_old + later
+    assert items["OLD"]["stock"]["signal"]["states"] == expected_old + later
     assert items["NEW"]["signals"][0] == {
         "kind": "VALUATION_REGIME_CHANGE",
         "state": "EXPENSIVE",
         "arrow": "UP",
     }
     assert items["NONE"]["stock"]["signal"] is None
-    assert [s["state"] for s in items["NONE"]["signals"]] == ["UNKNOWN"] * 3
+    assert [s["state"] for s in items["NONE"]["signals"]] == ["UNKNOWN"] * len(KINDS)
     assert {s["arrow"] for s in items["NONE"]["signals"]} == {"NEUTRAL"}

@@ -8,8 +8,12 @@ from typing import Any
 
 import asyncpg
 
+from services.market.signals.registry import KINDS
 from tests.fixtures.api import ApiData, StatementLog, Viewer
 from tests.fixtures.app import GraphQLClient, error_codes
+
+# A new user has every registered type on, in registry order.
+EVERY_TYPE = [kind.graphql_name for kind in KINDS]
 
 ME = "{ me { id email investingStyle onboardedAt alertsEnabled alertTypes } }"
 ONBOARD = """mutation($style: InvestingStyle!, $tickers: [String!]!) {
@@ -33,7 +37,7 @@ async def test_me_creates_the_user_from_the_token_once(
         "investingStyle": None,
         "onboardedAt": None,
         "alertsEnabled": True,
-        "alertTypes": ["VALUATION_REGIME_CHANGE", "TREND_BREAK", "FUNDAMENTAL_INFLECTION"],
+        "alertTypes": EVERY_TYPE,
     }
     statement_log.clear()
     # Many viewer fields in one request: the user row is read once.
@@ -160,7 +164,7 @@ async def test_update_settings_changes_only_what_is_given(
     assert body["data"]["updateSettings"] == {
         "investingStyle": "GROWTH",
         "alertsEnabled": True,
-        "alertTypes": ["VALUATION_REGIME_CHANGE", "TREND_BREAK", "FUNDAMENTAL_INFLECTION"],
+        "alertTypes": EVERY_TYPE,
     }
     body = await gql(
         SETTINGS,

@@ -79,6 +79,14 @@ class SplitEvent:
         return self.to_factor / self.for_factor
 
 
+@dataclass(frozen=True)
+class DividendEvent:
+    """A dividend in the share basis of its ex_date (the way DoltHub's rows are)."""
+
+    ex_date: date
+    amount: str
+
+
 @dataclass
 class FakeData:
     """All tables, generated lazily per ticker from (seed, ticker)."""
@@ -92,6 +100,8 @@ class FakeData:
     absent: set[tuple[str, str]] = field(default_factory=set)
     # Split rows beside the generated ones (the bars stay as generated).
     extra_splits: dict[str, list[SplitEvent]] = field(default_factory=dict)
+    # Dividend rows beside (same ex_date: instead of) the generated ones.
+    extra_dividends: dict[str, list[DividendEvent]] = field(default_factory=dict)
 
     def rng(self, ticker: str, topic: str) -> random.Random:
         return random.Random(f"{self.seed}:{ticker}:{topic}")
@@ -136,6 +146,22 @@ class FakeData:
         rows = [r for t in self.listed() for r in self.split_rows(t)]
         return [r for r in rows if (r["ex_date"] or "") >= first]
 
+    def dividend_rows(self, ticker: str) -> list[TableRow]:
+        """The ticker's `dividend` rows by ex_date: amounts per share as of each ex_date."""
+        if not self.has_data(ticker):
+            return []
+        events = {e.ex_date: e for e in _dividends(self.seed, self.end, ticker)}
+        events.update({e.ex_date: e for e in self.extra_dividends.get(ticker, [])})
+        return [
+            {"act_symbol": ticker, "ex_date": day.isoformat(), "amount": events[day].amount}
+            for day in sorted(events)
+        ]
+
+    def dividend_rows_from(self, first: str) -> list[TableRow]:
+        """Every listed symbol's dividends with ex_date `first` or later."""
+        rows = [r for t in self.listed() for r in self.dividend_rows(t)]
+        return [r for r in rows if (r["ex_date"] or "") >= first]
+
     def earnings_from(self, table: str, first: str) -> list[TableRow]:
         """Every listed symbol's rows of an earnings table dated `first` or later."""
         column = "period_end_date" if table == "eps_history" else "date"
@@ -174,6 +200,26 @@ def _splits(seed: int, end: date, ticker: str) -> list[SplitEvent]:
     if rng.random() < 0.35:
         to_factor, for_factor = rng.choice([(2, 1), (3, 1), (4, 1), (3, 2), (1, 10)])
         events.append(SplitEvent(rng.choice(days), to_factor, for_factor))
+    return events
+
+
+@lru_cache(maxsize=2048)
+def _dividends(seed: int, end: date, ticker: str) -> list[DividendEvent]:
+    """About half the symbols pay quarterly from some date on, raised about 5% a year."""
+    rng = random.Random(f"{seed}:{ticker}:dividends")
+    if rng.random() >= 0.5:
+        return []
+    splits = _splits(seed, end, ticker)
+    amount = rng.uniform(0.1, 1.2)
+    day = PRICE_START + timedelta(days=rng.randrange(0, 1500))
+    events = []
+    while day <= end:
+        while day.weekday() >= 5 or (day.month, day.day) in HOLIDAYS:
+            day += timedelta(days=1)
+        raw = math.prod(s.ratio for s in splits if day < s.ex_date)
+        events.append(DividendEvent(day, money(amount * raw, 5)))
+        amount *= 1.0125
+        day += timedelta(days=91)
     return events
 
 

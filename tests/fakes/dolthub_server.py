@@ -32,7 +32,12 @@ BASE_PATH = "/api/v1alpha1"
 # might lead to. Nothing of it may reach an API client.
 LEAK_PATH = "/leak"
 LEAK_PAGE = b"<html><h1>Not Found</h1><pre>db_password=hunter2-from-the-leak-page\x1b[2J\n</pre>"
-DATE_COLUMNS = {"ohlcv": "date", "split": "ex_date", "eps_history": "period_end_date"}
+DATE_COLUMNS = {
+    "ohlcv": "date",
+    "split": "ex_date",
+    "dividend": "ex_date",
+    "eps_history": "period_end_date",
+}
 # Corruptions applied in corrupt mode, and the reject reason the client should count.
 CORRUPTION_REASONS = {
     "nan_close": "non_finite",
@@ -126,6 +131,7 @@ class FakeDoltHub:
             self.data.delisted = set()
             self.data.absent = set()
             self.data.extra_splits = {}
+            self.data.extra_dividends = {}
             self.data.synthetic_symbols = FakeData.synthetic_symbols
 
     def forget_requests(self) -> None:
@@ -274,6 +280,8 @@ class FakeDoltHub:
             return self.data.ohlcv(tickers[0])
         if query.table == "split":
             return self.data.split_rows(tickers[0])
+        if query.table == "dividend":
+            return self.data.dividend_rows(tickers[0])
         return self.data.earnings(tickers[0], query.table)
 
     def _all_symbols(self, query: ParsedQuery) -> list[TableRow]:
@@ -289,6 +297,8 @@ class FakeDoltHub:
             return self.data.ohlcv_from(max(lower))
         if query.table == "split":
             return self.data.split_rows_from(max(lower))
+        if query.table == "dividend":
+            return self.data.dividend_rows_from(max(lower))
         return self.data.earnings_from(query.table, max(lower))
 
     def _check_row_deadline(self, query: ParsedQuery) -> None:
@@ -385,6 +395,8 @@ def _column_type(table: str, column: str) -> str:
         return "date"
     if column in ("act_symbol", "period", "security_name", "listing_exchange"):
         return "varchar(64)"
+    if column == "amount":
+        return "decimal(10,5)"
     return OHLCV_TYPES.get(column, "decimal(20,4)")
 
 

@@ -13,6 +13,7 @@ KEY_COLUMNS = ("act_symbol", "date", "period")
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "ohlcv": tuple(OHLCV_TYPES),
     "split": ("act_symbol", "ex_date", "to_factor", "for_factor"),
+    "dividend": ("act_symbol", "ex_date", "amount"),
     "symbol": (
         "act_symbol",
         "security_name",
@@ -49,7 +50,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "eps_history": ("act_symbol", "period_end_date", "reported", "estimate"),
 }
 DATABASE_TABLES = {
-    STOCKS_DB: {"ohlcv", "split", "symbol"},
+    STOCKS_DB: {"ohlcv", "split", "dividend", "symbol"},
     EARNINGS_DB: {
         "income_statement",
         "balance_sheet_assets",

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from services.market.signals import fundamentals, trend, valuation
+from services.market.signals import dividend, fundamentals, trend, valuation
 from services.market.signals.kind import DetailField, SignalKind, setting
 
-KINDS: tuple[SignalKind, ...] = (valuation.KIND, trend.KIND, fundamentals.KIND)
+KINDS: tuple[SignalKind, ...] = (valuation.KIND, trend.KIND, fundamentals.KIND, dividend.KIND)
 
 BY_NAME: Mapping[str, SignalKind] = {kind.name: kind for kind in KINDS}
 BY_ALERT_TYPE: Mapping[str, SignalKind] = {kind.alert_type: kind for kind in KINDS}

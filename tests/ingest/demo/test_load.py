@@ -21,13 +21,20 @@ import asyncpg
 import httpx
 import pytest
 
-from ingest.demo.csv_files import END, TABLE_COLUMNS, build_series, write_demo_csvs
+from ingest.demo.csv_files import (
+    END,
+    TABLE_COLUMNS,
+    build_series,
+    dividends_of,
+    write_demo_csvs,
+)
 from ingest.demo.load import DemoSummary, dates_to_replay, run_demo, watched_tickers
 from ingest.demo.stocks import BASELINE, DEMO_STOCKS, REPLAY_DATES, TICKER_SUFFIX
 from services.auth.tokens import DEMO_USER_EMAIL, DEMO_USER_ID, issue_token
 from services.db import dsn_with_database
 from services.market.evaluation import EntitySeries, compute_signal
-from services.market.records import QuarterFundamentals, Split
+from services.market.records import Dividend, QuarterFundamentals, Split
+from services.market.signals.dividend import evaluate_dividends
 from services.market.signals.kind import UNKNOWN
 from services.market.signals.registry import KINDS, EvaluationParams
 from services.settings import Settings
@@ -45,6 +52,7 @@ EXPECTED_ALERTS = {
     ("BRKW.DEMO", "trend_break", "ABOVE_200DMA", "BELOW_200DMA"),
     ("HVNT.DEMO", "valuation_regime_change", "NORMAL", "EXPENSIVE"),
     ("QNTX.DEMO", "fundamental_inflection", "IMPROVING", "DETERIORATING"),
+    ("QNTX.DEMO", "dividend_change", "PAYING", "CUT"),
     ("CDNL.DEMO", "fundamental_inflection", "DETERIORATING", "IMPROVING"),
     ("VTXG.DEMO", "valuation_regime_change", "EXPENSIVE", "NORMAL"),
     ("VTXG.DEMO", "trend_break", "ABOVE_200DMA", "BELOW_200DMA"),
@@ -158,6 +166,35 @@ def test_stories_hold_in_the_model(
     assert signal_states(root, REPLAY_DATES[-1]) == after
 
 
+def dividend_reading(root: str, day: date) -> Any:
+    stock = next(s for s in DEMO_STOCKS if s.root == root)
+    paid = [Dividend(ex, amount) for ex, amount in dividends_of(stock)]
+    splits = [Split(stock.split[0], stock.split[1], stock.split[2])] if stock.split else []
+    return evaluate_dividends(paid, splits, day)
+
+
+def test_the_dividend_cut_and_the_special_dividend_hold_in_the_model() -> None:
+    # QNTX halves its dividend on the May ex-date: paying until then, cut on the next replay.
+    assert [dividend_reading("QNTX", day).state for day in (BASELINE, *REPLAY_DATES)] == [
+        "PAYING",
+        "PAYING",
+        "CUT",
+        "CUT",
+    ]
+    cut = dividend_reading("QNTX", REPLAY_DATES[1])
+    assert cut.last_ex_date == date(2025, 5, 14) and round(cut.cut_pct) == 50
+    # STDY's 2.50 one-off is more than 3x its regular ~0.41: ignored, so it stays PAYING.
+    for day in (BASELINE, *REPLAY_DATES):
+        assert dividend_reading("STDY", day).state == "PAYING"
+    special = dividend_reading("STDY", REPLAY_DATES[1])
+    assert special.specials_ignored == 1 and special.last_amount < 0.5
+    # SPLT's dividend per share drops 75% with its 4-for-1 split: no cut once adjusted.
+    for day in (BASELINE, *REPLAY_DATES):
+        assert dividend_reading("SPLT", day).state == "PAYING"
+    # Stocks without dividends pay none (the import marks them fetched, not unknown).
+    assert dividend_reading("ORBT", END).state == "NONE"
+
+
 def test_replay_resumes_and_never_rewinds() -> None:
     assert dates_to_replay(None) == [BASELINE, *REPLAY_DATES]
     assert dates_to_replay(BASELINE) == list(REPLAY_DATES)
@@ -237,9 +274,22 @@ async def test_demo_loads_entities_user_and_designed_alerts(
         DEMO_USER_ID,
     )
     assert {(a[0], a[1], a[2], a[3]) for a in alerts} == EXPECTED_ALERTS
-    assert len({a["alert_type"] for a in alerts}) == 3
+    assert len({a["alert_type"] for a in alerts}) == 4
     assert all(a["as_of"] in REPLAY_DATES for a in alerts), "the baseline sets states silently"
-    assert not {a["ticker"] for a in alerts} & QUIET, "the split must not alert"
+    assert not {a["ticker"] for a in alerts} & QUIET, "the split and the special must not alert"
+    (cut,) = [a for a in alerts if a["alert_type"] == "dividend_change"]
+    assert cut["as_of"] == REPLAY_DATES[1]
+    headline = await demo_conn.fetchval(
+        "SELECT headline FROM alert_history WHERE user_id = $1 AND alert_type = 'dividend_change'",
+        DEMO_USER_ID,
+    )
+    assert headline == "QNTX.DEMO cut its dividend by 50 %"
+    special = await demo_conn.fetchval(
+        "SELECT s.details->'dividend_specials_ignored' FROM entity_signals s "
+        "JOIN entities e ON e.id = s.entity_id WHERE e.ticker = 'STDY.DEMO' AND s.as_of = $1",
+        END,
+    )
+    assert special == "1"
     assert summary.alerts == len(EXPECTED_ALERTS)
 
 
@@ -275,6 +325,10 @@ async def test_signals_cover_every_state(demo_conn: asyncpg.Connection) -> None:
     assert {r["trend_position"] for r in rows} == {"ABOVE_200DMA", "BELOW_200DMA", "UNKNOWN"}
     assert {r["fundamental_direction"] for r in rows} == {"IMPROVING", "DETERIORATING", "UNKNOWN"}
     assert {r["valuation_metric"] for r in rows} == {"EV/EBITDA", "EV/SALES", None}
+    dividends = await demo_conn.fetch(
+        "SELECT states->>'dividends' AS state FROM entity_signals WHERE as_of = $1", END
+    )
+    assert {r["state"] for r in dividends} == {"PAYING", "CUT", "NONE"}
 
 
 @pytest.mark.slow
@@ -301,6 +355,27 @@ async def test_the_api_shows_the_demo(demo_db: DemoDatabase) -> None:
             )
             assert body["data"]["watchlist"]["count"] == 10
             assert body["data"]["alerts"]["totalCount"] == len(EXPECTED_ALERTS)
+            body = await _gql(
+                http,
+                "{ alerts(type: DIVIDEND_CHANGE) { edges { node { headline whatChanged "
+                "whyItMatters beforeVsNow whatDidntChange details { dividendBefore dividendNow "
+                "intervalDays } } } } watchlist { items { stock { ticker } dividendState } } }",
+                token,
+            )
+            (edge,) = body["data"]["alerts"]["edges"]
+            cut = edge["node"]
+            assert cut["headline"] == "QNTX.DEMO cut its dividend by 50 %"
+            assert all(cut[k] for k in ("whatChanged", "whyItMatters", "beforeVsNow"))
+            assert "$0.3258 a share, down from $0.6516" in cut["whatChanged"]
+            assert cut["whatDidntChange"]
+            assert cut["details"]["dividendNow"] == pytest.approx(0.3258)
+            assert cut["details"]["dividendBefore"] == pytest.approx(0.6516)
+            assert cut["details"]["intervalDays"] == 92  # median of the last five gaps
+            arrows = {
+                i["stock"]["ticker"]: i["dividendState"] for i in body["data"]["watchlist"]["items"]
+            }
+            assert arrows["QNTX.DEMO"] == "DOWN"
+            assert arrows["STDY.DEMO"] == arrows["SPLT.DEMO"] == arrows["ORBT.DEMO"] == "NEUTRAL"
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from ingest.dolthub.earnings import fetch_fundamentals
 from ingest.dolthub.sql import sql_date, sql_string
 from ingest.dolthub.stocks import (
     TickerNotInSource,
+    fetch_dividends,
     fetch_price_bars,
     fetch_splits,
     fetch_symbol,
@@ -28,8 +29,8 @@ from ingest.dolthub.values import (
     validate_rows,
 )
 from services.errors import BadUserInput
-from services.market.records import PriceBar
-from tests.fakes.dolthub_data import TEST_ISSUES
+from services.market.records import Dividend, PriceBar
+from tests.fakes.dolthub_data import TEST_ISSUES, DividendEvent
 from tests.fakes.dolthub_server import EARNINGS_DB, STOCKS_DB, FakeDoltHub
 
 Factory = Callable[..., DoltHubClient]
@@ -381,3 +382,27 @@ async def test_persistent_outage_surfaces_one_plain_error(
     assert caught.value.transient is True
     sent = len(fake_dolthub.requests)
     assert sent <= 2 * 4 + 4  # the other windows were cancelled, not retried to exhaustion
+
+
+async def test_dividends_are_exact_decimals_in_one_bounded_query(
+    fake_dolthub: FakeDoltHub, dolthub_client: DoltHubClient
+) -> None:
+    fake_dolthub.data.extra_dividends = {
+        "KO": [
+            DividendEvent(date(2020, 7, 1), "0.00000"),  # not a payment
+            DividendEvent(date(2020, 7, 2), "12abc"),
+        ]
+    }
+    result = await fetch_dividends(dolthub_client, STOCKS_DB, "ko", date(2019, 1, 1), END)
+    expected = [
+        Dividend(date.fromisoformat(r["ex_date"] or ""), float(Decimal(r["amount"] or "")))
+        for r in fake_dolthub.data.dividend_rows("KO")
+        if "2019-01-01" <= (r["ex_date"] or "") and r["amount"] not in ("0.00000", "12abc")
+    ]
+    assert result.rows == expected and len(expected) > 20
+    assert result.rejected == {"non_positive_amount": 1, "bad_number": 1}
+    (sql,) = [r.sql or "" for r in fake_dolthub.requests]
+    assert "FROM `dividend`" in sql and "`act_symbol` = 'KO'" in sql
+    assert "`ex_date` >= '2019-01-01'" in sql and "`ex_date` < '2026-11-28'" in sql
+    none = await fetch_dividends(dolthub_client, STOCKS_DB, "AAPL", date(2019, 1, 1), END)
+    assert none.rows == [] and not none.rejected

@@ -14,8 +14,14 @@ from ingest.dolthub.client import DoltHubClient
 from ingest.jobs.backfill import backfill_start, run_backfill
 from ingest.progress import Progress
 from services.settings import Settings
+from services.storage.history import read_history
 from services.storage.local import LocalObjectStore
-from services.storage.market_files import read_fundamentals, read_prices, read_splits
+from services.storage.market_files import (
+    read_dividends,
+    read_fundamentals,
+    read_prices,
+    read_splits,
+)
 from services.storage.object_store import ObjectStore
 from tests.fakes.dolthub_server import EARNINGS_DB, LEAK_PATH, FakeDoltHub
 from tests.fakes.dolthub_sql import DATABASE_TABLES
@@ -118,6 +124,7 @@ async def test_backfill_writes_every_object_then_marks_the_entity_ready(
     assert [s.ex_date for s in await read_splits(ingest_store, "AAPL")] == [
         s.ex_date for s in expected_splits
     ]
+    assert await read_dividends(ingest_store, "AAPL") == []  # fetched: AAPL pays none
     assert (await job(pool, "AAPL"))["status"] == "completed"
     # One bounded query per calendar year for prices, never an unbounded scan.
     price_queries = sql_requests_for(fake_dolthub, "ohlcv", "AAPL")
@@ -330,3 +337,24 @@ async def test_cli_backfill_into_s3(
         assert row["data_status"] == "ready" and len(stored) > 2000
     finally:
         await store.close()
+
+
+async def test_backfill_stores_the_dividends_of_its_window(
+    backfill: Backfill,
+    pool: asyncpg.Pool,
+    ingest_store: LocalObjectStore,
+    fake_dolthub: FakeDoltHub,
+) -> None:
+    await queue_tickers(pool, ["KO"])
+    progress = await backfill()
+    assert progress.outcomes == {"completed": 1} and not progress.failures
+    start = backfill_start(TODAY, 10).isoformat()
+    source = [r for r in fake_dolthub.data.dividend_rows("KO") if (r["ex_date"] or "") >= start]
+    stored = await read_dividends(ingest_store, "KO")
+    assert stored is not None and len(stored) == len(source) > 10
+    assert [(d.ex_date.isoformat(), d.amount) for d in stored] == [
+        (r["ex_date"], float(r["amount"] or "nan")) for r in source
+    ]
+    assert progress.counts["dividends written"] == len(source)
+    history = await read_history(ingest_store, "KO")
+    assert history is not None and history.dividend_records() == stored

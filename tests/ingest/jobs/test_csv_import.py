@@ -8,8 +8,14 @@ from pathlib import Path
 
 import asyncpg
 
+from services.market.records import Dividend
 from services.storage.local import LocalObjectStore
-from services.storage.market_files import read_fundamentals, read_prices, read_splits
+from services.storage.market_files import (
+    read_dividends,
+    read_fundamentals,
+    read_prices,
+    read_splits,
+)
 from tests.fakes.dolthub_data import TableRow
 from tests.fakes.dolthub_server import FakeDoltHub
 from tests.fakes.dolthub_sql import TABLE_COLUMNS
@@ -51,6 +57,8 @@ def export(fake: FakeDoltHub, directory: Path, tickers: list[str]) -> Path:
     write_csv(directory / "symbol.csv", TABLE_COLUMNS["symbol"], symbols)
     split_rows = [r for t in tickers for r in fake.data.split_rows(t)]
     write_csv(directory / "split.csv", TABLE_COLUMNS["split"], split_rows)
+    dividend_rows = [r for t in tickers for r in fake.data.dividend_rows(t)]
+    write_csv(directory / "dividend.csv", TABLE_COLUMNS["dividend"], dividend_rows)
     for table in EARNINGS_TABLES:
         rows = [r for t in tickers for r in fake.data.earnings(t, table)]
         write_csv(directory / f"{table}.csv", TABLE_COLUMNS[table], rows)
@@ -94,6 +102,14 @@ async def test_import_csv_writes_objects_then_entities_and_counts_bad_rows(
         assert row["fundamental_data_max_date"] == quarters[-1].period_end_date
         splits = await read_splits(ingest_store, ticker)
         assert [s.ex_date for s in splits] == [s.ex_date for s in fake_dolthub.data.splits(ticker)]
+        # AAPL has no dividend row: the export is the whole table, so it pays none ([]), which
+        # is not "never fetched" (None).
+        assert await read_dividends(ingest_store, ticker) == [
+            Dividend(date.fromisoformat(r["ex_date"] or ""), float(r["amount"] or "nan"))
+            for r in fake_dolthub.data.dividend_rows(ticker)
+        ]
+    assert await read_dividends(ingest_store, "AAPL") == []
+    assert len(await read_dividends(ingest_store, "KO") or []) > 10
     assert not await pool.fetchval("SELECT count(*) FROM entities WHERE ticker = 'ZVZZT'")
 
     keys = await ingest_store.list("")
@@ -135,3 +151,18 @@ async def test_import_csv_argument_errors(ingest_env: dict[str, str], tmp_path: 
     no_dir = await run_ingest(["import-csv"], ingest_env)
     assert no_dir.code == 2
     assert no_dir.stderr.startswith("error: the following arguments are required: DIR")
+
+
+async def test_without_dividend_csv_dividends_stay_never_fetched(
+    pool: asyncpg.Pool,
+    ingest_env: dict[str, str],
+    ingest_store: LocalObjectStore,
+    fake_dolthub: FakeDoltHub,
+    tmp_path: Path,
+) -> None:
+    directory = export(fake_dolthub, tmp_path / "export", ["KO"])
+    (directory / "dividend.csv").unlink()
+    result = await run_ingest(["import-csv", str(directory)], ingest_env)
+    assert result.code == 0, result.stderr
+    assert await read_prices(ingest_store, "KO")
+    assert await read_dividends(ingest_store, "KO") is None

@@ -18,7 +18,7 @@ from ingest.progress import Progress
 from services.market.records import PriceBar, QuarterFundamentals, Split
 from services.settings import Settings
 from services.storage.history import build_history, encode_history
-from services.storage.keys import history_key
+from services.storage.keys import dividends_key, history_key
 from services.storage.local import LocalObjectStore
 from services.storage.market_files import read_prices
 from services.storage.object_store import ObjectStore
@@ -100,9 +100,11 @@ async def test_a_first_write_builds_the_history_without_fetching_back_what_it_wr
     # The history object goes once, before the first partition, whatever the writers.
     assert counting.deletes == [history_key("KO")]
     # Each object is read once: the history (is there one to patch?) and each partition by
-    # its merge; the build takes the partitions' bytes from what was just written.
+    # its merge; the build takes the partitions' bytes from what was just written, and reads
+    # only the dividends object this write did not touch (absent: never fetched).
     assert sorted(counting.gets) == sorted(set(counting.gets)), counting.gets
-    assert history_key("KO") in counting.gets and len(counting.gets) == len(counting.puts)
+    assert dividends_key("KO") in counting.gets and dividends_key("KO") not in counting.puts
+    assert history_key("KO") in counting.gets and len(counting.gets) == len(counting.puts) + 1
     assert counting.puts[-1] == history_key("KO")
     await assert_history_current(ingest_store, "KO")
 

@@ -14,15 +14,22 @@ import pytest
 
 from ingest.dolthub.client import DoltHubClient, DoltHubDeadlineError, DoltHubQueryError
 from ingest.dolthub.stocks import parse_price_row
-from ingest.jobs.update_prices import BulkPlan, plan_bulk, run_update_prices
+from ingest.jobs.update_prices import (
+    DIVIDEND_CATCH_UP_YEARS,
+    DIVIDEND_LOOKBACK_DAYS,
+    BulkPlan,
+    plan_bulk,
+    run_update_prices,
+)
 from ingest.progress import Progress
 from services.data_coverage import record_written
-from services.market.records import PriceBar
+from services.market.records import Dividend, PriceBar
+from services.market.series import years_before
 from services.settings import Settings
 from services.storage.local import LocalObjectStore
-from services.storage.market_files import read_prices
+from services.storage.market_files import read_dividends, read_prices
 from services.ticker_writes import TickerData, write_objects
-from tests.fakes.dolthub_data import SplitEvent
+from tests.fakes.dolthub_data import DividendEvent, SplitEvent
 from tests.fakes.dolthub_server import CORRUPTION_REASONS, STOCKS_DB, FakeDoltHub
 from tests.fixtures.ingest import sql_requests_for
 
@@ -48,14 +55,22 @@ async def seed_store(
     pool: asyncpg.Pool,
     store: LocalObjectStore,
     last_dates: Mapping[str, date],
+    *,
+    dividends_fetched: bool = True,
 ) -> None:
-    """Each ticker stored from FIRST through its last date, through the one write path."""
+    """Each ticker stored from FIRST through its last date, through the one write path.
+
+    With `dividends_fetched`, as the current ingest leaves it (a dividends object, here empty);
+    without, as a ticker priced before dividends were stored.
+    """
     rows: dict[str, list[PriceBar]] = {}
     for row in fake.data.ohlcv_from(FIRST.isoformat()):
         rows.setdefault(row["act_symbol"] or "", []).append(parse_price_row(row))
     for ticker, last in last_dates.items():
         bars = [bar for bar in rows[ticker] if bar.date <= last]
-        written = await write_objects(pool, store, TickerData(ticker, bars=bars))
+        dividends: list[Dividend] | None = [] if dividends_fetched else None
+        data = TickerData(ticker, bars=bars, dividends=dividends)
+        written = await write_objects(pool, store, data)
         async with pool.acquire() as conn:
             await record_written(conn, written)
 
@@ -92,7 +107,7 @@ async def objects(store: LocalObjectStore) -> dict[str, bytes | None]:
     return await store.get_many(keys)
 
 
-async def test_a_new_day_of_300_tickers_costs_two_requests_not_six_hundred(
+async def test_a_new_day_of_300_tickers_costs_three_requests_not_nine_hundred(
     many: FakeDoltHub, pool: asyncpg.Pool, ingest_store: LocalObjectStore, update: Update
 ) -> None:
     yesterday = date(2026, 11, 26)
@@ -101,11 +116,12 @@ async def test_a_new_day_of_300_tickers_costs_two_requests_not_six_hundred(
     progress = await update(ingest_store)
     assert progress.outcomes == {"updated": 300} and not progress.failures
     # One day of 308 symbols fits one page (900 rows); a short page ends the dates, and the
-    # tickers with bars need one splits page.
+    # tickers with bars need one splits page and one dividends page.
     assert len(bulk_sql(many, "ohlcv")) == 1
     assert len(bulk_sql(many, "split")) == 1
-    assert len(many.requests) == 2
-    assert progress.counts["bulk requests"] == 2 and progress.counts["bars written"] == 300
+    assert len(bulk_sql(many, "dividend")) == 1
+    assert len(many.requests) == 3
+    assert progress.counts["bulk requests"] == 3 and progress.counts["bars written"] == 300
     assert "`date` > '2026-11-26'" in bulk_sql(many, "ohlcv")[0]
     assert await pool.fetchval(
         "SELECT count(*) FROM entities WHERE price_data_max_date = '2026-11-27'"
@@ -124,8 +140,8 @@ async def test_pages_of_a_long_window_are_counted_as_planned(
     ohlcv = bulk_sql(many, "ohlcv")
     assert len(ohlcv) == 3 * 4 + 1
     assert sum("`date` = '2026-11-25'" in q for q in ohlcv) == 3
-    assert len(bulk_sql(many, "split")) == 1
-    assert len(many.requests) == len(ohlcv) + 1 < len(TICKERS) / 10
+    assert len(bulk_sql(many, "split")) == len(bulk_sql(many, "dividend")) == 1
+    assert len(many.requests) == len(ohlcv) + 2 < len(TICKERS) / 10
     for ticker in ("S0000", "S0150", "S0299"):
         assert (await read_prices(ingest_store, ticker)).last_date == date(2026, 11, 27)
 
@@ -163,7 +179,7 @@ async def test_bulk_updates_equal_per_ticker_updates_object_for_object(
     assert len(many.requests) >= len(TICKERS)
     assert await entity_rows(pool) == bulk_entities
     assert one_by_one.outcomes == bulk.outcomes and bulk.outcomes["up to date"] >= 1
-    for name in ("bars written", "splits written", "rows rejected"):
+    for name in ("bars written", "splits written", "dividends written", "rows rejected"):
         assert bulk.counts[name] == one_by_one.counts[name], name
     assert bulk.counts["rows rejected"] > 0
     bulk_objects = await objects(ingest_store)
@@ -175,6 +191,80 @@ async def test_bulk_updates_equal_per_ticker_updates_object_for_object(
     for key, data in bulk_objects.items():
         assert data == per_ticker_objects[key], key
     await per_ticker_store.close()
+
+
+async def test_tickers_whose_dividends_were_never_fetched_catch_up_in_one_scan(
+    many: FakeDoltHub,
+    pool: asyncpg.Pool,
+    ingest_store: LocalObjectStore,
+    update: Update,
+    tmp_path: Path,
+) -> None:
+    # Priced before dividends were stored: no dividends object, so their state is unknown.
+    await seed_store(
+        many, pool, ingest_store, dict.fromkeys(TICKERS, LAST), dividends_fetched=False
+    )
+    per_ticker_store = LocalObjectStore(tmp_path / "per-ticker", fsync=False)
+    shutil.copytree(ingest_store.root, per_ticker_store.root)
+    assert await read_dividends(ingest_store, "S0001") is None
+    many.forget_requests()
+    progress = await update(ingest_store)
+    assert progress.outcomes == {"updated": 300} and not progress.failures
+    scans = bulk_sql(many, "dividend")
+    since = years_before(TODAY, DIVIDEND_CATCH_UP_YEARS)
+    assert f"`ex_date` > '{since - timedelta(days=1)}'" in scans[0]
+    # A few pages of every symbol's dividends instead of one request per ticker.
+    assert 1 < len(scans) < 20 and len(many.requests) < len(TICKERS) / 10
+    payers = 0
+    for ticker in TICKERS:
+        stored = await read_dividends(ingest_store, ticker)
+        source = [
+            r["ex_date"]
+            for r in many.data.dividend_rows(ticker)
+            if (r["ex_date"] or "") >= str(since)
+        ]
+        assert stored is not None and [d.ex_date.isoformat() for d in stored] == source, ticker
+        payers += bool(stored)
+    assert 0 < payers < len(TICKERS)
+
+    await pool.execute("UPDATE entities SET price_data_max_date = $1", LAST)
+    one_by_one = await update(per_ticker_store, bulk_min_tickers=len(TICKERS) + 1)
+    assert one_by_one.counts["dividends written"] == progress.counts["dividends written"]
+    dividend_keys = [k for k in await ingest_store.list("dividends/")]
+    assert len(dividend_keys) == len(TICKERS)
+    for key in dividend_keys:
+        assert await ingest_store.get(key) == await per_ticker_store.get(key), key
+    await per_ticker_store.close()
+
+
+async def test_a_ticker_without_new_bars_never_fetched_gets_its_dividends_anyway(
+    many: FakeDoltHub, pool: asyncpg.Pool, ingest_store: LocalObjectStore, update: Update
+) -> None:
+    friday = date(2026, 11, 27)  # TODAY is the Saturday after: no new bars
+    await seed_store(many, pool, ingest_store, {"S0001": friday}, dividends_fetched=False)
+    progress = await update(ingest_store)
+    assert not progress.failures
+    assert await read_dividends(ingest_store, "S0001") is not None
+    assert len(sql_requests_for(many, "dividend", "S0001")) == 1
+    many.forget_requests()
+    again = await update(ingest_store)
+    assert again.outcomes == {"up to date": 1}
+    assert sql_requests_for(many, "dividend", "S0001") == []  # fetched: only with new bars
+
+
+async def test_a_dividend_row_dolthub_adds_late_is_still_picked_up(
+    many: FakeDoltHub, pool: asyncpg.Pool, ingest_store: LocalObjectStore, update: Update
+) -> None:
+    await seed_store(many, pool, ingest_store, dict.fromkeys(TICKERS, LAST))
+    # Went ex two weeks before the stored last day, but only shows up in DoltHub now.
+    late = DividendEvent(LAST - timedelta(days=14), "0.31000")
+    many.data.extra_dividends = {"S0010": [late]}
+    progress = await update(ingest_store)
+    assert progress.outcomes == {"updated": 300} and not progress.failures
+    stored = await read_dividends(ingest_store, "S0010")
+    assert stored is not None and Dividend(late.ex_date, 0.31) in stored
+    (scan,) = bulk_sql(many, "dividend")
+    assert f"`ex_date` > '{LAST - timedelta(days=DIVIDEND_LOOKBACK_DAYS)}'" in scan
 
 
 async def test_row_limit_mid_date_pages_on_from_the_last_symbol(
@@ -210,8 +300,9 @@ async def test_deadlines_shrink_the_page_and_rate_limits_are_retried(
     limits = [q.rsplit("LIMIT ", 1)[1] for q in bulk_sql(many, "ohlcv")]
     # Two 429s retried, then two deadlines on the first page, then pages of 225 throughout.
     assert limits[:4] == ["900", "900", "900", "450"] and set(limits[4:]) == {"225"}
-    # The splits page shrinks the same way; only answered pages count as bulk requests.
-    answered = [q for q in bulk_sql(many, "ohlcv") + bulk_sql(many, "split") if "LIMIT 225" in q]
+    # The splits and dividends pages shrink the same way; only answered pages count.
+    bulk = bulk_sql(many, "ohlcv") + bulk_sql(many, "split") + bulk_sql(many, "dividend")
+    answered = [q for q in bulk if "LIMIT 225" in q]
     assert progress.counts["bulk requests"] == len(answered)
 
 
@@ -332,7 +423,7 @@ def test_plan_bulk_leaves_out_what_is_cheaper_one_by_one() -> None:
     lasts["GAP"] = date(2026, 10, 1)
     lasts["NEW"] = None
     plan = plan_bulk(lasts, saturday, universe=8000)
-    assert plan == BulkPlan(thursday, frozenset(f"T{i}" for i in range(8000)), 9 + 2)
+    assert plan == BulkPlan(thursday, frozenset(f"T{i}" for i in range(8000)), 9 + 3)
 
     # Half a day behind: the longer window costs less than 4,000 tickers one by one.
     half = {**lasts, **{f"T{i}": date(2026, 11, 25) for i in range(4000)}}
@@ -342,10 +433,10 @@ def test_plan_bulk_leaves_out_what_is_cheaper_one_by_one() -> None:
 
     # On a Saturday after Friday's bars: one query finds no new day for everybody.
     weekend = plan_bulk(dict.fromkeys(lasts, friday), saturday, universe=8000)
-    assert weekend is not None and weekend.estimated_requests == 2
+    assert weekend is not None and weekend.estimated_requests == 3
     assert plan_bulk(dict.fromkeys(lasts, saturday), saturday, universe=8000) is None
     assert plan_bulk({f"T{i}": thursday for i in range(19)}, saturday, universe=8000) is None
-    # A few tickers in a large market: their own requests (2 each) are fewer than its pages.
-    few = {f"T{i}": thursday for i in range(5)}
+    # A few tickers in a large market: their own requests (3 each) are no more than its pages.
+    few = {f"T{i}": thursday for i in range(4)}
     assert plan_bulk(few, saturday, universe=8000, min_tickers=1) is None
-    assert plan_bulk({**few, "T5": thursday}, saturday, universe=8000, min_tickers=1)
+    assert plan_bulk({**few, "T4": thursday}, saturday, universe=8000, min_tickers=1)
