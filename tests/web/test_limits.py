@@ -65,15 +65,9 @@ def test_signal_history_costs_its_window_in_trading_days_once() -> None:
     )
     days = cost_of(ten_years) - 1 - 1 - 100  # the stock, the history, its transitions list
     assert 2_500 <= days <= 2_530  # 252 a year, the selection not multiplied by the days
-    fifteen = '{ stock(ticker: "A") { signalHistory(from: "2009-01-01", to: "2023-12-31") { tradingDays } } }'
-    aliased = (
-        "{ "
-        + " ".join(
-            f'h{i}: stock(ticker: "A") {{ signalHistory(from: "2009-01-01", to: "2023-12-31") {{ tradingDays }} }}'
-            for i in range(6)
-        )
-        + " }"
-    )
+    window = 'signalHistory(from: "2009-01-01", to: "2023-12-31") { tradingDays }'
+    fifteen = f'{{ stock(ticker: "A") {{ {window} }} }}'
+    aliased = "{ " + " ".join(f'h{i}: stock(ticker: "A") {{ {window} }}' for i in range(6)) + " }"
     assert cost_of(fifteen) > 3_700
     assert cost_of(aliased) > 20_000  # six 15-year histories are over the default limit
 
