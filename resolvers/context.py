@@ -19,7 +19,7 @@ from services import alerts, cache_versions, price_history, users, watchlists
 from services.alerts import AlertFilter, AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
-from services.delivery import endpoints, outbox
+from services.delivery import endpoints, outbox, push_subscriptions
 from services.errors import StorageUnavailable, Unauthenticated
 from services.logs import add_log_context
 from services.pagination import KeysetPage
@@ -166,6 +166,9 @@ class Context:
 
     async def webhook_rows(self) -> Sequence[Row]:
         return await endpoints.list_for_user(self.pool, await self.require_user_id())
+
+    async def push_subscription_rows(self) -> Sequence[Row]:
+        return await push_subscriptions.list_for_user(self.pool, await self.require_user_id())
 
     async def delivery_page(
         self, first: int, after: str | None, status: str | None, channel: str | None

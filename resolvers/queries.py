@@ -28,6 +28,7 @@ from schema.stock import Stock, stock_from_row
 from schema.user import User, Watchlist, user_from_row, viewer_watchlist
 from services import alerts, cache_versions, entities, health
 from services.db import Row
+from services.delivery import push
 from services.delivery.outbox import DeliveryChannel, DeliveryStatus
 from services.errors import NotFound
 from services.ids import parse_owned_id
@@ -119,6 +120,10 @@ async def resolve_health(info: strawberry.Info) -> Health:
 
 async def resolve_webhooks(info: strawberry.Info) -> list[WebhookEndpoint]:
     return await viewer_webhooks(context_of(info))
+
+
+async def resolve_push_public_key(info: strawberry.Info) -> str:
+    return push.application_server_key(context_of(info).settings)
 
 
 async def resolve_deliveries(

@@ -83,6 +83,10 @@ class FieldContext(Protocol):
         """The viewer's webhook endpoints, oldest first."""
         ...
 
+    async def push_subscription_rows(self) -> Sequence[Row]:
+        """The viewer's Web Push subscriptions, oldest first."""
+        ...
+
     async def delivery_page(
         self, first: int, after: str | None, status: str | None, channel: str | None
     ) -> KeysetPage:
