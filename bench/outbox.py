@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._scratch import scratch_database, server_dsn
 from services.delivery import outbox
+from services.delivery.channels.email import EmailChannel
+from services.delivery.channels.webhook import WebhookChannel
 
 TARGET_MS = 10.0
 BATCH = 50
@@ -171,19 +173,19 @@ async def run(args: argparse.Namespace) -> None:
                 f"seeded {args.rows} alerts x 2 channels in {time.perf_counter() - started:.0f} s"
             )
             webhook_args = ("bench", 60, BATCH)
-            email_args = ("bench", 60, BATCH, BATCH * outbox.EMAIL_SCAN_ROWS_PER_USER)
+            email_args = ("bench", 60, BATCH)
 
             await shape(conn, "email")
-            webhook = await timed(conn, outbox._CLAIM_WEBHOOKS_SQL, webhook_args, args.repeat)
-            used = await indexes(conn, outbox._CLAIM_WEBHOOKS_SQL, webhook_args)
+            webhook = await timed(conn, WebhookChannel.claim_sql, webhook_args, args.repeat)
+            used = await indexes(conn, WebhookChannel.claim_sql, webhook_args)
             others = await conn.fetchval(
                 "SELECT count(*) FROM deliveries WHERE channel = 'email' AND status = 'pending'"
             )
             print(line(f"webhook claim of {BATCH} beside {others} pending emails", webhook, used))
 
             await shape(conn, "webhook")
-            email = await timed(conn, outbox._CLAIM_EMAIL_SQL, email_args, args.repeat)
-            used = await indexes(conn, outbox._CLAIM_EMAIL_SQL, email_args)
+            email = await timed(conn, EmailChannel.claim_sql, email_args, args.repeat)
+            used = await indexes(conn, EmailChannel.claim_sql, email_args)
             others = await conn.fetchval(
                 "SELECT count(*) FROM deliveries WHERE channel = 'webhook' AND status = 'pending'"
             )

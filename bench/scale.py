@@ -921,14 +921,16 @@ async def claim_webhooks_once(dsn: str) -> tuple[float, int]:
     The only internal import of this benchmark: adapt here if the outbox API changes.
     """
     from services.db import create_pool
-    from services.delivery.outbox import claim_webhooks
+    from services.delivery.channels.webhook import WebhookChannel
+    from services.delivery.outbox import claim
 
+    channel = WebhookChannel()
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
-        await claim_webhooks(pool, "bench-warmup", lease_seconds=0.001, limit=1)
+        await claim(pool, channel, "bench-warmup", lease_seconds=0.001, limit=1)
         await asyncio.sleep(0.01)
         began = time.perf_counter()
-        rows = await claim_webhooks(pool, "bench", lease_seconds=60, limit=10)
+        rows = await claim(pool, channel, "bench", lease_seconds=60, limit=10)
         return time.perf_counter() - began, len(rows)
     finally:
         await pool.close()

@@ -19,7 +19,7 @@ from ingest.dolthub.client import DoltHubClient, DoltHubError
 from ingest.progress import Progress
 from ingest.shutdown import stop_on_signals
 from services.db import create_pool, database_outage, redact_dsn, resolve_database_url
-from services.delivery.dispatch import EMAIL_NOT_CONFIGURED, email_configured
+from services.delivery.registry import CHANNELS
 from services.errors import BadUserInput, ConfigurationError, ServiceError
 from services.logs import configure_logging, log_context, report_error
 from services.settings import Settings
@@ -306,8 +306,9 @@ async def cmd_evaluate(res: Resources, args: argparse.Namespace) -> int:
     from ingest.evaluation.run import run_evaluation
 
     await res.pool()  # fail early, with the usual message, when the database is unusable
-    if not email_configured(res.settings):
-        log.warning("evaluate: %s", EMAIL_NOT_CONFIGURED)
+    for channel in CHANNELS:
+        if not channel.configured(res.settings):
+            log.warning("evaluate: %s", channel.not_configured)
     progress = res.progress("evaluate")
     with stop_on_signals(_stop_event(args)) as stop:
         summary = await run_evaluation(

@@ -29,7 +29,8 @@ from schema.user import User, Watchlist, user_from_row, viewer_watchlist
 from services import alerts, cache_versions, entities, health
 from services.db import Row
 from services.delivery import push
-from services.delivery.outbox import DeliveryChannel, DeliveryStatus
+from services.delivery.outbox import DeliveryStatus
+from services.delivery.registry import DeliveryChannel
 from services.errors import NotFound
 from services.ids import parse_owned_id
 from services.market.states import AlertType

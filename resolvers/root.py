@@ -21,7 +21,8 @@ from schema.inputs import UpdateSettingsInput
 from schema.push import PushSubscription
 from schema.stock import Stock
 from schema.user import User, Watchlist, WatchlistItem
-from services.delivery.outbox import DeliveryChannel, DeliveryStatus
+from services.delivery.outbox import DeliveryStatus
+from services.delivery.registry import DeliveryChannel
 from services.market.states import AlertType
 from services.users import InvestingStyle
 

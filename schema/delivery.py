@@ -12,7 +12,8 @@ from schema.alert import Alert, PageInfo, alert_from_row
 from schema.context import FieldContext, field_context
 from schema.rows import from_row
 from services.db import Row
-from services.delivery.outbox import DeliveryChannel, DeliveryStatus
+from services.delivery.outbox import DeliveryStatus
+from services.delivery.registry import DeliveryChannel
 
 # The one default page size of `deliveries(first:)`.
 DELIVERIES_PAGE_SIZE = 20

@@ -10,10 +10,10 @@ from uuid import UUID
 import asyncpg
 
 from services.db import Executor
-from services.entities import STOCK_COLUMNS, check_limit
+from services.entities import STOCK_COLUMNS
 from services.errors import BadUserInput, NotFound
 from services.ids import parse_owned_id
-from services.pagination import KeysetPage, page_of, seq_position
+from services.pagination import KeysetPage, check_page_size, page_of, seq_position
 
 MAX_PAGE_SIZE = 100
 MAX_RECENT_DAYS = 365
@@ -138,7 +138,7 @@ async def list_page(
     db: Executor, user_id: UUID, *, first: int, after: str | None, where: AlertFilter
 ) -> KeysetPage:
     """`first` alerts of the user after the cursor, newest first, filtered by `where`."""
-    check_limit(first, "first", MAX_PAGE_SIZE)
+    check_page_size(first, "first", MAX_PAGE_SIZE)
     entity_id = await entity_of(db, where)
     if where.ticker is not None and entity_id is None:
         return page_of([], first, "commit_seq")
@@ -163,7 +163,7 @@ async def for_entities(
     db: Executor, user_id: UUID, entity_ids: Sequence[UUID], first: int
 ) -> dict[UUID, list[asyncpg.Record]]:
     """The user's newest `first` alerts of each entity, newest first (one statement)."""
-    check_limit(first, "first", MAX_PAGE_SIZE)
+    check_page_size(first, "first", MAX_PAGE_SIZE)
     found: dict[UUID, list[asyncpg.Record]] = {}
     for row in await db.fetch(_BY_ENTITIES_SQL, user_id, list(entity_ids), first):
         found.setdefault(row["entity_id"], []).append(row)

@@ -10,6 +10,7 @@ import asyncpg
 
 from services.db import Connection, Executor
 from services.errors import BadUserInput, ServiceError
+from services.pagination import check_page_size
 
 # What services accept: a plain connection, a pooled one (inside transactions) or the pool.
 
@@ -116,13 +117,6 @@ SEARCH_SQL = (
 )
 
 
-def check_limit(limit: int, name: str = "limit", maximum: int = MAX_LIST_LIMIT) -> int:
-    """`limit` when it is within 1..maximum, else BadUserInput naming the argument."""
-    if not 1 <= limit <= maximum:
-        raise BadUserInput(f"{name} must be between 1 and {maximum}, got {limit}")
-    return limit
-
-
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -171,7 +165,7 @@ async def watcher_counts(db: Executor, ids: Sequence[UUID]) -> dict[UUID, int]:
 
 async def popular(db: Executor, limit: int) -> list[asyncpg.Record]:
     """Watched entities by watcher count desc, then ticker; rows carry `watcher_count`."""
-    check_limit(limit)
+    check_page_size(limit, "limit", MAX_LIST_LIMIT)
     return list(await db.fetch(_POPULAR_SQL, limit))
 
 
@@ -181,7 +175,7 @@ async def search(db: Executor, query: str, limit: int) -> list[asyncpg.Record]:
     An empty (whitespace-only) query returns no rows rather than an error, so
     search-as-you-type clients need no special case.
     """
-    check_limit(limit)
+    check_page_size(limit, "limit", MAX_LIST_LIMIT)
     text = query.strip()
     if len(text) > MAX_SEARCH_QUERY_LENGTH:
         raise BadUserInput(f"query must be at most {MAX_SEARCH_QUERY_LENGTH} characters")

@@ -22,6 +22,13 @@ _SEQ_PREFIX = "v2|"
 LAST_SEQ = 2**63 - 1
 
 
+def check_page_size(size: int, name: str, maximum: int) -> int:
+    """`size` when it is within 1..maximum, else BadUserInput naming the argument."""
+    if not 1 <= size <= maximum:
+        raise BadUserInput(f"{name} must be between 1 and {maximum}, got {size}")
+    return size
+
+
 def encode_cursor(sent_at: datetime, row_id: UUID) -> str:
     """The cursor that points just after the row `(sent_at, id)` in newest-first order."""
     return _b64(f"{_PREFIX}{sent_at.isoformat()}|{row_id}")

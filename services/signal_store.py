@@ -19,7 +19,7 @@ import asyncpg
 
 from services.db import Connection, Executor
 from services.delivery import outbox
-from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
+from services.delivery.registry import ALL_CHANNELS, DeliveryChannel
 from services.market.transitions import Transition
 
 # Serialises "join or create the open run" across evaluator processes.

@@ -10,7 +10,7 @@ import asyncpg
 
 from services import watchlists
 from services.db import Connection, Executor
-from services.delivery import outbox
+from services.delivery.channels.email import cancel_email, reschedule_email
 from services.delivery.outbox import EmailDigest
 from services.errors import BadUserInput, NotFound
 from services.market.states import AlertType
@@ -164,9 +164,9 @@ async def set_email_digest(pool: asyncpg.Pool, user_id: UUID, digest: str) -> bo
 async def _queue_follows_digest(conn: Connection, user_id: UUID, digest: EmailDigest) -> None:
     """Email already queued follows the new choice: cancelled when OFF, else rescheduled."""
     if digest == EmailDigest.OFF:
-        await outbox.cancel_email(conn, user_id, "email turned off by the user")
+        await cancel_email(conn, user_id, "email turned off by the user")
     else:
-        await outbox.reschedule_email(conn, user_id)
+        await reschedule_email(conn, user_id)
 
 
 def normalize_onboarding_tickers(raw: Sequence[str]) -> list[str]:

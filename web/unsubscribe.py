@@ -16,7 +16,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from services import users
-from services.delivery import dispatch, email
+from services.delivery import email
+from services.delivery.channels.email import email_link_secret
 from services.delivery.outbox import EmailDigest
 from services.errors import BadUserInput
 from services.settings import Settings
@@ -38,7 +39,7 @@ def unsubscribe_routes(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> 
     def verified(request: Request) -> tuple[str, UUID | Response]:
         """The token and its user, or the page that refuses it."""
         token = request.query_params.get("token", "")
-        secret = dispatch.email_link_secret(settings)
+        secret = email_link_secret(settings)
         if secret is None:
             return token, _page("Unsubscribe unavailable", "<p>Links are not configured.</p>", 503)
         try:

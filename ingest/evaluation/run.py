@@ -25,8 +25,7 @@ from ingest.evaluation.parallel import (
 )
 from services import signal_store as db
 from services.db import create_pool, database_outage
-from services.delivery.dispatch import configured_channels
-from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
+from services.delivery.registry import ALL_CHANNELS, DeliveryChannel, configured_channels
 from services.errors import ServiceError
 from services.logs import log_context
 from services.market.alert_text import Previous, explain

@@ -1,4 +1,4 @@
-"""`deliver [--follow] [--workers N]`: drain the deliveries outbox (webhooks, email digests).
+"""`deliver [--follow] [--workers N]`: drain the deliveries outbox, channel after channel.
 
 One pass claims due rows until none is left, then deletes delivered and failed rows older
 than DELIVERY_RETENTION_DAYS (the outbox stays small). With `--follow` it then waits: the
@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import httpx
 
 from ingest.progress import Progress
 from services.db import connect
 from services.delivery import dispatch, outbox
+from services.delivery.channel import Channel, Session
 from services.delivery.dispatch import DispatchCounts
+from services.delivery.registry import CHANNELS
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,12 @@ class Deliverer:
     _retention_at: float | None = None
 
     async def run_pass(self) -> None:
-        """Send everything due now (webhooks with `workers` senders, then email); retention."""
-        async with dispatch.webhook_client() as client:
-            await asyncio.gather(*(self._webhook_sender(client) for _ in range(self.workers)))
-        await self._send_email()
+        """Send everything due now, each channel with `workers` senders in turn; retention."""
+        for channel in CHANNELS:
+            async with channel.session(self.settings) as session:
+                if session is None:
+                    continue  # said once at start (run_deliver)
+                await asyncio.gather(*(self._sender(channel, session) for _ in range(self.workers)))
         await self._retention()
 
     async def _retention(self) -> None:
@@ -81,43 +84,13 @@ class Deliverer:
             if deleted < RETENTION_BATCH:
                 return
 
-    async def _webhook_sender(self, client: httpx.AsyncClient) -> None:
+    async def _sender(self, channel: Channel, session: Session) -> None:
         while True:
-            rows = await outbox.claim_webhooks(
-                self.pool,
-                self.worker,
-                lease_seconds=self.settings.delivery_lease_seconds,
-                limit=self.settings.delivery_batch_size,
+            counts = await dispatch.deliver_due(
+                self.pool, channel, session, worker=self.worker, settings=self.settings
             )
-            if not rows:
+            if counts is None:
                 return
-            counts = await dispatch.send_webhooks(
-                self.pool, client, rows, worker=self.worker, settings=self.settings
-            )
-            self._record(counts)
-
-    async def _send_email(self) -> None:
-        sender = dispatch.email_sender(self.settings)
-        secret = dispatch.email_link_secret(self.settings)
-        if sender is None or secret is None:
-            return  # said once at start (run_deliver)
-        while True:
-            rows = await outbox.claim_email(
-                self.pool,
-                self.worker,
-                lease_seconds=self.settings.delivery_lease_seconds,
-                users=self.settings.delivery_batch_size,
-            )
-            if not rows:
-                return
-            counts = await dispatch.send_email(
-                self.pool,
-                sender,
-                rows,
-                worker=self.worker,
-                settings=self.settings,
-                link_secret=secret,
-            )
             self._record(counts)
 
     def _record(self, counts: DispatchCounts) -> None:
@@ -126,8 +99,9 @@ class Deliverer:
             self.progress.item_done("delivered")
         self.progress.add("retries scheduled", counts.retried)
         self.progress.add("failed deliveries", counts.failed)
-        self.progress.add("emails sent", counts.emails)
-        self.progress.add("endpoints disabled", counts.endpoints_disabled)
+        for name, sent in counts.messages.items():
+            self.progress.add(f"{name} messages sent", sent)
+        self.progress.add("targets retired", counts.targets_retired)
         for error in counts.errors:
             log.info("delivery attempt failed: %s", error)
 
@@ -147,8 +121,9 @@ async def run_deliver(
     stop: asyncio.Event | None = None,
 ) -> DispatchCounts:
     """One pass, or with `follow` passes until `stop` (or SIGTERM/SIGINT); leases released."""
-    if not dispatch.email_configured(settings):
-        log.warning("deliver: %s", dispatch.EMAIL_NOT_CONFIGURED)
+    for channel in CHANNELS:
+        if not channel.configured(settings):
+            log.warning("deliver: %s", channel.not_configured)
     deliverer = Deliverer(settings, pool, progress, workers=workers)
     try:
         if follow:

@@ -1,7 +1,8 @@
-"""Send claimed deliveries and record each outcome: webhooks one by one, email one per user.
+"""Send claimed deliveries of any channel and record each outcome: the one attempt loop.
 
 Shared by the `deliver` job and the `testWebhook` mutation. Every outcome is written only by
-the lease holder (services.deliveries), so a deliverer that lost its lease writes nothing.
+the lease holder (services.delivery.outbox), so a deliverer that lost its lease writes nothing.
+A batch that cannot be rendered or sent fails on its own: the other batches of the pass go on.
 """
 
 from __future__ import annotations
@@ -11,30 +12,22 @@ import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import httpx
 
-from services.db import Connection
-from services.delivery import email, endpoints, outbox, webhooks
-from services.delivery.outbox import ALL_CHANNELS, DeliveryChannel
-from services.dev_secrets import kept_secret
+from services.delivery import endpoints, outbox
+from services.delivery.channel import Channel, Outcome, Session, Unrenderable
+from services.delivery.channels.webhook import WebhookChannel, enqueue_test
+from services.delivery.registry import DeliveryChannel, channel_of
 from services.errors import BadUserInput
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
-
-OUTBOX_DIRECTORY = "outbox"
-# Sends in flight per claimed batch: a burst to one receiver should not become a flood.
-SEND_CONCURRENCY = 10
-EMAIL_LINK_SECRET_FILE = "email_link_secret"
 
 
 @dataclass
@@ -44,204 +37,147 @@ class DispatchCounts:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
-    emails: int = 0
-    endpoints_disabled: int = 0
+    # Messages sent per channel (an email digest carries several deliveries).
+    messages: dict[str, int] = field(default_factory=dict)
+    # Targets a failure retired (an endpoint disabled, a subscription deleted).
+    targets_retired: int = 0
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def emails(self) -> int:
+        """Digest messages sent."""
+        return self.messages.get(DeliveryChannel.EMAIL, 0)
+
+    @property
+    def endpoints_disabled(self) -> int:
+        """Webhook endpoints a failure disabled."""
+        return self.targets_retired
 
     def add(self, other: DispatchCounts) -> None:
         self.delivered += other.delivered
         self.retried += other.retried
         self.failed += other.failed
-        self.emails += other.emails
-        self.endpoints_disabled += other.endpoints_disabled
+        for name, sent in other.messages.items():
+            self.messages[name] = self.messages.get(name, 0) + sent
+        self.targets_retired += other.targets_retired
         self.errors.extend(other.errors)
 
 
-def webhook_client() -> httpx.AsyncClient:
-    """The HTTP client for receivers: redirects are failures, never followed."""
-    # trust_env=False: an HTTP(S)_PROXY in the environment must not relay requests to users' URLs.
-    return httpx.AsyncClient(
-        follow_redirects=False, timeout=webhooks.TIMEOUT_SECONDS, trust_env=False
-    )
+async def _attempt(session: Session, batch: Sequence[Any]) -> Outcome:
+    """Render and send one batch; a message that cannot be built fails at once, not later."""
+    now = datetime.now(UTC)
+    try:
+        message = session.render(batch, now)
+    except Unrenderable as exc:
+        return Outcome(delivered=False, error=str(exc), permanent=True)
+    return await session.send(batch, message, now)
 
 
-# Why a production deliverer or evaluator queues and sends no email; said once at start.
-EMAIL_NOT_CONFIGURED = (
-    "email is not configured: SMTP_URL is not set and APP_ENV=production writes no .eml files, "
-    "so no email deliveries are queued or sent (rows queued earlier stay pending until it is set)"
-)
-
-
-def email_configured(settings: Settings) -> bool:
-    """SMTP_URL is set, or development/test writes `.eml` files instead."""
-    return bool(settings.smtp_url) or not settings.is_production
-
-
-def configured_channels(settings: Settings) -> frozenset[DeliveryChannel]:
-    """The channels with a sender: the ones alerts are queued for."""
-    if email_configured(settings):
-        return ALL_CHANNELS
-    return frozenset({DeliveryChannel.WEBHOOK})
-
-
-def email_sender(settings: Settings) -> email.EmailSender | None:
-    """SMTP_URL's server; `.eml` files in `$DATA_DIR/outbox` in development; None otherwise."""
-    if settings.smtp_url:
-        return email.SmtpSender.from_url(settings.smtp_url)
-    if email_configured(settings):
-        return email.EmlFileSender(Path(settings.data_dir) / OUTBOX_DIRECTORY)
-    return None
-
-
-def email_link_secret(settings: Settings) -> bytes | None:
-    """EMAIL_LINK_SECRET, or in development a random one kept in `$DATA_DIR`."""
-    if settings.email_link_secret:
-        return settings.email_link_secret.encode()
-    if settings.is_production:
-        return None
-    return kept_secret(settings.data_dir, EMAIL_LINK_SECRET_FILE).encode()
-
-
-def webhook_body(row: Any, *, now: datetime) -> bytes:
-    """The JSON body of a claimed webhook delivery row."""
-    if row["event_type"] == "webhook.test":
-        return webhooks.encode_body(webhooks.test_event(row["webhook_id"], now=now))
-    return webhooks.encode_body(webhooks.alert_event(row, now=now))
-
-
-async def send_webhooks(
+async def send_claimed(
     pool: asyncpg.Pool,
-    client: httpx.AsyncClient,
+    channel: Channel,
+    session: Session,
     rows: Sequence[Any],
     *,
     worker: str,
     settings: Settings,
 ) -> DispatchCounts:
-    """Send the claimed webhook deliveries concurrently, then record every outcome."""
-    gate = asyncio.Semaphore(SEND_CONCURRENCY)
+    """Send the claimed rows of `channel` (as its batches), then record every outcome."""
+    gate = asyncio.Semaphore(channel.send_concurrency)
 
-    async def bounded(row: Any) -> webhooks.SendResult:
+    async def bounded(batch: Sequence[Any]) -> Outcome:
         async with gate:
-            return await _send_one(client, row, settings)
+            return await _attempt(session, batch)
 
-    results = await asyncio.gather(*(bounded(row) for row in rows))
+    batches = channel.batches(rows)
+    outcomes = await asyncio.gather(*(bounded(batch) for batch in batches))
     counts = DispatchCounts()
-    succeeded = [(row, result) for row, result in zip(rows, results, strict=True) if result.ok]
+    succeeded = [b for b, o in zip(batches, outcomes, strict=True) if o.delivered]
     async with pool.acquire() as conn:
         if succeeded:
-            async with conn.transaction():
-                held = await outbox.mark_delivered(
-                    conn,
-                    [row["delivery_id"] for row, _ in succeeded],
-                    worker,
-                    [result.status_code for _, result in succeeded],
-                )
-                await endpoints.record_success(conn, [r["webhook_id"] for r in held])
-            counts.delivered += len(held)
-        for row, result in zip(rows, results, strict=True):
-            if not result.ok:
-                await _record_failure(conn, row, result, worker, settings, counts)
+            await _record_success(conn, channel, succeeded, outcomes, batches, worker, counts)
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            if not outcome.delivered:
+                await _record_failure(conn, channel, batch, outcome, worker, settings, counts)
     return counts
 
 
-async def _send_one(client: httpx.AsyncClient, row: Any, settings: Settings) -> webhooks.SendResult:
-    now = datetime.now(UTC)
-    return await webhooks.send(
-        client,
-        url=row["url"],
-        secret=row["secret"],
-        message_id=str(row["delivery_id"]),
-        body=webhook_body(row, now=now),
-        allow_private=settings.webhook_allow_private,
-        now=now,
-    )
+async def _record_success(
+    conn: Any,
+    channel: Channel,
+    succeeded: Sequence[Sequence[Any]],
+    outcomes: Sequence[Outcome],
+    batches: Sequence[Sequence[Any]],
+    worker: str,
+    counts: DispatchCounts,
+) -> None:
+    code_of = {id(b): o.status_code for b, o in zip(batches, outcomes, strict=True)}
+    ids = [row["delivery_id"] for batch in succeeded for row in batch]
+    codes = [code_of[id(batch)] for batch in succeeded for _ in batch]
+    async with conn.transaction():
+        held = {r["id"] for r in await outbox.mark_delivered(conn, ids, worker, codes)}
+        held_rows = [row for batch in succeeded for row in batch if row["delivery_id"] in held]
+        await channel.delivered(conn, held_rows)
+    counts.delivered += len(held)
+    sent = sum(1 for batch in succeeded if any(r["delivery_id"] in held for r in batch))
+    counts.messages[channel.name] = counts.messages.get(channel.name, 0) + sent
 
 
 async def _record_failure(
-    conn: Connection,
-    row: Any,
-    result: webhooks.SendResult,
+    conn: Any,
+    channel: Channel,
+    batch: Sequence[Any],
+    outcome: Outcome,
     worker: str,
     settings: Settings,
     counts: DispatchCounts,
 ) -> None:
     async with conn.transaction():
-        outcome = await outbox.mark_failed_attempt(
+        updated = await outbox.mark_failed_attempt(
             conn,
-            [row["delivery_id"]],
+            [row["delivery_id"] for row in batch],
             worker,
-            status_code=result.status_code,
-            error=result.error or "failed",
+            status_code=outcome.status_code,
+            error=outcome.error or "failed",
             schedule=settings.webhook_retry_schedule,
-            # A test event is tried once: its caller is waiting for the outcome.
-            permanent=result.gone or row["event_type"] == "webhook.test",
+            permanent=outcome.permanent,
+            retry_after=outcome.retry_after,
         )
-        if not outcome:
-            return  # the lease was lost: another deliverer owns this row now
-        _count_failure(counts, outcome)
-        if not await endpoints.record_failure(conn, row["webhook_id"], gone=result.gone):
-            counts.endpoints_disabled += 1
-    counts.errors.append(f"webhook {row['delivery_id']}: {result.error}")
+        if not updated:
+            return  # the lease was lost: another deliverer owns these rows now
+        for row in updated:
+            if row["status"] == outbox.DeliveryStatus.FAILED:
+                counts.failed += 1
+            else:
+                counts.retried += 1
+        if await channel.failed(conn, batch, outcome):
+            counts.targets_retired += 1
+    first = batch[0]["delivery_id"]
+    more = f" (+{len(batch) - 1} more)" if len(batch) > 1 else ""
+    counts.errors.append(f"{channel.name} {first}{more}: {outcome.error}")
 
 
-def _count_failure(counts: DispatchCounts, outcome: Sequence[Any]) -> None:
-    for updated in outcome:
-        if updated["status"] == outbox.DeliveryStatus.FAILED:
-            counts.failed += 1
-        else:
-            counts.retried += 1
-
-
-async def send_email(
+async def deliver_due(
     pool: asyncpg.Pool,
-    sender: email.EmailSender,
-    rows: Sequence[Any],
+    channel: Channel,
+    session: Session,
     *,
     worker: str,
     settings: Settings,
-    link_secret: bytes,
-) -> DispatchCounts:
-    """One message per user holding all of that user's claimed alerts; record the outcome."""
-    counts = DispatchCounts()
-    by_user: dict[UUID, list[Any]] = defaultdict(list)
-    for row in rows:
-        by_user[row["user_id"]].append(row)
-    for user_id, user_rows in by_user.items():
-        token = email.unsubscribe_token(user_id, link_secret)
-        message = email.build_digest(
-            to=user_rows[0]["email"],
-            sender=settings.email_from,
-            alerts=[email.DigestAlert.from_row(r) for r in user_rows],
-            public_base_url=settings.public_base_url,
-            unsubscribe_url=email.unsubscribe_url(settings.public_base_url, token),
-        )
-        ids = [r["delivery_id"] for r in user_rows]
-        try:
-            await sender.send(message)
-        except (email.EmailDeliveryError, OSError) as exc:
-            # OSError: the .eml folder is unwritable (disk full, permissions): try again later.
-            permanent = isinstance(exc, email.EmailPermanentError)
-            code = exc.code if isinstance(exc, email.EmailDeliveryError) else None
-            async with pool.acquire() as conn, conn.transaction():
-                outcome = await outbox.mark_failed_attempt(
-                    conn,
-                    ids,
-                    worker,
-                    status_code=code,
-                    error=str(exc),
-                    schedule=settings.webhook_retry_schedule,
-                    permanent=permanent,
-                )
-            _count_failure(counts, outcome)
-            counts.errors.append(f"email to user {user_id}: {exc}")
-            continue
-        async with pool.acquire() as conn, conn.transaction():
-            held = len(await outbox.mark_delivered(conn, ids, worker, [None] * len(ids)))
-            if held:
-                await outbox.mark_digest_sent(conn, user_id)
-        counts.delivered += held
-        counts.emails += 1
-    return counts
+    only: UUID | None = None,
+) -> DispatchCounts | None:
+    """Claim one batch of due rows of `channel` (or just `only`), send, record; None if none."""
+    rows = await outbox.claim(
+        pool,
+        channel,
+        worker,
+        lease_seconds=settings.delivery_lease_seconds,
+        limit=settings.delivery_batch_size,
+        only=only,
+    )
+    if not rows:
+        return None
+    return await send_claimed(pool, channel, session, rows, worker=worker, settings=settings)
 
 
 async def send_test_webhook(
@@ -252,12 +188,12 @@ async def send_test_webhook(
     if not endpoint["enabled"]:
         raise BadUserInput("the webhook is disabled: enable it before testing")
     async with pool.acquire() as conn:
-        delivery_id = await outbox.enqueue_test(conn, user_id, endpoint["id"])
+        delivery_id = await enqueue_test(conn, user_id, endpoint["id"])
     worker = f"api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    rows = await outbox.claim_webhooks(
-        pool, worker, lease_seconds=settings.delivery_lease_seconds, limit=1, only=delivery_id
-    )
-    if rows:
-        async with webhook_client() as client:
-            await send_webhooks(pool, client, rows, worker=worker, settings=settings)
+    channel = channel_of(WebhookChannel.name)
+    async with channel.session(settings) as session:
+        if session is not None:
+            await deliver_due(
+                pool, channel, session, worker=worker, settings=settings, only=delivery_id
+            )
     return await outbox.get(pool, user_id, str(delivery_id))

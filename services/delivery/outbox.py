@@ -1,11 +1,12 @@
 """The deliveries outbox: rows written with each alert, claimed with a lease, sent, recorded.
 
-Each channel's pending rows have their own partial indexes (migration 0010), so a claim reads
-only its channel's rows; finished rows are deleted DELIVERY_RETENTION_DAYS after they finish.
+Every channel (services.delivery.registry) goes through the same statements here: its branch
+of the enqueue, its claim over its own partial index of due rows (migration 0010), and one
+way of recording an attempt, a retry on the schedule and a final FAILED. Finished rows are
+deleted DELIVERY_RETENTION_DAYS after they finish.
 
-A delivery is one alert (or a `webhook.test` event) for one webhook endpoint, or one alert for
-the user's email digest. Deliverers claim due rows with `FOR UPDATE SKIP LOCKED` and a lease;
-an outcome is recorded only by the lease holder, so a delivery is never sent twice at once.
+Deliverers claim due rows with `FOR UPDATE SKIP LOCKED` and a lease; an outcome is recorded
+only by the lease holder, so a delivery is never sent twice at once.
 """
 
 from __future__ import annotations
@@ -17,25 +18,13 @@ from uuid import UUID
 import asyncpg
 
 from services.db import Connection, Executor
-from services.entities import check_limit
+from services.delivery.channel import Channel
+from services.delivery.registry import ALL_CHANNELS, CHANNELS, DeliveryChannel, channel_of
 from services.errors import BadUserInput, NotFound
 from services.ids import parse_owned_id
-from services.pagination import KeysetPage, page_of, position
+from services.pagination import KeysetPage, check_page_size, page_of, position
 
 MAX_PAGE_SIZE = 100
-# An email claim looks for its users among this many of the oldest due rows per user wanted.
-EMAIL_SCAN_ROWS_PER_USER = 5
-
-
-class DeliveryChannel(StrEnum):
-    """Where a delivery goes; the value is what deliveries.channel stores."""
-
-    WEBHOOK = "webhook"
-    EMAIL = "email"
-
-
-# Every channel: what enqueue_for_alerts queues unless told otherwise.
-ALL_CHANNELS: frozenset[DeliveryChannel] = frozenset(DeliveryChannel)
 
 
 class DeliveryStatus(StrEnum):
@@ -55,27 +44,22 @@ class EmailDigest(StrEnum):
     WEEKLY = "weekly"
 
 
-# What a webhook body and an email section are built from (services.delivery).
-_ALERT_FIELDS = """a.id, a.alert_type, a.as_of, a.previous_state, a.new_state, a.headline,
-    a.what_changed, a.why_it_matters, a.before_vs_now, a.what_didnt_change, a.sent_at,
-    e.ticker, e.name"""
+# Each channel's target column (webhook_id, …) after the columns every delivery has.
+_TARGET_COLUMNS = [c.target_column for c in CHANNELS if c.target_column is not None]
+DELIVERY_COLUMNS = ", ".join(
+    [
+        "d.id, d.user_id, d.alert_id, d.channel, d.event_type, d.status, d.attempts",
+        "d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.delivered_at",
+        *(f"d.{column}" for column in _TARGET_COLUMNS),
+    ]
+)
 
-DELIVERY_COLUMNS = """d.id, d.user_id, d.alert_id, d.channel, d.webhook_id, d.event_type,
-    d.status, d.attempts, d.next_attempt_at, d.last_status_code, d.last_error, d.created_at,
-    d.delivered_at"""
-
-# When a user's next digest may go: now for IMMEDIATE, else 20 h / 6.5 days after the last one.
-_DIGEST_DUE = """CASE u.email_digest
-    WHEN 'daily' THEN greatest(now(), u.last_digest_sent_at + interval '20 hours')
-    WHEN 'weekly' THEN greatest(now(), u.last_digest_sent_at + interval '156 hours')
-    ELSE now() END"""
-
-# In the alert's transaction: one row per enabled endpoint, one email row when the user has an
-# email and has not turned email off. Re-running an evaluation inserts no alert, so no row.
-# Linear in the alerts: per alert id, one probe of alert_history's primary key (once, shared by
-# the channels), then of users' primary key and webhook_endpoints_user. `OFFSET 0` keeps each
-# LATERAL a probe per row: flattened into joins, a chunk of thousands of alerts is planned as a
-# hash join over a whole table.
+# In the alert's transaction: each channel's rows for the new alerts (its `enqueue_sql` over
+# `a`). Re-running an evaluation inserts no alert, so no row. Linear in the alerts: per alert
+# id, one probe of alert_history's primary key (once, shared by the channels), then the
+# channels' own probes. `OFFSET 0` keeps each LATERAL a probe per row: flattened into joins, a
+# chunk of thousands of alerts is planned as a hash join over a whole table. A channel's target
+# id lands in its own column.
 _ENQUEUE_ALERTS = """
 WITH a AS MATERIALIZED (
     SELECT h.id, h.user_id
@@ -83,131 +67,26 @@ WITH a AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT h.id, h.user_id FROM alert_history h WHERE h.id = n.id OFFSET 0
     ) h
+), q (user_id, alert_id, channel, target_id, next_attempt_at) AS ({branches}
 )
-INSERT INTO deliveries (user_id, alert_id, channel, webhook_id, next_attempt_at)"""
-_ENQUEUE_BRANCHES = {
-    DeliveryChannel.WEBHOOK: """
-SELECT a.user_id, a.id, 'webhook', w.id, now()
-FROM a
-CROSS JOIN LATERAL (
-    SELECT e.id FROM webhook_endpoints e WHERE e.user_id = a.user_id AND e.enabled OFFSET 0
-) w""",
-    DeliveryChannel.EMAIL: f"""
-SELECT a.user_id, a.id, 'email', NULL, coalesce({_DIGEST_DUE}, now())
-FROM a
-CROSS JOIN LATERAL (
-    SELECT v.email_digest, v.last_digest_sent_at FROM users v
-    WHERE v.id = a.user_id AND v.email IS NOT NULL AND v.email_digest <> 'off' OFFSET 0
-) u""",  # noqa: S608
-}
+INSERT INTO deliveries (user_id, alert_id, channel, {targets}next_attempt_at)
+SELECT q.user_id, q.alert_id, q.channel, {target_values}q.next_attempt_at FROM q
+ON CONFLICT DO NOTHING"""
 
 
-def _enqueue_sql(channels: Collection[DeliveryChannel]) -> str:
+def _enqueue_sql(channels: Collection[str]) -> str:
     """One INSERT ... SELECT over the branches of `channels` (a fixed text per channel set)."""
-    branches = [sql for channel, sql in _ENQUEUE_BRANCHES.items() if channel in channels]
-    return _ENQUEUE_ALERTS + "\nUNION ALL".join(branches) + "\nON CONFLICT DO NOTHING"
+    chosen = [c for c in CHANNELS if c.name in channels]
+    return _ENQUEUE_ALERTS.format(
+        branches="\nUNION ALL".join(c.enqueue_sql for c in chosen),
+        targets="".join(f"{column}, " for column in _TARGET_COLUMNS),
+        target_values="".join(
+            f"CASE WHEN q.channel = '{c.name}' THEN q.target_id END, "
+            for c in CHANNELS
+            if c.target_column is not None
+        ),
+    )
 
-
-_ENQUEUE_TEST_SQL = """
-INSERT INTO deliveries (user_id, channel, webhook_id, event_type)
-VALUES ($1, 'webhook', $2, 'webhook.test')
-RETURNING id
-"""
-
-_LEASE_FREE = "(d.locked_until IS NULL OR d.locked_until < now())"
-
-# Webhook rows whose endpoint is enabled; a disabled endpoint's rows wait for re-enabling.
-# The due rows are read from deliveries_webhook_due in its order: pending email rows, however
-# many, are not in that index.
-_CLAIM_WEBHOOKS_SQL = f"""
-WITH due AS (
-    SELECT d.id
-    FROM deliveries d
-    JOIN webhook_endpoints w ON w.id = d.webhook_id AND w.enabled
-    WHERE d.channel = 'webhook' AND d.status = 'pending' AND d.next_attempt_at <= now()
-      AND {_LEASE_FREE}
-    ORDER BY d.next_attempt_at, d.id
-    LIMIT $3
-    FOR UPDATE OF d SKIP LOCKED
-)
-UPDATE deliveries x
-SET locked_by = $1, locked_until = now() + make_interval(secs => $2), updated_at = now()
-WHERE x.id = ANY (ARRAY(SELECT id FROM due))
-RETURNING x.id
-"""  # noqa: S608
-
-# One given webhook delivery (testWebhook sends its event at once): a primary-key probe.
-_CLAIM_ONE_WEBHOOK_SQL = f"""
-WITH due AS (
-    SELECT d.id
-    FROM deliveries d
-    JOIN webhook_endpoints w ON w.id = d.webhook_id AND w.enabled
-    WHERE d.id = $3 AND d.channel = 'webhook' AND d.status = 'pending'
-      AND d.next_attempt_at <= now() AND {_LEASE_FREE}
-    FOR UPDATE OF d SKIP LOCKED
-)
-UPDATE deliveries x
-SET locked_by = $1, locked_until = now() + make_interval(secs => $2), updated_at = now()
-WHERE x.id = ANY (ARRAY(SELECT id FROM due))
-RETURNING x.id
-"""  # noqa: S608
-
-_WEBHOOK_WORK_SQL = f"""
-SELECT d.id AS delivery_id, d.user_id, d.event_type, d.attempts, d.webhook_id, w.url,
-       w.secret, {_ALERT_FIELDS}
-FROM deliveries d
-JOIN webhook_endpoints w ON w.id = d.webhook_id
-LEFT JOIN alert_history a ON a.id = d.alert_id
-LEFT JOIN entities e ON e.id = a.entity_id
-WHERE d.id = ANY($1::uuid[])
-ORDER BY d.next_attempt_at, d.id
-"""  # noqa: S608
-
-# Users whose digest window is open and who have due email rows; all of a user's due rows are
-# claimed together, so one message carries them. The users are found among the oldest
-# claimable due rows (deliveries_email_due, in order, at most EMAIL_SCAN_ROWS_PER_USER rows per
-# user wanted), so a claim reads a bounded slice of the queue, never every pending row; their
-# rows are then read by user (deliveries_email_user).
-_CLAIM_EMAIL_SQL = f"""
-WITH oldest AS (
-    SELECT d.user_id, d.next_attempt_at
-    FROM deliveries d
-    JOIN users u ON u.id = d.user_id
-    WHERE d.channel = 'email' AND d.status = 'pending' AND d.next_attempt_at <= now()
-      AND {_LEASE_FREE}
-      AND u.email IS NOT NULL AND u.email_digest <> 'off'
-      AND (u.email_digest = 'immediate' OR u.last_digest_sent_at IS NULL
-           OR u.last_digest_sent_at <= now() - CASE u.email_digest
-                WHEN 'daily' THEN interval '20 hours' ELSE interval '156 hours' END)
-    ORDER BY d.next_attempt_at
-    LIMIT $4
-),
-due_users AS (
-    SELECT user_id FROM oldest GROUP BY user_id ORDER BY min(next_attempt_at) LIMIT $3
-),
-due AS (
-    SELECT d.id
-    FROM deliveries d
-    WHERE d.user_id IN (SELECT user_id FROM due_users)
-      AND d.channel = 'email' AND d.status = 'pending' AND d.next_attempt_at <= now()
-      AND {_LEASE_FREE}
-    FOR UPDATE OF d SKIP LOCKED
-)
-UPDATE deliveries x
-SET locked_by = $1, locked_until = now() + make_interval(secs => $2), updated_at = now()
-WHERE x.id = ANY (ARRAY(SELECT id FROM due))
-RETURNING x.id
-"""  # noqa: S608
-
-_EMAIL_WORK_SQL = f"""
-SELECT d.id AS delivery_id, d.attempts, u.email, u.id AS user_id, {_ALERT_FIELDS}
-FROM deliveries d
-JOIN users u ON u.id = d.user_id
-JOIN alert_history a ON a.id = d.alert_id
-JOIN entities e ON e.id = a.entity_id
-WHERE d.id = ANY($1::uuid[])
-ORDER BY u.id, a.sent_at, a.id
-"""  # noqa: S608
 
 _DELIVERED_SQL = """
 UPDATE deliveries d SET status = 'delivered', attempts = d.attempts + 1, delivered_at = now(),
@@ -215,43 +94,29 @@ UPDATE deliveries d SET status = 'delivered', attempts = d.attempts + 1, deliver
     updated_at = now()
 FROM unnest($1::uuid[], $3::int[]) AS x(id, code)
 WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'pending'
-RETURNING d.id, d.webhook_id
+RETURNING d.id
 """
 
 # $5: the retry delays; the attempt after the last one is FAILED. $6 forces FAILED (permanent).
+# $7: the receiver's Retry-After in seconds (or NULL), which only ever delays the next attempt.
 _FAILED_ATTEMPT_SQL = """
 UPDATE deliveries SET
     attempts = attempts + 1,
     status = CASE WHEN $6 OR attempts + 1 > cardinality($5::int[]) THEN 'failed'
                   ELSE 'pending' END,
     next_attempt_at = CASE WHEN $6 OR attempts + 1 > cardinality($5::int[]) THEN next_attempt_at
-                  ELSE now() + make_interval(secs => ($5::int[])[attempts + 1]) END,
+                  ELSE now() + make_interval(
+                      secs => greatest(($5::int[])[attempts + 1], coalesce($7::float8, 0))) END,
     last_status_code = $3, last_error = left($4, 1000),
     locked_by = NULL, locked_until = NULL, updated_at = now()
 WHERE id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'pending'
 RETURNING id, status
 """
 
-_DIGEST_SENT_SQL = "UPDATE users SET last_digest_sent_at = now() WHERE id = $1"
-
 _RELEASE_SQL = """
 UPDATE deliveries SET locked_by = NULL, locked_until = NULL, updated_at = now()
 WHERE locked_by = $1 AND status = 'pending'
 """
-
-# A user who turns email off (or loses the address) gets no digest of what is still queued.
-_CANCEL_EMAIL_SQL = """
-UPDATE deliveries d SET status = 'failed', last_error = $2, locked_by = NULL,
-    locked_until = NULL, updated_at = now()
-WHERE d.user_id = $1 AND d.channel = 'email' AND d.status = 'pending'
-"""
-# A changed digest frequency reschedules what is queued.
-_RESCHEDULE_EMAIL_SQL = f"""
-UPDATE deliveries d SET next_attempt_at = coalesce({_DIGEST_DUE}, now()), updated_at = now()
-FROM users u
-WHERE u.id = $1 AND d.user_id = u.id AND d.channel = 'email' AND d.status = 'pending'
-  AND d.attempts = 0
-"""  # noqa: S608
 
 # Retention: finished rows (their updated_at is when they finished, migration 0010) older than
 # the cutoff, oldest first, a bounded batch per statement from deliveries_finished. The outer
@@ -295,7 +160,6 @@ UPDATE deliveries d SET status = 'pending', next_attempt_at = now(), locked_by =
 WHERE d.id = $1 AND d.user_id = $2 AND d.status = 'failed'
 RETURNING {DELIVERY_COLUMNS}
 """  # noqa: S608
-_ENDPOINT_ENABLED_SQL = "SELECT enabled FROM webhook_endpoints WHERE id = $1"
 
 # --- writing ----------------------------------------------------------------------------
 
@@ -306,7 +170,7 @@ async def enqueue_for_alerts(
     *,
     channels: Collection[DeliveryChannel] = ALL_CHANNELS,
 ) -> None:
-    """Queue each new alert for its user's enabled webhooks and email, in the caller's tx.
+    """Queue each new alert on every channel in `channels` for its user, in the caller's tx.
 
     Only `channels` are queued: a channel with no sender configured gets no rows.
     """
@@ -314,59 +178,31 @@ async def enqueue_for_alerts(
         await conn.execute(_enqueue_sql(channels), list(alert_ids))
 
 
-async def enqueue_test(conn: Connection, user_id: UUID, endpoint_id: UUID) -> UUID:
-    """A `webhook.test` delivery for the endpoint, due now."""
-    delivery_id: UUID = await conn.fetchval(_ENQUEUE_TEST_SQL, user_id, endpoint_id)
-    return delivery_id
-
-
-async def cancel_email(conn: Connection, user_id: UUID, reason: str) -> None:
-    """Queued email deliveries of the user become FAILED with `reason`."""
-    await conn.execute(_CANCEL_EMAIL_SQL, user_id, reason)
-
-
-async def reschedule_email(conn: Connection, user_id: UUID) -> None:
-    """Queued, never-tried email deliveries follow the user's current digest frequency."""
-    await conn.execute(_RESCHEDULE_EMAIL_SQL, user_id)
-
-
 # --- deliverer side -----------------------------------------------------------------------
 
 
-async def claim_webhooks(
+async def claim(
     pool: asyncpg.Pool,
+    channel: Channel,
     worker: str,
     *,
     lease_seconds: float,
     limit: int,
     only: UUID | None = None,
 ) -> list[asyncpg.Record]:
-    """Claim up to `limit` due webhook deliveries, or just `only`; rows carry endpoint, alert."""
+    """Lease up to `limit` due deliveries of `channel` (or just `only`); their work rows."""
     async with pool.acquire() as conn:
         async with conn.transaction():
             if only is None:
-                claimed = await conn.fetch(_CLAIM_WEBHOOKS_SQL, worker, lease_seconds, limit)
+                claimed = await conn.fetch(channel.claim_sql, worker, lease_seconds, limit)
+            elif channel.claim_one_sql is not None:
+                claimed = await conn.fetch(channel.claim_one_sql, worker, lease_seconds, only)
             else:
-                claimed = await conn.fetch(_CLAIM_ONE_WEBHOOK_SQL, worker, lease_seconds, only)
+                raise ValueError(f"the {channel.name} channel sends no single delivery at once")
         ids = [r["id"] for r in claimed]
         if not ids:
             return []
-        return list(await conn.fetch(_WEBHOOK_WORK_SQL, ids))
-
-
-async def claim_email(
-    pool: asyncpg.Pool, worker: str, *, lease_seconds: float, users: int
-) -> list[asyncpg.Record]:
-    """Claim every due email delivery of up to `users` users whose digest window is open."""
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            claimed = await conn.fetch(
-                _CLAIM_EMAIL_SQL, worker, lease_seconds, users, users * EMAIL_SCAN_ROWS_PER_USER
-            )
-            ids = [r["id"] for r in claimed]
-        if not ids:
-            return []
-        return list(await conn.fetch(_EMAIL_WORK_SQL, ids))
+        return list(await conn.fetch(channel.work_sql, ids))
 
 
 async def mark_delivered(
@@ -388,18 +224,21 @@ async def mark_failed_attempt(
     error: str,
     schedule: Sequence[int],
     permanent: bool = False,
+    retry_after: float | None = None,
 ) -> list[asyncpg.Record]:
-    """Record a failed attempt: retry on the schedule, or FAILED after its last delay."""
+    """Record a failed attempt: retry on the schedule (or later, per `retry_after`), or FAILED."""
     return list(
         await conn.fetch(
-            _FAILED_ATTEMPT_SQL, list(ids), worker, status_code, error, list(schedule), permanent
+            _FAILED_ATTEMPT_SQL,
+            list(ids),
+            worker,
+            status_code,
+            error,
+            list(schedule),
+            permanent,
+            retry_after,
         )
     )
-
-
-async def mark_digest_sent(conn: Connection, user_id: UUID) -> None:
-    """Start the user's next DAILY/WEEKLY window now."""
-    await conn.execute(_DIGEST_SENT_SQL, user_id)
 
 
 async def release(db: Executor, worker: str) -> int:
@@ -427,7 +266,7 @@ async def list_page(
     channel: str | None,
 ) -> KeysetPage:
     """`first` deliveries of the user after the cursor, newest first, optionally filtered."""
-    check_limit(first, "first", MAX_PAGE_SIZE)
+    check_page_size(first, "first", MAX_PAGE_SIZE)
     created_at, row_id = position(after)
     filters = [value for value in (status, channel) if value is not None]
     sql = _PAGE_SQL[status is not None, channel is not None]
@@ -448,10 +287,9 @@ async def redeliver(pool: asyncpg.Pool, user_id: UUID, raw_id: str) -> asyncpg.R
     current = await get(pool, user_id, raw_id)
     if current["status"] != DeliveryStatus.FAILED:
         raise BadUserInput(f"only a FAILED delivery can be redelivered (it is {current['status']})")
-    if current["webhook_id"] is not None and not await pool.fetchval(
-        _ENDPOINT_ENABLED_SQL, current["webhook_id"]
-    ):
-        raise BadUserInput("the webhook is disabled: enable it before redelivering")
+    refusal = await channel_of(current["channel"]).redeliver_refusal(pool, current)
+    if refusal is not None:
+        raise BadUserInput(refusal)
     row = await pool.fetchrow(_REDELIVER_SQL, current["id"], user_id)
     if row is None:  # redelivered concurrently
         return await get(pool, user_id, raw_id)

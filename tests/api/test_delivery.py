@@ -14,8 +14,8 @@ import pytest
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
 
-from services.delivery import dispatch
 from services.delivery import email as digest_email
+from services.delivery.channels.email import email_link_secret
 from services.settings import Settings
 from tests.fixtures.api import Viewer
 from tests.fixtures.app import GraphQLClient, error_codes
@@ -336,7 +336,7 @@ async def test_one_click_unsubscribe(
     await world.alert(viewer.id, "ZZZ")
     assert [d["channel"] for d in await world.deliveries(viewer.id)] == ["email"]
 
-    secret = dispatch.email_link_secret(settings)
+    secret = email_link_secret(settings)
     assert secret is not None
     forged = digest_email.unsubscribe_token(viewer.id, b"another secret")
     for token in (forged, "garbage", ""):

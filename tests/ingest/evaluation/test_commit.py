@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from services import signal_store as db
-from services.delivery.outbox import DeliveryChannel
+from services.delivery.registry import DeliveryChannel
 from services.market.transitions import Transition
 from tests.fixtures.evaluation import add_entity, add_user, watch
 

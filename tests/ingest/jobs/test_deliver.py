@@ -19,6 +19,7 @@ from ingest.evaluation.run import run_evaluation
 from ingest.jobs.deliver import run_deliver
 from ingest.progress import Progress
 from services.delivery import dispatch, endpoints
+from services.delivery.registry import configured_channels
 from services.settings import Settings
 from services.storage.local import LocalObjectStore
 from tests.fixtures.delivery import DeliveryWorld, deliver_once, outbox_files
@@ -332,7 +333,7 @@ async def test_production_without_smtp_queues_no_email_and_says_so_once_at_start
     # Queued before: email was configured then (or this is an older deliverer's row).
     earlier = await world.alert(ann, "AAA")
     # Queued the way the evaluation queues under this configuration: no email row at all.
-    await world.alert(ann, "BBB", channels=dispatch.configured_channels(production))
+    await world.alert(ann, "BBB", channels=configured_channels(production))
     queued = await world.deliveries(ann)
     assert sorted((d["channel"], d["alert_id"] == earlier) for d in queued) == [
         ("email", True),
@@ -345,7 +346,7 @@ async def test_production_without_smtp_queues_no_email_and_says_so_once_at_start
             run_deliver(production, pool, database_url, Progress("deliver"), follow=True, stop=stop)
         )
         await until(lambda: len(receiver.requests) == 2, task)  # the webhooks still go
-        await world.alert(ann, "CCC", channels=dispatch.configured_channels(production))
+        await world.alert(ann, "CCC", channels=configured_channels(production))
         await until(lambda: len(receiver.requests) == 3, task)  # a pass woken by the NOTIFY
         stop.set()
         await task
@@ -382,7 +383,6 @@ async def test_a_webhook_test_event_is_signed_and_tried_once(
     receiver: Receiver,
     delivery_settings: Settings,
 ) -> None:
-    from services.delivery import dispatch
 
     user = await world.user()
     endpoint = await world.endpoint(user, receiver.url())

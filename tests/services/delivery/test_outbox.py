@@ -11,11 +11,16 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from services.delivery import dispatch, outbox
-from services.delivery.outbox import DeliveryChannel
+from services.delivery import outbox
+from services.delivery.channels.email import EMAIL_SCAN_ROWS_PER_USER, EmailChannel
+from services.delivery.channels.webhook import WebhookChannel
+from services.delivery.registry import DeliveryChannel, configured_channels
 from services.errors import ConfigurationError
 from services.settings import Settings
 from tests.fixtures.delivery import DeliveryWorld, deliver_once
+
+WEBHOOK = WebhookChannel()
+EMAIL = EmailChannel()
 
 # Enough rows of the other channel that a plan reading them would show it.
 OTHER_CHANNEL_ROWS = 2000
@@ -58,11 +63,11 @@ async def test_webhook_claim_reads_only_its_partial_index_beside_many_pending_em
     await world.endpoint(hooked, "http://127.0.0.1:9/hook")
     await history(pool, world, hooked, 20)
     await pool.execute("ANALYZE deliveries")
-    shown = await plan(pool, outbox._CLAIM_WEBHOOKS_SQL, "w", 60, 50, generic=generic)
+    shown = await plan(pool, WebhookChannel.claim_sql, "w", 60, 50, generic=generic)
     assert "Index Scan using deliveries_webhook_due on deliveries d" in shown, shown
     assert deliveries_indexes(shown) == {"deliveries_webhook_due", "deliveries_pkey"}, shown
     assert "Sort" not in shown, shown  # the index gives the claim order
-    claimed = await outbox.claim_webhooks(pool, "w", lease_seconds=60, limit=50)
+    claimed = await outbox.claim(pool, WEBHOOK, "w", lease_seconds=60, limit=50)
     assert len(claimed) == 20
 
 
@@ -77,13 +82,13 @@ async def test_email_claim_reads_only_its_partial_indexes_beside_many_pending_we
     for n in range(20):
         await world.alert(await world.user(f"r{n}@example.com"))
     await pool.execute("ANALYZE deliveries")
-    shown = await plan(pool, outbox._CLAIM_EMAIL_SQL, "w", 60, 50, 250, generic=generic)
+    shown = await plan(pool, EmailChannel.claim_sql, "w", 60, 50, generic=generic)
     # Which of the two it starts from is the planner's choice (by table size); both hold only
     # pending email rows, and the claimed rows are then updated by primary key.
     used = deliveries_indexes(shown)
     assert "deliveries_email_user" in used, shown
     assert used <= {"deliveries_email_due", "deliveries_email_user", "deliveries_pkey"}, shown
-    claimed = await outbox.claim_email(pool, "w", lease_seconds=60, users=50)
+    claimed = await outbox.claim(pool, EMAIL, "w", lease_seconds=60, limit=50)
     assert len(claimed) == 20
 
 
@@ -95,9 +100,9 @@ async def test_one_webhook_claim_is_a_primary_key_probe(
     await world.many_alerts(user, OTHER_CHANNEL_ROWS)
     await pool.execute("ANALYZE deliveries")
     some_id = await pool.fetchval("SELECT id FROM deliveries LIMIT 1")
-    shown = await plan(pool, outbox._CLAIM_ONE_WEBHOOK_SQL, "w", 60, some_id, generic=True)
+    shown = await plan(pool, WebhookChannel.claim_one_sql or "", "w", 60, some_id, generic=True)
     assert deliveries_indexes(shown) == {"deliveries_pkey"}, shown
-    claimed = await outbox.claim_webhooks(pool, "w", lease_seconds=60, limit=1, only=some_id)
+    claimed = await outbox.claim(pool, WEBHOOK, "w", lease_seconds=60, limit=1, only=some_id)
     assert [r["delivery_id"] for r in claimed] == [some_id]
 
 
@@ -106,8 +111,8 @@ async def test_claims_take_only_their_own_channel(pool: asyncpg.Pool, world: Del
     await world.endpoint(ann, "http://127.0.0.1:9/hook")
     for ticker in ("AAA", "BBB"):
         await world.alert(ann, ticker)
-    hooks = await outbox.claim_webhooks(pool, "w", lease_seconds=60, limit=10)
-    emails = await outbox.claim_email(pool, "w", lease_seconds=60, users=10)
+    hooks = await outbox.claim(pool, WEBHOOK, "w", lease_seconds=60, limit=10)
+    emails = await outbox.claim(pool, EMAIL, "w", lease_seconds=60, limit=10)
     channels = {
         r["id"]: r["channel"] for r in await pool.fetch("SELECT id, channel FROM deliveries")
     }
@@ -120,16 +125,16 @@ async def test_an_email_claim_takes_all_due_rows_of_the_oldest_users(
 ) -> None:
     # More due rows of one user than the claim scans per user wanted: still claimed together.
     ann = await world.user("ann@example.com")
-    await world.many_alerts(ann, 3 * outbox.EMAIL_SCAN_ROWS_PER_USER)
+    await world.many_alerts(ann, 3 * EMAIL_SCAN_ROWS_PER_USER)
     bob = await world.user("bob@example.com")
     await world.alert(bob)
     await pool.execute(
         "UPDATE deliveries SET next_attempt_at = now() - interval '1 hour' WHERE user_id = $1", ann
     )
-    first = await outbox.claim_email(pool, "w", lease_seconds=60, users=1)
+    first = await outbox.claim(pool, EMAIL, "w", lease_seconds=60, limit=1)
     assert {r["user_id"] for r in first} == {ann}
-    assert len(first) == 3 * outbox.EMAIL_SCAN_ROWS_PER_USER
-    second = await outbox.claim_email(pool, "w", lease_seconds=60, users=1)
+    assert len(first) == 3 * EMAIL_SCAN_ROWS_PER_USER
+    second = await outbox.claim(pool, EMAIL, "w", lease_seconds=60, limit=1)
     assert {r["user_id"] for r in second} == {bob}
 
 
@@ -158,9 +163,9 @@ def test_configured_channels_leave_out_email_only_in_production_without_smtp() -
     development = Settings()
     production = dataclasses.replace(development, app_env="production")
     with_smtp = dataclasses.replace(production, smtp_url="smtp://mail.example.com:587")
-    assert dispatch.configured_channels(development) == frozenset(DeliveryChannel)
-    assert dispatch.configured_channels(with_smtp) == frozenset(DeliveryChannel)
-    assert dispatch.configured_channels(production) == {DeliveryChannel.WEBHOOK}
+    assert configured_channels(development) == frozenset(DeliveryChannel)
+    assert configured_channels(with_smtp) == frozenset(DeliveryChannel)
+    assert configured_channels(production) == {DeliveryChannel.WEBHOOK}
 
 
 @pytest.mark.parametrize("raw", ["0", "-3", "thirty"])

@@ -1,0 +1,1 @@
+"""The delivery channels, one module each; services.delivery.registry lists them."""
