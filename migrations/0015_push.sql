@@ -32,3 +32,21 @@ CREATE TRIGGER cache_user_update_old AFTER UPDATE ON push_subscriptions
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cache_note_changed_users();
 CREATE TRIGGER cache_user_delete AFTER DELETE ON push_subscriptions
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cache_note_changed_users();
+
+-- The push channel in the outbox (services/delivery/channels/push.py): one delivery per alert
+-- per subscription, written with the alert like the other channels' rows. Deleting a
+-- subscription (by the user, or because its push service answered 404/410) deletes its
+-- deliveries, as deleting a webhook endpoint does.
+INSERT INTO delivery_channels (name) VALUES ('push');
+ALTER TABLE deliveries
+    ADD COLUMN push_subscription_id uuid REFERENCES push_subscriptions (id) ON DELETE CASCADE,
+    ADD CONSTRAINT deliveries_push_target
+        CHECK ((channel = 'push') = (push_subscription_id IS NOT NULL));
+CREATE UNIQUE INDEX deliveries_alert_push ON deliveries (alert_id, push_subscription_id)
+    WHERE channel = 'push';
+CREATE INDEX deliveries_push_subscription ON deliveries (push_subscription_id)
+    WHERE push_subscription_id IS NOT NULL;
+-- Push claims take due rows in (next_attempt_at, id) order from their own partial index, so a
+-- backlog of another channel costs them nothing (as 0010 did for webhook and email).
+CREATE INDEX deliveries_push_due ON deliveries (next_attempt_at, id)
+    WHERE status = 'pending' AND channel = 'push';

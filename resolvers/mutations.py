@@ -20,7 +20,8 @@ from schema.inputs import UpdateSettingsInput
 from schema.push import PushSubscription, push_subscription_from_row
 from schema.user import User, WatchlistItem, user_from_row, watchlist_item_from_row
 from services import alerts, users, watchlists
-from services.delivery import dispatch, endpoints, outbox, push, push_subscriptions
+from services.delivery import dispatch, endpoints, outbox, push_subscriptions
+from services.delivery.channels import push
 from services.users import InvestingStyle
 
 

@@ -28,7 +28,7 @@ from schema.stock import Stock, stock_from_row
 from schema.user import User, Watchlist, user_from_row, viewer_watchlist
 from services import alerts, cache_versions, entities, health
 from services.db import Row
-from services.delivery import push
+from services.delivery.channels import push
 from services.delivery.outbox import DeliveryStatus
 from services.delivery.registry import DeliveryChannel
 from services.errors import NotFound

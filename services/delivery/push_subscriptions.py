@@ -77,7 +77,19 @@ def check_endpoint(endpoint: str, *, allow_private: bool) -> str:
     try:
         return webhooks.validate_url(endpoint, allow_private=allow_private)
     except BadUserInput as exc:
-        raise BadUserInput(exc.message.replace("webhook URL", "push endpoint")) from None
+        raise BadUserInput(_as_push(exc.message)) from None
+
+
+async def check_address(endpoint: str, *, allow_private: bool) -> None:
+    """Where the endpoint's host resolves must be public in production, as for a webhook."""
+    try:
+        await webhooks.resolve_public(endpoint, allow_private=allow_private)
+    except BadUserInput as exc:
+        raise BadUserInput(_as_push(exc.message)) from None
+
+
+def _as_push(message: str) -> str:
+    return message.replace("webhook URL", "push endpoint").replace("webhook host", "push host")
 
 
 def _user_agent(user_agent: str | None) -> str | None:
@@ -99,10 +111,7 @@ async def register(
     endpoint = check_endpoint(endpoint, allow_private=allow_private)
     public, secret = check_keys(p256dh, auth)
     agent = _user_agent(user_agent)
-    try:
-        await webhooks.resolve_public(endpoint, allow_private=allow_private)
-    except BadUserInput as exc:
-        raise BadUserInput(exc.message.replace("webhook host", "push endpoint host")) from None
+    await check_address(endpoint, allow_private=allow_private)
     args = (endpoint, user_id, public, secret, agent)
     # Each lost race for a slot means another row now holds one: bounded by the slot count.
     for _ in range(MAX_SUBSCRIPTIONS + 1):

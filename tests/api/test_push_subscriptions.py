@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 
-from services.delivery import push
+from services.delivery.channels import push
 from services.settings import Settings
 from tests.fakes.push_service import FakePushService, FakeSubscription, b64url_decode
 from tests.fixtures.api import Viewer

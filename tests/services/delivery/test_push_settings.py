@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.delivery import push
+from services.delivery.channels import push
 from services.errors import ConfigurationError
 from services.settings import DEFAULT_VAPID_SUBJECT, P256_ORDER, Settings
 
