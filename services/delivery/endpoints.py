@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from services.db import Connection, Executor, lock_for_transaction
-from services.delivery import webhooks
+from services.delivery import outbound, webhooks
 from services.errors import BadUserInput, NotFound
 from services.ids import parse_owned_id
 
@@ -88,7 +88,7 @@ async def create(
     """A new endpoint with a fresh secret (the returned row carries it, shown only now)."""
     url = webhooks.validate_url(url, allow_private=allow_private)
     text = check_description(description)
-    await webhooks.resolve_public(url, allow_private=allow_private)
+    await outbound.resolve_public(url, allow_private=allow_private)
     async with pool.acquire() as conn, conn.transaction():
         # One user's creates serialise here, so the limit holds under concurrent requests.
         await lock_for_transaction(conn, f"webhooks:{user_id}")

@@ -12,7 +12,6 @@ import base64
 import ipaddress
 import json
 import secrets
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from uuid import UUID
 import httpx
 from standardwebhooks import Webhook
 
+from services.delivery import outbound
 from services.errors import BadUserInput
 from services.market.states import AlertType
 
@@ -35,51 +35,6 @@ MAX_ERROR_CHARS = 500
 USER_AGENT = "material-changes-webhooks/1"
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# Refused whatever the running Python's ipaddress flags say: those flags changed between
-# patch releases (CGNAT, 6to4, multicast's is_global), and these ranges never host a receiver.
-_BLOCKED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        "0.0.0.0/8",  # "this network"
-        "10.0.0.0/8",
-        "100.64.0.0/10",  # carrier-grade NAT
-        "127.0.0.0/8",
-        "169.254.0.0/16",  # link-local, including the cloud metadata service 169.254.169.254
-        "172.16.0.0/12",
-        "192.0.0.0/24",  # IETF protocol assignments
-        "192.0.2.0/24",  # documentation
-        "192.88.99.0/24",  # 6to4 relay anycast
-        "192.168.0.0/16",
-        "198.18.0.0/15",  # benchmarking
-        "198.51.100.0/24",  # documentation
-        "203.0.113.0/24",  # documentation
-        "224.0.0.0/4",  # multicast
-        "240.0.0.0/4",  # reserved, including broadcast 255.255.255.255
-        "::/8",  # unspecified, loopback, IPv4-compatible and other reserved
-        "64:ff9b::/96",  # NAT64: reaches an IPv4 address chosen by the host's name
-        "64:ff9b:1::/48",  # local-use NAT64
-        "100::/64",  # discard-only
-        # IETF protocol assignments; Teredo (2001::/32) tunnels to a client address that the
-        # attacker controls, and no receiver needs it, so it is refused whatever it embeds.
-        "2001::/23",
-        "2001:db8::/32",  # documentation
-        # 6to4 is deprecated (RFC 7526) and embeds an arbitrary IPv4 address: refused outright.
-        "2002::/16",
-        "3fff::/20",  # documentation
-        "5f00::/16",  # segment routing
-        "fc00::/7",  # unique local
-        "fe80::/10",  # link-local
-        "fec0::/10",  # deprecated site-local
-        "ff00::/8",  # multicast
-    )
-)
-
-
-class AddressRefused(BadUserInput):
-    """The endpoint's host does not resolve, or resolves to an address that is not public."""
 
 
 @dataclass(frozen=True)
@@ -97,23 +52,6 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
 
-def is_public_address(ip: IPAddress) -> bool:
-    """Whether a receiver may be reached at this address (not private, local or special)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return is_public_address(ip.ipv4_mapped)
-    if any(ip in net for net in _BLOCKED_NETWORKS):
-        return False
-    return ip.is_global and not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
-    )
-
-
 def _parse(url: str) -> SplitResult:
     try:
         parts = urlsplit(url)
@@ -123,7 +61,7 @@ def _parse(url: str) -> SplitResult:
     return parts
 
 
-def _literal_ip(host: str) -> IPAddress | None:
+def _literal_ip(host: str) -> outbound.IPAddress | None:
     try:
         return ipaddress.ip_address(host)
     except ValueError:
@@ -133,7 +71,7 @@ def _literal_ip(host: str) -> IPAddress | None:
 def validate_url(url: str, *, allow_private: bool) -> str:
     """The URL stripped, or BadUserInput saying why it cannot be a webhook endpoint.
 
-    Only syntax and literal addresses are checked here; `resolve_public` checks where the
+    Only syntax and literal addresses are checked here; services.delivery.outbound checks where the
     host name points. `allow_private` (development) admits http and local hosts.
     """
     url = url.strip()
@@ -161,46 +99,9 @@ def validate_url(url: str, *, allow_private: bool) -> str:
     if host == "localhost" or host.endswith(".localhost"):
         raise BadUserInput("webhook URL must not point at localhost")
     ip = _literal_ip(host)
-    if ip is not None and not is_public_address(ip):
-        raise BadUserInput(f"webhook URL must not point at a private or local address ({ip})")
+    if ip is not None and not outbound.is_public_address(ip):
+        raise BadUserInput("webhook URL must not point at a private or local address")
     return url
-
-
-async def resolve_public(url: str, *, allow_private: bool) -> None:
-    """Resolve the URL's host; AddressRefused if it does not resolve or any address is not public.
-
-    Run at creation and again before every send, because DNS answers can change. With
-    `allow_private` (development) only the resolution itself is required.
-    """
-    parts = _parse(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    if not host:
-        # Only a URL that skipped validate_url gets here.
-        raise AddressRefused("webhook URL has no host")
-    try:
-        async with asyncio.timeout(TIMEOUT_SECONDS):
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-    except TimeoutError:
-        raise AddressRefused(
-            f"webhook host {host!r} did not resolve within {TIMEOUT_SECONDS:g} s"
-        ) from None
-    except (OSError, UnicodeError):
-        # socket.gaierror is an OSError; UnicodeError comes from names IDNA cannot encode.
-        raise AddressRefused(f"webhook host {host!r} does not resolve") from None
-    if not infos:
-        raise AddressRefused(f"webhook host {host!r} does not resolve")
-    if allow_private:
-        return
-    for *_, sockaddr in infos:
-        ip = _literal_ip(str(sockaddr[0]))
-        # A resolver answer that is not an IP address (an unexpected family) is not trusted.
-        if ip is None or not is_public_address(ip):
-            raise AddressRefused(
-                f"webhook host {host!r} resolves to a private or local address ({sockaddr[0]})"
-            )
 
 
 def _iso(moment: datetime) -> str:
@@ -276,8 +177,8 @@ async def send(
 ) -> SendResult:
     """POST one signed event; never raises for network or HTTP failures.
 
-    The caller owns `client`: create it with `httpx.AsyncClient(follow_redirects=False)`
-    (and `trust_env=False` unless a proxy is intended) and reuse it across sends. Redirects are
+    The caller owns `client`: create it with `outbound.receiver_client(...)`, whose connections
+    go only to checked addresses of the host, and reuse it across sends. Redirects are
     not followed whatever the client says, the whole attempt is bounded by `timeout` seconds,
     and at most MAX_RESPONSE_BYTES of the response body are read. `message_id` must stay the
     same across retries of one delivery so receivers can deduplicate. `now` is the attempt's
@@ -302,10 +203,14 @@ async def send(
             )
     except (TimeoutError, httpx.TimeoutException):
         return _failed(f"timeout after {timeout:g} s")
-    except httpx.ConnectError as exc:
-        return _failed(_describe("connect failed", exc))
+    except outbound.AddressRefused as exc:
+        return _failed(f"refused: {exc.message}")
+    except httpx.ConnectError:
+        # No detail: the error text names addresses, and an open port that refuses TLS would
+        # read differently from a closed one.
+        return _failed("connect failed")
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
-        return _failed(_describe(type(exc).__name__, exc))
+        return _failed(f"{type(exc).__name__}")
 
 
 async def _attempt(
@@ -321,7 +226,6 @@ async def _attempt(
 ) -> SendResult:
     try:
         url = validate_url(url, allow_private=allow_private)
-        await resolve_public(url, allow_private=allow_private)
     except BadUserInput as exc:
         return _failed(f"refused: {exc.message}")
 
@@ -359,8 +263,3 @@ async def _attempt(
 
 def _failed(error: str, status_code: int | None = None, *, gone: bool = False) -> SendResult:
     return SendResult(ok=False, status_code=status_code, error=_short(error), gone=gone)
-
-
-def _describe(what: str, exc: BaseException) -> str:
-    detail = str(exc).strip()
-    return _short(f"{what}: {detail}" if detail else what)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import httpx
 
 from services.db import Connection, Executor
-from services.delivery import endpoints, webhooks
+from services.delivery import endpoints, outbound, webhooks
 from services.delivery.channel import (
     ALERT_FIELDS,
     LEASE_FREE,
@@ -33,10 +33,9 @@ _ENDPOINT_ENABLED_SQL = "SELECT enabled FROM webhook_endpoints WHERE id = $1"
 
 
 def webhook_client(settings: Settings) -> httpx.AsyncClient:
-    """The HTTP client for receivers: redirects are failures, never followed."""
-    # trust_env=False: an HTTP(S)_PROXY in the environment must not relay requests to users' URLs.
-    return httpx.AsyncClient(
-        follow_redirects=False, timeout=webhooks.TIMEOUT_SECONDS, trust_env=False
+    """The HTTP client for receivers: checked addresses only, redirects never followed."""
+    return outbound.receiver_client(
+        allow_private=settings.webhook_allow_private, timeout=webhooks.TIMEOUT_SECONDS
     )
 
 

@@ -20,8 +20,9 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from services.delivery import webhooks
-from services.delivery.webhooks import AddressRefused, SendResult
+from services.delivery import outbound, webhooks
+from services.delivery.outbound import AddressRefused
+from services.delivery.webhooks import SendResult
 from services.errors import BadUserInput
 from tests.fixtures.webhook_receiver import Receiver, Reply
 from tests.paths import ROOT
@@ -49,8 +50,15 @@ ALERT_ROW: dict[str, Any] = {
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+    async with outbound.receiver_client(
+        allow_private=True, timeout=webhooks.TIMEOUT_SECONDS
+    ) as client:
         yield client
+
+
+def production_client() -> httpx.AsyncClient:
+    """A receiver client as production builds it: public addresses only."""
+    return outbound.receiver_client(allow_private=False, timeout=webhooks.TIMEOUT_SECONDS)
 
 
 async def _send(
@@ -334,13 +342,13 @@ async def test_a_name_that_now_resolves_to_loopback_is_refused_before_sending(
     _fake_dns(monkeypatch, {"hooks.example.test": ["127.0.0.1"]})
     url = f"https://hooks.example.test:{receiver.port}/hook"
 
-    result = await _send(client, url, allow_private=False)
+    async with production_client() as production:
+        result = await _send(production, url, allow_private=False)
 
     assert result == SendResult(
         ok=False,
         status_code=None,
-        error="refused: webhook host 'hooks.example.test' resolves to a private or local "
-        "address (127.0.0.1)",
+        error="refused: host 'hooks.example.test' does not resolve to a public address",
         gone=False,
     )
     assert receiver.requests == []
@@ -349,7 +357,8 @@ async def test_a_name_that_now_resolves_to_loopback_is_refused_before_sending(
 async def test_loopback_is_refused_in_production_and_allowed_in_development(
     receiver: Receiver, client: httpx.AsyncClient
 ) -> None:
-    refused = await _send(client, receiver.url(), allow_private=False)
+    async with production_client() as production:
+        refused = await _send(production, receiver.url(), allow_private=False)
     allowed = await _send(client, receiver.url(), allow_private=True)
 
     assert refused.error is not None and refused.error.startswith("refused: ")
@@ -416,19 +425,19 @@ async def test_loopback_is_refused_in_production_and_allowed_in_development(
     ],
 )
 def test_is_public_address(address: str, public: bool) -> None:
-    assert webhooks.is_public_address(ipaddress.ip_address(address)) is public
+    assert outbound.is_public_address(ipaddress.ip_address(address)) is public
 
 
 async def test_resolve_refuses_names_of_loopback_for_real() -> None:
     for url in ("https://localhost/hook", "https://127.0.0.1/hook", "https://127.1/hook"):
-        with pytest.raises(AddressRefused, match="private or local address"):
-            await webhooks.resolve_public(url, allow_private=False)
-        await webhooks.resolve_public(url, allow_private=True)
+        with pytest.raises(AddressRefused, match="does not resolve to a public address"):
+            await outbound.resolve_public(url, allow_private=False)
+        await outbound.resolve_public(url, allow_private=True)
 
 
 async def test_resolve_refuses_the_metadata_address() -> None:
-    with pytest.raises(AddressRefused, match=r"169\.254\.169\.254"):
-        await webhooks.resolve_public(
+    with pytest.raises(AddressRefused, match="does not resolve to a public address"):
+        await outbound.resolve_public(
             "http://169.254.169.254/latest/meta-data", allow_private=False
         )
 
@@ -450,12 +459,12 @@ async def test_resolve_refuses_when_any_address_is_private(
         ("mixed.example.test", "10.0.0.7"),
         ("v6.example.test", "fd00::1"),
     ]:
-        with pytest.raises(
-            AddressRefused, match=f"resolves to a private or local address \\({bad}"
-        ):
-            await webhooks.resolve_public(f"https://{name}/hook", allow_private=False)
-        await webhooks.resolve_public(f"https://{name}/hook", allow_private=True)
-    await webhooks.resolve_public("https://public.example.test:8443/hook", allow_private=False)
+        with pytest.raises(AddressRefused, match="does not resolve to a public address") as info:
+            await outbound.resolve_public(f"https://{name}/hook", allow_private=False)
+        # Never how the name resolved: the user may be probing names inside the network.
+        assert bad not in info.value.message
+        await outbound.resolve_public(f"https://{name}/hook", allow_private=True)
+    await outbound.resolve_public("https://public.example.test:8443/hook", allow_private=False)
 
 
 async def test_a_name_that_does_not_resolve_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -463,13 +472,13 @@ async def test_a_name_that_does_not_resolve_is_refused(monkeypatch: pytest.Monke
 
     for allow_private in (False, True):
         with pytest.raises(AddressRefused, match="'nowhere.example.test' does not resolve") as info:
-            await webhooks.resolve_public(
+            await outbound.resolve_public(
                 "https://nowhere.example.test/", allow_private=allow_private
             )
         assert isinstance(info.value, BadUserInput)
         assert info.value.code == "BAD_USER_INPUT"
     with pytest.raises(AddressRefused, match="has no host"):
-        await webhooks.resolve_public("https:///hook", allow_private=True)
+        await outbound.resolve_public("https:///hook", allow_private=True)
 
 
 # --- URLs -----------------------------------------------------------------------------------
@@ -505,7 +514,7 @@ def test_validate_url_refuses(url: str, message: str, allow_private: bool) -> No
     [
         ("http://example.com/hook", "must use https"),
         ("http://169.254.169.254/latest/meta-data", "must use https"),
-        ("https://169.254.169.254/latest/meta-data", r"private or local address \(169\.254"),
+        ("https://169.254.169.254/latest/meta-data", "private or local address$"),
         ("https://127.0.0.1/hook", "private or local address"),
         ("https://10.1.2.3:8443/hook", "private or local address"),
         ("https://[::1]/hook", "private or local address"),
