@@ -11,7 +11,7 @@ import asyncpg
 from py_vapid import Vapid
 
 from services.db import Executor
-from services.delivery import webhooks
+from services.delivery import outbound, webhooks
 from services.errors import BadUserInput, NotFound
 from services.ids import parse_owned_id
 
@@ -80,16 +80,8 @@ def check_endpoint(endpoint: str, *, allow_private: bool) -> str:
         raise BadUserInput(_as_push(exc.message)) from None
 
 
-async def check_address(endpoint: str, *, allow_private: bool) -> None:
-    """Where the endpoint's host resolves must be public in production, as for a webhook."""
-    try:
-        await webhooks.resolve_public(endpoint, allow_private=allow_private)
-    except BadUserInput as exc:
-        raise BadUserInput(_as_push(exc.message)) from None
-
-
 def _as_push(message: str) -> str:
-    return message.replace("webhook URL", "push endpoint").replace("webhook host", "push host")
+    return message.replace("webhook URL", "push endpoint")
 
 
 def _user_agent(user_agent: str | None) -> str | None:
@@ -111,7 +103,8 @@ async def register(
     endpoint = check_endpoint(endpoint, allow_private=allow_private)
     public, secret = check_keys(p256dh, auth)
     agent = _user_agent(user_agent)
-    await check_address(endpoint, allow_private=allow_private)
+    # Where the host resolves is checked now and again at every send (DNS answers change).
+    await outbound.resolve_public(endpoint, allow_private=allow_private)
     args = (endpoint, user_id, public, secret, agent)
     # Each lost race for a slot means another row now holds one: bounded by the slot count.
     for _ in range(MAX_SUBSCRIPTIONS + 1):

@@ -28,7 +28,7 @@ from py_vapid import Vapid
 from pywebpush import WebPusher
 
 from services.db import Connection
-from services.delivery import push_subscriptions, webhooks
+from services.delivery import outbound, push_subscriptions, webhooks
 from services.delivery.channel import (
     LEASE_FREE,
     Channel,
@@ -239,20 +239,25 @@ class PushSession(Session):
     async def send(self, batch: Sequence[Any], message: Any, now: datetime) -> Outcome:
         endpoint = batch[0]["endpoint"]
         try:
-            async with asyncio.timeout(webhooks.TIMEOUT_SECONDS):
-                return await self._post(endpoint, message, now)
-        except (TimeoutError, httpx.TimeoutException):
-            return Outcome(False, error=f"timeout after {webhooks.TIMEOUT_SECONDS:g} s")
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-            return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:500])
-
-    async def _post(self, endpoint: str, body: bytes, now: datetime) -> Outcome:
-        try:
             push_subscriptions.check_endpoint(endpoint, allow_private=self.allow_private)
-            await push_subscriptions.check_address(endpoint, allow_private=self.allow_private)
         except BadUserInput as exc:
             return Outcome(False, error=f"refused: {exc.message}")
         headers = request_headers(self.signer.authorization(endpoint, now=now.timestamp()))
+        try:
+            # The whole attempt, DNS included, like a webhook's.
+            async with asyncio.timeout(webhooks.TIMEOUT_SECONDS):
+                return await self._post(endpoint, message, headers)
+        except (TimeoutError, httpx.TimeoutException):
+            return Outcome(False, error=f"timeout after {webhooks.TIMEOUT_SECONDS:g} s")
+        except outbound.AddressRefused as exc:
+            return Outcome(False, error=f"refused: {exc.message}")
+        except httpx.ConnectError:
+            # No detail: the error text names addresses (as for webhooks).
+            return Outcome(False, error="connect failed")
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
+            return Outcome(False, error=type(exc).__name__)
+
+    async def _post(self, endpoint: str, body: bytes, headers: dict[str, str]) -> Outcome:
         async with self.client.stream(
             "POST", endpoint, content=body, headers=headers, follow_redirects=False
         ) as response:
@@ -307,9 +312,6 @@ JOIN entities e ON e.id = a.entity_id
 WHERE d.id = ANY($1::uuid[])
 ORDER BY d.next_attempt_at, d.id
 """
-    # Push services are a few large operators, not one user's server: a whole claimed batch
-    # may be in flight at once.
-    send_concurrency: ClassVar[int] = 50
     not_configured: ClassVar[str] = NOT_CONFIGURED
 
     def configured(self, settings: Settings) -> bool:
@@ -331,11 +333,7 @@ async def _push_session(settings: Settings) -> AsyncIterator[Session | None]:
     if signer is None:
         yield None
         return
-    # trust_env=False: an HTTP(S)_PROXY in the environment must not relay requests to users' URLs.
-    async with httpx.AsyncClient(
-        follow_redirects=False,
-        timeout=webhooks.TIMEOUT_SECONDS,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=PushChannel.send_concurrency),
+    async with outbound.receiver_client(
+        allow_private=settings.webhook_allow_private, timeout=webhooks.TIMEOUT_SECONDS
     ) as client:
         yield PushSession(client, signer, settings.webhook_allow_private, settings.public_base_url)
