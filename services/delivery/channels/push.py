@@ -25,7 +25,6 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from py_vapid import Vapid
-from pywebpush import WebPusher
 
 from services.db import Connection
 from services.delivery import outbound, push_subscriptions, webhooks
@@ -164,9 +163,18 @@ class VapidSigner:
         return value
 
 
+def _web_pusher() -> type[Any]:
+    """pywebpush's WebPusher, imported on first use (cached by Python after that)."""
+    # pywebpush imports aiohttp and requests (~1 s of start-up), which every API and ingest
+    # process would otherwise pay at import whether or not it sends push.
+    from pywebpush import WebPusher
+
+    return WebPusher
+
+
 def encrypt(payload: bytes, *, endpoint: str, p256dh: str, auth: str) -> bytes:
     """The aes128gcm body (RFC 8291) of `payload` for one subscription's keys."""
-    pusher = WebPusher({"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}})
+    pusher = _web_pusher()({"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}})
     body: bytes = pusher.encode(payload, content_encoding="aes128gcm")["body"]
     return body
 
@@ -333,6 +341,7 @@ async def _push_session(settings: Settings) -> AsyncIterator[Session | None]:
     if signer is None:
         yield None
         return
+    _web_pusher()  # a deliverer pays the import when it opens the channel, not in a send
     async with outbound.receiver_client(
         allow_private=settings.webhook_allow_private, timeout=webhooks.TIMEOUT_SECONDS
     ) as client:
