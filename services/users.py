@@ -12,6 +12,7 @@ from services import watchlists
 from services.db import Connection, Executor
 from services.delivery.channels.email import cancel_email, reschedule_email
 from services.delivery.outbox import EmailDigest
+from services.email_address import storable_email
 from services.errors import BadUserInput, NotFound
 from services.market.states import AlertType
 from services.tickers import normalize_ticker
@@ -71,7 +72,11 @@ RETURNING {USER_COLUMNS}
 
 
 async def ensure_user(pool: asyncpg.Pool, user_id: UUID, email: str | None) -> asyncpg.Record:
-    """The user row for a verified token, created (or its email refreshed) when needed."""
+    """The user row for a verified token, created (or its email refreshed) when needed.
+
+    An email that is not one valid address is stored as no email.
+    """
+    email = storable_email(email)
     row = await pool.fetchrow(_GET_SQL, user_id)
     if row is not None and (email is None or row["email"] == email):
         return row  # the common case costs one read and takes no lock

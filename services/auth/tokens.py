@@ -10,6 +10,7 @@ import jwt
 
 from services.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksKeys
 from services.dev_secrets import kept_secret
+from services.email_address import storable_email
 from services.errors import Unauthenticated
 from services.settings import Settings
 from services.ttl_cache import TtlCache
@@ -182,15 +183,9 @@ def _claims(payload: dict[str, object]) -> Claims:
 
 
 def _storable_email(email: object) -> str | None:
-    """The email claim, or None when PostgreSQL could not store it as text.
+    """The email claim as one valid address, or None: the user is kept, without email.
 
-    A NUL character or a lone surrogate (JSON allows the escape "\\ud800") made the user
-    upsert fail outside GraphQL execution: HTTP 500.
+    Anything else could not be stored (a NUL, a lone surrogate: HTTP 500 outside GraphQL) or
+    mailed (a line break adds headers, a comma adds recipients).
     """
-    if not isinstance(email, str) or not email or "\x00" in email:
-        return None
-    try:
-        email.encode()
-    except UnicodeEncodeError:
-        return None
-    return email
+    return storable_email(email)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,26 @@ async def test_email_claim_updates_and_a_taken_email_does_not_lock_out(
     body = await gql(ME, token=other.token)
     assert body["data"]["me"] == {**body["data"]["me"], "id": str(other.id), "email": None}
     assert await pool.fetchval("SELECT count(*) FROM users") == 2
+
+
+async def test_an_email_claim_that_is_not_one_valid_address_is_stored_as_no_email(
+    gql: GraphQLClient, pool: asyncpg.Pool, make_token: Callable[..., str]
+) -> None:
+    # A line break would add headers to every digest, a comma a second recipient.
+    for claim in (
+        "c@example.com\r\nBcc: spy@evil.test",
+        "c@example.com, spy@evil.test",
+        "c@localhost",
+        "c@exa mple.com",
+        "not an address",
+    ):
+        viewer_id = uuid.uuid4()
+        body = await gql(ME, token=make_token(sub=viewer_id, email=claim))
+        assert body["data"]["me"]["email"] is None, claim
+        assert await pool.fetchval("SELECT email FROM users WHERE id = $1", viewer_id) is None
+    kept = uuid.uuid4()
+    body = await gql(ME, token=make_token(sub=kept, email=" Ann@Example.COM "))
+    assert body["data"]["me"]["email"] == "Ann@example.com"
 
 
 async def test_complete_onboarding_adds_tickers_in_one_go_and_is_idempotent(

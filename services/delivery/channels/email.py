@@ -23,6 +23,8 @@ from services.delivery.channel import (
     claim_statement,
 )
 from services.dev_secrets import kept_secret
+from services.email_address import parse_email_address
+from services.errors import BadUserInput
 from services.settings import Settings
 
 OUTBOX_DIRECTORY = "outbox"
@@ -104,8 +106,14 @@ class EmailSession(Session):
         user_id = batch[0]["user_id"]
         token = email.unsubscribe_token(user_id, self.link_secret)
         try:
+            # An address stored before addresses were checked may hold a header or a second
+            # recipient: it fails this delivery, never anyone else's.
+            to = parse_email_address(batch[0]["email"])
+        except BadUserInput:
+            raise Unrenderable("the message could not be built: invalid email address") from None
+        try:
             return email.build_digest(
-                to=batch[0]["email"],
+                to=to,
                 sender=self.settings.email_from,
                 alerts=[email.DigestAlert.from_row(r) for r in batch],
                 public_base_url=self.settings.public_base_url,

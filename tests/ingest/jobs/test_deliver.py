@@ -402,3 +402,32 @@ async def test_a_webhook_test_event_is_signed_and_tried_once(
     )
     assert failed["status"] == "failed" and failed["last_status_code"] == 500
     assert json.loads(receiver.requests[1].body)["type"] == "webhook.test"
+
+
+@pytest.mark.parametrize(
+    "stored", ["c@example.com\r\nBcc: spy@evil.test", "c@example.com, spy@evil.test"]
+)
+async def test_a_message_that_cannot_be_built_fails_only_its_delivery_and_once(
+    pool: asyncpg.Pool,
+    database_url: str,
+    world: DeliveryWorld,
+    delivery_settings: Settings,
+    stored: str,
+) -> None:
+    # Stored before addresses were checked at sign-in: it must not hold up anyone's mail.
+    bad = await world.user(stored)
+    ann = await world.user("ann@example.com")
+    await world.alert(bad, "AAA")
+    await world.alert(ann, "BBB")
+
+    counts = await deliver_once(pool, delivery_settings, database_url)
+
+    assert counts.emails == 1
+    (eml,) = outbox_files(delivery_settings)
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "ann@example.com" and "Bcc" not in message
+    (failed,) = await world.deliveries(bad)
+    assert failed["status"] == "failed" and failed["attempts"] == 1
+    assert "could not be built" in failed["last_error"]
+    await world.make_due()
+    assert (await deliver_once(pool, delivery_settings, database_url)).failed == 0
