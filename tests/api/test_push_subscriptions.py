@@ -123,8 +123,12 @@ async def test_a_browser_that_signs_in_as_another_user_moves_to_that_user(
     second = await signed_up(gql, new_viewer)
     browser = push_service.subscribe()
     await register(gql, first.token, browser)
-    await register(gql, second.token, browser)
     query = "{ me { pushSubscriptions { endpoint } } }"
+    # Cached for the first user now; the move must invalidate it.
+    assert (await gql(query, token=first.token))["data"]["me"]["pushSubscriptions"] == [
+        {"endpoint": browser.endpoint}
+    ]
+    await register(gql, second.token, browser)
     assert (await gql(query, token=first.token))["data"]["me"]["pushSubscriptions"] == []
     assert (await gql(query, token=second.token))["data"]["me"]["pushSubscriptions"] == [
         {"endpoint": browser.endpoint}
