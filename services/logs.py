@@ -9,6 +9,7 @@ message must still say in words what they hold.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -34,6 +35,51 @@ _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
     | {"message", "asctime", "taskName", "color_message"}
 )
+
+# How much of one piece of client-supplied text a log line carries: enough to recognise it,
+# never enough for a client to fill the log with one request.
+LOG_TEXT_MAX_CHARS = 300
+# C0 and C1 controls, DEL, the Unicode line/paragraph separators and the bidirectional
+# overrides: anything that can end a line, move the cursor or reorder what a reader sees.
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_log_text(value: object, max_chars: int = LOG_TEXT_MAX_CHARS) -> str:
+    """Client-supplied text made safe for one log line: controls escaped, length capped."""
+    text = value if isinstance(value, str) else str(value)
+    # Cap before escaping (escaping only lengthens) so a huge body costs one slice.
+    dropped = len(text) - max_chars
+    if dropped > 0:
+        text = text[:max_chars]
+    text = _UNSAFE.sub(_escape_char, text)
+    return f"{text}…[+{dropped} chars]" if dropped > 0 else text
+
+
+class LogText:
+    """A `%s` argument escaped and capped only when the record is formatted (lazy)."""
+
+    __slots__ = ("value", "max_chars")
+
+    def __init__(self, value: object, max_chars: int = LOG_TEXT_MAX_CHARS) -> None:
+        self.value = value
+        self.max_chars = max_chars
+
+    def __str__(self) -> str:
+        return escape_log_text(self.value, self.max_chars)
+
+    def __repr__(self) -> str:
+        return repr(str(self))
+
 
 _context: ContextVar[dict[str, object] | None] = ContextVar("log_context", default=None)
 
@@ -91,7 +137,8 @@ class TextFormatter(logging.Formatter):
         if not fields:
             return line
         head, newline, rest = line.partition("\n")  # a traceback stays below the line
-        suffix = " ".join(f"{k}={v}" for k, v in fields.items())
+        # Field values can be client text (an operation name): one line per record, always.
+        suffix = " ".join(f"{k}={escape_log_text(v)}" for k, v in fields.items())
         return f"{head} {suffix}{newline}{rest}"
 
 

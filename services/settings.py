@@ -173,6 +173,7 @@ class Settings:
     email_from: str = DEFAULT_EMAIL_FROM
     public_base_url: str = "http://127.0.0.1:8000"
     email_link_secret: str | None = field(default=None, repr=False)
+    unsubscribe_token_days: int = 365
     # Web Push (VAPID): base64url of the 32-byte P-256 private key, and the contact URI.
     vapid_private_key: str | None = field(default=None, repr=False)
     vapid_subject: str = DEFAULT_VAPID_SUBJECT
@@ -262,6 +263,7 @@ class Settings:
                 _url(env, "PUBLIC_BASE_URL", cls.public_base_url, ("http", "https")) or ""
             ).rstrip("/"),
             email_link_secret=_optional(env, "EMAIL_LINK_SECRET"),
+            unsubscribe_token_days=_int(env, "UNSUBSCRIBE_TOKEN_DAYS", 365, minimum=1),
             vapid_private_key=_vapid_private_key(env),
             vapid_subject=_vapid_subject(env, production),
             delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 60, minimum=5),

@@ -43,7 +43,16 @@ def unsubscribe_routes(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> 
         if secret is None:
             return token, _page("Unsubscribe unavailable", "<p>Links are not configured.</p>", 503)
         try:
-            return token, email.verify_unsubscribe_token(token, secret)
+            return token, email.verify_unsubscribe_token(
+                token, secret, max_age_days=settings.unsubscribe_token_days
+            )
+        except email.ExpiredLink:
+            return token, _page(
+                "This link has expired",
+                "<p>Use the unsubscribe link of a recent alert email, or turn email off in "
+                "your settings.</p>",
+                400,
+            )
         except BadUserInput:
             return token, _page(
                 "This link is not valid",

@@ -29,6 +29,7 @@ from services.delivery import dispatch, outbox
 from services.delivery.channel import Channel, Session
 from services.delivery.dispatch import DispatchCounts
 from services.delivery.registry import CHANNELS
+from services.logs import LogText
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ class Deliverer:
             self.progress.add(f"{name} messages sent", sent)
         self.progress.add("targets retired", counts.targets_retired)
         for error in counts.errors:
-            log.info("delivery attempt failed: %s", error)
+            # The error may quote a receiver's body: escaped and capped, one line per attempt.
+            log.info("delivery attempt failed: %s", LogText(error))
 
     async def release(self) -> int:
         """Give back every lease this deliverer holds."""

@@ -14,17 +14,22 @@ import os
 import re
 import secrets
 import ssl
+import struct
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import Policy
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 from uuid import UUID
 
 import aiosmtplib
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from services.errors import BadUserInput
@@ -53,6 +58,24 @@ _ENV = Environment(
 )
 _TEXT_TEMPLATE = _ENV.get_template("digest.txt.jinja")
 _HTML_TEMPLATE = _ENV.get_template("digest.html.jinja")
+
+
+class _ListUnsubscribeHeader(UnstructuredHeader, BaseHeader):
+    """List-Unsubscribe as written: `<https://…>`, never folded into RFC 2047 encoded words.
+
+    Mail clients look for the angle-bracketed URL itself (RFC 2369, RFC 8058); the default
+    folding at 78 characters would encode a long URL and hide it. The value is ours (the public
+    base URL and a base64url token), so it holds no line break or non-ASCII text.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        """The header on one line, however long (well under SMTP's 998 characters)."""
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", _ListUnsubscribeHeader)
+_DIGEST_POLICY = email.policy.default.clone(header_factory=_HEADERS)
 
 # Tickers named in a multi-alert subject before it says "and N more".
 _SUBJECT_TICKERS = 2
@@ -126,7 +149,7 @@ def build_digest(
         "public_base_url": base,
         "unsubscribe_url": unsubscribe_url,
     }
-    message = EmailMessage()
+    message = EmailMessage(policy=_DIGEST_POLICY)
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
@@ -166,22 +189,47 @@ def _one_line(text: str) -> str:
 
 # --- one-click unsubscribe tokens -------------------------------------------------------
 
-_UNSUBSCRIBE_PURPOSE = b"unsubscribe:"
+# A token is the user id and the time it was issued, encrypted and authenticated (AES-GCM under
+# a key derived from the link secret): a reader learns nothing from it, a forger cannot make
+# one, and it stops working UNSUBSCRIBE_TOKEN_DAYS after it was issued.
+_TOKEN_KEY_PURPOSE = b"material-changes unsubscribe token key v2"
+_TOKEN_AAD = b"unsubscribe"
+_NONCE_BYTES = 12
 _UUID_BYTES = 16
-_MAC_BYTES = hashlib.sha256().digest_size
-# 48 bytes encode to exactly 64 base64 characters, so a valid token never has padding.
-_TOKEN_CHARS = 4 * (_UUID_BYTES + _MAC_BYTES) // 3
+_ISSUED_FORMAT = struct.Struct(">q")
+_TAG_BYTES = 16
+_TOKEN_BYTES = _NONCE_BYTES + _UUID_BYTES + _ISSUED_FORMAT.size + _TAG_BYTES
+_TOKEN_CHARS = (4 * _TOKEN_BYTES + 2) // 3  # base64url without padding
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
+DEFAULT_TOKEN_DAYS = 365
 
 
-def unsubscribe_token(user_id: UUID, secret: bytes) -> str:
-    """A stateless link token: the user id and an HMAC over it, base64url without padding."""
-    raw = user_id.bytes + _unsubscribe_mac(user_id, secret)
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+class ExpiredLink(BadUserInput):
+    """A genuine unsubscribe token, issued longer ago than tokens are honoured."""
 
 
-def verify_unsubscribe_token(token: str, secret: bytes) -> UUID:
-    """The user id a token was issued for; BadUserInput if it is malformed or forged."""
+def _token_cipher(secret: bytes) -> AESGCM:
+    return AESGCM(hmac.new(secret, _TOKEN_KEY_PURPOSE, hashlib.sha256).digest())
+
+
+def unsubscribe_token(user_id: UUID, secret: bytes, *, issued_at: datetime | None = None) -> str:
+    """An opaque link token for the user: base64url of nonce, ciphertext and tag, no padding."""
+    issued = int((issued_at or datetime.now(UTC)).timestamp())
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    sealed = _token_cipher(secret).encrypt(
+        nonce, user_id.bytes + _ISSUED_FORMAT.pack(issued), _TOKEN_AAD
+    )
+    return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
+
+
+def verify_unsubscribe_token(
+    token: str,
+    secret: bytes,
+    *,
+    max_age_days: int = DEFAULT_TOKEN_DAYS,
+    now: datetime | None = None,
+) -> UUID:
+    """The user id a token was issued for; BadUserInput if malformed, forged or expired."""
     invalid = BadUserInput("invalid unsubscribe link")
     if not isinstance(token, str):
         raise invalid
@@ -190,24 +238,21 @@ def verify_unsubscribe_token(token: str, secret: bytes) -> UUID:
     if len(stripped) != _TOKEN_CHARS or not _TOKEN_RE.fullmatch(stripped):
         raise invalid
     try:
-        raw = base64.urlsafe_b64decode(stripped)
-    except (binascii.Error, ValueError):
+        raw = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+        plain = _token_cipher(secret).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _TOKEN_AAD)
+    except (binascii.Error, ValueError, InvalidTag):
         raise invalid from None
-    if len(raw) != _UUID_BYTES + _MAC_BYTES:
-        raise invalid
-    user_id = UUID(bytes=raw[:_UUID_BYTES])
-    if not hmac.compare_digest(raw[_UUID_BYTES:], _unsubscribe_mac(user_id, secret)):
-        raise invalid
+    user_id = UUID(bytes=plain[:_UUID_BYTES])
+    (issued,) = _ISSUED_FORMAT.unpack(plain[_UUID_BYTES:])
+    age = (now or datetime.now(UTC)).timestamp() - issued
+    if age > max_age_days * 86_400:
+        raise ExpiredLink("this unsubscribe link has expired")
     return user_id
 
 
 def unsubscribe_url(public_base_url: str, token: str) -> str:
     """The one-click link for List-Unsubscribe and the footer."""
     return f"{public_base_url.rstrip('/')}/unsubscribe?token={token}"
-
-
-def _unsubscribe_mac(user_id: UUID, secret: bytes) -> bytes:
-    return hmac.new(secret, _UNSUBSCRIBE_PURPOSE + user_id.bytes, hashlib.sha256).digest()
 
 
 # --- senders ----------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email
 import email.policy
+import socket
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -157,6 +160,32 @@ async def test_private_or_plain_http_urls_are_refused_in_production(
     viewer = await signed_up(gql, new_viewer)
     body = await gql(CREATE, {"url": url}, token=viewer.token)
     assert error_codes(body) == ["BAD_USER_INPUT"], body
+
+
+async def test_create_webhook_never_says_how_an_internal_name_resolves(
+    strict_client: httpx.AsyncClient,
+    new_viewer: Callable[..., Viewer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A user probing names inside the network learns neither the address nor whether it exists.
+    loop = asyncio.get_running_loop()
+    answers = {"db.internal.example": "10.1.2.3", "admin.internal.example": "127.0.0.1"}
+
+    async def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], int(port)))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    gql = GraphQLClient(strict_client)
+    viewer = await signed_up(gql, new_viewer)
+    messages = []
+    for name in (*answers, "nothing.internal.example"):
+        body = await gql(CREATE, {"url": f"https://{name}/hook"}, token=viewer.token)
+        assert error_codes(body) == ["BAD_USER_INPUT"], body
+        messages.append(body["errors"][0]["message"].replace(name, "NAME"))
+    assert len(set(messages)) == 1, messages  # one answer for private and unknown names alike
+    assert not any(address in "".join(messages) for address in answers.values()), messages
 
 
 async def test_another_users_endpoints_and_deliveries_are_not_found_everywhere(
@@ -342,6 +371,19 @@ async def test_one_click_unsubscribe(
     for token in (forged, "garbage", ""):
         refused = await client.post(f"/unsubscribe?token={token}")
         assert refused.status_code == 400 and "not valid" in refused.text
+
+    # A link older than UNSUBSCRIBE_TOKEN_DAYS (365) no longer works, even a genuine one.
+    await gql(
+        "mutation { updateSettings(input: {emailDigest: DAILY}) { emailDigest } }",
+        token=viewer.token,
+    )
+    old = digest_email.unsubscribe_token(
+        viewer.id, secret, issued_at=datetime.now(UTC) - timedelta(days=366)
+    )
+    expired = await client.post(f"/unsubscribe?token={old}")
+    assert expired.status_code == 400 and "expired" in expired.text
+    me = await gql("{ me { emailDigest } }", token=viewer.token)
+    assert me["data"]["me"]["emailDigest"] == "DAILY"
 
 
 async def test_retention_deleting_deliveries_keeps_the_listing_and_redeliver_sound(

@@ -431,3 +431,25 @@ async def test_a_message_that_cannot_be_built_fails_only_its_delivery_and_once(
     assert "could not be built" in failed["last_error"]
     await world.make_due()
     assert (await deliver_once(pool, delivery_settings, database_url)).failed == 0
+
+
+async def test_a_receivers_body_reaches_the_log_escaped_on_one_line(
+    pool: asyncpg.Pool,
+    database_url: str,
+    world: DeliveryWorld,
+    receiver: Receiver,
+    delivery_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A receiver's error body forged a whole log line (and colours) in the text log.
+    user = await world.user()
+    await world.endpoint(user, receiver.url())
+    await world.alert(user)
+    receiver.script(Reply(status=500, body=b"down\n2026-01-01 ERROR forged line\x1b[31m"))
+
+    with caplog.at_level(logging.INFO, logger="ingest.jobs.deliver"):
+        await deliver_once(pool, delivery_settings, database_url)
+
+    (said,) = [r.getMessage() for r in caplog.records if "attempt failed" in r.getMessage()]
+    assert "\n" not in said and "\x1b" not in said
+    assert "down\\n2026-01-01 ERROR forged line\\x1b[31m" in said
