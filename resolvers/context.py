@@ -164,6 +164,9 @@ class Context:
     def webhook(self, webhook_id: UUID) -> Awaitable[Row | None]:
         return self.loaders.webhook_by_id.load(webhook_id)
 
+    def push_subscription(self, subscription_id: UUID) -> Awaitable[Row | None]:
+        return self.loaders.push_subscription_by_id.load(subscription_id)
+
     async def webhook_rows(self) -> Sequence[Row]:
         return await endpoints.list_for_user(self.pool, await self.require_user_id())
 

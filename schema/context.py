@@ -79,6 +79,10 @@ class FieldContext(Protocol):
         """A webhook endpoint by id (batched per request)."""
         ...
 
+    def push_subscription(self, subscription_id: UUID) -> Awaitable[Row | None]:
+        """A push subscription by id (batched per request)."""
+        ...
+
     async def webhook_rows(self) -> Sequence[Row]:
         """The viewer's webhook endpoints, oldest first."""
         ...

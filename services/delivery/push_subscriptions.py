@@ -46,6 +46,7 @@ ORDER BY s
 LIMIT 1
 RETURNING {SUBSCRIPTION_COLUMNS}
 """  # noqa: S608
+_BY_IDS_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM push_subscriptions WHERE id = ANY($1::uuid[])"  # noqa: S608
 _DELETE_SQL = "DELETE FROM push_subscriptions WHERE id = $1 AND user_id = $2 RETURNING id"
 _RETIRE_SQL = "DELETE FROM push_subscriptions WHERE id = ANY($1::uuid[])"
 
@@ -125,6 +126,11 @@ async def register(
 async def list_for_user(db: Executor, user_id: UUID) -> list[asyncpg.Record]:
     """The user's subscriptions, oldest first."""
     return list(await db.fetch(_LIST_SQL, user_id))
+
+
+async def by_ids(db: Executor, ids: list[UUID]) -> dict[UUID, asyncpg.Record]:
+    """Subscriptions by id (the caller has already scoped the ids to one user)."""
+    return {row["id"]: row for row in await db.fetch(_BY_IDS_SQL, ids)}
 
 
 async def delete(db: Executor, user_id: UUID, raw_id: str) -> bool:

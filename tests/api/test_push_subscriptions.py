@@ -16,10 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 
 from services.delivery.channels import push
+from services.delivery.registry import DeliveryChannel
 from services.settings import Settings
 from tests.fakes.push_service import FakePushService, FakeSubscription, b64url_decode
 from tests.fixtures.api import Viewer
 from tests.fixtures.app import GraphQLClient, error_codes
+from tests.fixtures.delivery import DeliveryWorld, deliver_once
 from web.app import create_app
 
 REGISTER = """mutation($endpoint: String!, $p256dh: String!, $auth: String!, $ua: String) {
@@ -246,3 +248,35 @@ async def test_production_without_vapid_keys_says_push_is_not_configured(
             assert error_codes(await gql("{ pushPublicKey }")) == ["PUSH_NOT_CONFIGURED"]
             body = await gql(REGISTER, variables(push_service.subscribe()), token=viewer.token)
             assert error_codes(body) == ["PUSH_NOT_CONFIGURED"]
+
+
+async def test_push_deliveries_are_listed_with_their_subscription(
+    gql: GraphQLClient,
+    new_viewer: Callable[..., Viewer],
+    push_service: FakePushService,
+    world: DeliveryWorld,
+    pool: asyncpg.Pool,
+    database_url: str,
+    settings: Settings,
+) -> None:
+    viewer = await signed_up(gql, new_viewer)
+    browser = push_service.subscribe()
+    subscription_id = await register(gql, viewer.token, browser)
+    alert_id = await world.alert(viewer.id, channels={DeliveryChannel.PUSH})
+    assert (await deliver_once(pool, settings, database_url)).delivered == 1
+    assert push_service.accepted()[0].data["alertId"] == str(alert_id)
+    body = await gql(
+        "{ deliveries(channel: PUSH) { edges { node { channel status lastStatusCode"
+        " alert { id } webhook { id } pushSubscription { id endpoint } } } } }",
+        token=viewer.token,
+    )
+    assert [edge["node"] for edge in body["data"]["deliveries"]["edges"]] == [
+        {
+            "channel": "PUSH",
+            "status": "DELIVERED",
+            "lastStatusCode": 201,
+            "alert": {"id": str(alert_id)},
+            "webhook": None,
+            "pushSubscription": {"id": subscription_id, "endpoint": browser.endpoint},
+        }
+    ]
