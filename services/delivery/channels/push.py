@@ -114,12 +114,17 @@ def alert_payload(row: Mapping[str, Any], *, public_base_url: str) -> bytes:
     }
     body = _compact(message)
     if len(body) > MAX_PAYLOAD_BYTES:
-        # Only the headline is unbounded; cut it (on a character) to fit, with an ellipsis.
-        excess = len(body) - MAX_PAYLOAD_BYTES
-        encoded = row["headline"].encode()
-        message["headline"] = (
-            encoded[: max(0, len(encoded) - excess - 3)].decode(errors="ignore") + "…"
-        )
+        # Only the headline is unbounded: keep its longest prefix that fits with an ellipsis
+        # (found by bisection, since JSON escapes make its encoded length uneven).
+        text, fits, too_long = row["headline"], 0, len(row["headline"])
+        while too_long - fits > 1:
+            middle = (fits + too_long) // 2
+            message["headline"] = text[:middle] + "…"
+            if len(_compact(message)) <= MAX_PAYLOAD_BYTES:
+                fits = middle
+            else:
+                too_long = middle
+        message["headline"] = text[:fits] + "…"
         body = _compact(message)
     return body
 

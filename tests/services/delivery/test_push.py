@@ -298,3 +298,17 @@ async def test_a_payload_for_other_keys_is_refused(push_service: FakePushService
     async with httpx.AsyncClient() as client:
         response = await client.post(browser.endpoint, content=body, headers=headers)
     assert response.status_code == 400 and "cannot decrypt" in response.text
+
+
+@pytest.mark.parametrize("headline", ['"quoted" ' * 600, "é" * 4000, "\\" * 3000, "x" * 2993])
+def test_the_payload_keeps_the_longest_headline_that_fits_in_3_kb(headline: str) -> None:
+    row = {"id": uuid.uuid4(), "ticker": "ACME", "headline": headline}
+    body = push.alert_payload(row, public_base_url="https://app.example.com")
+    kept = json.loads(body)["headline"]
+    assert len(body) <= push.MAX_PAYLOAD_BYTES and kept.endswith("…")
+    assert headline.startswith(kept[:-1])
+    # One more character of the headline would not have fitted.
+    message = json.loads(body)
+    message["headline"] = headline[: len(kept)] + "…"
+    encoded = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    assert len(encoded) > push.MAX_PAYLOAD_BYTES
