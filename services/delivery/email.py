@@ -239,6 +239,9 @@ def verify_unsubscribe_token(
         raise invalid
     try:
         raw = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+        # One spelling per token: the last character's unused bits must be zero.
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != stripped:
+            raise invalid
         plain = _token_cipher(secret).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _TOKEN_AAD)
     except (binascii.Error, ValueError, InvalidTag):
         raise invalid from None

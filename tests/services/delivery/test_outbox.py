@@ -289,3 +289,33 @@ async def test_the_deliveries_page_applies_each_filter_alone_and_together(
         rows = page.rows
         assert len(rows) == expected, (status, channel, rows)
         assert all(status in (None, r["status"]) and channel in (None, r["channel"]) for r in rows)
+
+
+async def test_a_receivers_retry_after_delays_the_next_attempt_beyond_the_schedule(
+    pool: asyncpg.Pool, world: DeliveryWorld
+) -> None:
+    # Push services answer 429 with Retry-After: the next attempt waits for the later of the two.
+    ann = await world.user()
+    await world.endpoint(ann, "http://127.0.0.1:9/hook")
+    await world.alert(ann, "AAA")
+    await world.alert(ann, "BBB")
+    claimed = await outbox.claim(pool, WEBHOOK, "w", lease_seconds=60, limit=10)
+    later, sooner = (r["delivery_id"] for r in claimed)
+    async with pool.acquire() as conn:
+        for delivery_id, retry_after in ((later, 3600.0), (sooner, 5.0)):
+            (row,) = await outbox.mark_failed_attempt(
+                conn,
+                [delivery_id],
+                "w",
+                status_code=429,
+                error="HTTP 429",
+                schedule=(60, 300),
+                retry_after=retry_after,
+            )
+            assert row["status"] == "pending"
+    rows = await pool.fetch(
+        "SELECT id, extract(epoch FROM next_attempt_at - updated_at) AS delay FROM deliveries"
+    )
+    delays = {r["id"]: r["delay"] for r in rows}
+    assert 3599 <= delays[later] <= 3601
+    assert 59 <= delays[sooner] <= 61  # never sooner than the schedule
