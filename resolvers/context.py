@@ -20,7 +20,7 @@ from services import alerts, cache_versions, price_history, signal_history, user
 from services.alerts import AlertFilter, AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
-from services.delivery import endpoints, outbox
+from services.delivery import endpoints, outbox, push_subscriptions
 from services.errors import StorageUnavailable, Unauthenticated
 from services.logs import add_log_context
 from services.market.signal_history import HistoryResult
@@ -199,8 +199,14 @@ class Context:
     def webhook(self, webhook_id: UUID) -> Awaitable[Row | None]:
         return self.loaders.webhook_by_id.load(webhook_id)
 
+    def push_subscription(self, subscription_id: UUID) -> Awaitable[Row | None]:
+        return self.loaders.push_subscription_by_id.load(subscription_id)
+
     async def webhook_rows(self) -> Sequence[Row]:
         return await endpoints.list_for_user(self.pool, await self.require_user_id())
+
+    async def push_subscription_rows(self) -> Sequence[Row]:
+        return await push_subscriptions.list_for_user(self.pool, await self.require_user_id())
 
     async def delivery_page(
         self, first: int, after: str | None, status: str | None, channel: str | None

@@ -9,7 +9,7 @@ from strawberry.dataloader import DataLoader
 
 from services import alerts, backfill_queue, entities, signal_store
 from services.db import Row
-from services.delivery import endpoints
+from services.delivery import endpoints, push_subscriptions
 
 
 class WatcherCountByEntityIdLoader(DataLoader[UUID, int]):
@@ -93,6 +93,18 @@ class WebhookByIdLoader(DataLoader[UUID, Row | None]):
         return [rows.get(key) for key in keys]
 
 
+class PushSubscriptionByIdLoader(DataLoader[UUID, Row | None]):
+    """Push subscriptions by id (ids come from the viewer's own deliveries)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(load_fn=self._load)
+        self._pool = pool
+
+    async def _load(self, keys: list[UUID]) -> list[Row | None]:
+        rows = await push_subscriptions.by_ids(self._pool, keys)
+        return [rows.get(key) for key in keys]
+
+
 class Loaders:
     """The loaders of one request (or one subscription operation)."""
 
@@ -102,4 +114,5 @@ class Loaders:
         self.backfill_job_by_ticker = BackfillJobByTickerLoader(pool)
         self.alert_by_user_and_id = AlertByUserAndIdLoader(pool)
         self.webhook_by_id = WebhookByIdLoader(pool)
+        self.push_subscription_by_id = PushSubscriptionByIdLoader(pool)
         self.alerts_by_user_entity_and_first = AlertsByUserEntityAndFirstLoader(pool)

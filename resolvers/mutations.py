@@ -17,9 +17,11 @@ from schema.delivery import (
     webhook_secret_from_row,
 )
 from schema.inputs import UpdateSettingsInput
+from schema.push import PushSubscription, push_subscription_from_row
 from schema.user import User, WatchlistItem, user_from_row, watchlist_item_from_row
 from services import alerts, users, watchlists
-from services.delivery import dispatch, endpoints, outbox
+from services.delivery import dispatch, endpoints, outbox, push_subscriptions
+from services.delivery.channels import push
 from services.users import InvestingStyle
 
 
@@ -117,6 +119,28 @@ async def resolve_redeliver(info: strawberry.Info, delivery_id: str) -> Delivery
     ctx = context_of(info)
     row = await outbox.redeliver(ctx.pool, await ctx.require_user_id(), delivery_id)
     return delivery_from_row(row)
+
+
+async def resolve_register_push_subscription(
+    info: strawberry.Info, endpoint: str, p256dh: str, auth: str, user_agent: str | None
+) -> PushSubscription:
+    ctx = context_of(info)
+    push.application_server_key(ctx.settings)  # PUSH_NOT_CONFIGURED before anything is stored
+    row = await push_subscriptions.register(
+        ctx.pool,
+        await ctx.require_user_id(),
+        endpoint=endpoint,
+        p256dh=p256dh,
+        auth=auth,
+        user_agent=user_agent,
+        allow_private=ctx.settings.webhook_allow_private,
+    )
+    return push_subscription_from_row(row)
+
+
+async def resolve_delete_push_subscription(info: strawberry.Info, subscription_id: str) -> bool:
+    ctx = context_of(info)
+    return await push_subscriptions.delete(ctx.pool, await ctx.require_user_id(), subscription_id)
 
 
 async def resolve_mark_all_alerts_opened(info: strawberry.Info, before: datetime | None) -> int:

@@ -28,6 +28,7 @@ from schema.stock import Stock, stock_from_row
 from schema.user import User, Watchlist, user_from_row, viewer_watchlist
 from services import alerts, cache_versions, entities, health
 from services.db import Row
+from services.delivery.channels import push
 from services.delivery.outbox import DeliveryStatus
 from services.delivery.registry import DeliveryChannel
 from services.errors import NotFound
@@ -120,6 +121,10 @@ async def resolve_health(info: strawberry.Info) -> Health:
 
 async def resolve_webhooks(info: strawberry.Info) -> list[WebhookEndpoint]:
     return await viewer_webhooks(context_of(info))
+
+
+async def resolve_push_public_key(info: strawberry.Info) -> str:
+    return push.application_server_key(context_of(info).settings)
 
 
 async def resolve_deliveries(

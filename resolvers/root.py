@@ -18,6 +18,7 @@ from schema.delivery import (
 )
 from schema.health import Health
 from schema.inputs import UpdateSettingsInput
+from schema.push import PushSubscription
 from schema.stock import Stock
 from schema.user import User, Watchlist, WatchlistItem
 from services.delivery.outbox import DeliveryStatus
@@ -109,6 +110,13 @@ class Query:
         return await queries.resolve_webhooks(info)
 
     @strawberry.field(
+        description="The VAPID application server key (base64url, an uncompressed P-256 point) "
+        "to pass to pushManager.subscribe. Public."
+    )
+    async def push_public_key(self, info: strawberry.Info) -> str:
+        return await queries.resolve_push_public_key(info)
+
+    @strawberry.field(
         description="The signed-in user's webhook and email deliveries, newest first."
     )
     async def deliveries(
@@ -193,6 +201,26 @@ class Mutation:
     @strawberry.mutation(description="A FAILED delivery back to PENDING, due now.")
     async def redeliver(self, info: strawberry.Info, id: strawberry.ID) -> Delivery:
         return await mutations.resolve_redeliver(info, str(id))
+
+    @strawberry.mutation(
+        description="Subscribe this browser to alerts as Web Push notifications (at most 10); "
+        "registering the same endpoint again updates it."
+    )
+    async def register_push_subscription(
+        self,
+        info: strawberry.Info,
+        endpoint: str,
+        p256dh: str,
+        auth: str,
+        user_agent: str | None = None,
+    ) -> PushSubscription:
+        return await mutations.resolve_register_push_subscription(
+            info, endpoint, p256dh, auth, user_agent
+        )
+
+    @strawberry.mutation(description="Remove a push subscription and its deliveries.")
+    async def delete_push_subscription(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        return await mutations.resolve_delete_push_subscription(info, str(id))
 
     @strawberry.mutation(
         description="Mark every unopened alert (sent at or before `before`) opened; how many."

@@ -83,8 +83,16 @@ class FieldContext(Protocol):
         """A webhook endpoint by id (batched per request)."""
         ...
 
+    def push_subscription(self, subscription_id: UUID) -> Awaitable[Row | None]:
+        """A push subscription by id (batched per request)."""
+        ...
+
     async def webhook_rows(self) -> Sequence[Row]:
         """The viewer's webhook endpoints, oldest first."""
+        ...
+
+    async def push_subscription_rows(self) -> Sequence[Row]:
+        """The viewer's Web Push subscriptions, oldest first."""
         ...
 
     async def delivery_page(

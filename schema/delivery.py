@@ -10,6 +10,7 @@ import strawberry
 
 from schema.alert import Alert, PageInfo, alert_from_row
 from schema.context import FieldContext, field_context
+from schema.push import PushSubscription, push_subscription_from_row
 from schema.rows import from_row
 from services.db import Row
 from services.delivery.outbox import DeliveryStatus
@@ -66,6 +67,7 @@ class Delivery:
     user_id: strawberry.Private[Any]
     alert_id: strawberry.Private[Any]
     webhook_id: strawberry.Private[Any]
+    push_subscription_id: strawberry.Private[Any]
 
     @strawberry.field(description="The alert delivered; null for a webhook.test event.")
     async def alert(self, info: strawberry.Info) -> Alert | None:
@@ -75,11 +77,18 @@ class Delivery:
             alert_from_row, await field_context(info).alert(self.user_id, self.alert_id)
         )
 
-    @strawberry.field(description="The endpoint; null for email.")
+    @strawberry.field(description="The endpoint; null for email and push.")
     async def webhook(self, info: strawberry.Info) -> WebhookEndpoint | None:
         if self.webhook_id is None:
             return None
         return _optional(webhook_from_row, await field_context(info).webhook(self.webhook_id))
+
+    @strawberry.field(description="The browser subscription; null for other channels.")
+    async def push_subscription(self, info: strawberry.Info) -> PushSubscription | None:
+        if self.push_subscription_id is None:
+            return None
+        row = await field_context(info).push_subscription(self.push_subscription_id)
+        return _optional(push_subscription_from_row, row)
 
 
 def delivery_from_row(row: Row) -> Delivery:

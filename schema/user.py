@@ -16,6 +16,7 @@ from schema.alert import (
 )
 from schema.context import FieldContext, field_context
 from schema.delivery import WebhookEndpoint, viewer_webhooks
+from schema.push import PushSubscription, viewer_push_subscriptions
 from schema.rows import from_row
 from schema.stock import SignalState, Stock, signal_states, stock_from_row
 from services.db import Row
@@ -102,6 +103,12 @@ class User:
     @strawberry.field(description="Where alerts are POSTed (Standard Webhooks), oldest first.")
     async def webhooks(self, info: strawberry.Info) -> list[WebhookEndpoint]:
         return await viewer_webhooks(field_context(info))
+
+    @strawberry.field(
+        description="Browsers that get alerts as Web Push notifications, oldest first."
+    )
+    async def push_subscriptions(self, info: strawberry.Info) -> list[PushSubscription]:
+        return await viewer_push_subscriptions(field_context(info))
 
     @strawberry.field
     async def watchlist(self, info: strawberry.Info) -> Watchlist:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,6 +26,14 @@ DEFAULT_RETRY_SCHEDULE = (60, 300, 1800, 7200, 18000, 36000, 36000)
 # Anonymous clients' share of GRAPHQL_COST_PER_MINUTE (200,000 → 50,000).
 ANONYMOUS_COST_SHARE = 0.25
 DEFAULT_EMAIL_FROM = "Material Changes <alerts@material-changes.local>"
+# Who push services contact about our VAPID key in development (production names its own).
+DEFAULT_VAPID_SUBJECT = "mailto:alerts@material-changes.local"
+# The forms push services (and py-vapid, which signs) accept as a VAPID `sub` claim.
+_VAPID_SUBJECT = re.compile(
+    r"mailto:[^@\s]+@(localhost|[\w-]+(\.[\w-]+)+)|https://(localhost|[\w-]+\.[\w.-]+)"
+)
+# The order of the P-256 group: a VAPID private key is a scalar in [1, n - 1].
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
@@ -160,6 +171,9 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     email_link_secret: str | None = field(default=None, repr=False)
     unsubscribe_token_days: int = 365
+    # Web Push (VAPID): base64url of the 32-byte P-256 private key, and the contact URI.
+    vapid_private_key: str | None = field(default=None, repr=False)
+    vapid_subject: str = DEFAULT_VAPID_SUBJECT
     delivery_lease_seconds: int = 60
     delivery_batch_size: int = 50
     delivery_retention_days: int = 30
@@ -243,6 +257,8 @@ class Settings:
             ).rstrip("/"),
             email_link_secret=_optional(env, "EMAIL_LINK_SECRET"),
             unsubscribe_token_days=_int(env, "UNSUBSCRIBE_TOKEN_DAYS", 365, minimum=1),
+            vapid_private_key=_vapid_private_key(env),
+            vapid_subject=_vapid_subject(env, production),
             delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 60, minimum=5),
             delivery_batch_size=_int(env, "DELIVERY_BATCH_SIZE", 50, minimum=1),
             delivery_retention_days=_int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=1),
@@ -293,6 +309,41 @@ def _retry_schedule(env: Mapping[str, str]) -> tuple[int, ...]:
             f"WEBHOOK_RETRY_SCHEDULE must list 1-20 delays of at least 1 second, got {raw!r}"
         )
     return delays
+
+
+def _vapid_private_key(env: Mapping[str, str]) -> str | None:
+    raw = _optional(env, "VAPID_PRIVATE_KEY")
+    if raw is None:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32 or not 0 < int.from_bytes(key, "big") < P256_ORDER:
+        raise ConfigurationError(
+            "VAPID_PRIVATE_KEY must be the base64url encoding of a 32-byte P-256 private key "
+            "(docs/operations.md says how to generate one)"
+        )
+    return raw
+
+
+def _vapid_subject(env: Mapping[str, str], production: bool) -> str:
+    """A mailto: or https: URI; production sends push only with its own (and its key)."""
+    subject = _optional(env, "VAPID_SUBJECT")
+    key = _optional(env, "VAPID_PRIVATE_KEY")
+    if production and bool(subject) != bool(key):
+        raise ConfigurationError(
+            "APP_ENV=production needs VAPID_PRIVATE_KEY and VAPID_SUBJECT together "
+            "(both to send Web Push, neither to turn it off)"
+        )
+    if subject is None:
+        return DEFAULT_VAPID_SUBJECT
+    if not _VAPID_SUBJECT.fullmatch(subject):
+        raise ConfigurationError(
+            "VAPID_SUBJECT must be mailto:address@domain or https://host (no path), "
+            f"got {subject!r}"
+        )
+    return subject
 
 
 def _check_email(s: Settings, env: Mapping[str, str]) -> None:

@@ -6,11 +6,12 @@ from enum import StrEnum
 
 from services.delivery.channel import Channel
 from services.delivery.channels.email import EmailChannel
+from services.delivery.channels.push import PushChannel
 from services.delivery.channels.webhook import WebhookChannel
 from services.settings import Settings
 
 # In sending order: a deliverer's pass drains them one after the other.
-CHANNELS: tuple[Channel, ...] = (WebhookChannel(), EmailChannel())
+CHANNELS: tuple[Channel, ...] = (WebhookChannel(), EmailChannel(), PushChannel())
 
 
 class DeliveryChannel(StrEnum):
@@ -18,6 +19,7 @@ class DeliveryChannel(StrEnum):
 
     WEBHOOK = WebhookChannel.name
     EMAIL = EmailChannel.name
+    PUSH = PushChannel.name
 
 
 _BY_NAME = {channel.name: channel for channel in CHANNELS}

@@ -164,7 +164,8 @@ def test_configured_channels_leave_out_email_only_in_production_without_smtp() -
     production = dataclasses.replace(development, app_env="production")
     with_smtp = dataclasses.replace(production, smtp_url="smtp://mail.example.com:587")
     assert configured_channels(development) == frozenset(DeliveryChannel)
-    assert configured_channels(with_smtp) == frozenset(DeliveryChannel)
+    # Push needs VAPID keys in production; it has none here.
+    assert configured_channels(with_smtp) == {DeliveryChannel.WEBHOOK, DeliveryChannel.EMAIL}
     assert configured_channels(production) == {DeliveryChannel.WEBHOOK}
 
 
@@ -246,11 +247,21 @@ async def test_enqueue_probes_indexes_per_alert_never_scanning_a_table(
         "INSERT INTO webhook_endpoints (user_id, url, secret) "
         "SELECT id, 'http://127.0.0.1:9/hook', 'whsec_x' FROM u"
     )
+    await pool.execute(
+        "INSERT INTO push_subscriptions (user_id, slot, endpoint, p256dh, auth) "
+        "SELECT id, 1, 'https://push.example.com/' || id, repeat('B', 87), repeat('a', 22) "
+        "FROM users"
+    )
     await pool.execute("ANALYZE")
     ids = [r["id"] for r in await pool.fetch("SELECT id FROM alert_history LIMIT 1000")]
     shown = await plan(pool, outbox._enqueue_sql(outbox.ALL_CHANNELS), ids, generic=generic)
     assert "Seq Scan" not in shown and "Hash Join" not in shown, shown
-    for index in ("alert_history_pkey", "users_pkey", "webhook_endpoints_user"):
+    for index in (
+        "alert_history_pkey",
+        "users_pkey",
+        "webhook_endpoints_user",
+        "push_subscriptions_user_slot",
+    ):
         assert f"using {index} on" in shown, shown
 
 
