@@ -46,13 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._scratch import scratch_database
 from ingest.evaluation.run import EvaluationSummary, run_evaluation
 from services.db import create_pool, resolve_database_url
+from services.market_data_writes import rebuild_history
 from services.settings import Settings
 from services.storage.keys import fundamentals_key, price_key, splits_key
 from services.storage.local import LocalObjectStore
 from services.storage.object_store import ObjectStore
 from services.storage.parquet import FUNDAMENTALS_SCHEMA, PRICE_SCHEMA, SPLITS_SCHEMA, encode_rows
 from services.storage.s3 import S3ObjectStore
-from services.ticker_writes import rebuild_history
 
 AS_OF = date(2025, 12, 31)
 WORKER = """

@@ -33,9 +33,9 @@ from ingest.progress import Progress
 from services.data_coverage import record_written
 from services.db import create_pool
 from services.market.records import PriceBar
+from services.market_data_writes import TickerData, write_objects
 from services.settings import Settings
 from services.storage.local import LocalObjectStore
-from services.ticker_writes import TickerData, write_objects
 from tests.fakes.dolthub_data import FakeData, business_days
 
 TODAY = date(2026, 11, 28)  # the fake's data ends Friday 2026-11-27

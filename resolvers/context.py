@@ -16,7 +16,7 @@ import strawberry
 from resolvers.loaders import Loaders
 from schema.alert import Alert, alert_from_row
 from schema.signal_history import SignalHistory, signal_history_of
-from services import alerts, cache_versions, price_history, signal_history, users, watchlists
+from services import alerts, cache_versions, price_chart, signal_history, users, watchlists
 from services.alerts import AlertFilter, AlertTotals
 from services.auth.tokens import Claims, TokenVerifier
 from services.db import Row
@@ -26,7 +26,7 @@ from services.logs import add_log_context
 from services.market.signal_history import HistoryResult
 from services.market.signals.registry import ALERT_TYPES
 from services.pagination import KeysetPage
-from services.price_history import DailyBar
+from services.price_chart import DailyBar
 from services.settings import Settings
 from services.storage.object_store import InvalidKeyError, ObjectStoreError
 from services.storage.parquet import CorruptObjectError
@@ -48,7 +48,8 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # The process's ObjectStore (services.storage.factory), opened once in the app lifespan.
     object_store: Any = None
-    # The process's recently-ensured users (server.py); None upserts on every request.
+    # The process's recently-ensured users (one per GraphQL app, web/graphql_app.py); None
+    # upserts on every request.
     ensured_users: users.EnsuredUsers | None = None
     # Set by the response cache when the answer may be stored: the scopes it read.
     read_scopes: cache_versions.ReadScopes | None = None
@@ -129,7 +130,7 @@ class Context:
         if self.object_store is None:
             return []
         try:
-            return await price_history.daily_bars(
+            return await price_chart.daily_bars(
                 self.object_store, ticker, start, end, use_history=self.settings.derived_history
             )
         except (InvalidKeyError, CorruptObjectError):

@@ -17,7 +17,7 @@ import strawberry
 from services.alerts import AlertFilter, AlertTotals
 from services.db import Row
 from services.pagination import KeysetPage
-from services.price_history import DailyBar
+from services.price_chart import DailyBar
 
 
 class FieldContext(Protocol):

@@ -19,7 +19,7 @@ from services.market.signals.kind import UNKNOWN, Direction
 from services.market.signals.registry import KINDS, AlertType
 from services.market.signals.trend import TrendPosition
 from services.market.signals.valuation import ValuationRegime
-from services.price_history import DailyBar, price_window
+from services.price_chart import DailyBar, price_window
 from services.signal_history import history_window
 from services.signal_store import states_of
 

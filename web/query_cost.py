@@ -41,7 +41,7 @@ from graphql import (
 
 from services.delivery.endpoints import MAX_ENDPOINTS
 from services.errors import BadUserInput
-from services.price_history import price_window
+from services.price_chart import price_window
 from services.signal_history import history_window
 from services.watchlists import MAX_WATCHLIST_SIZE
 

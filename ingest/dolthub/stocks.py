@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 from ingest.dolthub.client import DoltHubClient, DoltHubError, DoltHubQueryError
-from ingest.dolthub.earnings import fetch_fundamentals
 from ingest.dolthub.paging import (
     FetchResult,
     WindowQuery,
@@ -28,29 +27,9 @@ from ingest.dolthub.values import (
     validate_rows,
 )
 from services.errors import BadUserInput
-from services.market.records import Dividend, PriceBar, QuarterFundamentals, Split
+from services.market.records import Dividend, PriceBar, Split
 from services.symbols import SymbolInfo
 from services.tickers import normalize_ticker
-
-__all__ = [
-    "Dividend",
-    "FetchResult",
-    "PriceBar",
-    "QuarterFundamentals",
-    "Split",
-    "SymbolInfo",
-    "TickerNotInSource",
-    "fetch_dividends",
-    "fetch_fundamentals",
-    "fetch_price_bars",
-    "fetch_splits",
-    "fetch_symbol",
-    "iter_symbols",
-    "parse_dividend_row",
-    "parse_price_row",
-    "parse_split_row",
-    "parse_symbol_row",
-]
 
 OHLCV_COLUMNS = ("date", "open", "high", "low", "close", "volume")
 SPLIT_COLUMNS = ("ex_date", "to_factor", "for_factor")

@@ -33,10 +33,10 @@ from services.market.records import Split
 from services.market.signals.kind import Evaluation, Previous
 from services.market.signals.registry import EvaluationParams
 from services.market.transitions import transitions
+from services.market_data_writes import rebuild_history
 from services.settings import Settings
 from services.storage.factory import open_object_store
 from services.storage.object_store import ObjectStore
-from services.ticker_writes import rebuild_history
 from services.tickers import normalize_ticker
 
 log = logging.getLogger(__name__)

@@ -37,9 +37,9 @@ from services import signal_store
 from services.data_coverage import mark_unavailable, record_written
 from services.errors import ServiceError
 from services.logs import LogText, log_context
+from services.market_data_writes import TickerData, write_objects
 from services.settings import Settings
 from services.storage.object_store import ObjectStore, ObjectStoreError
-from services.ticker_writes import TickerData, write_objects
 
 log = logging.getLogger(__name__)
 

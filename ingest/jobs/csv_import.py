@@ -33,9 +33,9 @@ from ingest.progress import Progress
 from services.data_coverage import DataWritten, record_written
 from services.errors import BadUserInput, ServiceError
 from services.market.records import PriceBar
+from services.market_data_writes import TickerData, rebuild_history, write_objects
 from services.storage.object_store import ObjectStore
 from services.symbols import SymbolInfo, upsert_symbols
-from services.ticker_writes import TickerData, rebuild_history, write_objects
 from services.tickers import normalize_ticker
 
 log = logging.getLogger(__name__)

@@ -39,11 +39,11 @@ from services.data_coverage import (
 from services.logs import log_context
 from services.market.records import Dividend, PriceBar, Split
 from services.market.series import years_before
+from services.market_data_writes import TickerData, write_objects
 from services.settings import Settings
 from services.storage.market_files import tickers_with_dividends
 from services.storage.object_store import ObjectStore
 from services.symbols import universe_size
-from services.ticker_writes import TickerData, write_objects
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import pytest
 from services import backfill_queue, watchlists
 from services.errors import BadUserInput
 from services.pagination import decode_cursor, encode_cursor
-from services.price_history import price_window
+from services.price_chart import price_window
 from tests.fixtures.api import ApiData
 
 

@@ -16,11 +16,11 @@ from ingest.evaluation.run import run_evaluation
 from services.market.evaluation import NeedsFullHistory, compute_signal
 from services.market.records import PriceBar
 from services.market.signals.registry import EvaluationParams
+from services.market_data_writes import TickerData, write_objects
 from services.settings import Settings
 from services.storage.history import build_history, encode_history, write_history
 from services.storage.keys import history_key
 from services.storage.local import LocalObjectStore
-from services.ticker_writes import TickerData, write_objects
 from tests.fixtures.evaluation import (
     D1,
     D3,

@@ -16,14 +16,13 @@ from ingest.jobs.backfill import run_backfill
 from ingest.jobs.update_prices import run_update_prices
 from ingest.progress import Progress
 from services.market.records import PriceBar, QuarterFundamentals, Split
+from services.market_data_writes import TickerData, ticker_lock_key, write_objects
 from services.settings import Settings
 from services.storage.history import build_history, encode_history
 from services.storage.keys import dividends_key, history_key
 from services.storage.local import LocalObjectStore
 from services.storage.market_files import read_prices
 from services.storage.object_store import ObjectStore
-from services.ticker_locks import ticker_lock_key
-from services.ticker_writes import TickerData, write_objects
 from tests.fakes.dolthub_server import FakeDoltHub
 from tests.fixtures.ingest import ROOT, queue_tickers, run_ingest
 from tests.fixtures.object_store import CountingStore
@@ -138,7 +137,7 @@ WRITER = """
 import asyncio, sys
 from datetime import date
 from pathlib import Path
-from services.ticker_writes import TickerData, write_objects
+from services.market_data_writes import TickerData, write_objects
 from services.db import create_pool
 from services.market.records import PriceBar
 from services.storage.local import LocalObjectStore

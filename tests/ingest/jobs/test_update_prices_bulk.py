@@ -25,10 +25,10 @@ from ingest.progress import Progress
 from services.data_coverage import record_written
 from services.market.records import Dividend, PriceBar
 from services.market.series import years_before
+from services.market_data_writes import TickerData, write_objects
 from services.settings import Settings
 from services.storage.local import LocalObjectStore
 from services.storage.market_files import read_dividends, read_prices
-from services.ticker_writes import TickerData, write_objects
 from tests.fakes.dolthub_data import DividendEvent, SplitEvent
 from tests.fakes.dolthub_server import CORRUPTION_REASONS, STOCKS_DB, FakeDoltHub
 from tests.fixtures.ingest import sql_requests_for

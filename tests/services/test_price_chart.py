@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.price_history import daily_bars
+from services.price_chart import daily_bars
 from services.storage.history import build_history, write_history
 from services.storage.keys import history_key
 from services.storage.local import LocalObjectStore
