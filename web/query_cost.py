@@ -40,6 +40,7 @@ from graphql import (
 )
 
 from services.delivery.endpoints import MAX_ENDPOINTS
+from services.delivery.push_subscriptions import MAX_SUBSCRIPTIONS
 from services.errors import BadUserInput
 from services.price_chart import price_window
 from services.signal_history import history_window
@@ -54,6 +55,7 @@ TRADING_DAYS_PER_YEAR = 252
 LIST_MAXIMA: dict[str, int] = {
     "items": MAX_WATCHLIST_SIZE,
     "webhooks": MAX_ENDPOINTS,
+    "pushSubscriptions": MAX_SUBSCRIPTIONS,
     "byType": 16,
 }
 SIZE_ARGUMENTS = ("first", "limit")
