@@ -42,6 +42,7 @@ from graphql import (
 from services.delivery.endpoints import MAX_ENDPOINTS
 from services.delivery.push_subscriptions import MAX_SUBSCRIPTIONS
 from services.errors import BadUserInput
+from services.market.signals.registry import KINDS
 from services.price_chart import price_window
 from services.signal_history import history_window
 from services.watchlists import MAX_WATCHLIST_SIZE
@@ -56,6 +57,11 @@ LIST_MAXIMA: dict[str, int] = {
     "items": MAX_WATCHLIST_SIZE,
     "webhooks": MAX_ENDPOINTS,
     "pushSubscriptions": MAX_SUBSCRIPTIONS,
+    # One element per signal kind: WatchlistItem.signals, Signal.states, SignalHistory's
+    # states and alertsPerYear.
+    "signals": len(KINDS),
+    "states": len(KINDS),
+    "alertsPerYear": len(KINDS),
     "byType": 16,
 }
 SIZE_ARGUMENTS = ("first", "limit")

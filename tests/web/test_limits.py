@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from services.cost_budget import CostBudgets
 from services.logs import LOG_TEXT_MAX_CHARS, TextFormatter, escape_log_text, log_context
+from services.market.signals.registry import KINDS
 from services.settings import Settings
 from tests.fixtures.ws import WsClient, live_server
 from web.app import create_app
@@ -55,6 +56,16 @@ def test_cost_counts_lists_by_size_and_prices_by_trading_days() -> None:
     # A connection's `first` sizes its edges.
     assert cost_of("{ alerts(first: 5) { edges { node { id } } } }") == 1 + 5 * 2
     assert cost_of(COSTLY) > 1_000_000
+
+
+def test_per_kind_lists_cost_one_element_per_signal_kind() -> None:
+    """Regression: a full watchlist with the generic signal lists cost 20,301 (refused)."""
+    watchlist = (
+        "{ watchlist { items { signals { kind state arrow } "
+        "stock { ticker signal { states { kind state arrow } } } } } }"
+    )
+    kinds = len(KINDS)
+    assert cost_of(watchlist) == 1 + 100 * (1 + kinds + 1 + 1 + kinds)
 
 
 def test_signal_history_costs_its_window_in_trading_days_once() -> None:
