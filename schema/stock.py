@@ -9,6 +9,7 @@ from uuid import UUID
 
 import strawberry
 
+from schema.cache_scope import PER_VIEWER
 from schema.context import field_context
 from schema.rows import from_row
 from services.backfill_queue import BackfillStatus
@@ -139,7 +140,8 @@ class Stock:
         return _deferred(_load_then(pending, signal_from_row))
 
     @strawberry.field(
-        description="The signed-in user's newest alerts about this stock; [] without a token."
+        description="The signed-in user's newest alerts about this stock; [] without a token.",
+        directives=[PER_VIEWER],
     )
     async def my_alerts(
         self, info: strawberry.Info, first: int | None = MY_ALERTS_PAGE_SIZE

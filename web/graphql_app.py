@@ -13,6 +13,7 @@ import orjson
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
+from graphql import build_schema as build_sdl_schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -159,7 +160,9 @@ class GraphQLApp(GraphQL[Context, None]):
         self.object_store: ObjectStore | None = None
         self.ensured_users = EnsuredUsers()
         self.persisted_queries = PersistedQueries()
-        self.response_cache = ResponseCache(int(settings.response_cache_mb * 2**20))
+        self.response_cache = ResponseCache(
+            int(settings.response_cache_mb * 2**20), build_sdl_schema(self.schema.as_str())
+        )
         # Cache keys being executed now → whether the answer was stored (single flight).
         self._flights: dict[tuple[str, ...], asyncio.Future[bool]] = {}
 
