@@ -107,9 +107,8 @@ class Stock:
     last_data_update: datetime | None
 
     # The final values of resolver fields that the query which built this Stock already
-    # fetched, by field name ("signal", "backfill"): the resolver returns them as they are, and
-    # web/execution.py's fast path reads them without calling it. A field not held here is
-    # loaded through a DataLoader.
+    # fetched, by field name ("signal", "backfill"): the resolver returns them as they are. A
+    # field not held here is loaded through a DataLoader.
     preloaded: strawberry.Private[dict[str, Any]]
     # The watcher count the building query fetched, if it did. Not in `preloaded`: the
     # resolver must run to note that the answer shows it (the response cache's scope).

@@ -26,20 +26,12 @@ from strawberry.http.types import HTTPMethod
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    Operation,
-)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context
 from resolvers.root import Mutation, Query
-from resolvers.subscriptions import (
-    LIVE_OPERATION,
-    LiveOperation,
-    Subscription,
-    authenticate_connection,
-)
+from resolvers.subscriptions import Subscription, authenticate_connection
 from services import cache_versions
 from services.auth.tokens import TokenVerifier
 from services.db import database_outage
@@ -50,7 +42,7 @@ from services.storage.object_store import ObjectStore
 from services.users import EnsuredUsers
 from web import metrics
 from web.errors import AppSchema, refusal_response
-from web.execution import FastLeafExecutionContext
+from web.execution import PlainLeafExecutionContext
 from web.explorer import explorer_page
 from web.http_conventions import (
     GRAPHQL_RESPONSE_JSON,
@@ -86,7 +78,8 @@ WS_TRY_AGAIN_LATER = 1013
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     """The schema for these settings (introspection and limits depend on APP_ENV)."""
-    return AppSchema(
+    execution_context = PlainLeafExecutionContext.for_schema()
+    schema = AppSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -97,8 +90,10 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             OperationTypeExtension,
             *guard_extensions(settings),
         ],
-        execution_context_class=FastLeafExecutionContext,
+        execution_context_class=execution_context,
     )
+    execution_context.learn(schema)
+    return schema
 
 
 class _TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
@@ -116,35 +111,11 @@ class _TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
             await super().close(code, reason)
 
 
-class _TransportWSHandler(CheckedTransportWSHandler):
-    """The checked graphql-transport-ws handler; each operation can also send rendered payloads.
-
-    A live alert rendered once per selection (resolvers/subscriptions.py) is sent to each of
-    the user's sockets as the same `next` message Strawberry would build, without executing
-    and encoding it again per socket.
-    """
-
-    async def run_operation(self, operation: Operation[Context, None]) -> None:
-        prefix = f'{{"id":{orjson.dumps(operation.id).decode()},"type":"next","payload":'
-        websocket = self.websocket
-        assert isinstance(websocket, _TextFrameWebSocketAdapter)
-
-        async def send_payload(payload: str) -> bool:
-            try:
-                await websocket.ws.send_text(prefix + payload + "}")
-            except (WebSocketDisconnect, RuntimeError):  # closed, or closing (after close)
-                return False
-            return True
-
-        LIVE_OPERATION.set(LiveOperation(send_payload))
-        await super().run_operation(operation)
-
-
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app with our per-request context, metrics and origin allowlist."""
 
     websocket_adapter_class = _TextFrameWebSocketAdapter
-    graphql_transport_ws_handler_class = _TransportWSHandler
+    graphql_transport_ws_handler_class = CheckedTransportWSHandler
 
     def __init__(self, settings: Settings, verifier: TokenVerifier) -> None:
         super().__init__(

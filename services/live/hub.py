@@ -50,9 +50,6 @@ class AlertEvent:
     user_id: UUID
     seq: int
     row: Mapping[str, Any] = field(repr=False, compare=False)
-    # What the API derives from the event once for all the user's subscribers (the rendered
-    # payload per selection); it lives as long as some subscriber still holds the event.
-    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 class SubscriberTooSlow(ServiceError):
