@@ -142,6 +142,10 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         manager = self.middleware_manager
         self.direct = manager is None or not manager.middlewares
+        # Per request: id(field details) → (them, plan). graphql-core hands every object of a
+        # list the same field details, so one lookup serves all 50 items; they are kept so
+        # that their id cannot be reused within the request.
+        self.known: dict[int, tuple[Any, LeafPlan]] = {}
 
     def execute_field(
         self,
@@ -152,16 +156,36 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         if self.direct:
-            node = field_details_list[0].node
-            if not node.arguments:
-                plan = self.leaf_plan(parent_type, node.name.value)
-                if plan is not None:
-                    value = self.read_leaf(source, plan)
-                    if value is not Undefined:
-                        return value
+            known = self.known.get(id(field_details_list))
+            if known is None or known[0] is not field_details_list:
+                known = (field_details_list, self.field_plan(parent_type, field_details_list))
+                self.known[id(field_details_list)] = known
+            plan = known[1]
+            if plan is not None:
+                name, leaf, non_null, coerce = plan
+                try:
+                    value = getattr(source, name)
+                    if value is None:
+                        if not non_null:
+                            return None
+                    else:
+                        coerced = coerce(value)
+                        if coerced is Undefined and not (
+                            isinstance(value, Exception) or self.is_awaitable(value)
+                        ):
+                            coerced = leaf.coerce_output_value(value)
+                        if coerced is not Undefined and coerced is not None:
+                            return coerced
+                except Exception:
+                    pass  # graphql-core reads it again and reports the error as usual
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+
+    def field_plan(self, parent_type: GraphQLObjectType, field_details_list: Any) -> LeafPlan:
+        """The plan of a field without arguments, else None."""
+        node = field_details_list[0].node
+        return None if node.arguments else self.leaf_plan(parent_type, node.name.value)
 
     def build_per_event_executor(self, payload: Any) -> Any:
         """A new executor per subscription event, sharing only the validated operation.
@@ -208,20 +232,3 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 plan = (attribute, leaf, non_null, output_coercer(leaf))
         plans[key] = plan
         return plan
-
-    def read_leaf(self, source: Any, plan: tuple[str, GraphQLLeafType, bool, Coercer]) -> Any:
-        """The completed value, or Undefined when graphql-core must handle this field."""
-        name, leaf, non_null, coerce = plan
-        try:
-            value = getattr(source, name)
-            if value is None:
-                return Undefined if non_null else None
-            coerced = coerce(value)
-            if coerced is not Undefined:
-                return coerced
-            if isinstance(value, Exception) or self.is_awaitable(value):
-                return Undefined
-            coerced = leaf.coerce_output_value(value)
-        except Exception:
-            return Undefined
-        return Undefined if coerced is None else coerced

@@ -17,7 +17,7 @@ from graphql import build_schema as build_sdl_schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
@@ -46,9 +46,11 @@ from web.execution import PlainLeafExecutionContext
 from web.explorer import explorer_page
 from web.http_conventions import (
     GRAPHQL_RESPONSE_JSON,
+    GraphQLSubResponse,
     OperationTypeExtension,
     PersistedQueries,
     PersistedQueryError,
+    PersistedQueryFailure,
     etag_matches,
     etag_of,
     is_request_error,
@@ -214,24 +216,29 @@ class GraphQLApp(GraphQL[Context, None]):
         try:
             request_data = self.persisted_queries.resolve(request_data)
         except PersistedQueryError as exc:
-            request.state.persisted_query_error = True
             return exc.as_result()
+        assert isinstance(sub_response, GraphQLSubResponse)  # get_sub_response's
         method = request_adapter.method
         try:
-            return await self._cached_execute(request, context, root_value, request_data, method)
+            result = await self._cached_execute(
+                sub_response, context, root_value, request_data, method
+            )
         except _CacheUnavailable as unavailable:
             # Executing would only wait for the same database again (a hung host: once more
             # the connect timeout); answer as execution would have.
             outage = unavailable.outage
             cause = type(unavailable.cause).__name__
             log.warning("database unavailable for the response cache: %s", cause)
-            request.state.graphql_operation_type = "query"  # only queries are ever cached
+            sub_response.operation_type = "query"  # only queries are ever cached
             error = GraphQLError(outage.message, extensions={"code": outage.code})
             return ExecutionResult(data=None, errors=[error])
+        # Nothing was executed (parse, validation or variable errors): a client error.
+        sub_response.request_error = is_request_error(result)
+        return result
 
     async def _cached_execute(
         self,
-        request: Request,
+        sub_response: GraphQLSubResponse,
         context: Context,
         root_value: None,
         request_data: GraphQLRequestData,
@@ -247,8 +254,8 @@ class GraphQLApp(GraphQL[Context, None]):
             found = await _outage_guard(self._cache_lookup(context, lookup))
             if isinstance(found, ExecutionResult):
                 metrics.RESPONSE_CACHE.labels("hit").inc()
-                request.state.cache_status = CACHE_HIT
-                request.state.graphql_operation_type = "query"  # only queries are ever cached
+                sub_response.cache_status = CACHE_HIT
+                sub_response.operation_type = "query"  # only queries are ever cached
                 return found
             flight = flights.get(lookup.key)
             if flight is None:
@@ -261,7 +268,7 @@ class GraphQLApp(GraphQL[Context, None]):
                 alongside = True
                 break
             metrics.RESPONSE_CACHE_COLLAPSED.labels("shared").inc()
-        request.state.cache_status = CACHE_MISS
+        sub_response.cache_status = CACHE_MISS
         metrics.RESPONSE_CACHE.labels("miss").inc()
         mine = None if alongside else asyncio.get_running_loop().create_future()
         if mine is not None:
@@ -377,27 +384,29 @@ class GraphQLApp(GraphQL[Context, None]):
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
         metrics.count_errors(response.get("errors") or ())
-        if wants_graphql_response(request.headers.get("accept")):
-            request.state.graphql_response = True
-            if is_request_error(result) and not getattr(
-                request.state, "persisted_query_error", False
-            ):
-                # Nothing was executed: a client error, and no `data` entry at all.
-                request.state.graphql_status = 400
-                return without_data(dict(response))  # type: ignore[return-value]
+        if (
+            wants_graphql_response(request.headers.get("accept"))
+            and is_request_error(result)
+            and not isinstance(result, PersistedQueryFailure)
+        ):
+            return without_data(dict(response))  # type: ignore[return-value]
         return response
 
-    async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """What the request's steps fill in for the HTTP conventions (GraphQLSubResponse)."""
+        headers = request.headers
+        return GraphQLSubResponse(headers.get("accept"), headers.get("if-none-match"))
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
         """Strawberry's, then the HTTP conventions: media type, status, ETag and 304."""
-        kwargs: dict[str, Any] = {}
-        if context is not None:
-            kwargs["context"] = context
-        if root_value is not None:
-            kwargs["root_value"] = root_value
-        response = await super().run(request, **kwargs)
-        if self.is_websocket_request(request) or not isinstance(response, Response):
+        response = super().create_response(response_data, sub_response)
+        if not isinstance(sub_response, GraphQLSubResponse):
             return response
-        return _http_conventions(request, response)
+        return _http_conventions(sub_response, response)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -465,16 +474,14 @@ def _websocket_origins(settings: Settings) -> tuple[str, ...]:
     return settings.cors_allow_origins
 
 
-def _http_conventions(request: Request, response: Response) -> Response:
+def _http_conventions(facts: GraphQLSubResponse, response: Response) -> Response:
     """Media type and status for graphql-response+json; ETag and 304 for query responses."""
-    state = request.state
-    if getattr(state, "graphql_response", False):
+    if facts.graphql_response:
         response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
-        status = getattr(state, "graphql_status", None)
-        if status is not None:
-            response.status_code = status
-    operation_type = getattr(state, "graphql_operation_type", None)
-    cache_status = getattr(state, "cache_status", None) or (
+        if facts.request_error:
+            response.status_code = 400
+    operation_type = facts.operation_type
+    cache_status = facts.cache_status or (
         CACHE_METHOD if operation_type == "mutation" else CACHE_BYPASS
     )
     response.headers["cache-status"] = cache_status
@@ -484,7 +491,7 @@ def _http_conventions(request: Request, response: Response) -> Response:
     response.headers["vary"] = "Accept, Authorization"
     etag = etag_of(bytes(response.body))
     response.headers["etag"] = etag
-    if etag_matches(request.headers.get("if-none-match"), etag):
+    if etag_matches(facts.if_none_match, etag):
         headers = {"etag": etag, "vary": "Accept, Authorization", "cache-status": cache_status}
         return Response(status_code=304, headers=headers)
     return response
