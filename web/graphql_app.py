@@ -231,8 +231,8 @@ class GraphQLApp(GraphQL[Context, None]):
             log.warning("database unavailable for the response cache: %s", cause)
             sub_response.operation_type = "query"  # only queries are ever cached
             error = GraphQLError(outage.message, extensions={"code": outage.code})
-            return ExecutionResult(data=None, errors=[error])
-        # Nothing was executed (parse, validation or variable errors): a client error.
+            result = ExecutionResult(data=None, errors=[error])
+        # No field ran (parse, validation or variable errors; an outage before execution).
         sub_response.request_error = is_request_error(result)
         return result
 
