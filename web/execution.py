@@ -1,15 +1,19 @@
-"""graphql-core execution with plain leaf fields read directly (most of a watchlist's ~1,700).
+"""graphql-core execution with plain leaf fields read directly (most of a watchlist's ~1,600).
 
-Built on public extension points only: Strawberry's `execution_context_class` takes a subclass
-of graphql-core's ExecutionContext, whose public `execute_field` and `build_per_event_executor`
-are overridden here; which fields are plain comes from Strawberry's `Schema.get_field_for_type`.
+Built on public extension points only. graphql-core documents `execution_context_class` (which
+Strawberry passes on) as the way to customise execution: a subclass of its ExecutionContext
+overriding public methods. Here `execute_fields` reads an object's plain leaves in one pass
+and hands the rest to graphql-core's own `execute_fields`; `build_per_event_executor` and
+`execute_operation` give each subscription event its own executor and let the events that
+carry a render cache be executed once per selection. Which fields are plain comes from
+Strawberry's `Schema.get_field_for_type`.
 
 A field is plain when Strawberry resolves it by reading the attribute of its Python name (no
 resolver, no field extensions or permissions, no arguments, the schema's default resolver is
 getattr) and its type is a scalar or enum. With no middleware installed, such a field is read
-and coerced directly: no ResolveInfo, no resolver call, no generic completion. Anything unusual
-(an exception, an awaitable, null for a non-null field, a coercion that fails) goes through
-graphql-core's own execute_field, which redoes the read (attribute reads have no side
+and coerced directly: no ResolveInfo, no path, no resolver call, no generic completion.
+Anything unusual (an exception, an awaitable, null for a non-null field, a coercion that
+fails) goes through graphql-core, which redoes the read (attribute reads have no side
 effects) and reports errors exactly as before.
 """
 
@@ -38,6 +42,7 @@ from graphql import (
     build_schema,
     get_nullable_type,
 )
+from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -46,7 +51,11 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 Coercer = Callable[[Any], Any]
 
 # (attribute name, leaf type, non-null, coercer) of a plain field; None for any other.
-LeafPlan = tuple[str, GraphQLLeafType, bool, Coercer] | None
+Plan = tuple[str, GraphQLLeafType, bool, Coercer]
+LeafPlan = Plan | None
+
+# An object's plain leaves by response name, and the grouped field set of its other fields.
+FieldsPlan = tuple[list[tuple[str, Plan]], GroupedFieldSet]
 
 # (GraphQL type name, field name) → the Python attribute a plain leaf field reads.
 PlainFields = dict[tuple[str, str], str]
@@ -117,6 +126,19 @@ def output_coercer(leaf: GraphQLLeafType) -> Coercer:
     return custom_scalar
 
 
+def in_query_order(
+    grouped_field_set: GroupedFieldSet, read: dict[str, Any], rest: dict[str, Any]
+) -> dict[str, Any]:
+    """The fields read directly and the others, in the order the query asks for them."""
+    merged: dict[str, Any] = {}
+    for response_name in grouped_field_set:
+        if response_name in read:
+            merged[response_name] = read[response_name]
+        elif response_name in rest:
+            merged[response_name] = rest[response_name]
+    return merged
+
+
 class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context, with plain leaf fields completed directly.
 
@@ -142,50 +164,81 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         manager = self.middleware_manager
         self.direct = manager is None or not manager.middlewares
-        # Per request: id(field details) → (them, plan). graphql-core hands every object of a
-        # list the same field details, so one lookup serves all 50 items; they are kept so
-        # that their id cannot be reused within the request.
-        self.known: dict[int, tuple[Any, LeafPlan]] = {}
+        # Per request: id(grouped field set) → (it, its plan). graphql-core collects the
+        # subfields of a list's objects once, so one plan serves all 50 items; the set is kept
+        # so that its id cannot be reused within the request.
+        self.known: dict[int, tuple[GroupedFieldSet, FieldsPlan]] = {}
 
-    def execute_field(
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: Any,
-        path: Path,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        if self.direct:
-            known = self.known.get(id(field_details_list))
-            if known is None or known[0] is not field_details_list:
-                known = (field_details_list, self.field_plan(parent_type, field_details_list))
-                self.known[id(field_details_list)] = known
-            plan = known[1]
-            if plan is not None:
-                name, leaf, non_null, coerce = plan
-                try:
-                    value = getattr(source, name)
-                    if value is None:
-                        if not non_null:
-                            return None
-                    else:
-                        coerced = coerce(value)
-                        if coerced is Undefined and not (
-                            isinstance(value, Exception) or self.is_awaitable(value)
-                        ):
-                            coerced = leaf.coerce_output_value(value)
-                        if coerced is not Undefined and coerced is not None:
-                            return coerced
-                except Exception:
-                    pass  # graphql-core reads it again and reports the error as usual
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
-        )
+        """graphql-core's documented customisation point: plain leaves read in one pass.
 
-    def field_plan(self, parent_type: GraphQLObjectType, field_details_list: Any) -> LeafPlan:
-        """The plan of a field without arguments, else None."""
-        node = field_details_list[0].node
-        return None if node.arguments else self.leaf_plan(parent_type, node.name.value)
+        Every other field (and any plain one whose value is unusual: an exception, an
+        awaitable, null for a non-null field, a failing coercion) goes through graphql-core's
+        own execute_fields, which resolves and reports it exactly as without this class.
+        """
+        if not self.direct:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        known = self.known.get(id(grouped_field_set))
+        if known is None or known[0] is not grouped_field_set:
+            known = (grouped_field_set, self.fields_plan(parent_type, grouped_field_set))
+            self.known[id(grouped_field_set)] = known
+        leaves, others = known[1]
+        read: dict[str, Any] = {}
+        for response_name, (name, leaf, non_null, coerce) in leaves:
+            try:
+                value = getattr(source_value, name)
+                if value is None:
+                    if not non_null:
+                        read[response_name] = None
+                        continue
+                else:
+                    coerced = coerce(value)
+                    if coerced is Undefined and not (
+                        isinstance(value, Exception) or self.is_awaitable(value)
+                    ):
+                        coerced = leaf.coerce_output_value(value)
+                    if coerced is not Undefined and coerced is not None:
+                        read[response_name] = coerced
+                        continue
+            except Exception:
+                pass  # graphql-core reads it again and reports the error as usual
+            if others is known[1][1]:
+                others = dict(others)
+            others[response_name] = grouped_field_set[response_name]
+        if not others:
+            return read
+        rest = super().execute_fields(parent_type, source_value, path, others, position_context)
+        if isinstance(rest, dict):
+            return in_query_order(grouped_field_set, read, rest)
+
+        async def merged() -> dict[str, Any]:
+            return in_query_order(grouped_field_set, read, await rest)
+
+        return merged()
+
+    def fields_plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> FieldsPlan:
+        """The fields read directly (with their plans) and the set of all the others."""
+        leaves: list[tuple[str, Plan]] = []
+        others: GroupedFieldSet = {}
+        for response_name, field_details_list in grouped_field_set.items():
+            node = field_details_list[0].node
+            plan = None if node.arguments else self.leaf_plan(parent_type, node.name.value)
+            if plan is None:
+                others[response_name] = field_details_list
+            else:
+                leaves.append((response_name, plan))
+        return leaves, others
 
     def build_per_event_executor(self, payload: Any) -> Any:
         """A new executor per subscription event, sharing only the validated operation.
