@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -63,12 +65,27 @@ class Subscription:
             position = await alert_replay.position_of(
                 context.pool, user_id, alert_replay.parse_after(str(after))
             )
-        return _stream(context, hub, user_id, position)
+        # Live events come as SharedRender, which the executor unwraps to their Alert.
+        return cast(AsyncGenerator[Alert, None], _stream(context, hub, user_id, position))
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRender:
+    """A live event's render cache and how to build its Alert, for the executor to consult.
+
+    The user's subscriptions with the same document and variables select the same fields of
+    the same alert: the first to execute the event stores the result in `renders` and the
+    others answer with it (web/execution.py), so an alert is built and rendered once per
+    selection rather than once per socket.
+    """
+
+    renders: dict[Any, Any]
+    build: Callable[[], Alert]
 
 
 async def _stream(
     context: Context, hub: AlertHub, user_id: UUID, position: int | None
-) -> AsyncGenerator[Alert, None]:
+) -> AsyncGenerator[Alert | SharedRender, None]:
     """Register first, then replay, then live events the replay did not already cover.
 
     Both follow commit order (commit_seq), so the live side drops exactly what the replay
@@ -90,7 +107,7 @@ async def _stream(
                 replayed_up_to = row["commit_seq"]
                 yield _fresh_alert(context, row)
         async for event in _live_events(subscriber, replayed_up_to, context.token_expires_at):
-            yield _fresh_alert(context, event.row)
+            yield SharedRender(event.renders, partial(_fresh_alert, context, event.row))
     except HubStopped:
         return
     except TokenExpired:

@@ -29,6 +29,7 @@ from uuid import UUID
 
 import strawberry
 from graphql import (
+    ExecutionResult,
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLFloat,
@@ -45,6 +46,8 @@ from graphql import (
 from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from resolvers.subscriptions import SharedRender
 
 # The output value for the common Python type of a leaf type, or Undefined for any other value
 # (which then takes the type's own coerce_output_value).
@@ -126,6 +129,12 @@ def output_coercer(leaf: GraphQLLeafType) -> Coercer:
     return custom_scalar
 
 
+def remember(renders: dict[Any, Any], key: Any, operation: Any, result: Any) -> None:
+    """Keep an event's result for the other subscriptions with this selection, if clean."""
+    if isinstance(result, ExecutionResult) and not result.errors and not result.extensions:
+        renders[key] = (operation, result.data)
+
+
 def in_query_order(
     grouped_field_set: GroupedFieldSet, read: dict[str, Any], rest: dict[str, Any]
 ) -> dict[str, Any]:
@@ -168,6 +177,9 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # subfields of a list's objects once, so one plan serves all 50 items; the set is kept
         # so that its id cannot be reused within the request.
         self.known: dict[int, tuple[GroupedFieldSet, FieldsPlan]] = {}
+        # The render cache of the subscription event this executor runs, if it has one.
+        self.renders: dict[Any, Any] | None = None
+        self.key: tuple[int, str] | None = None
 
     def execute_fields(
         self,
@@ -245,9 +257,16 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
         graphql-core's own is a shallow copy: it would share the subscription's memos, which
         are keyed by (and keep alive) the field sets every event collects anew, so an open
-        subscription grew by every event's (~2 KB per alert delivered).
+        subscription grew by every event's (~2 KB per alert delivered). A SharedRender
+        payload's alert is built only when its render cache lacks this selection.
         """
-        return type(self)(
+        renders = None
+        if isinstance(payload, SharedRender):
+            renders = payload.renders
+            known = renders.get(self.render_key())
+            hit = known is not None and known[0] is self.operation
+            payload = None if hit else payload.build()
+        executor = type(self)(
             self.schema,
             self.fragment_definitions,
             self.fragments,
@@ -267,6 +286,42 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
             hooks=self.hooks,
             operation_extensions=self.operation_extensions,
         )
+        executor.renders = renders
+        executor.key = self.key
+        return executor
+
+    def render_key(self) -> tuple[int, str]:
+        """What an event's render cache knows this operation's selection by."""
+        if self.key is None:
+            # The parser cache gives every socket sending the same text the same operation
+            # node; with equal variables the selection is the same, so is one event's answer.
+            self.key = (id(self.operation), repr(self.variable_values.coerced))
+        return self.key
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        """graphql-core's, or the result an event's render cache holds for this selection.
+
+        Only results without errors are kept (errors go through the usual handling each time).
+        """
+        renders = self.renders
+        if renders is None:
+            return super().execute_operation(serially)
+        operation = self.operation
+        key = self.render_key()
+        known = renders.get(key)
+        if known is not None and known[0] is operation:
+            return ExecutionResult(known[1], None)
+        result = super().execute_operation(serially)
+        if not self.is_awaitable(result):
+            remember(renders, key, operation, result)
+            return result
+
+        async def remembered() -> Any:
+            done = await result
+            remember(renders, key, operation, done)
+            return done
+
+        return remembered()
 
     def leaf_plan(self, parent_type: GraphQLObjectType, field_name: str) -> LeafPlan:
         """How to read this field directly, or None when it needs the full machinery."""
