@@ -60,6 +60,10 @@ LeafPlan = Plan | None
 # An object's plain leaves by response name, and the grouped field set of its other fields.
 FieldsPlan = tuple[list[tuple[str, Plan]], GroupedFieldSet]
 
+# What a subscription event's render cache knows a selection by: the document's text (the
+# operation node's id if it has no location), the operation's name, the variables.
+RenderKey = tuple[str, str | None, str]
+
 # (GraphQL type name, field name) → the Python attribute a plain leaf field reads.
 PlainFields = dict[tuple[str, str], str]
 
@@ -129,10 +133,10 @@ def output_coercer(leaf: GraphQLLeafType) -> Coercer:
     return custom_scalar
 
 
-def remember(renders: dict[Any, Any], key: Any, operation: Any, result: Any) -> None:
+def remember(renders: dict[Any, Any], key: RenderKey, result: Any) -> None:
     """Keep an event's result for the other subscriptions with this selection, if clean."""
     if isinstance(result, ExecutionResult) and not result.errors and not result.extensions:
-        renders[key] = (operation, result.data)
+        renders[key] = result.data
 
 
 def in_query_order(
@@ -179,7 +183,7 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self.known: dict[int, tuple[GroupedFieldSet, FieldsPlan]] = {}
         # The render cache of the subscription event this executor runs, if it has one.
         self.renders: dict[Any, Any] | None = None
-        self.key: tuple[int, str] | None = None
+        self.key: RenderKey | None = None
 
     def execute_fields(
         self,
@@ -263,9 +267,7 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         renders = None
         if isinstance(payload, SharedRender):
             renders = payload.renders
-            known = renders.get(self.render_key())
-            hit = known is not None and known[0] is self.operation
-            payload = None if hit else payload.build()
+            payload = None if self.render_key() in renders else payload.build()
         executor = type(self)(
             self.schema,
             self.fragment_definitions,
@@ -290,12 +292,17 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         executor.key = self.key
         return executor
 
-    def render_key(self) -> tuple[int, str]:
+    def render_key(self) -> RenderKey:
         """What an event's render cache knows this operation's selection by."""
         if self.key is None:
-            # The parser cache gives every socket sending the same text the same operation
-            # node; with equal variables the selection is the same, so is one event's answer.
-            self.key = (id(self.operation), repr(self.variable_values.coerced))
+            # The document's text, the operation's name and the variables decide the answer
+            # to one user's event (the sockets of one user have the same viewer).
+            loc, name = self.operation.loc, self.operation.name
+            self.key = (
+                loc.source.body if loc else str(id(self.operation)),
+                name.value if name else None,
+                repr(self.variable_values.coerced),
+            )
         return self.key
 
     def execute_operation(self, serially: bool | None = None) -> Any:
@@ -306,19 +313,18 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         renders = self.renders
         if renders is None:
             return super().execute_operation(serially)
-        operation = self.operation
         key = self.render_key()
         known = renders.get(key)
-        if known is not None and known[0] is operation:
-            return ExecutionResult(known[1], None)
+        if known is not None:
+            return ExecutionResult(known, None)
         result = super().execute_operation(serially)
         if not self.is_awaitable(result):
-            remember(renders, key, operation, result)
+            remember(renders, key, result)
             return result
 
         async def remembered() -> Any:
             done = await result
-            remember(renders, key, operation, done)
+            remember(renders, key, done)
             return done
 
         return remembered()

@@ -7,7 +7,8 @@ import enum
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import UTC, date, datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import strawberry
 from graphql import ExecutionResult, GraphQLEnumType, GraphQLScalarType, GraphQLSchema
@@ -16,7 +17,7 @@ from strawberry.extensions import SchemaExtension
 
 from resolvers.root import Mutation
 from resolvers.root import Query as AppQuery
-from resolvers.subscriptions import Subscription
+from resolvers.subscriptions import SharedRender, Subscription
 from web.execution import PlainLeafExecutionContext, output_coercer, plain_fields
 
 
@@ -81,7 +82,7 @@ class Query:
         return f"hi {name}"
 
 
-QUERY = '{ greeting g2: greeting(name: "x") items { name n2: name count color ratio shout } }'
+QUERY = '{ greeting g2: greeting(name: "x") items { name shout n2: name count color ratio } }'
 
 
 async def _run(schema: strawberry.Schema) -> tuple[Any, list[Any]]:
@@ -100,6 +101,11 @@ async def test_fast_path_answers_like_graphql_core() -> None:
         "name": "ok", "n2": "ok", "count": 1, "color": "RED", "ratio": 0.5, "shout": "OK"
     }  # fmt: skip
     assert data["items"][5]["name"] == "awaited"
+    # Read directly or not, the fields keep the query's order.
+    assert [list(item or {}) for item in data["items"]] == [
+        list(item or {}) for item in expected[0]["items"]
+    ]
+    assert list(data["items"][0]) == ["name", "shout", "n2", "count", "color", "ratio"]
     assert len(errors) >= 5  # null for non-null, bad int, bad enum, NaN, raised value
 
 
@@ -189,3 +195,39 @@ async def test_each_subscription_event_gets_an_executor_of_its_own() -> None:
     assert names == [f"item {n}" for n in range(200)]
     assert len(built) == 201 and len({id(executor) for executor in built}) == 201
     assert {type(executor) for executor in built} == {Recording}
+
+
+async def test_a_shared_event_is_built_and_rendered_once_per_selection() -> None:
+    """One user's sockets with the same document and variables share one event's rendering."""
+    built: list[int] = []
+
+    def build(n: int) -> Any:
+        built.append(n)
+        return Item(name=f"item {n}", count=n, color=Color.RED, ratio=None)
+
+    events: list[dict[Any, Any]] = [
+        {} for _ in range(3)
+    ]  # each event's render cache, as the hub's AlertEvent has
+
+    @strawberry.type
+    class Subscription:
+        @strawberry.subscription
+        async def items(self) -> AsyncGenerator[Item, None]:
+            for n, renders in enumerate(events):
+                yield cast(Item, SharedRender(renders, cast(Any, partial(build, n))))
+
+    schema = plain_leaf_schema(Query, subscription=Subscription)
+
+    async def answers(document: str, variables: dict[str, Any] | None = None) -> list[Any]:
+        stream = await schema.subscribe(document, variable_values=variables)
+        assert not isinstance(stream, ExecutionResult)
+        return [result.data async for result in stream]
+
+    same = "subscription S($x: Boolean!) { items { name count @include(if: $x) shout } }"
+    first = await answers(same, {"x": True})
+    assert await answers(same, {"x": True}) == first
+    assert built == [0, 1, 2]  # the second subscription built and executed nothing
+    other = await answers(same, {"x": False})  # other variables: rendered anew
+    assert built == [0, 1, 2] * 2
+    assert first[1] == {"items": {"name": "item 1", "count": 1, "shout": "ITEM 1"}}
+    assert other[1] == {"items": {"name": "item 1", "shout": "ITEM 1"}}
