@@ -71,14 +71,12 @@ class Subscription:
 
 @dataclass(frozen=True, slots=True)
 class SharedRender:
-    """A live event's render cache and how to build its Alert, for the executor to consult.
+    """A live event's render cache and how to build its Alert, for the executor to consult."""
 
-    The user's subscriptions with the same document and variables select the same fields of
-    the same alert: the first to execute the event stores the result in `renders` and the
-    others answer with it (web/execution.py), so an alert is built and rendered once per
-    selection rather than once per socket.
-    """
-
+    # The user's subscriptions with the same document and variables select the same fields of
+    # the same alert: the first to execute the event stores the result in `renders` and the
+    # others answer with it (web/execution.py), so an alert is built and rendered once per
+    # selection rather than once per socket.
     renders: dict[Any, Any]
     build: Callable[[], Alert]
 

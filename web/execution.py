@@ -193,12 +193,10 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        """graphql-core's documented customisation point: plain leaves read in one pass.
-
-        Every other field (and any plain one whose value is unusual: an exception, an
-        awaitable, null for a non-null field, a failing coercion) goes through graphql-core's
-        own execute_fields, which resolves and reports it exactly as without this class.
-        """
+        """graphql-core's documented customisation point: plain leaves read in one pass."""
+        # Every other field (and a plain one whose value is unusual: an exception, an
+        # awaitable, null for a non-null field, a failing coercion) goes through graphql-core's
+        # own execute_fields, which resolves and reports it exactly as without this class.
         if not self.direct:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
@@ -257,13 +255,11 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return leaves, others
 
     def build_per_event_executor(self, payload: Any) -> Any:
-        """A new executor per subscription event, sharing only the validated operation.
-
-        graphql-core's own is a shallow copy: it would share the subscription's memos, which
-        are keyed by (and keep alive) the field sets every event collects anew, so an open
-        subscription grew by every event's (~2 KB per alert delivered). A SharedRender
-        payload's alert is built only when its render cache lacks this selection.
-        """
+        """A new executor per subscription event, sharing only the validated operation."""
+        # graphql-core's own is a shallow copy: it would share the subscription's memos, which
+        # are keyed by (and keep alive) the field sets every event collects anew, so an open
+        # subscription grew by every event's (~2 KB per alert delivered). A SharedRender
+        # payload's alert is built only when its render cache lacks this selection.
         renders = None
         if isinstance(payload, SharedRender):
             renders = payload.renders
@@ -306,10 +302,8 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return self.key
 
     def execute_operation(self, serially: bool | None = None) -> Any:
-        """graphql-core's, or the result an event's render cache holds for this selection.
-
-        Only results without errors are kept (errors go through the usual handling each time).
-        """
+        """graphql-core's, or the result an event's render cache holds for this selection."""
+        # Only results without errors are kept: errors go through the usual handling each time.
         renders = self.renders
         if renders is None:
             return super().execute_operation(serially)
