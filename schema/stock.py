@@ -9,6 +9,7 @@ from uuid import UUID
 
 import strawberry
 
+from schema.cache_scope import PER_VIEWER
 from schema.context import field_context
 from schema.rows import from_row
 from services.backfill_queue import BackfillStatus
@@ -141,9 +142,8 @@ class Stock:
     last_data_update: datetime | None
 
     # The final values of resolver fields that the query which built this Stock already
-    # fetched, by field name ("signal", "backfill"): the resolver returns them as they are, and
-    # web/execution.py's fast path reads them without calling it. A field not held here is
-    # loaded through a DataLoader.
+    # fetched, by field name ("signal", "backfill"): the resolver returns them as they are. A
+    # field not held here is loaded through a DataLoader.
     preloaded: strawberry.Private[dict[str, Any]]
     # The watcher count the building query fetched, if it did. Not in `preloaded`: the
     # resolver must run to note that the answer shows it (the response cache's scope).
@@ -174,7 +174,8 @@ class Stock:
         return _deferred(_load_then(pending, signal_from_row))
 
     @strawberry.field(
-        description="The signed-in user's newest alerts about this stock; [] without a token."
+        description="The signed-in user's newest alerts about this stock; [] without a token.",
+        directives=[PER_VIEWER],
     )
     async def my_alerts(
         self, info: strawberry.Info, first: int | None = MY_ALERTS_PAGE_SIZE

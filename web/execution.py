@@ -1,124 +1,114 @@
-"""graphql-core execution with a fast path for plain leaf fields (most of a watchlist's ~1,700).
+"""graphql-core execution with plain leaf fields read directly (most of a watchlist's ~1,600).
 
-Two levels: `execute_fields` walks an object's selection from a per-request plan and reads
-qualifying leaves inline (no Path, no method call per leaf); `execute_field` does the same
-for a single field reached any other way (e.g. serial mutation roots).
+Built on public extension points only. graphql-core documents `execution_context_class` (which
+Strawberry passes on) as the way to customise execution: a subclass of its ExecutionContext
+overriding public methods. Here `execute_fields` reads an object's plain leaves in one pass
+and hands the rest to graphql-core's own `execute_fields`; `build_per_event_executor` and
+`execute_operation` give each subscription event its own executor and let the events that
+carry a render cache be executed once per selection. Which fields are plain comes from
+Strawberry's `Schema.get_field_for_type`.
 
-A field qualifies when Strawberry resolves it by reading an attribute (no resolver, no field
-extensions, no arguments, no middleware) and its type is a scalar or enum. For those the
-ResolveInfo, the resolver wrappers and the generic completion are skipped: the value is read
-and coerced directly. Anything unusual (an exception, an awaitable, null for a non-null
-field, a coercion that fails) goes through graphql-core's own execute_field, which redoes
-the read (attribute reads have no side effects) and reports errors exactly as before.
+A field is plain when Strawberry resolves it by reading the attribute of its Python name (no
+resolver, no field extensions or permissions, no arguments, the schema's default resolver is
+getattr) and its type is a scalar or enum. With no middleware installed, such a field is read
+and coerced directly: no ResolveInfo, no path, no resolver call, no generic completion.
+Anything unusual (an exception, an awaitable, null for a non-null field, a coercion that
+fails) goes through graphql-core, which redoes the read (attribute reads have no side
+effects) and reports errors exactly as before.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from enum import Enum
+from typing import Any, ClassVar
 from uuid import UUID
 
+import strawberry
 from graphql import (
-    FieldNode,
+    ExecutionResult,
     GraphQLBoolean,
     GraphQLEnumType,
-    GraphQLField,
     GraphQLFloat,
     GraphQLID,
     GraphQLInt,
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLResolveInfo,
     GraphQLScalarType,
-    GraphQLSchema,
     GraphQLString,
+    build_schema,
+    get_nullable_type,
 )
-from graphql.execution.collect_fields import FieldDetails
-from graphql.execution.executor import to_nodes
-from graphql.pyutils import Path, RefMap, Undefined, gather_with_cancel
+from graphql.execution.collect_fields import GroupedFieldSet
+from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
 
-from resolvers.subscriptions import LIVE_OPERATION
+from resolvers.subscriptions import SharedRender
 
 # The output value for the common Python type of a leaf type, or Undefined for any other value
 # (which then takes the type's own coerce_output_value).
 Coercer = Callable[[Any], Any]
 
-# (attribute name, leaf type, non-null, coercer) for a qualifying field; None for any other.
-LeafPlan = tuple[str, GraphQLLeafType, bool, Coercer] | None
+# (attribute name, leaf type, non-null, coercer) of a plain field; None for any other.
+Plan = tuple[str, GraphQLLeafType, bool, Coercer]
+LeafPlan = Plan | None
+
+# An object's plain leaves by response name, and the grouped field set of its other fields.
+FieldsPlan = tuple[list[tuple[str, Plan]], GroupedFieldSet]
+
+# What a subscription event's render cache knows a selection by: the document's text (the
+# operation node's id if it has no location), the operation's name, the variables.
+RenderKey = tuple[str, str | None, str]
+
+# (GraphQL type name, field name) → the Python attribute a plain leaf field reads.
+PlainFields = dict[tuple[str, str], str]
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 PLAIN_VALUE_TYPES = frozenset({str, int, float, bool, date, datetime, UUID, Decimal})
 
-# A resolver field without arguments or extensions: its Python name and definition. When the
-# parent object holds the field's final value (see HELD_VALUES), the resolver is not called.
-HeldPlan = tuple[str, GraphQLField] | None
 
-# One entry per response key of an object's selection: the key, its field details, the leaf
-# plan when the field can be read inline, the held plan for a plain resolver field (both
-# None: graphql-core executes it).
-FieldsPlan = list[tuple[str, list[FieldDetails], "LeafPlan", HeldPlan]]
-
-# The attribute in which an object may hold the values its resolver fields would return, by
-# Python field name (e.g. schema.stock.Stock.preloaded, filled by the query that built it).
-HELD_VALUES = "preloaded"
-
-# Per schema: id(field) → (field, plan); the field is kept so its id cannot be reused.
-_PLANS: weakref.WeakKeyDictionary[GraphQLSchema, dict[int, tuple[GraphQLField, LeafPlan]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def leaf_plan(field_def: GraphQLField) -> LeafPlan:
-    """How to read `field_def` directly, or None when it needs the full machinery."""
-    resolve = field_def.resolve
-    if getattr(resolve, "__name__", None) != "_get_basic_result" or field_def.args:
-        return None
-    strawberry_field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if strawberry_field is None or strawberry_field.default_resolver is not getattr:
-        return None
-    if strawberry_field.base_resolver is not None or strawberry_field.extensions:
-        return None
-    field_type = field_def.type
-    non_null = isinstance(field_type, GraphQLNonNull)
-    leaf = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
-    if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
-        return None
-    return strawberry_field.python_name, leaf, non_null, output_coercer(leaf)
-
-
-def held_plan(field_def: GraphQLField) -> HeldPlan:
-    """The Python name of a resolver field a parent may hold the value of, else None."""
-    if field_def.args:
-        return None
-    strawberry_field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if strawberry_field is None or strawberry_field.base_resolver is None:
-        return None
-    if strawberry_field.extensions or strawberry_field.arguments:
-        return None
-    return strawberry_field.python_name, field_def
+def plain_fields(schema: strawberry.Schema) -> PlainFields:
+    """The schema's plain leaf fields, by type and field name, with the attribute each reads."""
+    if schema.config.default_resolver is not getattr:
+        return {}
+    found: PlainFields = {}
+    for type_name, named in build_schema(schema.as_str()).type_map.items():
+        if not isinstance(named, GraphQLObjectType) or type_name.startswith("__"):
+            continue
+        for field_name, field in named.fields.items():
+            leaf = get_nullable_type(field.type)
+            if field.args or not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+                continue
+            definition = schema.get_field_for_type(field_name, type_name)
+            if definition is None or definition.base_resolver is not None:
+                continue
+            if definition.extensions or definition.permission_classes:
+                continue
+            found[(type_name, field_name)] = definition.python_name
+    return found
 
 
 def output_coercer(leaf: GraphQLLeafType) -> Coercer:
     """A shortcut for the Python type each leaf type usually holds, same result as the type's.
 
-    Strawberry's enum type scans all of its values per call and graphql-core's scalars check
-    several types first; a type test and a dict lookup give the same output for these values.
+    Enum values are Python enum members: each one's output is the type's own coercion,
+    remembered per member (Strawberry's enum type scans all of its values per call).
+    graphql-core's scalars check several types first; a type test gives the same output.
     """
-    if isinstance(leaf, CustomGraphQLEnumType):
-        member_class = leaf.wrapped_cls
-        names: dict[Any, str] = {
-            member_class(value.value): name for name, value in leaf.values.items()
-        }
+    if isinstance(leaf, GraphQLEnumType):
+        names: dict[Enum, Any] = {}
 
         def enum_name(value: Any) -> Any:
-            return names.get(value, Undefined) if type(value) is member_class else Undefined
+            if not isinstance(value, Enum):
+                return Undefined
+            name = names.get(value, Undefined)
+            if name is Undefined:
+                name = names[value] = leaf.coerce_output_value(value)
+            return name
 
         return enum_name
     if leaf is GraphQLString or leaf is GraphQLID:
@@ -143,205 +133,210 @@ def output_coercer(leaf: GraphQLLeafType) -> Coercer:
     return custom_scalar
 
 
-class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, with plain leaf fields completed inline."""
+def remember(renders: dict[Any, Any], key: RenderKey, result: Any) -> None:
+    """Keep an event's result for the other subscriptions with this selection, if clean."""
+    if isinstance(result, ExecutionResult) and not result.errors and not result.extensions:
+        renders[key] = result.data
+
+
+def in_query_order(
+    grouped_field_set: GroupedFieldSet, read: dict[str, Any], rest: dict[str, Any]
+) -> dict[str, Any]:
+    """The fields read directly and the others, in the order the query asks for them."""
+    merged: dict[str, Any] = {}
+    for response_name in grouped_field_set:
+        if response_name in read:
+            merged[response_name] = read[response_name]
+        elif response_name in rest:
+            merged[response_name] = rest[response_name]
+    return merged
+
+
+class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context, with plain leaf fields completed directly.
+
+    Use `for_schema()`: each schema gets a subclass whose table `learn()` fills once the
+    schema exists (Strawberry takes the class before it builds the schema).
+    """
+
+    plain: ClassVar[PlainFields] = {}
+    plans: ClassVar[dict[tuple[str, str], LeafPlan]] = {}
+
+    @classmethod
+    def for_schema(cls) -> type[PlainLeafExecutionContext]:
+        """A subclass with tables of its own, empty until `learn(schema)`."""
+        return type(cls.__name__, (cls,), {"plain": {}, "plans": {}})
+
+    @classmethod
+    def learn(cls, schema: strawberry.Schema) -> None:
+        """Fill this class's table of plain fields from the schema it executes."""
+        cls.plain = plain_fields(schema)
+        cls.plans = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         manager = self.middleware_manager
-        self._fast = manager is None or not manager.middlewares
-        self._plans = _PLANS.setdefault(self.schema, {})
-        # Per request: (parent type, grouped field set) → plan; graphql-core reuses the
-        # grouped field set of a selection for every object of a list, so this hits 49 of 50.
-        self._fields_plans: dict[tuple[int, int], tuple[Any, FieldsPlan]] = {}
+        self.direct = manager is None or not manager.middlewares
+        # Per request: id(grouped field set) → (it, its plan). graphql-core collects the
+        # subfields of a list's objects once, so one plan serves all 50 items; the set is kept
+        # so that its id cannot be reused within the request.
+        self.known: dict[int, tuple[GroupedFieldSet, FieldsPlan]] = {}
+        # The render cache of the subscription event this executor runs, if it has one.
+        self.renders: dict[Any, Any] | None = None
+        self.key: RenderKey | None = None
 
     def execute_fields(
         self,
         parent_type: GraphQLObjectType,
         source_value: Any,
         path: Path | None,
-        grouped_field_set: Any,
+        grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        """graphql-core's loop, with qualifying leaves read inline (no Path, no call per leaf)."""
-        if not self._fast:
+        """graphql-core's documented customisation point: plain leaves read in one pass."""
+        # Every other field (and a plain one whose value is unusual: an exception, an
+        # awaitable, null for a non-null field, a failing coercion) goes through graphql-core's
+        # own execute_fields, which resolves and reports it exactly as without this class.
+        if not self.direct:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        results: dict[str, Any] = {}
-        is_awaitable = self.is_awaitable
-        awaitable_fields: list[str] = []
-        execute_field = super().execute_field
-        held_values = getattr(source_value, HELD_VALUES, None)
-        if type(held_values) is not dict:
-            held_values = None
-        try:
-            for response_name, field_details_list, leaf, held in self._fields_plan(
-                parent_type, grouped_field_set
-            ):
-                if leaf is not None:
-                    value = self._read_leaf(source_value, leaf)
-                    if value is not Undefined:
-                        results[response_name] = value
+        known = self.known.get(id(grouped_field_set))
+        if known is None or known[0] is not grouped_field_set:
+            known = (grouped_field_set, self.fields_plan(parent_type, grouped_field_set))
+            self.known[id(grouped_field_set)] = known
+        leaves, others = known[1]
+        read: dict[str, Any] = {}
+        for response_name, (name, leaf, non_null, coerce) in leaves:
+            try:
+                value = getattr(source_value, name)
+                if value is None:
+                    if not non_null:
+                        read[response_name] = None
                         continue
-                field_path = Path(path, response_name, parent_type.name)
-                if held is not None and held_values is not None and held[0] in held_values:
-                    held_value = held_values[held[0]]
-                    if not is_awaitable(held_value):
-                        result = self._complete_held(
-                            parent_type,
-                            held[1],
-                            field_details_list,
-                            field_path,
-                            held_value,
-                            position_context,
-                        )
-                        if result is not Undefined:
-                            results[response_name] = result
-                            if is_awaitable(result):
-                                awaitable_fields.append(response_name)
+                else:
+                    coerced = coerce(value)
+                    if coerced is Undefined and not (
+                        isinstance(value, Exception) or self.is_awaitable(value)
+                    ):
+                        coerced = leaf.coerce_output_value(value)
+                    if coerced is not Undefined and coerced is not None:
+                        read[response_name] = coerced
                         continue
-                result = execute_field(
-                    parent_type, source_value, field_details_list, field_path, position_context
-                )
-                if result is not Undefined:
-                    results[response_name] = result
-                    if is_awaitable(result):
-                        awaitable_fields.append(response_name)
-        except Exception:
-            if awaitable_fields:
-                self.settle_in_background([results[field] for field in awaitable_fields])
-            raise
-        if not awaitable_fields:
-            return results
+            except Exception:
+                pass  # graphql-core reads it again and reports the error as usual
+            if others is known[1][1]:
+                others = dict(others)
+            others[response_name] = grouped_field_set[response_name]
+        if not others:
+            return read
+        rest = super().execute_fields(parent_type, source_value, path, others, position_context)
+        if isinstance(rest, dict):
+            return in_query_order(grouped_field_set, read, rest)
 
-        async def get_results() -> dict[str, Any]:
-            if len(awaitable_fields) == 1:
-                field = awaitable_fields[0]
-                results[field] = await results[field]
+        async def merged() -> dict[str, Any]:
+            return in_query_order(grouped_field_set, read, await rest)
+
+        return merged()
+
+    def fields_plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> FieldsPlan:
+        """The fields read directly (with their plans) and the set of all the others."""
+        leaves: list[tuple[str, Plan]] = []
+        others: GroupedFieldSet = {}
+        for response_name, field_details_list in grouped_field_set.items():
+            node = field_details_list[0].node
+            plan = None if node.arguments else self.leaf_plan(parent_type, node.name.value)
+            if plan is None:
+                others[response_name] = field_details_list
             else:
-                awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
-                results.update(zip(awaitable_fields, awaited, strict=True))
-            return results
-
-        return get_results()
-
-    def build_resolve_info(
-        self,
-        field_def: GraphQLField,
-        field_nodes: list[FieldNode],
-        parent_type: GraphQLObjectType,
-        path: Path,
-    ) -> GraphQLResolveInfo:
-        if path.prev is None and parent_type is self.schema.subscription_type:
-            # The subscription's own executor: live events are rendered with its copies.
-            live = LIVE_OPERATION.get()
-            if live is not None and live.executor is None:
-                live.executor = self
-        return super().build_resolve_info(field_def, field_nodes, parent_type, path)
+                leaves.append((response_name, plan))
+        return leaves, others
 
     def build_per_event_executor(self, payload: Any) -> Any:
-        """graphql-core's copy for one subscription event, with memos of its own."""
-        # The copy is shallow: it would share the subscription's memos, which are keyed by
-        # (and keep alive) the field sets every event collects anew, so an open subscription
-        # grew by every event's (~2 KB per alert delivered). Per event they still serve lists.
-        executor = super().build_per_event_executor(payload)
-        assert isinstance(executor, FastLeafExecutionContext)  # a copy keeps the class
-        executor._relevant_sub_fields = {}
-        executor._stream_usages = RefMap()
-        executor._fields_plans = {}
+        """A new executor per subscription event, sharing only the validated operation."""
+        # graphql-core's own is a shallow copy: it would share the subscription's memos, which
+        # are keyed by (and keep alive) the field sets every event collects anew, so an open
+        # subscription grew by every event's (~2 KB per alert delivered). A SharedRender
+        # payload's alert is built only when its render cache lacks this selection.
+        renders = None
+        if isinstance(payload, SharedRender):
+            renders = payload.renders
+            payload = None if self.render_key() in renders else payload.build()
+        executor = type(self)(
+            self.schema,
+            self.fragment_definitions,
+            self.fragments,
+            payload,
+            self.context_value,
+            self.operation,
+            self.variable_values,
+            self.field_resolver,
+            self.type_resolver,
+            self.subscribe_field_resolver,
+            enable_early_execution=self.enable_early_execution,
+            middleware_manager=self.middleware_manager,
+            is_awaitable=self.is_awaitable,
+            is_async_iterable=self.is_async_iterable,
+            hide_suggestions=self.hide_suggestions,
+            abort_signal=self.abort_signal,
+            hooks=self.hooks,
+            operation_extensions=self.operation_extensions,
+        )
+        executor.renders = renders
+        executor.key = self.key
         return executor
 
-    def _fields_plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> FieldsPlan:
-        key = (id(parent_type), id(grouped_field_set))
-        known = self._fields_plans.get(key)
-        if known is not None and known[0] is grouped_field_set:
-            return known[1]
-        plan: FieldsPlan = []
-        for response_name, field_details_list in grouped_field_set.items():
-            first_node = field_details_list[0].node
-            field_def = self.schema.get_field(parent_type, first_node.name.value)
-            leaf: LeafPlan = None
-            held: HeldPlan = None
-            if field_def is not None and not first_node.arguments:
-                leaf = self._plan(field_def)
-                held = held_plan(field_def) if leaf is None else None
-            plan.append((response_name, field_details_list, leaf, held))
-        self._fields_plans[key] = (grouped_field_set, plan)
-        return plan
-
-    def execute_field(
-        self,
-        parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: Any,
-        path: Path,
-        position_context: Any,
-    ) -> Any:
-        if self._fast:
-            first_node = field_details_list[0].node
-            field_def = self.schema.get_field(parent_type, first_node.name.value)
-            if field_def is not None and not first_node.arguments:
-                plan = self._plan(field_def)
-                if plan is not None:
-                    value = self._read_leaf(source, plan)
-                    if value is not Undefined:
-                        return value
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
-        )
-
-    def _complete_held(
-        self,
-        parent_type: GraphQLObjectType,
-        field_def: GraphQLField,
-        field_details_list: Any,
-        path: Path,
-        value: Any,
-        position_context: Any,
-    ) -> Any:
-        """graphql-core's execute_field after its resolver call, with `value` as the result."""
-        return_type = field_def.type
-        info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
-        try:
-            completed = self.complete_value(
-                return_type, field_details_list, info, path, value, position_context
+    def render_key(self) -> RenderKey:
+        """What an event's render cache knows this operation's selection by."""
+        if self.key is None:
+            # The document's text, the operation's name and the variables decide the answer
+            # to one user's event (the sockets of one user have the same viewer).
+            loc, name = self.operation.loc, self.operation.name
+            self.key = (
+                loc.source.body if loc else str(id(self.operation)),
+                name.value if name else None,
+                repr(self.variable_values.coerced),
             )
-            if self.is_awaitable(completed):
+        return self.key
 
-                async def await_completed() -> Any:
-                    try:
-                        return await completed
-                    except Exception as raw_error:
-                        self.handle_field_error(raw_error, return_type, field_details_list, path)
-                        return None
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        """graphql-core's, or the result an event's render cache holds for this selection."""
+        # Only results without errors are kept: errors go through the usual handling each time.
+        renders = self.renders
+        if renders is None:
+            return super().execute_operation(serially)
+        key = self.render_key()
+        known = renders.get(key)
+        if known is not None:
+            return ExecutionResult(known, None)
+        result = super().execute_operation(serially)
+        if not self.is_awaitable(result):
+            remember(renders, key, result)
+            return result
 
-                return await_completed()
-        except Exception as raw_error:
-            self.handle_field_error(raw_error, return_type, field_details_list, path)
-            return None
-        return completed
+        async def remembered() -> Any:
+            done = await result
+            remember(renders, key, done)
+            return done
 
-    def _read_leaf(self, source: Any, plan: tuple[str, GraphQLLeafType, bool, Coercer]) -> Any:
-        """The completed value, or Undefined when graphql-core must handle this field."""
-        name, leaf, non_null, coerce = plan
-        try:
-            value = getattr(source, name)
-            if value is None:
-                return Undefined if non_null else None
-            coerced = coerce(value)
-            if coerced is not Undefined:
-                return coerced
-            if isinstance(value, Exception) or self.is_awaitable(value):
-                return Undefined
-            coerced = leaf.coerce_output_value(value)
-        except Exception:
-            return Undefined
-        return Undefined if coerced is None else coerced
+        return remembered()
 
-    def _plan(self, field_def: GraphQLField) -> LeafPlan:
-        known = self._plans.get(id(field_def))
-        if known is None:
-            known = (field_def, leaf_plan(field_def))
-            self._plans[id(field_def)] = known
-        return known[1]
+    def leaf_plan(self, parent_type: GraphQLObjectType, field_name: str) -> LeafPlan:
+        """How to read this field directly, or None when it needs the full machinery."""
+        key = (parent_type.name, field_name)
+        plans = self.plans
+        if key in plans:
+            return plans[key]
+        plan: LeafPlan = None
+        attribute = self.plain.get(key)
+        field_def = parent_type.fields.get(field_name)
+        if attribute is not None and field_def is not None:
+            field_type = field_def.type
+            leaf = get_nullable_type(field_type)
+            if isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+                non_null = isinstance(field_type, GraphQLNonNull)
+                plan = (attribute, leaf, non_null, output_coercer(leaf))
+        plans[key] = plan
+        return plan

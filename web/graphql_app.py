@@ -13,10 +13,11 @@ import orjson
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
+from graphql import build_schema as build_sdl_schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
@@ -25,20 +26,12 @@ from strawberry.http.types import HTTPMethod
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    Operation,
-)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context
 from resolvers.root import Mutation, Query
-from resolvers.subscriptions import (
-    LIVE_OPERATION,
-    LiveOperation,
-    Subscription,
-    authenticate_connection,
-)
+from resolvers.subscriptions import Subscription, authenticate_connection
 from services import cache_versions
 from services.auth.tokens import TokenVerifier
 from services.db import database_outage
@@ -49,13 +42,15 @@ from services.storage.object_store import ObjectStore
 from services.users import EnsuredUsers
 from web import metrics
 from web.errors import AppSchema, refusal_response
-from web.execution import FastLeafExecutionContext
+from web.execution import PlainLeafExecutionContext
 from web.explorer import explorer_page
 from web.http_conventions import (
     GRAPHQL_RESPONSE_JSON,
+    GraphQLSubResponse,
     OperationTypeExtension,
     PersistedQueries,
     PersistedQueryError,
+    PersistedQueryFailure,
     etag_matches,
     etag_of,
     is_request_error,
@@ -88,6 +83,7 @@ WS_TRY_AGAIN_LATER = 1013
 def build_schema(settings: Settings, limits: QueryLimits | None = None) -> strawberry.Schema:
     """The schema for these settings (introspection and limits depend on APP_ENV)."""
     limits = limits or QueryLimits(settings)
+    execution_context = PlainLeafExecutionContext.for_schema()
     schema = AppSchema(
         query=Query,
         mutation=Mutation,
@@ -100,9 +96,10 @@ def build_schema(settings: Settings, limits: QueryLimits | None = None) -> straw
             *guard_extensions(settings),
             cost_extension(limits),
         ],
-        execution_context_class=FastLeafExecutionContext,
+        execution_context_class=execution_context,
     )
     limits.use_schema(str(schema))
+    execution_context.learn(schema)
     return schema
 
 
@@ -121,35 +118,11 @@ class _TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
             await super().close(code, reason)
 
 
-class _TransportWSHandler(CheckedTransportWSHandler):
-    """The checked graphql-transport-ws handler; each operation can also send rendered payloads.
-
-    A live alert rendered once per selection (resolvers/subscriptions.py) is sent to each of
-    the user's sockets as the same `next` message Strawberry would build, without executing
-    and encoding it again per socket.
-    """
-
-    async def run_operation(self, operation: Operation[Context, None]) -> None:
-        prefix = f'{{"id":{orjson.dumps(operation.id).decode()},"type":"next","payload":'
-        websocket = self.websocket
-        assert isinstance(websocket, _TextFrameWebSocketAdapter)
-
-        async def send_payload(payload: str) -> bool:
-            try:
-                await websocket.ws.send_text(prefix + payload + "}")
-            except (WebSocketDisconnect, RuntimeError):  # closed, or closing (after close)
-                return False
-            return True
-
-        LIVE_OPERATION.set(LiveOperation(send_payload))
-        await super().run_operation(operation)
-
-
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app with our per-request context, metrics and origin allowlist."""
 
     websocket_adapter_class = _TextFrameWebSocketAdapter
-    graphql_transport_ws_handler_class = _TransportWSHandler
+    graphql_transport_ws_handler_class = CheckedTransportWSHandler
 
     def __init__(self, settings: Settings, verifier: TokenVerifier) -> None:
         self.query_limits = QueryLimits(settings)
@@ -167,7 +140,9 @@ class GraphQLApp(GraphQL[Context, None]):
         self.ensured_users = EnsuredUsers()
         self.persisted_queries = PersistedQueries(int(settings.apq_store_mb * 2**20))
         self.socket_limits = SocketLimits(settings.ws_max_connections_per_user)
-        self.response_cache = ResponseCache(int(settings.response_cache_mb * 2**20))
+        self.response_cache = ResponseCache(
+            int(settings.response_cache_mb * 2**20), build_sdl_schema(self.schema.as_str())
+        )
         # Cache keys being executed now → whether the answer was stored (single flight).
         self._flights: dict[tuple[str, ...], asyncio.Future[bool]] = {}
 
@@ -257,27 +232,31 @@ class GraphQLApp(GraphQL[Context, None]):
         try:
             request_data = self.persisted_queries.resolve(request_data)
         except PersistedQueryError as exc:
-            request.state.persisted_query_error = True
             return exc.as_result()
+        assert isinstance(sub_response, GraphQLSubResponse)  # get_sub_response's
         method = request_adapter.method
         try:
-            result = await self._cached_execute(request, context, root_value, request_data, method)
+            result = await self._cached_execute(
+                sub_response, context, root_value, request_data, method
+            )
         except _CacheUnavailable as unavailable:
             # Executing would only wait for the same database again (a hung host: once more
             # the connect timeout); answer as execution would have.
             outage = unavailable.outage
             cause = type(unavailable.cause).__name__
             log.warning("database unavailable for the response cache: %s", cause)
-            request.state.graphql_operation_type = "query"  # only queries are ever cached
+            sub_response.operation_type = "query"  # only queries are ever cached
             error = GraphQLError(outage.message, extensions={"code": outage.code})
-            return ExecutionResult(data=None, errors=[error])
-        if not is_request_error(result):  # it parsed and validated: worth keeping
+            result = ExecutionResult(data=None, errors=[error])
+        # No field ran (parse, validation or variable errors; an outage before execution).
+        sub_response.request_error = is_request_error(result)
+        if not sub_response.request_error:  # it parsed and validated: worth keeping
             self.persisted_queries.remember(request_data)
         return result
 
     async def _cached_execute(
         self,
-        request: Request,
+        sub_response: GraphQLSubResponse,
         context: Context,
         root_value: None,
         request_data: GraphQLRequestData,
@@ -293,8 +272,8 @@ class GraphQLApp(GraphQL[Context, None]):
             found = await _outage_guard(self._cache_lookup(context, lookup))
             if isinstance(found, ExecutionResult):
                 metrics.RESPONSE_CACHE.labels("hit").inc()
-                request.state.cache_status = CACHE_HIT
-                request.state.graphql_operation_type = "query"  # only queries are ever cached
+                sub_response.cache_status = CACHE_HIT
+                sub_response.operation_type = "query"  # only queries are ever cached
                 return await self._costed(context, request_data, found)
             flight = flights.get(lookup.key)
             if flight is None:
@@ -307,7 +286,7 @@ class GraphQLApp(GraphQL[Context, None]):
                 alongside = True
                 break
             metrics.RESPONSE_CACHE_COLLAPSED.labels("shared").inc()
-        request.state.cache_status = CACHE_MISS
+        sub_response.cache_status = CACHE_MISS
         metrics.RESPONSE_CACHE.labels("miss").inc()
         mine = None if alongside else asyncio.get_running_loop().create_future()
         if mine is not None:
@@ -438,27 +417,29 @@ class GraphQLApp(GraphQL[Context, None]):
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
         metrics.count_errors(response.get("errors") or ())
-        if wants_graphql_response(request.headers.get("accept")):
-            request.state.graphql_response = True
-            if is_request_error(result) and not getattr(
-                request.state, "persisted_query_error", False
-            ):
-                # Nothing was executed: a client error, and no `data` entry at all.
-                request.state.graphql_status = 400
-                return without_data(dict(response))  # type: ignore[return-value]
+        if (
+            wants_graphql_response(request.headers.get("accept"))
+            and is_request_error(result)
+            and not isinstance(result, PersistedQueryFailure)
+        ):
+            return without_data(dict(response))  # type: ignore[return-value]
         return response
 
-    async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """What the request's steps fill in for the HTTP conventions (GraphQLSubResponse)."""
+        headers = request.headers
+        return GraphQLSubResponse(headers.get("accept"), headers.get("if-none-match"))
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
         """Strawberry's, then the HTTP conventions: media type, status, ETag and 304."""
-        kwargs: dict[str, Any] = {}
-        if context is not None:
-            kwargs["context"] = context
-        if root_value is not None:
-            kwargs["root_value"] = root_value
-        response = await super().run(request, **kwargs)
-        if self.is_websocket_request(request) or not isinstance(response, Response):
+        response = super().create_response(response_data, sub_response)
+        if not isinstance(sub_response, GraphQLSubResponse):
             return response
-        return _http_conventions(request, response)
+        return _http_conventions(sub_response, response)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -527,20 +508,17 @@ def _websocket_origins(settings: Settings) -> tuple[str, ...]:
     return settings.cors_allow_origins
 
 
-def _http_conventions(request: Request, response: Response) -> Response:
+def _http_conventions(facts: GraphQLSubResponse, response: Response) -> Response:
     """Media type and status for graphql-response+json; ETag and 304 for query responses."""
-    state = request.state
-    if getattr(state, "graphql_response", False):
+    if facts.graphql_response:
         response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
-        status = getattr(state, "graphql_status", None)
-        if status is not None:
-            response.status_code = status
-    retry_after = getattr(state, "retry_after", None)
-    if retry_after is not None:  # over the client's cost budget, whatever the media type
+        if facts.request_error:
+            response.status_code = 400
+    if facts.retry_after is not None:  # over the client's cost budget, whatever the media type
         response.status_code = 429
-        response.headers["retry-after"] = str(retry_after)
-    operation_type = getattr(state, "graphql_operation_type", None)
-    cache_status = getattr(state, "cache_status", None) or (
+        response.headers["retry-after"] = str(facts.retry_after)
+    operation_type = facts.operation_type
+    cache_status = facts.cache_status or (
         CACHE_METHOD if operation_type == "mutation" else CACHE_BYPASS
     )
     response.headers["cache-status"] = cache_status
@@ -550,7 +528,7 @@ def _http_conventions(request: Request, response: Response) -> Response:
     response.headers["vary"] = "Accept, Authorization"
     etag = etag_of(bytes(response.body))
     response.headers["etag"] = etag
-    if etag_matches(request.headers.get("if-none-match"), etag):
+    if etag_matches(facts.if_none_match, etag):
         headers = {"etag": etag, "vary": "Accept, Authorization", "cache-status": cache_status}
         return Response(status_code=304, headers=headers)
     return response

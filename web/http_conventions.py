@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from graphql import GraphQLError
+from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
@@ -102,19 +103,40 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
+class GraphQLSubResponse(Response):
+    """Strawberry's per-request sub-response, carrying what the HTTP conventions decide by.
+
+    Strawberry hands this one object to the context (`context.response`), to the execution of
+    the request and to the building of the final response, so each step writes what it
+    learns here: the request's Accept and If-None-Match (when it is made), the operation's
+    type (OperationTypeExtension), the response cache's status, whether the document was
+    refused before execution (the GraphQL app) and a used-up cost budget (web/rate_limit.py).
+    """
+
+    def __init__(self, accept: str | None, if_none_match: str | None) -> None:
+        super().__init__()
+        del self.headers["content-length"]  # the final response sets its own
+        self.graphql_response = wants_graphql_response(accept)
+        self.if_none_match = if_none_match
+        self.operation_type: str | None = None
+        self.cache_status: str | None = None
+        self.request_error = False
+        # Seconds the client must wait: its query-cost budget is used up (HTTP 429).
+        self.retry_after: int | None = None
+
+
 class OperationTypeExtension(SchemaExtension):
-    """Records the operation's type on the HTTP request, so only queries get an ETag."""
+    """Records the operation's type on the sub-response, so only queries get an ETag."""
 
     def on_operation(self) -> Iterator[None]:
         yield
-        request = getattr(self.execution_context.context, "request", None)
-        state = getattr(request, "state", None)
-        if state is None:
-            return
+        response = getattr(self.execution_context.context, "response", None)
+        if not isinstance(response, GraphQLSubResponse):
+            return  # not over HTTP
         try:
-            state.graphql_operation_type = self.execution_context.operation_type.value
+            response.operation_type = self.execution_context.operation_type.value
         except Exception:  # no operation could be determined (the document was refused)
-            state.graphql_operation_type = None
+            response.operation_type = None
 
 
 @dataclass(frozen=True)
@@ -124,10 +146,14 @@ class PersistedQueryError(Exception):
     message: str
     code: str
 
-    def as_result(self) -> ExecutionResult:
-        return ExecutionResult(
+    def as_result(self) -> PersistedQueryFailure:
+        return PersistedQueryFailure(
             data=None, errors=[GraphQLError(self.message, extensions={"code": self.code})]
         )
+
+
+class PersistedQueryFailure(ExecutionResult):
+    """The answer to an APQ request that could not run (a protocol answer, not a 400)."""
 
 
 class PersistedQueries:

@@ -16,13 +16,13 @@ from functools import partial
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, build_schema, parse
-from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 
 from resolvers.context import Context
 from services.cost_budget import CostBudgets
 from services.errors import RateLimited
 from services.settings import ANONYMOUS_COST_SHARE, Settings
+from web.http_conventions import GraphQLSubResponse
 from web.operation_guards import MAX_TOKENS
 from web.query_cost import CostModel
 
@@ -73,9 +73,8 @@ class QueryLimits:
             retry_after = self.anonymous.charge(_client_address(context.request), cost)
         if retry_after is None:
             return
-        request = context.request
-        if request is not None and not isinstance(request, WebSocket):
-            request.state.retry_after = retry_after
+        if isinstance(context.response, GraphQLSubResponse):  # HTTP: 429 with Retry-After
+            context.response.retry_after = retry_after
         raise GraphQLError(
             f"query cost budget used up; retry in {retry_after} s",
             extensions={"code": RATE_LIMITED, "retryAfter": retry_after},

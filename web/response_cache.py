@@ -9,9 +9,12 @@ that did not show them stay cached. An answer is stored only under versions know
 predate its execution (web/graphql_app.py), so a write that lands during execution makes the
 stored entry outdated at once rather than hiding the write.
 
-Only queries whose root fields are all listed below are cached. Public fields are shared by
-everyone; a query with any private field is cached per user, after the token is verified.
-Answers with errors are never stored, and mutations and subscriptions never pass here.
+Which answers may be shared comes from the schema: a field declares `@cacheScope(scope:
+VIEWER)` when its answer depends on the signed-in user, `UNCACHED` when it is live or relative to
+the current time (schema/cache_scope.py). A query that selects (through any fragment) an
+UNCACHED field is never cached; one that selects a VIEWER field is cached per user, after the
+token is verified; any other query is public and shared by everyone. Answers with errors are
+never stored, and mutations and subscriptions never pass here.
 """
 
 from __future__ import annotations
@@ -29,26 +32,22 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLNamedType,
+    GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    get_directive_values,
+    get_named_type,
     parse,
 )
 
+from schema.cache_scope import DIRECTIVE_NAME, CacheScope
 from web.operation_guards import MAX_TOKENS, oversized
 
-# Root fields whose answer depends only on public data (its resolvers note which scopes). A
-# field added under them that depends on the viewer (or on time) must come off this list.
-PUBLIC_ROOT_FIELDS = frozenset({"searchStocks", "stock", "popularStocks", "__typename"})
-# Root fields whose answer depends on public data and the viewer's own rows only. Not listed,
-# so never cached: health (live checks) and recentAlertsCount (a sliding time window).
-PRIVATE_ROOT_FIELDS = frozenset(
-    {"me", "watchlist", "alerts", "alert", "alertStats", "webhooks", "deliveries"}
-)
-# Fields below public roots whose answer depends on the viewer: their presence anywhere in a
-# document makes it private.
-VIEWER_FIELDS = frozenset({"myAlerts"})
+# (type name, field name) → the scope a field declares; fields not listed are public.
+FieldScopes = dict[tuple[str, str], CacheScope]
 PLAN_CACHE_SIZE = 1_000
 
 
@@ -71,8 +70,10 @@ class _Entry:
 class ResponseCache:
     """Query answers by (viewer or public, document, variables, operation, UTC date)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, schema: GraphQLSchema) -> None:
         self.max_bytes = max_bytes
+        self.schema = schema
+        self.field_scopes = field_scopes(schema)
         self.bytes = 0
         self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
         self._plans: OrderedDict[tuple[str, str | None], CachePlan | None] = OrderedDict()
@@ -96,7 +97,7 @@ class ResponseCache:
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]
-        plan = _plan(query, operation_name)
+        plan = _plan(self.schema, self.field_scopes, query, operation_name)
         self._plans[key] = plan
         while len(self._plans) > PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
@@ -167,7 +168,24 @@ class ResponseCache:
             self.bytes -= entry.size
 
 
-def _plan(query: str, operation_name: str | None) -> CachePlan | None:
+def field_scopes(schema: GraphQLSchema) -> FieldScopes:
+    """The scope each field of `schema` declares with @cacheScope (read from its SDL nodes)."""
+    directive = schema.get_directive(DIRECTIVE_NAME)
+    if directive is None:
+        return {}
+    scopes: FieldScopes = {}
+    for type_name, named_type in schema.type_map.items():
+        for field_name, field in (getattr(named_type, "fields", None) or {}).items():
+            node = field.ast_node
+            values = None if node is None else get_directive_values(directive, node)
+            if values is not None:
+                scopes[(type_name, field_name)] = CacheScope(values["scope"])
+    return scopes
+
+
+def _plan(
+    schema: GraphQLSchema, scopes: FieldScopes, query: str, operation_name: str | None
+) -> CachePlan | None:
     try:
         document = parse(query, max_tokens=MAX_TOKENS)
     except GraphQLError:
@@ -176,19 +194,70 @@ def _plan(query: str, operation_name: str | None) -> CachePlan | None:
     if operation is None or operation.operation != OperationType.QUERY:
         return None
     fragments = {
-        d.name.value: d.selection_set
-        for d in document.definitions
-        if isinstance(d, FragmentDefinitionNode)
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    roots = _root_fields(operation.selection_set, fragments, depth=0)
-    if roots is None or not roots:
+    root = schema.query_type
+    if root is None:
+        return None
+    selected = _selected_scopes(schema, scopes, fragments, root, operation.selection_set)
+    if selected is None or CacheScope.UNCACHED in selected:
         return None
     name = operation.name.value if operation.name else None
-    if roots <= PUBLIC_ROOT_FIELDS:
-        return CachePlan(public=not _mentions(document, VIEWER_FIELDS), operation_name=name)
-    if roots <= PUBLIC_ROOT_FIELDS | PRIVATE_ROOT_FIELDS:
-        return CachePlan(public=False, operation_name=name)
-    return None
+    return CachePlan(public=CacheScope.VIEWER not in selected, operation_name=name)
+
+
+def _selected_scopes(
+    schema: GraphQLSchema,
+    scopes: FieldScopes,
+    fragments: dict[str, FragmentDefinitionNode],
+    root: GraphQLNamedType,
+    selection_set: SelectionSetNode,
+) -> set[CacheScope] | None:
+    """The scopes of every field the selection reaches (through fragments); None: unknown.
+
+    Unknown: a field or type the schema does not have (validation refuses the document) or
+    introspection beyond __typename (left to execution, never cached).
+    """
+    found: set[CacheScope] = set()
+    pending: list[tuple[GraphQLNamedType, SelectionSetNode]] = [(root, selection_set)]
+    spread: set[str] = set()  # each fragment is walked once: its fields do not depend on where
+    while pending:
+        parent, selections = pending.pop()
+        fields = getattr(parent, "fields", None) or {}
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                name = selection.name.value
+                if name == "__typename":
+                    continue
+                field = fields.get(name)
+                if field is None:
+                    return None
+                scope = scopes.get((parent.name, name))
+                if scope is not None:
+                    found.add(scope)
+                if selection.selection_set is not None:
+                    pending.append((get_named_type(field.type), selection.selection_set))
+                continue
+            if isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = parent if condition is None else schema.get_type(condition.name.value)
+                if target is None:
+                    return None
+                pending.append((target, selection.selection_set))
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment_name = selection.name.value
+                fragment = fragments.get(fragment_name)
+                if fragment is None:
+                    return None
+                target = schema.get_type(fragment.type_condition.name.value)
+                if target is None:
+                    return None
+                if fragment_name not in spread:
+                    spread.add(fragment_name)
+                    pending.append((target, fragment.selection_set))
+            else:
+                return None
+    return found
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -197,44 +266,3 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
         return operations[0] if len(operations) == 1 else None
     named = [o for o in operations if o.name is not None and o.name.value == name]
     return named[0] if len(named) == 1 else None
-
-
-def _root_fields(
-    selection_set: SelectionSetNode, fragments: dict[str, SelectionSetNode], depth: int
-) -> set[str] | None:
-    """The names of the operation's root fields, through fragments; None when unclear."""
-    if depth > 10:
-        return None
-    names: set[str] = set()
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            names.add(selection.name.value)
-            continue
-        if isinstance(selection, InlineFragmentNode):
-            nested = _root_fields(selection.selection_set, fragments, depth + 1)
-        elif isinstance(selection, FragmentSpreadNode):
-            target = fragments.get(selection.name.value)
-            nested = None if target is None else _root_fields(target, fragments, depth + 1)
-        else:
-            nested = None
-        if nested is None:
-            return None
-        names |= nested
-    return names
-
-
-def _mentions(document: DocumentNode, names: frozenset[str]) -> bool:
-    """Whether any field of the document (fragments included) has one of `names`."""
-    pending: list[SelectionSetNode] = [
-        d.selection_set
-        for d in document.definitions
-        if isinstance(d, OperationDefinitionNode | FragmentDefinitionNode)
-    ]
-    while pending:
-        for selection in pending.pop().selections:
-            if isinstance(selection, FieldNode) and selection.name.value in names:
-                return True
-            nested = getattr(selection, "selection_set", None)
-            if nested is not None:
-                pending.append(nested)
-    return False

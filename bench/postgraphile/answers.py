@@ -29,6 +29,12 @@ PG_QUERY = """query Watchlist($userId: UUID!) { userById(id: $userId) {
       alertHistoriesByEntityId(condition: { userId: $userId }, orderBy: SENT_AT_DESC, first: 1) {
         nodes { sentAt } } } } } } }"""
 
+# PostGraphile v5 with the amber preset: the same query, where a table's `id` column is named
+# `rowId` (`id` is the global object identifier there).
+PG5_QUERY = PG_QUERY.replace("userById(id:", "userByRowId(rowId:").replace(
+    "ID_DESC]", "ROW_ID_DESC]"
+)
+
 
 def instant(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
@@ -100,8 +106,10 @@ def evaluated_at(signal: dict[str, Any] | None, added_at: datetime | None) -> da
 
 def postgraphile_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     """PostGraphile's answer as the same values (the watcher's view derived here, client-side)."""
+    data = body["data"]
+    user = data["userById"] if "userById" in data else data["userByRowId"]  # v4, v5
     result = []
-    for node in body["data"]["userById"]["watchlistsByUserId"]["nodes"]:
+    for node in user["watchlistsByUserId"]["nodes"]:
         entity = node["entityByEntityId"]
         signals = entity["entitySignalsByEntityId"]["nodes"]
         signal = signals[0] if signals else None

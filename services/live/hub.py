@@ -50,9 +50,10 @@ class AlertEvent:
     user_id: UUID
     seq: int
     row: Mapping[str, Any] = field(repr=False, compare=False)
-    # What the API derives from the event once for all the user's subscribers (the rendered
-    # payload per selection); it lives as long as some subscriber still holds the event.
-    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    # What the API renders from this event once for all the user's subscriptions that select
+    # the same fields, by what it knows a selection by; it lives as long as some subscriber
+    # still holds the event.
+    renders: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 class SubscriberTooSlow(ServiceError):

@@ -7,16 +7,26 @@ import enum
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import UTC, date, datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import strawberry
-from graphql import ExecutionResult, GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
+from graphql import ExecutionResult, GraphQLEnumType, GraphQLScalarType, GraphQLSchema
 from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
-import web.schema_export
-from web.execution import FastLeafExecutionContext, leaf_plan, output_coercer
+from resolvers.root import Mutation
+from resolvers.root import Query as AppQuery
+from resolvers.subscriptions import SharedRender, Subscription
+from web.execution import PlainLeafExecutionContext, output_coercer, plain_fields
+
+
+def plain_leaf_schema(query: type, **kwargs: Any) -> strawberry.Schema:
+    """A schema executed with the plain-leaf fast path, as web/graphql_app.py builds it."""
+    execution_context = PlainLeafExecutionContext.for_schema()
+    schema = strawberry.Schema(query, execution_context_class=execution_context, **kwargs)
+    execution_context.learn(schema)
+    return schema
 
 
 @strawberry.enum
@@ -61,49 +71,6 @@ def _items() -> list[Any]:
     ]
 
 
-RESOLVER_CALLS: list[str] = []
-
-
-@strawberry.type
-class Holder:
-    """Resolver fields whose values the object may hold (as schema.stock.Stock does)."""
-
-    label: str
-    preloaded: strawberry.Private[dict[str, Any]]
-
-    @strawberry.field
-    def best(self) -> Item | None:
-        RESOLVER_CALLS.append(f"best {self.label}")
-        return self.preloaded.get("best")
-
-    @strawberry.field
-    def total(self) -> int:
-        RESOLVER_CALLS.append(f"total {self.label}")
-        total: int = self.preloaded.get("total", -1)
-        return total
-
-    @strawberry.field
-    def required(self) -> Item:
-        RESOLVER_CALLS.append(f"required {self.label}")
-        item: Item = self.preloaded.get(
-            "required", Item(name="x", count=0, color=Color.RED, ratio=None)
-        )
-        return item
-
-
-def _holders() -> list[Holder]:
-    ok = Item(name="held", count=9, color=Color.BLUE, ratio=1.5)
-    return [
-        Holder(label="all held", preloaded={"best": ok, "total": 3, "required": ok}),
-        Holder(label="held nulls", preloaded={"best": None, "total": None, "required": None}),
-        Holder(
-            label="bad values",
-            preloaded={"best": Item(name=None, count="x", color="purple", ratio=1.0), "total": "x"},  # type: ignore[arg-type]
-        ),
-        Holder(label="nothing held", preloaded={}),
-    ]
-
-
 @strawberry.type
 class Query:
     @strawberry.field
@@ -111,15 +78,11 @@ class Query:
         return _items()
 
     @strawberry.field
-    def holders(self) -> list[Holder | None]:
-        return list(_holders())
-
-    @strawberry.field
     def greeting(self, name: str = "you") -> str:
         return f"hi {name}"
 
 
-QUERY = '{ greeting g2: greeting(name: "x") items { name n2: name count color ratio shout } }'
+QUERY = '{ greeting g2: greeting(name: "x") items { name shout n2: name count color ratio } }'
 
 
 async def _run(schema: strawberry.Schema) -> tuple[Any, list[Any]]:
@@ -130,7 +93,7 @@ async def _run(schema: strawberry.Schema) -> tuple[Any, list[Any]]:
 
 async def test_fast_path_answers_like_graphql_core() -> None:
     plain = strawberry.Schema(Query)
-    fast = strawberry.Schema(Query, execution_context_class=FastLeafExecutionContext)
+    fast = plain_leaf_schema(Query)
     expected, actual = await _run(plain), await _run(fast)
     assert actual == expected
     data, errors = actual
@@ -138,37 +101,12 @@ async def test_fast_path_answers_like_graphql_core() -> None:
         "name": "ok", "n2": "ok", "count": 1, "color": "RED", "ratio": 0.5, "shout": "OK"
     }  # fmt: skip
     assert data["items"][5]["name"] == "awaited"
+    # Read directly or not, the fields keep the query's order.
+    assert [list(item or {}) for item in data["items"]] == [
+        list(item or {}) for item in expected[0]["items"]
+    ]
+    assert list(data["items"][0]) == ["name", "shout", "n2", "count", "color", "ratio"]
     assert len(errors) >= 5  # null for non-null, bad int, bad enum, NaN, raised value
-
-
-HOLDERS = "{ holders { label best { name count color } total required { name } } }"
-
-
-async def test_held_values_answer_like_their_resolvers_without_calling_them() -> None:
-    plain = strawberry.Schema(Query)
-    fast = strawberry.Schema(Query, execution_context_class=FastLeafExecutionContext)
-    RESOLVER_CALLS.clear()
-    expected = await plain.execute(HOLDERS)
-    called_by_graphql_core = list(RESOLVER_CALLS)
-    RESOLVER_CALLS.clear()
-    actual = await fast.execute(HOLDERS)
-    # Only the fields whose values the object does not hold run their resolvers.
-    assert set(RESOLVER_CALLS) < set(called_by_graphql_core)
-    # ("bad values" stops at its held non-null `total` error before reaching `required`.)
-    assert sorted(RESOLVER_CALLS) == [
-        "best nothing held", "required nothing held", "total nothing held"
-    ]  # fmt: skip
-    assert actual.data == expected.data
-    assert sorted(str(e.formatted) for e in actual.errors or []) == sorted(
-        str(e.formatted) for e in expected.errors or []
-    )
-    assert actual.data is not None and actual.data["holders"][0] == {
-        "label": "all held",
-        "best": {"name": "held", "count": 9, "color": "BLUE"},
-        "total": 3,
-        "required": {"name": "held"},
-    }
-    assert len(actual.errors or []) == 3  # a held null for non-null, a null name, a bad int
 
 
 async def test_middleware_disables_the_fast_path() -> None:
@@ -179,56 +117,65 @@ async def test_middleware_disables_the_fast_path() -> None:
             seen.append(info.field_name)
             return _next(root, info, *args, **kwargs)
 
-    schema = strawberry.Schema(
-        Query, extensions=[Spy], execution_context_class=FastLeafExecutionContext
-    )
+    schema = plain_leaf_schema(Query, extensions=[Spy])
     await schema.execute("{ items { ratio } }")
     assert seen.count("ratio") == len(_items())
 
 
 def test_shortcut_coercers_agree_with_each_leaf_types_own_coercion() -> None:
-    schema = web.schema_export.schema._schema
+    schemas: list[GraphQLSchema] = []
+
+    class Capture(PlainLeafExecutionContext):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            schemas.append(self.schema)
+
+    app_types = strawberry.Schema(
+        query=AppQuery,
+        mutation=Mutation,
+        subscription=Subscription,
+        execution_context_class=Capture,
+    )
+    assert app_types.execute_sync("{ __typename }").errors is None
     samples: list[Any] = ["text", "", 0, -(2**31), 2**31 - 1, 2**31, 1.5, float("nan"), True]
     samples += [date(2026, 1, 2), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), uuid.uuid4()]
     checked = 0
-    for leaf in schema.type_map.values():
+    for leaf in schemas[0].type_map.values():
         if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
             continue
         coerce = output_coercer(leaf)
-        values = samples + [
-            member for value in getattr(leaf, "values", {}).values() for member in [value.value]
-        ]
-        if isinstance(leaf, CustomGraphQLEnumType):
-            values += list(leaf.wrapped_cls)
+        values = list(samples)
+        if isinstance(leaf, GraphQLEnumType):
+            values += [value.value for value in leaf.values.values()]
+            values += [leaf.parse_value(name) for name in leaf.values]  # the Python members
+            values += [Color.RED]  # another enum's member
         for value in values:
-            try:
-                fast = coerce(value)
-            except Exception:  # the fast path then hands the field to graphql-core
-                continue
-            if fast is Undefined:
-                continue
-            assert fast == leaf.coerce_output_value(value), (leaf.name, value)
-            assert type(fast) is type(leaf.coerce_output_value(value))
-            checked += 1
+            for _ in range(2):  # the second time from what the enum coercer remembers
+                try:
+                    fast = coerce(value)
+                except Exception:  # the fast path then hands the field to graphql-core
+                    break
+                if fast is Undefined:
+                    break
+                assert fast == leaf.coerce_output_value(value), (leaf.name, value)
+                assert type(fast) is type(leaf.coerce_output_value(value))
+                checked += 1
     assert checked > 20
 
 
 def test_only_plain_leaf_fields_qualify() -> None:
-    schema = strawberry.Schema(Query)
-    item_type = schema._schema.type_map["Item"]
-    assert isinstance(item_type, GraphQLObjectType) and schema._schema.query_type is not None
-    item, query = item_type.fields, schema._schema.query_type.fields
-    assert leaf_plan(item["name"]) is not None and leaf_plan(item["color"]) is not None
-    assert leaf_plan(item["shout"]) is None  # has a resolver
-    assert leaf_plan(query["items"]) is None  # not a leaf
-    assert leaf_plan(query["greeting"]) is None
+    plain = plain_fields(strawberry.Schema(Query))
+    assert plain[("Item", "name")] == "name" and plain[("Item", "color")] == "color"
+    assert ("Item", "shout") not in plain  # has a resolver
+    assert ("Query", "items") not in plain  # not a leaf
+    assert ("Query", "greeting") not in plain  # has arguments and a resolver
 
 
-async def test_a_long_subscription_keeps_no_memo_per_event() -> None:
-    """Each event's field sets are collected anew; memos shared across events would keep them."""
-    built: list[FastLeafExecutionContext] = []
+async def test_each_subscription_event_gets_an_executor_of_its_own() -> None:
+    """Shared with the subscription's, its memos would keep every event's field sets."""
+    built: list[PlainLeafExecutionContext] = []
 
-    class Recording(FastLeafExecutionContext):
+    class Recording(PlainLeafExecutionContext):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             built.append(self)
@@ -241,10 +188,46 @@ async def test_a_long_subscription_keeps_no_memo_per_event() -> None:
                 yield Item(name=f"item {n}", count=n, color=Color.RED, ratio=None)
 
     schema = strawberry.Schema(Query, subscription=Subscription, execution_context_class=Recording)
+    Recording.learn(schema)
     stream = await schema.subscribe("subscription { items { name count color shout } }")
     assert not isinstance(stream, ExecutionResult)
     names = [result.data["items"]["name"] async for result in stream if result.data]
-    assert len(names) == 200
-    (subscription,) = built
-    kept = subscription._relevant_sub_fields, subscription._fields_plans
-    assert all(len(memo) <= 2 for memo in kept), [len(memo) for memo in kept]
+    assert names == [f"item {n}" for n in range(200)]
+    assert len(built) == 201 and len({id(executor) for executor in built}) == 201
+    assert {type(executor) for executor in built} == {Recording}
+
+
+async def test_a_shared_event_is_built_and_rendered_once_per_selection() -> None:
+    """One user's sockets with the same document and variables share one event's rendering."""
+    built: list[int] = []
+
+    def build(n: int) -> Any:
+        built.append(n)
+        return Item(name=f"item {n}", count=n, color=Color.RED, ratio=None)
+
+    events: list[dict[Any, Any]] = [
+        {} for _ in range(3)
+    ]  # each event's render cache, as the hub's AlertEvent has
+
+    @strawberry.type
+    class Subscription:
+        @strawberry.subscription
+        async def items(self) -> AsyncGenerator[Item, None]:
+            for n, renders in enumerate(events):
+                yield cast(Item, SharedRender(renders, cast(Any, partial(build, n))))
+
+    schema = plain_leaf_schema(Query, subscription=Subscription)
+
+    async def answers(document: str, variables: dict[str, Any] | None = None) -> list[Any]:
+        stream = await schema.subscribe(document, variable_values=variables)
+        assert not isinstance(stream, ExecutionResult)
+        return [result.data async for result in stream]
+
+    same = "subscription S($x: Boolean!) { items { name count @include(if: $x) shout } }"
+    first = await answers(same, {"x": True})
+    assert await answers(same, {"x": True}) == first
+    assert built == [0, 1, 2]  # the second subscription built and executed nothing
+    other = await answers(same, {"x": False})  # other variables: rendered anew
+    assert built == [0, 1, 2] * 2
+    assert first[1] == {"items": {"name": "item 1", "count": 1, "shout": "ITEM 1"}}
+    assert other[1] == {"items": {"name": "item 1", "shout": "ITEM 1"}}

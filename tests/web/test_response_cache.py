@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from graphql import build_schema
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
@@ -27,7 +28,10 @@ from tests.fixtures.ws import ServerProcess
 from web.app import create_app
 from web.operation_guards import MAX_QUERY_BYTES, MAX_TOKENS
 from web.response_cache import ResponseCache
+from web.schema_export import schema as app_schema
 
+# The app's schema as the response cache reads it (its SDL, with the @cacheScope markers).
+APP_SCHEMA = build_schema(app_schema.as_str())
 POPULAR = "{ popularStocks { ticker watcherCount } }"
 WATCHLIST = "{ watchlist { count items { stock { ticker } alertsEnabled trendState } } }"
 
@@ -78,21 +82,32 @@ async def cached_bytes(client: httpx.AsyncClient) -> float:
         ("{ health { ok } }", None, None),
         ("{ recentAlertsCount }", None, None),
         ("{ me { id } health { ok } }", None, None),
+        ("{ popularStocks { ticker myAlerts { id } } }", None, "private"),
+        (
+            "{ ...F } fragment F on Query { popularStocks { ...G } } "
+            "fragment G on Stock { myAlerts { id } }",
+            None,
+            "private",
+        ),
+        ('{ stock(ticker: "A") { ... on Stock { myAlerts { id } } } }', None, "private"),
+        ("{ ...F } fragment F on Query { ...F popularStocks { ticker } }", None, "public"),
+        ("{ __schema { types { name } } }", None, None),
+        ("{ popularStocks { nope } }", None, None),
         ('mutation { addStock(ticker: "A") { addedAt } }', None, None),
         ("subscription { alertCreated { id } }", None, None),
         ("{ popularStocks { ticker ", None, None),
         ("{ ...Missing }", None, None),
     ],
 )
-def test_only_listed_query_roots_are_cacheable(
+def test_cache_plan_follows_the_fields_cache_scope(
     query: str, operation: str | None, plan: str | None
 ) -> None:
-    found = ResponseCache(2**20).plan(query, operation)
+    found = ResponseCache(2**20, APP_SCHEMA).plan(query, operation)
     assert (None if found is None else "public" if found.public else "private") == plan
 
 
 def test_documents_the_guards_refuse_are_not_cacheable_and_not_lexed_in_full() -> None:
-    cache = ResponseCache(2**20)
+    cache = ResponseCache(2**20, APP_SCHEMA)
     too_long = "{ popularStocks { ticker } }" + " " * MAX_QUERY_BYTES
     too_many_tokens = "{ popularStocks { " + "ticker " * MAX_TOKENS + "} }"
     assert cache.plan(too_long, None) is None
@@ -102,7 +117,7 @@ def test_documents_the_guards_refuse_are_not_cacheable_and_not_lexed_in_full() -
 
 
 def test_entries_are_bounded_by_bytes_and_checked_against_versions() -> None:
-    cache = ResponseCache(4_000)
+    cache = ResponseCache(4_000, APP_SCHEMA)
     scopes = ("public", "stock:a")
     for i in range(20):
         cache.put(("public", str(i)), scopes, (1, 1), {"x": "y" * 500})
