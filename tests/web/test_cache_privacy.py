@@ -32,8 +32,11 @@ from graphql.pyutils import Undefined
 from resolvers.context import Context
 from resolvers.root import Query
 from schema.cache_scope import CacheScope
+from schema.signal_history import SignalHistory, signal_history_of
 from services.auth.tokens import TokenVerifier
 from services.errors import Unauthenticated
+from services.market.evaluation import EntitySeries
+from services.market.signal_history import signal_history as market_signal_history
 from services.price_chart import DailyBar
 from services.settings import Settings
 from tests.fixtures.api import ApiData
@@ -68,6 +71,17 @@ class RecordingContext(Context):
 
     async def daily_bars(self, ticker: str, start: dt.date, end: dt.date) -> list[DailyBar]:
         return [DailyBar(end, 1.0, 2.0, 0.5, 1.5, 1000.0, None)]
+
+    async def signal_history(
+        self, ticker: str, start: dt.date, end: dt.date, has_prices: bool
+    ) -> SignalHistory:
+        # A year rising, then a sharp fall: the history holds a trend break, so every field of
+        # its transitions is reached.
+        days = [end - dt.timedelta(days=n) for n in range(399, -1, -1)]
+        closes = [50.0 + n * 0.2 for n in range(340)] + [60.0] * 60
+        series = EntitySeries(dates=days, closes=closes)
+        result = market_signal_history(ticker, series, days[0], end, Settings().evaluation)
+        return signal_history_of(result, days[0], end)
 
 
 @dataclass
