@@ -23,6 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._budget import UNLIMITED_BUDGET
 from bench._scratch import scratch_database, server_dsn
 from bench.watchlist_vs_postgraphile import OUR_QUERY, SECRET, prepare_database
 from services.auth.tokens import issue_token
@@ -41,7 +42,9 @@ async def run(args: argparse.Namespace) -> None:
     async with scratch_database(server_dsn(), "mc_bench_profile", migrated=False) as dsn:
         user = await prepare_database(dsn, args.items)
         settings = dataclasses.replace(
-            Settings.from_env({"APP_ENV": "development", "LOG_LEVEL": "WARNING"}),
+            Settings.from_env(
+                {"APP_ENV": "development", "LOG_LEVEL": "WARNING", **UNLIMITED_BUDGET}
+            ),
             jwt_secret=SECRET,
             response_cache_mb=64 if args.cached else 0,
         )

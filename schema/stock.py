@@ -90,14 +90,20 @@ class Signal:
     eps_ttm: float | None
     fundamental_direction: FundamentalDirection
     computed_at: datetime
-    states: list[SignalState] = strawberry.field(
+    # The stored row and its column prefix: `states` decodes them only when asked for.
+    stored: strawberry.Private[tuple[Row, str]]
+
+    @strawberry.field(
         description="Every signal kind's state, in a fixed order (new kinds included)."
     )
+    def states(self) -> list[SignalState]:
+        row, prefix = self.stored
+        return signal_states(states_of(row, prefix))
 
 
 def signal_from_row(row: Row, prefix: str = "") -> Signal:
     """A Signal from an entity_signals row (or a joined row's `prefix`ed columns)."""
-    return from_row(Signal, row, prefix, states=signal_states(states_of(row, prefix)))
+    return from_row(Signal, row, prefix, stored=(row, prefix))
 
 
 @strawberry.type

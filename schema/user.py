@@ -39,17 +39,28 @@ class WatchlistItem:
     valuation_state: Direction
     trend_state: Direction
     fundamentals_state: Direction
-    dividend_state: Direction = strawberry.field(
-        description="The dividend's arrow: DOWN after a cut or a suspension, else NEUTRAL."
-    )
     valuation_regime: ValuationRegime
     trend_position: TrendPosition
     fundamental_direction: FundamentalDirection
     last_alert_at: datetime | None
     last_evaluated_at: datetime | None
-    signals: list[SignalState] = strawberry.field(
-        description="Every signal kind's state on the stock's latest evaluation."
+    # The joined row when the stock has a signal: the generic states are decoded from it only
+    # when a field asks (most watchlist queries do not).
+    signal_row: strawberry.Private[Row | None]
+
+    @strawberry.field(
+        description="The dividend's arrow: DOWN after a cut or a suspension, else NEUTRAL."
     )
+    def dividend_state(self) -> Direction:
+        return dividend.KIND.arrow(self.stored_states().get(dividend.KIND.name, UNKNOWN))
+
+    @strawberry.field(description="Every signal kind's state on the stock's latest evaluation.")
+    def signals(self) -> list[SignalState]:
+        return signal_states(self.stored_states())
+
+    def stored_states(self) -> dict[str, str]:
+        """The latest signal's states by kind (empty without a signal)."""
+        return {} if self.signal_row is None else states_of(self.signal_row, "signal_")
 
 
 def watchlist_item_from_row(row: Row) -> WatchlistItem:
@@ -57,7 +68,6 @@ def watchlist_item_from_row(row: Row) -> WatchlistItem:
     regime = ValuationRegime(row["signal_valuation_regime"] or "UNKNOWN")
     position = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
     direction = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
-    states = states_of(row, "signal_") if row["signal_as_of"] else {}
     return WatchlistItem(
         stock=stock_from_row(row),
         added_at=row["added_at"],
@@ -65,13 +75,12 @@ def watchlist_item_from_row(row: Row) -> WatchlistItem:
         valuation_state=valuation.KIND.arrow(regime),
         trend_state=trend.KIND.arrow(position),
         fundamentals_state=fundamentals.KIND.arrow(direction),
-        dividend_state=dividend.KIND.arrow(states.get(dividend.KIND.name, UNKNOWN)),
         valuation_regime=regime,
         trend_position=position,
         fundamental_direction=direction,
         last_alert_at=row["last_alert_at"],
         last_evaluated_at=row["last_evaluated_at"],
-        signals=signal_states(states),
+        signal_row=row if row["signal_as_of"] else None,
     )
 
 
