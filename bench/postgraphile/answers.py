@@ -25,7 +25,8 @@ PG_QUERY = """query Watchlist($userId: UUID!) { userById(id: $userId) {
       entitySignalsByEntityId(orderBy: AS_OF_DESC, first: 1) { nodes {
         asOf close sma200 trendPosition valuationMetric valuationMultiple
         valuationPercentile valuationRegime epsTtm fundamentalDirection computedAt } }
-      latestBackfill { status priority requestedAt retryCount errorMessage: errorCategory completedAt }
+      latestBackfill { status priority requestedAt retryCount
+        errorMessage: errorCategory completedAt }
       alertHistoriesByEntityId(condition: { userId: $userId }, orderBy: SENT_AT_DESC, first: 1) {
         nodes { sentAt } } } } } } }"""
 
