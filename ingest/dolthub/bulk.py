@@ -185,6 +185,22 @@ def _before(row: SourceRow, date_column: str, start: date) -> bool:
         return False
 
 
+async def _fetch_by_date(
+    client: DoltHubClient,
+    query: DateKeysetQuery,
+    starts: Mapping[str, date],
+    after: date,
+    through: date,
+    page_rows: int,
+    parse: Callable[[SourceRow], T],
+    day_of: Callable[[T], date],
+) -> tuple[dict[str, FetchResult[T]], int]:
+    """One table's rows dated in (after, through], per wanted symbol; and the requests made."""
+    pages = await fetch_dates(client, query, after, through, page_rows)
+    found = _per_symbol(pages.rows, starts, through, parse, day_of, query.date_column)
+    return found, pages.queries
+
+
 async def fetch_bars_by_date(
     client: DoltHubClient,
     stocks_db: str,
@@ -199,9 +215,9 @@ async def fetch_bars_by_date(
     number of requests made.
     """
     query = DateKeysetQuery(stocks_db, "ohlcv", (*OHLCV_COLUMNS, SYMBOL), "date")
-    pages = await fetch_dates(client, query, after, through, page_rows)
-    bars = _per_symbol(pages.rows, starts, through, parse_price_row, lambda b: b.date, "date")
-    return bars, pages.queries
+    return await _fetch_by_date(
+        client, query, starts, after, through, page_rows, parse_price_row, lambda b: b.date
+    )
 
 
 async def fetch_splits_by_date(
@@ -214,11 +230,9 @@ async def fetch_splits_by_date(
 ) -> tuple[dict[str, FetchResult[Split]], int]:
     """Splits of every symbol with ex_date in (after, through], per wanted symbol from its start."""
     query = DateKeysetQuery(stocks_db, "split", (*SPLIT_COLUMNS, SYMBOL), "ex_date")
-    pages = await fetch_dates(client, query, after, through, page_rows)
-    splits = _per_symbol(
-        pages.rows, starts, through, parse_split_row, lambda s: s.ex_date, "ex_date"
+    return await _fetch_by_date(
+        client, query, starts, after, through, page_rows, parse_split_row, lambda s: s.ex_date
     )
-    return splits, pages.queries
 
 
 async def fetch_dividends_by_date(
@@ -231,11 +245,9 @@ async def fetch_dividends_by_date(
 ) -> tuple[dict[str, FetchResult[Dividend]], int]:
     """Dividends of every symbol with ex_date in (after, through], per wanted symbol."""
     query = DateKeysetQuery(stocks_db, "dividend", (*DIVIDEND_COLUMNS, SYMBOL), "ex_date")
-    pages = await fetch_dates(client, query, after, through, page_rows)
-    dividends = _per_symbol(
-        pages.rows, starts, through, parse_dividend_row, lambda d: d.ex_date, "ex_date"
+    return await _fetch_by_date(
+        client, query, starts, after, through, page_rows, parse_dividend_row, lambda d: d.ex_date
     )
-    return dividends, pages.queries
 
 
 async def symbols_with_quarters(
