@@ -84,7 +84,7 @@ async def database_ready(pool: asyncpg.Pool | None, seconds: float = CHECK_TIMEO
         async with asyncio.timeout(seconds):
             return bool(await pool.fetchval("SELECT 1", timeout=seconds) == 1)
     except Exception as exc:  # any failure means "not ready", never a 500
-        log.warning("readiness: database check failed: %s", exc)
+        log.warning("readiness: database check failed: %r", exc)
         return False
 
 
@@ -97,7 +97,7 @@ async def _database_state(
         async with asyncio.timeout(seconds):
             row = await pool.fetchrow(_STATE_SQL, timeout=seconds)
     except Exception as exc:  # any failure means "not healthy", never a 500
-        log.warning("health: database check failed: %s", exc)
+        log.warning("health: database check failed: %r", exc)
         return None
     assert row is not None
     return int(row["pending_backfills"]), row["last_evaluation_as_of"]
@@ -110,7 +110,7 @@ async def _ping_store(store: Pingable | None, seconds: float) -> bool:
         async with asyncio.timeout(seconds):
             return bool(await store.ping())
     except Exception as exc:
-        log.warning("health: object store check failed: %s", exc)
+        log.warning("health: object store check failed: %r", exc)
         return False
 
 
