@@ -33,7 +33,7 @@ SELECT e.id AS entity_id, e.ticker, e.name, e.sector, e.exchange, e.is_etf, e.da
        sig.valuation_percentile AS signal_valuation_percentile,
        sig.valuation_regime AS signal_valuation_regime, sig.eps_ttm AS signal_eps_ttm,
        sig.fundamental_direction AS signal_fundamental_direction,
-       sig.states AS signal_states,
+       sig.states::text AS signal_states,  -- decoded only when a field asks for the states
        sig.computed_at AS signal_computed_at,
        job.status AS job_status, job.priority AS job_priority,
        job.requested_at AS job_requested_at, job.retry_count AS job_retry_count,

@@ -1,30 +1,40 @@
-"""graphql-core execution with plain leaf fields read directly (most of a watchlist's ~1,600).
+"""graphql-core execution with the common fields executed directly (a watchlist has ~1,750).
 
 Built on public extension points only. graphql-core documents `execution_context_class` (which
 Strawberry passes on) as the way to customise execution: a subclass of its ExecutionContext
-overriding public methods. Here `execute_fields` reads an object's plain leaves in one pass
-and hands the rest to graphql-core's own `execute_fields`; `build_per_event_executor` and
+overriding its methods. Here `execute_fields` runs an object's fields itself and hands the
+unusual ones to graphql-core's own `execute_field`; `build_per_event_executor` and
 `execute_operation` give each subscription event its own executor and let the events that
 carry a render cache be executed once per selection. Which fields are plain comes from
 Strawberry's `Schema.get_field_for_type`.
 
-A field is plain when Strawberry resolves it by reading the attribute of its Python name (no
-resolver, no field extensions or permissions, no arguments, the schema's default resolver is
-getattr) and its type is a scalar or enum. With no middleware installed, such a field is read
-and coerced directly: no ResolveInfo, no path, no resolver call, no generic completion.
+Two kinds of field are executed directly, with no middleware installed:
+
+- A plain leaf: Strawberry reads the attribute of its Python name (no resolver, no field
+  extensions or permissions, no arguments, the schema's default resolver is getattr) and its
+  type is a scalar or enum. It is read and coerced in the object's loop: no ResolveInfo, no
+  path, no resolver call, no generic completion.
+- A field without arguments whose type is a leaf, an object or a list of objects (object
+  types without `is_type_of`): its value is read (plain) or resolved by the field's own
+  resolver (Strawberry's, with its extensions and permissions), then completed directly: a
+  leaf coerced, an object's subfields collected and executed by graphql-core's own
+  `collect_subfields` / `execute_collected_subfields`.
+
 Anything unusual (an exception, an awaitable, null for a non-null field, a coercion that
-fails) goes through graphql-core, which redoes the read (attribute reads have no side
-effects) and reports errors exactly as before.
+fails, a field with arguments or directives) goes through graphql-core: a plain field is
+executed again by its `execute_field` (attribute reads have no side effects), a resolved
+value is completed by its `complete_value`, and errors are located and propagated by its
+`handle_field_error`, exactly as before.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 import strawberry
@@ -32,19 +42,23 @@ from graphql import (
     ExecutionResult,
     GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLField,
     GraphQLFloat,
     GraphQLID,
     GraphQLInt,
     GraphQLLeafType,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLString,
     build_schema,
     get_nullable_type,
 )
-from graphql.execution.collect_fields import GroupedFieldSet
-from graphql.pyutils import Path, Undefined
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.subscriptions import SharedRender
@@ -53,18 +67,24 @@ from resolvers.subscriptions import SharedRender
 # (which then takes the type's own coerce_output_value).
 Coercer = Callable[[Any], Any]
 
-# (attribute name, leaf type, non-null, coercer) of a plain field; None for any other.
-Plan = tuple[str, GraphQLLeafType, bool, Coercer]
-LeafPlan = Plan | None
+# A plain leaf: (attribute name, leaf type, non-null, coercer).
+LeafPlan = tuple[str, GraphQLLeafType, bool, Coercer]
+# A value completed directly: (field, the attribute a plain field reads or None to call its
+# resolver, its type, the coercer of a leaf type or None for objects).
+ValuePlan = tuple[GraphQLField, str | None, GraphQLOutputType, Coercer | None]
+# How a field is executed: LEAF or VALUE with its plan, or OTHER (graphql-core's way).
+LEAF, VALUE, OTHER = "leaf", "value", "other"
+FieldPlan = tuple[str, LeafPlan | ValuePlan | None]
+NO_PLAN: FieldPlan = (OTHER, None)
 
-# An object's plain leaves by response name, and the grouped field set of its other fields.
-FieldsPlan = tuple[list[tuple[str, Plan]], GroupedFieldSet]
+# One field of an object's grouped field set: response name, its field details, kind, plan.
+Step = tuple[str, FieldDetailsList, str, Any]
 
 # What a subscription event's render cache knows a selection by: the document's text (the
 # operation node's id if it has no location), the operation's name, the variables.
 RenderKey = tuple[str, str | None, str]
 
-# (GraphQL type name, field name) → the Python attribute a plain leaf field reads.
+# (GraphQL type name, field name) → the Python attribute a plain field reads.
 PlainFields = dict[tuple[str, str], str]
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -72,7 +92,7 @@ PLAIN_VALUE_TYPES = frozenset({str, int, float, bool, date, datetime, UUID, Deci
 
 
 def plain_fields(schema: strawberry.Schema) -> PlainFields:
-    """The schema's plain leaf fields, by type and field name, with the attribute each reads."""
+    """The schema's plain fields, by type and field name, with the attribute each reads."""
     if schema.config.default_resolver is not getattr:
         return {}
     found: PlainFields = {}
@@ -80,8 +100,7 @@ def plain_fields(schema: strawberry.Schema) -> PlainFields:
         if not isinstance(named, GraphQLObjectType) or type_name.startswith("__"):
             continue
         for field_name, field in named.fields.items():
-            leaf = get_nullable_type(field.type)
-            if field.args or not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+            if field.args:
                 continue
             definition = schema.get_field_for_type(field_name, type_name)
             if definition is None or definition.base_resolver is not None:
@@ -139,31 +158,18 @@ def remember(renders: dict[Any, Any], key: RenderKey, result: Any) -> None:
         renders[key] = result.data
 
 
-def in_query_order(
-    grouped_field_set: GroupedFieldSet, read: dict[str, Any], rest: dict[str, Any]
-) -> dict[str, Any]:
-    """The fields read directly and the others, in the order the query asks for them."""
-    merged: dict[str, Any] = {}
-    for response_name in grouped_field_set:
-        if response_name in read:
-            merged[response_name] = read[response_name]
-        elif response_name in rest:
-            merged[response_name] = rest[response_name]
-    return merged
-
-
-class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, with plain leaf fields completed directly.
+class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context, with the common fields executed directly.
 
     Use `for_schema()`: each schema gets a subclass whose table `learn()` fills once the
     schema exists (Strawberry takes the class before it builds the schema).
     """
 
     plain: ClassVar[PlainFields] = {}
-    plans: ClassVar[dict[tuple[str, str], LeafPlan]] = {}
+    plans: ClassVar[dict[tuple[str, str], FieldPlan]] = {}
 
     @classmethod
-    def for_schema(cls) -> type[PlainLeafExecutionContext]:
+    def for_schema(cls) -> type[DirectExecutionContext]:
         """A subclass with tables of its own, empty until `learn(schema)`."""
         return type(cls.__name__, (cls,), {"plain": {}, "plans": {}})
 
@@ -177,10 +183,10 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         manager = self.middleware_manager
         self.direct = manager is None or not manager.middlewares
-        # Per request: id(grouped field set) → (it, its plan). graphql-core collects the
+        # Per request: id(grouped field set) → (it, its steps). graphql-core collects the
         # subfields of a list's objects once, so one plan serves all 50 items; the set is kept
         # so that its id cannot be reused within the request.
-        self.known: dict[int, tuple[GroupedFieldSet, FieldsPlan]] = {}
+        self.known: dict[int, tuple[GroupedFieldSet, list[Step]]] = {}
         # The render cache of the subscription event this executor runs, if it has one.
         self.renders: dict[Any, Any] | None = None
         self.key: RenderKey | None = None
@@ -193,66 +199,247 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        """graphql-core's documented customisation point: plain leaves read in one pass."""
-        # Every other field (and a plain one whose value is unusual: an exception, an
-        # awaitable, null for a non-null field, a failing coercion) goes through graphql-core's
-        # own execute_fields, which resolves and reports it exactly as without this class.
+        """graphql-core's documented customisation point: the common fields run directly.
+
+        The same loop as graphql-core's: each field's result in query order, awaitables
+        gathered at the end, and on an error that reaches this object the pending awaitables
+        settled in the background before it propagates.
+        """
         if not self.direct:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
         known = self.known.get(id(grouped_field_set))
         if known is None or known[0] is not grouped_field_set:
-            known = (grouped_field_set, self.fields_plan(parent_type, grouped_field_set))
+            known = (grouped_field_set, self.steps(parent_type, grouped_field_set))
             self.known[id(grouped_field_set)] = known
-        leaves, others = known[1]
-        read: dict[str, Any] = {}
-        for response_name, (name, leaf, non_null, coerce) in leaves:
-            try:
-                value = getattr(source_value, name)
-                if value is None:
-                    if not non_null:
-                        read[response_name] = None
-                        continue
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for response_name, field_details_list, kind, plan in known[1]:
+                if kind is LEAF:
+                    name, leaf, non_null, coerce = plan
+                    try:
+                        value = getattr(source_value, name)
+                        if value is None:
+                            if not non_null:
+                                results[response_name] = None
+                                continue
+                        else:
+                            coerced = coerce(value)
+                            if coerced is Undefined and not (
+                                isinstance(value, Exception) or is_awaitable(value)
+                            ):
+                                coerced = leaf.coerce_output_value(value)
+                            if coerced is not Undefined and coerced is not None:
+                                results[response_name] = coerced
+                                continue
+                    except Exception:
+                        pass  # graphql-core reads it again and reports the error as usual
+                    result = self.execute_field(
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, parent_type.name),
+                        position_context,
+                    )
+                elif kind is VALUE:
+                    result = self.execute_value_field(
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, parent_type.name),
+                        position_context,
+                        plan,
+                    )
                 else:
-                    coerced = coerce(value)
-                    if coerced is Undefined and not (
-                        isinstance(value, Exception) or self.is_awaitable(value)
-                    ):
-                        coerced = leaf.coerce_output_value(value)
-                    if coerced is not Undefined and coerced is not None:
-                        read[response_name] = coerced
-                        continue
-            except Exception:
-                pass  # graphql-core reads it again and reports the error as usual
-            if others is known[1][1]:
-                others = dict(others)
-            others[response_name] = grouped_field_set[response_name]
-        if not others:
-            return read
-        rest = super().execute_fields(parent_type, source_value, path, others, position_context)
-        if isinstance(rest, dict):
-            return in_query_order(grouped_field_set, read, rest)
+                    result = self.execute_field(
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, parent_type.name),
+                        position_context,
+                    )
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
 
-        async def merged() -> dict[str, Any]:
-            return in_query_order(grouped_field_set, read, await rest)
+        async def get_results() -> dict[str, Any]:
+            awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+            results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
 
-        return merged()
+        return get_results()
 
-    def fields_plan(
+    def execute_value_field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        position_context: Any,
+        plan: ValuePlan,
+    ) -> Any:
+        """A field read or resolved (no arguments), its value completed directly.
+
+        Completed as graphql-core's `complete_value` would; any value it would treat otherwise
+        (null for a non-null type, an exception, an awaitable, a list holding one of those, a
+        leaf the shortcut coercer does not take) goes to its own completion.
+        """
+        field_def, attribute, return_type, coerce = plan
+        info: GraphQLResolveInfo | None = None
+        try:
+            if attribute is None:
+                info = self.build_resolve_info(
+                    field_def, [details.node for details in field_details_list], parent_type, path
+                )
+                assert field_def.resolve is not None
+                value = field_def.resolve(source, info)
+            else:
+                value = getattr(source, attribute)
+            completed = self.complete_directly(
+                return_type, field_details_list, path, value, position_context, coerce
+            )
+            if completed is Undefined:
+                if info is None:
+                    info = self.build_resolve_info(
+                        field_def,
+                        [details.node for details in field_details_list],
+                        parent_type,
+                        path,
+                    )
+                if self.is_awaitable(value):
+                    return self.complete_awaitable_value(
+                        return_type, field_details_list, info, path, value, position_context
+                    )
+                completed = self.complete_value(
+                    return_type, field_details_list, info, path, value, position_context
+                )
+            if self.is_awaitable(completed):
+                return self.await_completed(completed, return_type, field_details_list, path)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        return completed
+
+    async def await_completed(
+        self,
+        completed: Awaitable[Any],
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        """An awaitable completion's value, its error handled as graphql-core handles it."""
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+
+    def complete_directly(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        value: Any,
+        position_context: Any,
+        coerce: Coercer | None,
+    ) -> Any:
+        """The completed leaf, object or list of objects, or Undefined for graphql-core."""
+        nullable = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+        if value is None:
+            return None if nullable is return_type else Undefined
+        if coerce is not None:
+            coerced = coerce(value)
+            return Undefined if coerced is None else coerced
+        if isinstance(nullable, GraphQLObjectType):
+            if isinstance(value, Exception) or self.is_awaitable(value):
+                return Undefined
+            return self.complete_object_directly(
+                nullable, field_details_list, path, value, position_context
+            )
+        if type(value) not in (list, tuple):
+            return Undefined
+        item_type = cast(GraphQLList[Any], nullable).of_type
+        object_type = get_nullable_type(item_type)
+        item_nullable = object_type is item_type
+        is_awaitable = self.is_awaitable
+        for item in value:
+            if item is None:
+                if not item_nullable:
+                    return Undefined
+            elif isinstance(item, Exception) or is_awaitable(item):
+                return Undefined
+        completed: list[Any] = []
+        awaitable_indices: list[int] = []
+        try:
+            for index, item in enumerate(value):
+                if item is None:
+                    completed.append(None)
+                    continue
+                item_path = path.add_key(index, None)
+                try:
+                    result = self.complete_object_directly(
+                        object_type, field_details_list, item_path, item, position_context
+                    )
+                except Exception as raw_error:
+                    self.handle_field_error(raw_error, item_type, field_details_list, item_path)
+                    result = None
+                if is_awaitable(result):
+                    result = self.await_completed(result, item_type, field_details_list, item_path)
+                    awaitable_indices.append(index)
+                completed.append(result)
+        except Exception:
+            if awaitable_indices:
+                self.settle_in_background([completed[index] for index in awaitable_indices])
+            raise
+        if not awaitable_indices:
+            return completed
+
+        async def get_completed() -> list[Any]:
+            awaited = await gather_with_cancel(*(completed[index] for index in awaitable_indices))
+            for index, result in zip(awaitable_indices, awaited, strict=True):
+                completed[index] = result
+            return completed
+
+        return get_completed()
+
+    def complete_object_directly(
+        self,
+        object_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        value: Any,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's object completion for a type without `is_type_of`."""
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        return self.execute_collected_subfields(
+            object_type, value, path, grouped_field_set, new_defer_usages, position_context
+        )
+
+    def steps(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
-    ) -> FieldsPlan:
-        """The fields read directly (with their plans) and the set of all the others."""
-        leaves: list[tuple[str, Plan]] = []
-        others: GroupedFieldSet = {}
+    ) -> list[Step]:
+        """How each field of an object is executed: a plain leaf, a value, or as usual."""
+        found: list[Step] = []
         for response_name, field_details_list in grouped_field_set.items():
             node = field_details_list[0].node
-            plan = None if node.arguments else self.leaf_plan(parent_type, node.name.value)
-            if plan is None:
-                others[response_name] = field_details_list
-            else:
-                leaves.append((response_name, plan))
-        return leaves, others
+            kind, plan = self.plan(parent_type, node.name.value)
+            if node.arguments or any(details.node.directives for details in field_details_list):
+                kind, plan = NO_PLAN
+            found.append((response_name, field_details_list, kind, plan))
+        return found
 
     def build_per_event_executor(self, payload: Any) -> Any:
         """A new executor per subscription event, sharing only the validated operation."""
@@ -323,20 +510,36 @@ class PlainLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
         return remembered()
 
-    def leaf_plan(self, parent_type: GraphQLObjectType, field_name: str) -> LeafPlan:
-        """How to read this field directly, or None when it needs the full machinery."""
+    def plan(self, parent_type: GraphQLObjectType, field_name: str) -> FieldPlan:
+        """How this field is executed: a plain leaf, a value completed directly, or OTHER."""
         key = (parent_type.name, field_name)
         plans = self.plans
-        if key in plans:
-            return plans[key]
-        plan: LeafPlan = None
-        attribute = self.plain.get(key)
+        known = plans.get(key)
+        if known is not None:
+            return known
+        plan = NO_PLAN
         field_def = parent_type.fields.get(field_name)
-        if attribute is not None and field_def is not None:
+        if field_def is not None and not field_def.args:
+            attribute = self.plain.get(key)
             field_type = field_def.type
-            leaf = get_nullable_type(field_type)
-            if isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
-                non_null = isinstance(field_type, GraphQLNonNull)
-                plan = (attribute, leaf, non_null, output_coercer(leaf))
+            nullable = get_nullable_type(field_type)
+            if isinstance(nullable, GraphQLScalarType | GraphQLEnumType):
+                coerce = output_coercer(nullable)
+                if attribute is not None:
+                    non_null = isinstance(field_type, GraphQLNonNull)
+                    plan = (LEAF, (attribute, nullable, non_null, coerce))
+                elif field_def.resolve is not None:
+                    plan = (VALUE, (field_def, None, field_type, coerce))
+            elif directly_completed(nullable) and (
+                attribute is not None or field_def.resolve is not None
+            ):
+                plan = (VALUE, (field_def, attribute, field_type, None))
         plans[key] = plan
         return plan
+
+
+def directly_completed(nullable: GraphQLOutputType) -> bool:
+    """An object type without `is_type_of`, or a list of those (items null or not)."""
+    if isinstance(nullable, GraphQLList):
+        nullable = get_nullable_type(nullable.of_type)
+    return isinstance(nullable, GraphQLObjectType) and nullable.is_type_of is None

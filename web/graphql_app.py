@@ -42,7 +42,7 @@ from services.storage.object_store import ObjectStore
 from services.users import EnsuredUsers
 from web import metrics
 from web.errors import AppSchema, refusal_response
-from web.execution import PlainLeafExecutionContext
+from web.execution import DirectExecutionContext
 from web.explorer import explorer_page
 from web.http_conventions import (
     GRAPHQL_RESPONSE_JSON,
@@ -83,7 +83,7 @@ WS_TRY_AGAIN_LATER = 1013
 def build_schema(settings: Settings, limits: QueryLimits | None = None) -> strawberry.Schema:
     """The schema for these settings (introspection and limits depend on APP_ENV)."""
     limits = limits or QueryLimits(settings)
-    execution_context = PlainLeafExecutionContext.for_schema()
+    execution_context = DirectExecutionContext.for_schema()
     schema = AppSchema(
         query=Query,
         mutation=Mutation,

@@ -1,4 +1,4 @@
-"""The leaf-field fast path answers exactly what graphql-core's own execution answers."""
+"""The direct execution answers exactly what graphql-core's own execution answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from datetime import UTC, date, datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import strawberry
 from graphql import ExecutionResult, GraphQLEnumType, GraphQLScalarType, GraphQLSchema
@@ -18,12 +18,14 @@ from strawberry.extensions import SchemaExtension
 from resolvers.root import Mutation
 from resolvers.root import Query as AppQuery
 from resolvers.subscriptions import SharedRender, Subscription
-from web.execution import PlainLeafExecutionContext, output_coercer, plain_fields
+from web.execution import DirectExecutionContext, output_coercer, plain_fields
+
+T = TypeVar("T")
 
 
-def plain_leaf_schema(query: type, **kwargs: Any) -> strawberry.Schema:
-    """A schema executed with the plain-leaf fast path, as web/graphql_app.py builds it."""
-    execution_context = PlainLeafExecutionContext.for_schema()
+def direct_schema(query: type, **kwargs: Any) -> strawberry.Schema:
+    """A schema executed with the direct path, as web/graphql_app.py builds it."""
+    execution_context = DirectExecutionContext.for_schema()
     schema = strawberry.Schema(query, execution_context_class=execution_context, **kwargs)
     execution_context.learn(schema)
     return schema
@@ -35,9 +37,9 @@ class Color(enum.Enum):
     BLUE = "blue"
 
 
-def _resolved(value: str) -> asyncio.Future[str]:
+def _resolved(value: T) -> asyncio.Future[T]:
     """An awaitable that any number of fields may await."""
-    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
 
@@ -93,7 +95,7 @@ async def _run(schema: strawberry.Schema) -> tuple[Any, list[Any]]:
 
 async def test_fast_path_answers_like_graphql_core() -> None:
     plain = strawberry.Schema(Query)
-    fast = plain_leaf_schema(Query)
+    fast = direct_schema(Query)
     expected, actual = await _run(plain), await _run(fast)
     assert actual == expected
     data, errors = actual
@@ -109,6 +111,143 @@ async def test_fast_path_answers_like_graphql_core() -> None:
     assert len(errors) >= 5  # null for non-null, bad int, bad enum, NaN, raised value
 
 
+@strawberry.type
+class Leaf:
+    label: str
+    size: int | None
+
+
+@strawberry.type
+class Branch:
+    """Plain object and list fields, and resolved ones, holding what a resolver may return."""
+
+    name: str
+    leaf: Leaf | None
+    required_leaf: Leaf
+    leaves: list[Leaf]
+    maybe_leaves: list[Leaf | None] | None
+    given: strawberry.Private[Any] = None
+
+    @strawberry.field
+    def resolved_leaf(self) -> Leaf | None:
+        return cast(Leaf | None, self.given)
+
+    @strawberry.field
+    def resolved_required(self) -> Leaf:
+        return cast(Leaf, self.given)
+
+    @strawberry.field
+    async def awaited_leaf(self) -> Leaf | None:
+        await asyncio.sleep(0)
+        return cast(Leaf | None, self.given)
+
+    @strawberry.field
+    def count(self) -> int:
+        if isinstance(self.given, Exception):
+            raise self.given
+        return len(self.leaves)
+
+    @strawberry.field
+    def deferred_count(self) -> int:
+        return cast(int, _resolved(len(self.leaves)))
+
+
+def _leaf(label: Any = "a", size: Any = 1) -> Leaf:
+    return Leaf(label=label, size=size)
+
+
+def _branches() -> list[Any]:
+    ok, bad = _leaf(), _leaf(label=None)  # a null in a non-null leaf propagates upwards
+    return [
+        Branch(name="ok", leaf=ok, required_leaf=ok, leaves=[ok, ok], maybe_leaves=[ok, None],
+               given=ok),
+        Branch(name="nulls", leaf=None, required_leaf=None, leaves=[], maybe_leaves=None,  # type: ignore[arg-type]
+               given=None),
+        Branch(name="bad leaf", leaf=bad, required_leaf=ok, leaves=[ok, bad],
+               maybe_leaves=[bad, ok], given=bad),
+        Branch(name="null item", leaf=ok, required_leaf=ok, leaves=[ok, None],  # type: ignore[list-item]
+               maybe_leaves=[None], given=ValueError("resolver failed")),
+        Branch(name="raised", leaf=ValueError("no leaf"), required_leaf=ok,  # type: ignore[arg-type]
+               leaves=[ok, ValueError("no item")], maybe_leaves=(ok,), given=_resolved("x")),  # type: ignore[list-item,arg-type]
+        Branch(name="awaited", leaf=_resolved(ok), required_leaf=ok, leaves=(ok,),  # type: ignore[arg-type]
+               maybe_leaves=[_resolved(ok), ok], given=_resolved(ok)),  # type: ignore[list-item]
+        Branch(name="wrong", leaf="not an object", required_leaf=ok, leaves="no",  # type: ignore[arg-type]
+               maybe_leaves=[ok], given=7),
+    ]  # fmt: skip
+
+
+@strawberry.type
+class Tree:
+    @strawberry.field
+    async def branches(self) -> list[Branch | None]:
+        return _branches()
+
+    @strawberry.field
+    def first(self) -> Branch:
+        return cast(Branch, _branches()[0])
+
+
+TREE_QUERY = """{ branches { name count deferredCount
+  leaf { label size } requiredLeaf { label } again: leaf { size }
+  leaves { label size } maybeLeaves { label }
+  resolvedLeaf { label } resolvedRequired { size } awaitedLeaf { label size } }
+  first { leaves { label } resolvedLeaf { size } } }"""
+
+
+async def _answers(schema: strawberry.Schema, query: str) -> tuple[Any, list[Any]]:
+    result = await schema.execute(query)
+    errors = sorted((dict(e.formatted) for e in result.errors or []), key=str)
+    return result.data, errors
+
+
+async def test_objects_lists_and_resolved_values_answer_like_graphql_core() -> None:
+    expected = await _answers(strawberry.Schema(Tree), TREE_QUERY)
+    actual = await _answers(direct_schema(Tree), TREE_QUERY)
+    assert actual == expected
+    data, errors = actual
+    assert data["branches"][0] == {
+        "name": "ok", "count": 2, "deferredCount": 2,
+        "leaf": {"label": "a", "size": 1}, "requiredLeaf": {"label": "a"}, "again": {"size": 1},
+        "leaves": [{"label": "a", "size": 1}] * 2, "maybeLeaves": [{"label": "a"}, None],
+        "resolvedLeaf": {"label": "a"}, "resolvedRequired": {"size": 1},
+        "awaitedLeaf": {"label": "a", "size": 1},
+    }  # fmt: skip
+    assert data["first"] == {"leaves": [{"label": "a"}] * 2, "resolvedLeaf": {"size": 1}}
+    # Every kind of failure above was reported, each where graphql-core locates it.
+    assert data["branches"][1] is None and data["branches"][5]["leaf"] == {"label": "a", "size": 1}
+    assert {tuple(error["path"][:2]) for error in errors} >= {("branches", n) for n in range(1, 7)}
+
+
+async def test_plain_and_argument_free_fields_never_reach_graphql_cores_field_loop() -> None:
+    slow: list[str] = []
+
+    class Counting(DirectExecutionContext):
+        def execute_field(self, parent_type: Any, source: Any, details: Any, *rest: Any) -> Any:
+            slow.append(details[0].node.name.value)
+            return super().execute_field(parent_type, source, details, *rest)
+
+    schema = strawberry.Schema(Tree, execution_context_class=Counting)
+    Counting.learn(schema)
+    result = await schema.execute(
+        "{ first { name count leaves { label size } resolvedLeaf { size } } }"
+    )
+    assert result.errors is None and result.data is not None
+    assert result.data["first"]["leaves"] == [{"label": "a", "size": 1}] * 2
+    assert slow == []
+    await schema.execute("{ first { name @include(if: true) leaf { label } } __typename }")
+    assert sorted(slow) == ["__typename", "name"]  # directives and meta fields: graphql-core's
+
+
+async def test_an_error_deep_in_a_list_nulls_the_nearest_nullable_parent() -> None:
+    query = "{ branches { leaves { label } } }"
+    expected = await _answers(strawberry.Schema(Tree), query)
+    data, errors = await _answers(direct_schema(Tree), query)
+    assert (data, errors) == expected
+    assert data["branches"][2] is None  # leaves: [Leaf!]! → the branch itself is nulled
+    assert data["branches"][0] == {"leaves": [{"label": "a"}, {"label": "a"}]}
+    assert ["branches", 2, "leaves", 1, "label"] in [error["path"] for error in errors]
+
+
 async def test_middleware_disables_the_fast_path() -> None:
     seen: list[str] = []
 
@@ -117,7 +256,7 @@ async def test_middleware_disables_the_fast_path() -> None:
             seen.append(info.field_name)
             return _next(root, info, *args, **kwargs)
 
-    schema = plain_leaf_schema(Query, extensions=[Spy])
+    schema = direct_schema(Query, extensions=[Spy])
     await schema.execute("{ items { ratio } }")
     assert seen.count("ratio") == len(_items())
 
@@ -125,7 +264,7 @@ async def test_middleware_disables_the_fast_path() -> None:
 def test_shortcut_coercers_agree_with_each_leaf_types_own_coercion() -> None:
     schemas: list[GraphQLSchema] = []
 
-    class Capture(PlainLeafExecutionContext):
+    class Capture(DirectExecutionContext):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             schemas.append(self.schema)
@@ -173,9 +312,9 @@ def test_only_plain_leaf_fields_qualify() -> None:
 
 async def test_each_subscription_event_gets_an_executor_of_its_own() -> None:
     """Shared with the subscription's, its memos would keep every event's field sets."""
-    built: list[PlainLeafExecutionContext] = []
+    built: list[DirectExecutionContext] = []
 
-    class Recording(PlainLeafExecutionContext):
+    class Recording(DirectExecutionContext):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             built.append(self)
@@ -216,7 +355,7 @@ async def test_a_shared_event_is_built_and_rendered_once_per_selection() -> None
             for n, renders in enumerate(events):
                 yield cast(Item, SharedRender(renders, cast(Any, partial(build, n))))
 
-    schema = plain_leaf_schema(Query, subscription=Subscription)
+    schema = direct_schema(Query, subscription=Subscription)
 
     async def answers(document: str, variables: dict[str, Any] | None = None) -> list[Any]:
         stream = await schema.subscribe(document, variable_values=variables)
