@@ -296,7 +296,8 @@ class GraphQLApp(GraphQL[Context, None]):
             context.read_scopes = cache_versions.ReadScopes(lookup.base_scopes)
             result = await self._execute(context, root_value, request_data, method)
             if not result.errors and result.data is not None:
-                stored = await self._store(context, found, result.data)
+                cost = (result.extensions or {}).get("cost")
+                stored = await self._store(context, found, result.data, cost)
             return result
         finally:
             if mine is not None:
@@ -308,10 +309,17 @@ class GraphQLApp(GraphQL[Context, None]):
     ) -> ExecutionResult:
         """A cached answer with its cost reported and charged like an executed one."""
         assert request_data.query is not None
+        cost = (found.extensions or {}).get("cost")
         try:
-            cost = await self.query_limits.cached_answer_cost(
-                context, request_data.query, request_data.operation_name, request_data.variables
-            )
+            if isinstance(cost, int):  # stored with the answer: no costing of the document
+                await self.query_limits.charge(context, cost)
+            else:
+                cost = await self.query_limits.cached_answer_cost(
+                    context,
+                    request_data.query,
+                    request_data.operation_name,
+                    request_data.variables,
+                )
         except GraphQLError as refused:
             return ExecutionResult(data=None, errors=[refused], extensions={"cost": 0})
         return ExecutionResult(data=found.data, errors=None, extensions={"cost": cost})
@@ -354,25 +362,30 @@ class GraphQLApp(GraphQL[Context, None]):
         cache = self.response_cache
         scopes = cache.scopes(lookup.key) or lookup.base_scopes
         reading = await self._version_reader(context.pool).reading(scopes)
-        data = cache.get(lookup.key, scopes, reading.of(scopes))
-        if data is not None:
+        answer = cache.get(lookup.key, scopes, reading.of(scopes))
+        if answer is not None:
             name = lookup.operation_name
             # No execution names it; the name is the client's text.
             add_log_context(operation=name[:LOG_TEXT_MAX_CHARS] if name else None)
-            return ExecutionResult(data=data, errors=None)
+            cost = None if answer.cost is None else {"cost": answer.cost}
+            return ExecutionResult(data=answer.data, errors=None, extensions=cost)
         return _Read(lookup.key, dict(zip(scopes, reading.of(scopes), strict=True)), reading)
 
-    async def _store(self, context: Context, read: _Read, data: dict[str, Any]) -> bool:
+    async def _store(self, context: Context, read: _Read, data: dict[str, Any], cost: Any) -> bool:
         """Store an executed answer under versions that predate its execution, if any."""
         try:
-            return await self._store_settled(context, read, data)
+            return await self._store_settled(
+                context, read, data, cost if isinstance(cost, int) else None
+            )
         except Exception as exc:
             if database_outage(exc) is None:
                 raise
             log.warning("database unavailable to store a cached answer: %s", type(exc).__name__)
             return False
 
-    async def _store_settled(self, context: Context, read: _Read, data: dict[str, Any]) -> bool:
+    async def _store_settled(
+        self, context: Context, read: _Read, data: dict[str, Any], cost: int | None
+    ) -> bool:
         assert context.read_scopes is not None
         scopes = tuple(sorted(context.read_scopes.scopes))
         versions = dict(read.versions)
@@ -386,7 +399,7 @@ class GraphQLApp(GraphQL[Context, None]):
             if settled is None:
                 return False  # a write raced this execution: the next request executes again
             versions.update((scope, settled.get(scope, 0)) for scope in unread)
-        self.response_cache.put(read.key, scopes, tuple(versions[s] for s in scopes), data)
+        self.response_cache.put(read.key, scopes, tuple(versions[s] for s in scopes), data, cost)
         return True
 
     async def _execute(

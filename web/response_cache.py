@@ -63,8 +63,17 @@ class CachePlan:
 class _Entry:
     scopes: tuple[str, ...]
     versions: tuple[int, ...]
-    data: dict[str, Any]
+    answer: CachedAnswer
     size: int
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A stored answer's data and the static cost of the operation that produced it."""
+
+    data: dict[str, Any]
+    # Charged again on every hit without costing the document anew (None: not known).
+    cost: int | None = None
 
 
 class ResponseCache:
@@ -131,7 +140,7 @@ class ResponseCache:
 
     def get(
         self, key: tuple[str, ...], scopes: tuple[str, ...], versions: tuple[int, ...]
-    ) -> dict[str, Any] | None:
+    ) -> CachedAnswer | None:
         """The stored answer if it read exactly these scopes at exactly these versions."""
         entry = self._entries.get(key)
         if entry is None:
@@ -142,7 +151,7 @@ class ResponseCache:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return entry.data
+        return entry.answer
 
     def put(
         self,
@@ -150,6 +159,7 @@ class ResponseCache:
         scopes: tuple[str, ...],
         versions: tuple[int, ...],
         data: dict[str, Any],
+        cost: int | None = None,
     ) -> None:
         """Store an answer; the least recently used leave first to stay within max_bytes."""
         # The key and bookkeeping, roughly, and each scope (~50 bytes as a str in a tuple).
@@ -157,7 +167,7 @@ class ResponseCache:
         if size > self.max_bytes:
             return
         self._drop(key)
-        self._entries[key] = _Entry(scopes, versions, data, size)
+        self._entries[key] = _Entry(scopes, versions, CachedAnswer(data, cost), size)
         self.bytes += size
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))

@@ -114,6 +114,24 @@ async def test_every_response_reports_its_cost_cached_or_not(client: httpx.Async
     assert not_modified.status_code == 304
 
 
+async def test_a_cache_hit_charges_the_stored_cost_without_costing_the_document_again(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    costed: list[int] = []
+    cost = QueryLimits.cost
+
+    def counting(self: QueryLimits, *args: object) -> int:
+        costed.append(cost(self, *args))  # type: ignore[arg-type]
+        return costed[-1]
+
+    monkeypatch.setattr(QueryLimits, "cost", counting)
+    first = await client.post("/graphql", json={"query": POPULAR})
+    hits = [await client.post("/graphql", json={"query": POPULAR}) for _ in range(3)]
+    assert all(hit.headers["cache-status"].endswith("; hit") for hit in hits)
+    assert costed == [10]  # the miss only
+    assert all(hit.json()["extensions"] == first.json()["extensions"] for hit in hits)
+
+
 @pytest.fixture
 def tight_settings(settings: Settings) -> Settings:
     # 40 a minute for users, so 10 (one popularStocks) for anonymous clients.

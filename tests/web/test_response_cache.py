@@ -27,7 +27,7 @@ from tests.fixtures.evaluation import D0, D1, watched_scenario
 from tests.fixtures.ws import ServerProcess
 from web.app import create_app
 from web.operation_guards import MAX_QUERY_BYTES, MAX_TOKENS
-from web.response_cache import ResponseCache
+from web.response_cache import CachedAnswer, ResponseCache
 from web.schema_export import schema as app_schema
 
 # The app's schema as the response cache reads it (its SDL, with the @cacheScope markers).
@@ -124,7 +124,7 @@ def test_entries_are_bounded_by_bytes_and_checked_against_versions() -> None:
     assert cache.bytes <= 4_000 and 0 < len(cache) < 20
     assert cache.get(("public", "0"), scopes, (1, 1)) is None  # the oldest left first
     assert cache.scopes(("public", "19")) == scopes
-    assert cache.get(("public", "19"), scopes, (1, 1)) == {"x": "y" * 500}
+    assert cache.get(("public", "19"), scopes, (1, 1)) == CachedAnswer({"x": "y" * 500})
     # The same versions of other scopes: a miss, not a hit by coincidence.
     assert cache.get(("public", "19"), ("public", "stock:b"), (1, 1)) is None
     assert cache.get(("public", "19"), scopes, (1, 2)) is None  # another version: dropped
