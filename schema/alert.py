@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import strawberry
 
 from schema.context import FieldContext
-from schema.rows import from_row
 from schema.stock import Stock, stock_from_row
+from services import alert_record
 from services.alerts import AlertFilter
 from services.db import Row
 from services.market.signals.registry import BY_ALERT_TYPE, DETAIL_FIELDS, AlertType
@@ -74,33 +74,37 @@ def alert_details(alert_type: str, snapshot: dict[str, Any] | None) -> AlertDeta
     return AlertDetails(**values)
 
 
-@strawberry.type
-class Alert:
-    id: strawberry.ID
-    type: AlertType
-    stock: Stock
-    as_of: date
-    previous_state: str | None
-    new_state: str
-    headline: str
-    what_changed: str
-    why_it_matters: str
-    before_vs_now: str
-    what_didnt_change: str
-    created_at: datetime
-    opened_at: datetime | None
-    details: AlertDetails
+# (attribute, row column, type) of the alert record's fields that Alert shows as they are.
+RECORD_FIELDS = alert_record.graphql_fields()
+
+
+def _alert_type() -> type:
+    """The Alert class: its id, type and stock, the record's plain fields, openedAt, details."""
+    annotations: dict[str, Any] = {"id": strawberry.ID, "type": AlertType, "stock": Stock}
+    annotations |= {attribute: hint for attribute, _, hint in RECORD_FIELDS}
+    annotations |= {"opened_at": datetime | None, "details": AlertDetails}
+    return strawberry.type(type("Alert", (), {"__annotations__": annotations}))
+
+
+if TYPE_CHECKING:
+
+    class Alert:
+        """Made from the alert record's fields at run time."""
+
+        def __init__(self, **values: Any) -> None: ...
+
+else:
+    Alert = _alert_type()
 
 
 def alert_from_row(row: Row) -> Alert:
     """An Alert from a services.alerts row (alert columns plus its entity's columns)."""
-    return from_row(
-        Alert,
-        row,
+    return Alert(
         id=strawberry.ID(str(row["id"])),
         type=AlertType(row["alert_type"]),
         stock=stock_from_row(row),
-        created_at=row["sent_at"],
+        **{attribute: row[column] for attribute, column, _ in RECORD_FIELDS},
+        opened_at=row["opened_at"],
         details=alert_details(row["alert_type"], row["data_snapshot"]),
     )
 

@@ -2,12 +2,14 @@
 
 Each field says where it appears: its SQL column, whether the evaluation writes it from a
 transition, its key in the JSON payloads (webhook body, which the live subscription's and
-push payloads follow) and its name in the email digest. The SQL column lists, the webhook
-payload and the digest's view are built from this list; nothing restates it.
+push payloads follow), its name in the email digest and its attribute on the GraphQL
+`Alert`. The SQL column lists, the webhook payload, the digest's view and the GraphQL type's
+plain fields are built from this list; nothing restates it.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -41,9 +43,11 @@ def _about(
     digest: str | None = None,
     written_from: str | None = None,
     sql_type: str = "text",
+    graphql: str | None = None,
 ) -> Any:
-    """Where a field lives: `column` (qualified), JSON `payload` key, `digest` attribute, and
-    the Transition attribute the evaluation writes it from."""
+    """Where a field lives: `column` (qualified), JSON `payload` key, `digest` attribute, the
+    Transition attribute the evaluation writes it from, and the `graphql` Alert attribute
+    (whose field the schema names in camelCase) that shows it as it is."""
     return field(
         metadata={
             "column": column,
@@ -52,6 +56,7 @@ def _about(
             "digest": digest,
             "written_from": written_from,
             "sql_type": sql_type,
+            "graphql": graphql,
         }
     )
 
@@ -71,31 +76,49 @@ class AlertRecord:
     )
     ticker: str = _about("e.ticker", payload="ticker", digest="ticker")
     stock_name: str | None = _about("e.name", payload="stockName", digest="stock_name")
-    as_of: date = _about("a.as_of", payload="asOf", encode=_iso_day, digest="as_of")
-    previous_state: str | None = _about(
-        "a.previous_state", payload="previousState", written_from="previous_state"
+    as_of: date = _about(
+        "a.as_of", graphql="as_of", payload="asOf", encode=_iso_day, digest="as_of"
     )
-    new_state: str = _about("a.new_state", payload="newState", written_from="new_state")
+    previous_state: str | None = _about(
+        "a.previous_state",
+        graphql="previous_state",
+        payload="previousState",
+        written_from="previous_state",
+    )
+    new_state: str = _about(
+        "a.new_state", graphql="new_state", payload="newState", written_from="new_state"
+    )
     headline: str = _about(
-        "a.headline", payload="headline", digest="headline", written_from="headline"
+        "a.headline",
+        graphql="headline",
+        payload="headline",
+        digest="headline",
+        written_from="headline",
     )
     what_changed: str = _about(
-        "a.what_changed", payload="whatChanged", digest="what_changed", written_from="what_changed"
+        "a.what_changed",
+        graphql="what_changed",
+        payload="whatChanged",
+        digest="what_changed",
+        written_from="what_changed",
     )
     why_it_matters: str = _about(
         "a.why_it_matters",
+        graphql="why_it_matters",
         payload="whyItMatters",
         digest="why_it_matters",
         written_from="why_it_matters",
     )
     before_vs_now: str = _about(
         "a.before_vs_now",
+        graphql="before_vs_now",
         payload="beforeVsNow",
         digest="before_vs_now",
         written_from="before_vs_now",
     )
     what_didnt_change: str = _about(
         "a.what_didnt_change",
+        graphql="what_didnt_change",
         payload="whatDidntChange",
         digest="what_didnt_change",
         written_from="what_didnt_change",
@@ -104,7 +127,11 @@ class AlertRecord:
         "a.data_snapshot", written_from="snapshot", sql_type="jsonb"
     )
     sent_at: datetime = _about(
-        "a.sent_at", payload="createdAt", encode=iso_instant, digest="created_at"
+        "a.sent_at",
+        graphql="created_at",
+        payload="createdAt",
+        encode=iso_instant,
+        digest="created_at",
     )
     commit_seq: int = _about("a.commit_seq")
 
@@ -148,6 +175,16 @@ def payload(row: Mapping[str, Any]) -> dict[str, Any]:
         for f in _FIELDS
         if f.metadata["payload"] is not None
     }
+
+
+def graphql_fields() -> list[tuple[str, str, Any]]:
+    """(GraphQL attribute, row column, Python type) of each field the Alert type shows as is."""
+    hints = typing.get_type_hints(AlertRecord)
+    return [
+        (f.metadata["graphql"], _name(f.metadata["column"]), hints[f.name])
+        for f in _FIELDS
+        if f.metadata["graphql"] is not None
+    ]
 
 
 def digest_values(row: Mapping[str, Any]) -> dict[str, Any]:
