@@ -150,12 +150,20 @@ def _json_loads(value: str) -> Any:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, statement_cache_size: int = 100
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    statement_cache_size: int = 100,
+    reset_session: bool = True,
 ) -> asyncpg.Pool:
     """An asyncpg pool with our codecs installed on every connection.
 
     `statement_cache_size=0` for poolers in transaction mode (PgBouncer, Supabase's port
     6543), where a prepared statement may land on another server connection.
+    `reset_session=False` only for a pool whose statements never change session state (no
+    SET, LISTEN, session advisory lock or temporary table): a released connection then skips
+    asyncpg's reset statement, one round trip (an open transaction is still rolled back).
     """
     pool = await asyncpg.create_pool(
         dsn,
@@ -165,9 +173,14 @@ async def create_pool(
         command_timeout=60,
         timeout=CONNECT_TIMEOUT_SECONDS,
         statement_cache_size=statement_cache_size,
+        reset=None if reset_session else _session_unchanged,
     )
     assert pool is not None
     return pool
+
+
+async def _session_unchanged(conn: asyncpg.Connection) -> None:
+    """Nothing to reset: see create_pool's `reset_session`."""
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

@@ -38,6 +38,14 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
         graphql.pool = await create_pool(
             dsn, statement_cache_size=settings.database_statement_cache_size
         )
+        # Every response-cache hit reads the version counters: on connections of their own,
+        # which run nothing else and so are released without asyncpg's reset round trip.
+        graphql.version_pool = await create_pool(
+            dsn,
+            max_size=2,
+            statement_cache_size=settings.database_statement_cache_size,
+            reset_session=False,
+        )
         app.state.alert_hub = AlertHub.from_settings(dsn, graphql.pool, settings)
         await app.state.alert_hub.start()
         graphql.object_store = open_object_store(settings)
@@ -45,6 +53,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
             yield
         finally:
             await app.state.alert_hub.stop()
+            await graphql.version_pool.close()
             await graphql.pool.close()
             if graphql.object_store is not None:
                 await graphql.object_store.close()

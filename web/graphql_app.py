@@ -135,6 +135,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self.settings = settings
         self.verifier = verifier
         self.pool: Any = None  # set by the app's lifespan
+        # The response cache's version reads; the request pool when unset (set by the lifespan).
+        self.version_pool: Any = None
         self._versions: cache_versions.CoalescingReader | None = None
         self.object_store: ObjectStore | None = None
         self.ensured_users = EnsuredUsers()
@@ -361,7 +363,7 @@ class GraphQLApp(GraphQL[Context, None]):
         """The cached answer, or what was read to store a fresh one under."""
         cache = self.response_cache
         scopes = cache.scopes(lookup.key) or lookup.base_scopes
-        reading = await self._version_reader(context.pool).reading(scopes)
+        reading = await self._version_reader(self.version_pool or context.pool).reading(scopes)
         answer = cache.get(lookup.key, scopes, reading.of(scopes))
         if answer is not None:
             name = lookup.operation_name

@@ -162,6 +162,23 @@ async def test_public_answers_are_shared_and_a_write_invalidates_them(
     assert body["data"] == {"popularStocks": [{"ticker": "AAPL", "watcherCount": 1}]}
 
 
+async def test_a_hits_version_read_releases_its_connection_without_a_reset_round_trip(
+    app: Starlette, gql: GraphQLClient, pool: asyncpg.Pool
+) -> None:
+    graphql = app.state.graphql
+    for _ in range(2):  # a miss, then a hit
+        assert "errors" not in await gql(POPULAR)
+    last_statement = "SELECT query FROM pg_stat_activity WHERE pid = $1"
+    async with graphql.version_pool.acquire() as conn:
+        reader = conn.get_server_pid()
+    # What that connection last ran is the hit's version read: nothing was sent on release.
+    assert "cache_versions" in await pool.fetchval(last_statement, reader)
+    async with graphql.pool.acquire() as conn:
+        request_connection = conn.get_server_pid()
+    # The request pool still resets a released connection (and this test can see it).
+    assert "RESET ALL" in await pool.fetchval(last_statement, request_connection)
+
+
 async def test_private_answers_are_per_user_and_follow_their_mutations(
     client: httpx.AsyncClient, gql: GraphQLClient, new_viewer: Callable[..., Viewer]
 ) -> None:
