@@ -3,7 +3,8 @@
 Usage (once: `npm ci --prefix bench/postgraphile` and `npm ci --prefix bench/postgraphile5`,
 the latter brings its own Node 22; `apt-get install wrk` for native load):
     python bench/watchlist_vs_postgraphile.py [--clients 32] [--seconds 10] [--rounds 2]
-                                              [--workers 1] [--driver wrk|python]
+                                              [--workers 1] [--our-workers N]
+                                              [--driver wrk|python]
                                               [--peers v4,v5]
 
 A scratch database on TEST_DATABASE_URL / DATABASE_URL (else the embedded server) is migrated
@@ -475,8 +476,8 @@ async def run(args: argparse.Namespace, dsn: str, database: str) -> None:
     our_port, uncached_port = free_port(), free_port()
     peer_ports = {peer: free_port() for peer in peers}
     processes = [
-        start_ours(dsn, our_port, args.workers),
-        start_ours(dsn, uncached_port, args.workers, cache_mb="0"),
+        start_ours(dsn, our_port, args.our_workers or args.workers),
+        start_ours(dsn, uncached_port, args.our_workers or args.workers, cache_mb="0"),
         *(start_peer(peer, dsn, peer_ports[peer], args.workers) for peer in peers),
     ]
     try:
@@ -517,7 +518,8 @@ async def run(args: argparse.Namespace, dsn: str, database: str) -> None:
         )
         print(
             f"{args.items} items, {args.clients} connections, {load_size}, "
-            f"workers {args.workers}, load average {os.getloadavg()[0]:.2f}"
+            f"workers {args.workers} (ours {args.our_workers or args.workers}), "
+            f"load average {os.getloadavg()[0]:.2f}"
         )
         servers = (ours, uncached, *theirs)
         for round_number in range(args.rounds):
@@ -556,6 +558,13 @@ async def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=120, help="cap per timed run")
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="server processes, both sides")
+    parser.add_argument(
+        "--our-workers",
+        type=int,
+        default=0,
+        help="our server processes when not --workers (v5 has no cluster mode: one process "
+        "per box against ours using both cores)",
+    )
     parser.add_argument("--seconds", type=float, default=10, help="timed load per server (wrk)")
     parser.add_argument("--driver", choices=("wrk", "python"), default="wrk")
     parser.add_argument("--peers", default="v4,v5", help="PostGraphile versions to compare")
