@@ -237,14 +237,7 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
                                 continue
                     except Exception:
                         pass  # graphql-core reads it again and reports the error as usual
-                    result = self.execute_field(
-                        parent_type,
-                        source_value,
-                        field_details_list,
-                        Path(path, response_name, parent_type.name),
-                        position_context,
-                    )
-                elif kind is VALUE:
+                if kind is VALUE:
                     result = self.execute_value_field(
                         parent_type,
                         source_value,
@@ -266,18 +259,9 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     if is_awaitable(result):
                         awaitable_fields.append(response_name)
         except Exception:
-            if awaitable_fields:
-                self.settle_in_background([results[field] for field in awaitable_fields])
+            self.settle_in_background([results[field] for field in awaitable_fields])
             raise
-        if not awaitable_fields:
-            return results
-
-        async def get_results() -> dict[str, Any]:
-            awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
-            results.update(zip(awaitable_fields, awaited, strict=True))
-            return results
-
-        return get_results()
+        return with_awaited(results, awaitable_fields)
 
     def execute_value_field(
         self,
@@ -398,19 +382,9 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     awaitable_indices.append(index)
                 completed.append(result)
         except Exception:
-            if awaitable_indices:
-                self.settle_in_background([completed[index] for index in awaitable_indices])
+            self.settle_in_background([completed[index] for index in awaitable_indices])
             raise
-        if not awaitable_indices:
-            return completed
-
-        async def get_completed() -> list[Any]:
-            awaited = await gather_with_cancel(*(completed[index] for index in awaitable_indices))
-            for index, result in zip(awaitable_indices, awaited, strict=True):
-                completed[index] = result
-            return completed
-
-        return get_completed()
+        return with_awaited(completed, awaitable_indices)
 
     def complete_object_directly(
         self,
@@ -536,6 +510,21 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 plan = (VALUE, (field_def, attribute, field_type, None))
         plans[key] = plan
         return plan
+
+
+def with_awaited(values: Any, keys: list[Any]) -> Any:
+    """`values` (an object's dict or a list), or an awaitable of it once its awaitables at
+    `keys` have settled together (cancelling the others when one fails, as graphql-core does)."""
+    if not keys:
+        return values
+
+    async def awaited() -> Any:
+        settled = await gather_with_cancel(*(values[key] for key in keys))
+        for key, value in zip(keys, settled, strict=True):
+            values[key] = value
+        return values
+
+    return awaited()
 
 
 def directly_completed(nullable: GraphQLOutputType) -> bool:
