@@ -93,9 +93,13 @@ def classify_error(error: GraphQLError, operation_name: str | None = None) -> st
 def refusal_response(status: int, reason: str) -> JSONResponse:
     """A request refused before execution: its HTTP status and a GraphQL error body with a code.
 
-    A 405 says which methods would work (RFC 9110).
+    A 405 says which methods would work (RFC 9110). Nothing ran, so it costs (and is charged)
+    nothing: `extensions.cost` is 0, as on every response.
     """
-    body = {"errors": [{"message": reason, "extensions": {"code": BAD_USER_INPUT}}]}
+    body = {
+        "errors": [{"message": reason, "extensions": {"code": BAD_USER_INPUT}}],
+        "extensions": {"cost": 0},
+    }
     headers = {"allow": "GET, POST"} if status == 405 else None
     return JSONResponse(body, status_code=status, headers=headers)
 

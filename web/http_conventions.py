@@ -148,7 +148,9 @@ class PersistedQueryError(Exception):
 
     def as_result(self) -> PersistedQueryFailure:
         return PersistedQueryFailure(
-            data=None, errors=[GraphQLError(self.message, extensions={"code": self.code})]
+            data=None,
+            errors=[GraphQLError(self.message, extensions={"code": self.code})],
+            extensions={"cost": 0},  # nothing ran: nothing charged
         )
 
 

@@ -142,11 +142,9 @@ def check_cost(response: httpx.Response, body: dict[str, Any]) -> None:
         assert codes == ["RATE_LIMITED"] and int(response.headers["retry-after"]) >= 1, body
         return
     cost = (body.get("extensions") or {}).get("cost")
-    if cost is None:  # refused before reaching the schema (not JSON, no query, APQ miss)
-        assert body.get("data") is None and codes, body
-        assert set(codes) <= REFUSED_BEFORE_THE_SCHEMA, body
-        return
     assert isinstance(cost, int) and cost >= 0, body
+    if cost == 0 and codes and set(codes) <= REFUSED_BEFORE_THE_SCHEMA:
+        assert body.get("data") is None, body  # refused before reaching the schema
     if cost > DEFAULT_MAX_COST:
         assert codes == ["QUERY_TOO_COSTLY"] and body.get("data") is None, body
     if "QUERY_TOO_COSTLY" in codes:

@@ -114,6 +114,27 @@ async def test_every_response_reports_its_cost_cached_or_not(client: httpx.Async
     assert not_modified.status_code == 304
 
 
+async def test_responses_refused_before_the_schema_report_a_cost_of_zero(
+    client: httpx.AsyncClient,
+) -> None:
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}
+    refused = [
+        await client.post("/graphql", json={"extensions": persisted}),  # APQ miss
+        await client.post(
+            "/graphql", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        await client.get(
+            "/graphql", params={"query": 'mutation { addStock(ticker: "A") { addedAt } }'}
+        ),
+        await client.post("/graphql", json={"variables": {}}),  # no query
+    ]
+    assert [response.status_code for response in refused] == [200, 400, 405, 400]
+    for response in refused:
+        body = response.json()
+        assert body["extensions"] == {"cost": 0} and body["errors"], body
+        assert body.get("data") is None
+
+
 async def test_a_cache_hit_charges_the_stored_cost_without_costing_the_document_again(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
