@@ -18,35 +18,28 @@ FAILURES_SHOWN = 5
 
 _QUEUE_COUNTS_SQL = "SELECT status, count(*) AS jobs FROM backfill_queue GROUP BY status"
 
-# The claim order (docs/architecture.md): what a worker takes next comes first.
-_WAITING_SQL = """
+# One job as every section shows it; statements embed it as an f-string of this constant only.
+_JOBS_FROM = """
 SELECT q.ticker, q.status, q.priority,
        (SELECT count(*) FROM backfill_requesters r WHERE r.job_id = q.id) AS requesters,
        q.retry_count, q.requested_at, q.started_at, q.completed_at, q.next_attempt_at,
        q.locked_by, q.error_category, q.error_message
-FROM backfill_queue q
+FROM backfill_queue q"""
+
+# The claim order (docs/architecture.md): what a worker takes next comes first.
+_WAITING_SQL = f"""{_JOBS_FROM}
 WHERE q.status IN ('pending', 'processing')
 ORDER BY q.status = 'processing' DESC, q.priority DESC, q.requested_at
 LIMIT $1
 """
 
-_FAILED_SQL = """
-SELECT q.ticker, q.status, q.priority,
-       (SELECT count(*) FROM backfill_requesters r WHERE r.job_id = q.id) AS requesters,
-       q.retry_count, q.requested_at, q.started_at, q.completed_at, q.next_attempt_at,
-       q.locked_by, q.error_category, q.error_message
-FROM backfill_queue q
+_FAILED_SQL = f"""{_JOBS_FROM}
 WHERE q.status = 'failed'
 ORDER BY q.completed_at DESC NULLS LAST
 LIMIT $1
 """
 
-_TICKER_JOBS_SQL = """
-SELECT q.ticker, q.status, q.priority,
-       (SELECT count(*) FROM backfill_requesters r WHERE r.job_id = q.id) AS requesters,
-       q.retry_count, q.requested_at, q.started_at, q.completed_at, q.next_attempt_at,
-       q.locked_by, q.error_category, q.error_message
-FROM backfill_queue q
+_TICKER_JOBS_SQL = f"""{_JOBS_FROM}
 WHERE q.ticker = ANY($1::text[])
 ORDER BY q.ticker, q.requested_at DESC, q.created_at DESC
 """

@@ -103,6 +103,17 @@ def ticker_of(row: SourceRow) -> str:
         raise InvalidValue("bad_ticker", str(row.get("act_symbol"))) from None
 
 
+def rows_by_ticker(path: Path, counts: RejectCounts) -> dict[str, list[SourceRow]]:
+    """A table's rows grouped by normalized ticker; a row with a bad ticker is counted, not kept."""
+    by_ticker: dict[str, list[SourceRow]] = defaultdict(list)
+    for row in read_rows(path, counts):
+        try:
+            by_ticker[ticker_of(row)].append(row)
+        except InvalidValue as exc:
+            counts[exc.reason] += 1
+    return by_ticker
+
+
 @dataclass
 class ImportState:
     """Per-ticker results accumulated across files and flushes."""
@@ -207,13 +218,7 @@ class CsvImport:
 
     async def import_splits(self, path: Path) -> None:
         counts = RejectCounts()
-        by_ticker: dict[str, list[SourceRow]] = defaultdict(list)
-        for row in read_rows(path, counts):
-            try:
-                by_ticker[ticker_of(row)].append(row)
-            except InvalidValue as exc:
-                counts[exc.reason] += 1
-        for ticker, rows in sorted(by_ticker.items()):
+        for ticker, rows in sorted(rows_by_ticker(path, counts).items()):
             splits, _ = validate_rows(rows, parse_split_row, counts)
             splits = dedupe_sorted(splits, lambda s: s.ex_date, counts)
             await self.write(TickerData(ticker, splits=splits))
@@ -224,12 +229,7 @@ class CsvImport:
         """The file is the whole `dividend` table: a ticker priced here without a row in it
         pays none (stored as fetched and empty), rather than "never fetched"."""
         counts = RejectCounts()
-        by_ticker: dict[str, list[SourceRow]] = defaultdict(list)
-        for row in read_rows(path, counts):
-            try:
-                by_ticker[ticker_of(row)].append(row)
-            except InvalidValue as exc:
-                counts[exc.reason] += 1
+        by_ticker = rows_by_ticker(path, counts)
         for ticker in self.state.price_range:
             by_ticker.setdefault(ticker, [])
 
