@@ -35,11 +35,13 @@ def create_app(settings: Settings, database_url: str | None = None) -> Starlette
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         dsn = database_url or resolve_database_url(settings)
+        # Nothing the server runs changes session state (tests/web/test_pool_sessions.py), so
+        # a released connection skips asyncpg's reset statement: one round trip per query.
         graphql.pool = await create_pool(
-            dsn, statement_cache_size=settings.database_statement_cache_size
+            dsn, statement_cache_size=settings.database_statement_cache_size, reset_session=False
         )
-        # Every response-cache hit reads the version counters: on connections of their own,
-        # which run nothing else and so are released without asyncpg's reset round trip.
+        # Every response-cache hit reads the version counters: on connections of their own, so
+        # a hit never waits behind requests that hold every request connection.
         graphql.version_pool = await create_pool(
             dsn,
             max_size=2,
