@@ -113,10 +113,6 @@ class Context:
         if self.read_scopes is not None:
             self.read_scopes.stocks(entity_ids)
 
-    def show_watcher_count(self, entity_id: UUID) -> None:
-        if self.read_scopes is not None:
-            self.read_scopes.add((cache_versions.watchers_scope(entity_id),))
-
     def watcher_count(self, entity_id: UUID) -> Awaitable[int]:
         return self.loaders.watcher_count_by_entity_id.load(entity_id)
 
@@ -186,7 +182,7 @@ class Context:
             return []  # a public field: without a token there simply are none
         rows = await self.loaders.alerts_by_user_entity_and_first.load((user_id, entity_id, first))
         self.show_stocks(row["entity_id"] for row in rows)
-        return [alert_from_row(row) for row in rows]
+        return [alert_from_row(row, self) for row in rows]
 
     async def alert_stats(self) -> AlertTotals:
         return await alerts.stats(self.pool, await self.require_user_id(), ALERT_TYPES)

@@ -53,7 +53,7 @@ async def resolve_update_settings(info: strawberry.Info, data: UpdateSettingsInp
 async def resolve_add_stock(info: strawberry.Info, ticker: str) -> WatchlistItem:
     ctx = context_of(info)
     row = await watchlists.add_stock(ctx.pool, await ctx.require_user_id(), ticker)
-    return watchlist_item_from_row(row)
+    return watchlist_item_from_row(row, ctx)
 
 
 async def resolve_remove_stock(info: strawberry.Info, ticker: str) -> bool:
@@ -66,13 +66,13 @@ async def resolve_set_stock_alerts(
 ) -> WatchlistItem:
     ctx = context_of(info)
     row = await watchlists.set_stock_alerts(ctx.pool, await ctx.require_user_id(), ticker, enabled)
-    return watchlist_item_from_row(row)
+    return watchlist_item_from_row(row, ctx)
 
 
 async def resolve_mark_alert_opened(info: strawberry.Info, alert_id: str) -> Alert:
     ctx = context_of(info)
     row = await alerts.mark_opened(ctx.pool, await ctx.require_user_id(), alert_id)
-    return alert_from_row(row)
+    return alert_from_row(row, ctx)
 
 
 async def resolve_create_webhook(

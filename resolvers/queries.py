@@ -74,7 +74,7 @@ async def resolve_popular_stocks(info: strawberry.Info, limit: int) -> list[Stoc
 
 def _shown_stocks(ctx: Context, rows: Sequence[Row]) -> list[Stock]:
     ctx.show_stocks(row["entity_id"] for row in rows)
-    return [stock_from_row(row) for row in rows]
+    return [stock_from_row(row, ctx) for row in rows]
 
 
 async def resolve_alerts(
@@ -99,7 +99,7 @@ async def resolve_alert(info: strawberry.Info, alert_id: str) -> Alert | None:
     except NotFound:  # malformed: as unknown as another user's id
         return None
     row = await ctx.alert(user_id, parsed)
-    return alert_from_row(row) if row is not None else None
+    return alert_from_row(row, ctx) if row is not None else None
 
 
 async def resolve_alert_stats(info: strawberry.Info) -> AlertStats:

@@ -151,7 +151,7 @@ async def _live_events(
 def _fresh_alert(context: Context, row: Any) -> Alert:
     """The event's Alert, resolved with new DataLoaders so no cache outlives one event."""
     context.loaders = cast(Loaders, _LazyLoaders(context.pool))
-    return alert_from_row(row)
+    return alert_from_row(row, context)
 
 
 class _LazyLoaders:

@@ -97,12 +97,12 @@ else:
     Alert = _alert_type()
 
 
-def alert_from_row(row: Row) -> Alert:
+def alert_from_row(row: Row, ctx: FieldContext) -> Alert:
     """An Alert from a services.alerts row (alert columns plus its entity's columns)."""
     return Alert(
         id=strawberry.ID(str(row["id"])),
         type=AlertType(row["alert_type"]),
-        stock=stock_from_row(row),
+        stock=stock_from_row(row, ctx),
         **{attribute: row[column] for attribute, column, _ in RECORD_FIELDS},
         opened_at=row["opened_at"],
         details=alert_details(row["alert_type"], row["data_snapshot"]),
@@ -157,7 +157,7 @@ async def viewer_alerts(
         return await ctx.alert_count(where)
 
     return AlertConnection(
-        edges=[AlertEdge(cursor=page.cursor_of(r), node=alert_from_row(r)) for r in page.rows],
+        edges=[AlertEdge(cursor=page.cursor_of(r), node=alert_from_row(r, ctx)) for r in page.rows],
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         count_total=count_total,
     )

@@ -26,6 +26,11 @@ class CacheScope(Enum):
     UNCACHED = strawberry.enum_value(
         "UNCACHED", description="Live or relative to the current time: never kept."
     )
+    WATCHER_COUNTS = strawberry.enum_value(
+        "WATCHER_COUNTS",
+        description="A count of the stock's watchers: kept until the count of a shown stock "
+        "changes.",
+    )
 
 
 @strawberry.schema_directive(
@@ -41,3 +46,4 @@ class CacheScopeDirective:
 # What fields put in `directives=[...]`.
 PER_VIEWER = CacheScopeDirective(scope=CacheScope.VIEWER)
 NEVER_CACHED = CacheScopeDirective(scope=CacheScope.UNCACHED)
+PER_WATCHER_COUNT = CacheScopeDirective(scope=CacheScope.WATCHER_COUNTS)

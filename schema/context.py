@@ -31,10 +31,6 @@ class FieldContext(Protocol):
         """The answer shows these stocks (their response-cache scopes)."""
         ...
 
-    def show_watcher_count(self, entity_id: UUID) -> None:
-        """The answer shows this stock's watcher count (its response-cache scope)."""
-        ...
-
     def watcher_count(self, entity_id: UUID) -> Awaitable[int]:
         """How many watchlists hold the entity (batched per request)."""
         ...

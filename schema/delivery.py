@@ -73,9 +73,9 @@ class Delivery:
     async def alert(self, info: strawberry.Info) -> Alert | None:
         if self.alert_id is None:
             return None
-        return _optional(
-            alert_from_row, await field_context(info).alert(self.user_id, self.alert_id)
-        )
+        ctx = field_context(info)
+        row = await ctx.alert(self.user_id, self.alert_id)
+        return None if row is None else alert_from_row(row, ctx)
 
     @strawberry.field(description="The endpoint; null for email and push.")
     async def webhook(self, info: strawberry.Info) -> WebhookEndpoint | None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
 import strawberry
 
-from schema.cache_scope import PER_VIEWER
-from schema.context import field_context
+from schema.cache_scope import PER_VIEWER, PER_WATCHER_COUNT
+from schema.context import FieldContext, field_context
 from schema.rows import from_row
 from services.backfill_queue import BackfillStatus
 from services.db import Row
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from schema.signal_history import SignalHistory
 
 T = TypeVar("T")
+# A column the row does not carry (NULL is a value: no signal yet, no job).
+ABSENT = object()
 # The default page size of `Stock.myAlerts(first:)`.
 MY_ALERTS_PAGE_SIZE = 10
 
@@ -147,37 +149,17 @@ class Stock:
     fundamental_data_max_date: date | None
     last_data_update: datetime | None
 
-    # The final values of resolver fields that the query which built this Stock already
-    # fetched, by field name ("signal", "backfill"): the resolver returns them as they are. A
-    # field not held here is loaded through a DataLoader.
-    preloaded: strawberry.Private[dict[str, Any]]
-    # The watcher count the building query fetched, if it did. Not in `preloaded`: the
-    # resolver must run to note that the answer shows it (the response cache's scope).
-    known_watcher_count: strawberry.Private[int | None]
-
-    @strawberry.field(description="How many watchlists hold this stock.")
-    def watcher_count(self, info: strawberry.Info) -> int:
-        context = field_context(info)
-        context.show_watcher_count(self.entity_id)
-        if self.known_watcher_count is not None:
-            return self.known_watcher_count
-        return _deferred(context.watcher_count(self.entity_id))
-
-    @strawberry.field(description="The newest backfill job for this ticker, if any.")
-    def backfill(self, info: strawberry.Info) -> BackfillJob | None:
-        if "backfill" in self.preloaded:
-            job: BackfillJob | None = self.preloaded["backfill"]
-            return job
-        pending = field_context(info).backfill_job(self.ticker)
-        return _deferred(_load_then(pending, backfill_job_from_row))
-
-    @strawberry.field(description="The latest evaluation, or null before the first one.")
-    def signal(self, info: strawberry.Info) -> Signal | None:
-        if "signal" in self.preloaded:
-            signal: Signal | None = self.preloaded["signal"]
-            return signal
-        pending = field_context(info).latest_signal(self.entity_id)
-        return _deferred(_load_then(pending, signal_from_row))
+    # Each of these three holds its value when the query that built the Stock fetched it,
+    # else a Lazy load through the request's DataLoader, awaited only if a query selects it.
+    watcher_count: int = strawberry.field(
+        description="How many watchlists hold this stock.", directives=[PER_WATCHER_COUNT]
+    )
+    backfill: BackfillJob | None = strawberry.field(
+        description="The newest backfill job for this ticker, if any."
+    )
+    signal: Signal | None = strawberry.field(
+        description="The latest evaluation, or null before the first one."
+    )
 
     @strawberry.field(
         description="The signed-in user's newest alerts about this stock; [] without a token.",
@@ -223,33 +205,42 @@ class Stock:
         return await context.signal_history(self.ticker, start, end, self.has_price_data)
 
 
-def _optional(build: Callable[[Row], T], row: Row | None) -> T | None:
-    return build(row) if row is not None else None
+class Lazy(Generic[T]):
+    """A field's value loaded only when the field is executed: graphql-core awaits it then."""
+
+    __slots__ = ("_load",)
+
+    def __init__(self, load: Callable[[], Awaitable[T]]) -> None:
+        self._load = load
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._load().__await__()
 
 
 async def _load_then(pending: Awaitable[Row | None], build: Callable[[Row], T]) -> T | None:
-    return _optional(build, await pending)
+    row = await pending
+    return build(row) if row is not None else None
 
 
-def _deferred(awaitable: Awaitable[Any]) -> Any:
-    """Hand graphql-core an awaitable from a sync resolver; it awaits it (only when needed)."""
-    return awaitable
+def stock_from_row(row: Row, ctx: FieldContext) -> Stock:
+    """A Stock from any row carrying the entity columns (entity id as `entity_id`).
 
-
-def _preloaded(row: Row) -> dict[str, Any]:
-    """What a row already carries beyond the entity: signal_* and job_* columns."""
-    keys = row.keys()
-    known: dict[str, Any] = {}
-    if "signal_as_of" in keys:
-        has_signal = row["signal_as_of"] is not None
-        known["signal"] = signal_from_row(row, "signal_") if has_signal else None
-    if "job_status" in keys:
-        has_job = row["job_status"] is not None
-        known["backfill"] = from_row(BackfillJob, row, "job_") if has_job else None
-    return known
-
-
-def stock_from_row(row: Row) -> Stock:
-    """A Stock from any row carrying the entity columns (entity id as `entity_id`)."""
-    count = row["watcher_count"] if "watcher_count" in row.keys() else None
-    return from_row(Stock, row, preloaded=_preloaded(row), known_watcher_count=count)
+    A row may also carry the watcher count (`watcher_count`), the latest signal (`signal_*`)
+    and the newest backfill job (`job_*`); what it does not carry is loaded if selected.
+    """
+    entity_id: UUID = row["entity_id"]
+    ticker: str = row["ticker"]
+    count = row.get("watcher_count", ABSENT)
+    if count is ABSENT:
+        count = Lazy(lambda: ctx.watcher_count(entity_id))
+    signal_as_of = row.get("signal_as_of", ABSENT)
+    if signal_as_of is ABSENT:
+        signal: Any = Lazy(lambda: _load_then(ctx.latest_signal(entity_id), signal_from_row))
+    else:
+        signal = None if signal_as_of is None else signal_from_row(row, "signal_")
+    job_status = row.get("job_status", ABSENT)
+    if job_status is ABSENT:
+        job: Any = Lazy(lambda: _load_then(ctx.backfill_job(ticker), backfill_job_from_row))
+    else:
+        job = None if job_status is None else from_row(BackfillJob, row, "job_")
+    return from_row(Stock, row, watcher_count=count, signal=signal, backfill=job)

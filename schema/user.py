@@ -63,13 +63,13 @@ class WatchlistItem:
         return {} if self.signal_row is None else states_of(self.signal_row, "signal_")
 
 
-def watchlist_item_from_row(row: Row) -> WatchlistItem:
+def watchlist_item_from_row(row: Row, ctx: FieldContext) -> WatchlistItem:
     """An item from a watchlists.ITEMS_SQL row: the states are the stock's latest signal's."""
     regime = ValuationRegime(row["signal_valuation_regime"] or "UNKNOWN")
     position = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
     direction = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
     return WatchlistItem(
-        stock=stock_from_row(row),
+        stock=stock_from_row(row, ctx),
         added_at=row["added_at"],
         alerts_enabled=row["alerts_enabled"],
         valuation_state=valuation.KIND.arrow(regime),
@@ -92,7 +92,7 @@ class Watchlist:
 
 async def viewer_watchlist(ctx: FieldContext) -> Watchlist:
     """The viewer's watchlist, newest addition first."""
-    items = [watchlist_item_from_row(row) for row in await ctx.watchlist_rows()]
+    items = [watchlist_item_from_row(row, ctx) for row in await ctx.watchlist_rows()]
     return Watchlist(items=items, count=len(items))
 
 

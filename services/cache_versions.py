@@ -53,16 +53,21 @@ def watchers_scope(entity_id: UUID) -> str:
 class ReadScopes:
     """The scopes one request's answer read, noted by the resolvers while it executes."""
 
-    def __init__(self, scopes: Iterable[str] = ()) -> None:
+    def __init__(self, scopes: Iterable[str] = (), *, watcher_counts: bool = False) -> None:
         self.scopes: set[str] = set(scopes)
+        # The query selects a watcher count: each shown stock's count is part of the answer.
+        self.watcher_counts = watcher_counts
 
     def add(self, scopes: Iterable[str]) -> None:
         """The answer depends on these scopes."""
         self.scopes.update(scopes)
 
     def stocks(self, entity_ids: Iterable[UUID]) -> None:
-        """The answer shows these stocks."""
-        self.scopes.update(stock_scope(entity_id) for entity_id in entity_ids)
+        """The answer shows these stocks (and their watcher counts, if it selects them)."""
+        for entity_id in entity_ids:
+            self.scopes.add(stock_scope(entity_id))
+            if self.watcher_counts:
+                self.scopes.add(watchers_scope(entity_id))
 
 
 @dataclass(frozen=True)

@@ -295,7 +295,9 @@ class GraphQLApp(GraphQL[Context, None]):
             flights[lookup.key] = mine
         stored = False
         try:
-            context.read_scopes = cache_versions.ReadScopes(lookup.base_scopes)
+            context.read_scopes = cache_versions.ReadScopes(
+                lookup.base_scopes, watcher_counts=lookup.watcher_counts
+            )
             result = await self._execute(context, root_value, request_data, method)
             if not result.errors and result.data is not None:
                 cost = (result.extensions or {}).get("cost")
@@ -357,7 +359,7 @@ class GraphQLApp(GraphQL[Context, None]):
         if key is None:
             metrics.RESPONSE_CACHE.labels("uncached").inc()
             return None
-        return _Lookup(key, scopes, plan.operation_name)
+        return _Lookup(key, scopes, plan.operation_name, plan.watcher_counts)
 
     async def _cache_lookup(self, context: Context, lookup: _Lookup) -> ExecutionResult | _Read:
         """The cached answer, or what was read to store a fresh one under."""
@@ -483,6 +485,7 @@ class _Lookup:
     key: tuple[str, ...]
     base_scopes: tuple[str, ...]
     operation_name: str | None
+    watcher_counts: bool
 
 
 @dataclass(frozen=True)

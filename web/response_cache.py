@@ -13,8 +13,9 @@ Which answers may be shared comes from the schema: a field declares `@cacheScope
 VIEWER)` when its answer depends on the signed-in user, `UNCACHED` when it is live or relative to
 the current time (schema/cache_scope.py). A query that selects (through any fragment) an
 UNCACHED field is never cached; one that selects a VIEWER field is cached per user, after the
-token is verified; any other query is public and shared by everyone. Answers with errors are
-never stored, and mutations and subscriptions never pass here.
+token is verified; any other query is public and shared by everyone. A query that selects a
+WATCHER_COUNTS field also reads the watcher count of every stock its answer shows. Answers
+with errors are never stored, and mutations and subscriptions never pass here.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class CachePlan:
 
     public: bool
     operation_name: str | None = None
+    # It selects a watcher count: the answer also reads each shown stock's count.
+    watcher_counts: bool = False
 
 
 @dataclass
@@ -213,7 +216,11 @@ def _plan(
     if selected is None or CacheScope.UNCACHED in selected:
         return None
     name = operation.name.value if operation.name else None
-    return CachePlan(public=CacheScope.VIEWER not in selected, operation_name=name)
+    return CachePlan(
+        public=CacheScope.VIEWER not in selected,
+        operation_name=name,
+        watcher_counts=CacheScope.WATCHER_COUNTS in selected,
+    )
 
 
 def _selected_scopes(

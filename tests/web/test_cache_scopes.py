@@ -142,6 +142,27 @@ async def test_watcher_counts_invalidate_only_answers_that_show_them(
     assert (status, data["watchlist"]["items"][0]["stock"]["watcherCount"]) == (MISS, 2)
 
 
+async def test_a_watcher_count_selected_through_a_fragment_is_invalidated_by_its_stock_only(
+    client: httpx.AsyncClient, api_data: ApiData, new_viewer: Callable[..., Viewer]
+) -> None:
+    # The field declares @cacheScope(scope: WATCHER_COUNTS); the cache finds it in fragments.
+    ann, bob = new_viewer(), new_viewer()
+    await watching(api_data, ann, "AAPL")
+    await api_data.entity("MSFT")
+    query = (
+        '{ stock(ticker: "AAPL") { ...Counted } } '
+        "fragment Counted on Stock { ticker ... on Stock { watcherCount } }"
+    )
+    api = Client(client)
+    assert (await api.warm(query))["stock"]["watcherCount"] == 1
+
+    await api.mutate('mutation { addStock(ticker: "MSFT") { addedAt } }', bob.token)
+    assert (await api.ask(query))[1] == HIT
+
+    await api.mutate('mutation { addStock(ticker: "AAPL") { addedAt } }', bob.token)
+    assert await api.ask(query) == ({"stock": {"ticker": "AAPL", "watcherCount": 2}}, MISS)
+
+
 async def test_public_lists_follow_their_own_scopes(
     client: httpx.AsyncClient,
     api_data: ApiData,
