@@ -25,10 +25,18 @@ fails, a field with arguments or directives) goes through graphql-core: a plain 
 executed again by its `execute_field` (attribute reads have no side effects), a resolved
 value is completed by its `complete_value`, and errors are located and propagated by its
 `handle_field_error`, exactly as before.
+
+A selection whose fields are all plain (leaves, objects and lists of objects read from
+attributes, `__typename`) in a document without directives is compiled once into a Python
+function (`compile_selection`), kept across requests by its field nodes (documents are parsed
+once and cached): it builds the object's whole answer, nested plain selections included,
+without a call, Path or plan lookup per field. On anything unusual it returns FALLBACK and the
+object is executed as above; a selection that falls back too often is no longer tried.
 """
 
 from __future__ import annotations
 
+import keyword
 import math
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -54,6 +62,7 @@ from graphql import (
     GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLString,
+    SelectionSetNode,
     build_schema,
     get_nullable_type,
 )
@@ -88,6 +97,8 @@ RenderKey = tuple[str, str | None, str]
 PlainFields = dict[tuple[str, str], str]
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+# What a compiled selection returns when the object must be executed field by field instead.
+FALLBACK: Any = object()
 PLAIN_VALUE_TYPES = frozenset({str, int, float, bool, date, datetime, UUID, Decimal})
 
 
@@ -167,17 +178,20 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     plain: ClassVar[PlainFields] = {}
     plans: ClassVar[dict[tuple[str, str], FieldPlan]] = {}
+    # Selections compiled (or found not plain) so far, with the field nodes they were made for.
+    compiled: ClassVar[dict[SelectionKey, tuple[tuple[Any, ...], CompiledSelection | None]]] = {}
 
     @classmethod
     def for_schema(cls) -> type[DirectExecutionContext]:
         """A subclass with tables of its own, empty until `learn(schema)`."""
-        return type(cls.__name__, (cls,), {"plain": {}, "plans": {}})
+        return type(cls.__name__, (cls,), {"plain": {}, "plans": {}, "compiled": {}})
 
     @classmethod
     def learn(cls, schema: strawberry.Schema) -> None:
         """Fill this class's table of plain fields from the schema it executes."""
         cls.plain = plain_fields(schema)
         cls.plans = {}
+        cls.compiled = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -186,7 +200,8 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # Per request: id(grouped field set) → (it, its steps). graphql-core collects the
         # subfields of a list's objects once, so one plan serves all 50 items; the set is kept
         # so that its id cannot be reused within the request.
-        self.known: dict[int, tuple[GroupedFieldSet, list[Step]]] = {}
+        self.known: dict[int, tuple[GroupedFieldSet, list[Step], CompiledSelection | None]] = {}
+        self.document_directives: bool | None = None
         # The render cache of the subscription event this executor runs, if it has one.
         self.renders: dict[Any, Any] | None = None
         self.key: RenderKey | None = None
@@ -211,8 +226,19 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
             )
         known = self.known.get(id(grouped_field_set))
         if known is None or known[0] is not grouped_field_set:
-            known = (grouped_field_set, self.steps(parent_type, grouped_field_set))
+            known = (
+                grouped_field_set,
+                self.steps(parent_type, grouped_field_set),
+                self.compiled_selection(parent_type, grouped_field_set),
+            )
             self.known[id(grouped_field_set)] = known
+        compiled = known[2]
+        if compiled is not None and compiled.enabled:
+            compiled.uses += 1
+            done = compiled.run(source_value)
+            if done is not FALLBACK:
+                return done
+            compiled.fallbacks += 1
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []
@@ -415,6 +441,43 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
             found.append((response_name, field_details_list, kind, plan))
         return found
 
+    def compiled_selection(
+        self, parent_type: GraphQLObjectType, grouped: GroupedFieldSet
+    ) -> CompiledSelection | None:
+        """The selection's compiled completion (made once per selection), or None if not plain.
+
+        Documents with directives are never compiled: an @include(if: $var) makes the same
+        nodes select different fields under different variables.
+        """
+        key = (
+            parent_type.name,
+            tuple(
+                (name, tuple(id(details.node) for details in details_list))
+                for name, details_list in grouped.items()
+            ),
+        )
+        nodes = tuple(details.node for details_list in grouped.values() for details in details_list)
+        known = self.compiled.get(key)
+        if known is not None and all(a is b for a, b in zip(known[0], nodes, strict=True)):
+            return known[1]
+        selection = None
+        if self.direct and not self.has_directives():
+            body = compile_selection(self, parent_type, grouped)
+            selection = None if body is None else CompiledSelection(body)
+        if len(self.compiled) >= COMPILED_SELECTIONS_KEPT:
+            del self.compiled[next(iter(self.compiled))]
+        self.compiled[key] = (nodes, selection)
+        return selection
+
+    def has_directives(self) -> bool:
+        """Whether the operation or a fragment of its document uses a directive anywhere."""
+        if self.document_directives is None:
+            self.document_directives = has_directives(self.operation.selection_set) or any(
+                has_directives(fragment.selection_set)
+                for fragment in self.fragment_definitions.values()
+            )
+        return self.document_directives
+
     def build_per_event_executor(self, payload: Any) -> Any:
         """A new executor per subscription event, sharing only the validated operation."""
         # graphql-core's own is a shallow copy: it would share the subscription's memos, which
@@ -532,3 +595,180 @@ def directly_completed(nullable: GraphQLOutputType) -> bool:
     if isinstance(nullable, GraphQLList):
         nullable = get_nullable_type(nullable.of_type)
     return isinstance(nullable, GraphQLObjectType) and nullable.is_type_of is None
+
+
+# A selection whose compiled form falls back this often (and in over a quarter of its uses) is
+# executed field by field from then on: its values are often awaitable, for instance.
+FALLBACK_LIMIT = 16
+COMPILED_SELECTIONS_KEPT = 512
+# The inline type check of a built-in scalar's common Python type (the value is `v`).
+INLINE_CHECKS: dict[GraphQLLeafType, str] = {
+    GraphQLString: "type(v) is str",
+    GraphQLID: "type(v) is str",
+    GraphQLBoolean: "type(v) is bool",
+    GraphQLInt: "type(v) is int and INT_MIN <= v <= INT_MAX",
+    GraphQLFloat: "type(v) is float and isfinite(v)",
+}
+# A selection as known across requests: its object type and, per response name, the ids of its
+# field nodes (from a cached document, so the same objects each time; kept to check identity).
+SelectionKey = tuple[str, tuple[tuple[str, tuple[int, ...]], ...]]
+
+
+class CompiledSelection:
+    """One selection's generated completion, and how often it fell back."""
+
+    __slots__ = ("body", "fallbacks", "run", "uses")
+
+    def __init__(self, body: Callable[[Any], Any]) -> None:
+        self.body = body  # FALLBACK or raises on the unusual; embedded by enclosing selections
+        self.uses = 0
+        self.fallbacks = 0
+
+        def run(source: Any) -> Any:
+            try:
+                return body(source)
+            except Exception:
+                return FALLBACK
+
+        self.run = run
+
+    @property
+    def enabled(self) -> bool:
+        return self.fallbacks < FALLBACK_LIMIT or self.fallbacks * 4 < self.uses
+
+
+def has_directives(selection_set: SelectionSetNode | None) -> bool:
+    """Whether a field, fragment spread or inline fragment under it carries a directive."""
+    if selection_set is None:
+        return False
+    return any(
+        selection.directives or has_directives(getattr(selection, "selection_set", None))
+        for selection in selection_set.selections
+    )
+
+
+def compile_selection(
+    context: DirectExecutionContext, parent_type: GraphQLObjectType, grouped: GroupedFieldSet
+) -> Callable[[Any], Any] | None:
+    """A generated function completing `parent_type` with `grouped`, or None if not plain.
+
+    The source is made of the templates below, attribute names checked to be identifiers and
+    repr() of response and type names; every value it uses is bound by name, never spliced.
+    """
+    bound: dict[str, Any] = {
+        "FALLBACK": FALLBACK,
+        "Undefined": Undefined,
+        "isfinite": math.isfinite,
+        "is_awaitable": context.is_awaitable,
+        "INT_MIN": INT_MIN,
+        "INT_MAX": INT_MAX,
+    }
+
+    def bind(value: Any) -> str:
+        name = f"bound_{len(bound)}"
+        bound[name] = value
+        return name
+
+    lines = [
+        "def complete(src):",
+        "    if isinstance(src, Exception) or is_awaitable(src):",
+        "        return FALLBACK",
+        "    r = {}",
+    ]
+    for response_name, details_list in grouped.items():
+        field = _compiled_field(context, parent_type, response_name, details_list, bind)
+        if field is None:
+            return None
+        lines.extend(field)
+    lines.append("    return r")
+    exec(compile("\n".join(lines), f"<selection on {parent_type.name}>", "exec"), bound)
+    complete: Callable[[Any], Any] = bound["complete"]
+    return complete
+
+
+def _compiled_field(
+    context: DirectExecutionContext,
+    parent_type: GraphQLObjectType,
+    response_name: str,
+    details_list: FieldDetailsList,
+    bind: Callable[[Any], str],
+) -> list[str] | None:
+    """The lines completing one field into `r`, or None when it is not plain."""
+    node = details_list[0].node
+    key = repr(response_name)
+    if any(d.defer_usage is not None or d.fragment_variable_values for d in details_list):
+        return None
+    if node.name.value == "__typename":
+        return [f"    r[{key}] = {parent_type.name!r}"]
+    if node.arguments or any(details.node.directives for details in details_list):
+        return None
+    kind, plan = context.plan(parent_type, node.name.value)
+    if kind is LEAF:
+        attribute, leaf, non_null, coerce = cast(LeafPlan, plan)
+        check = INLINE_CHECKS.get(leaf)
+        if check is not None:
+            complete = [
+                f"        if not ({check}):",
+                "            return FALLBACK",
+                "        c = v",
+            ]
+        else:
+            complete = [
+                f"        c = {bind(coerce)}(v)",
+                "        if c is Undefined or c is None:",
+                "            return FALLBACK",
+            ]
+        return _read_then(attribute, key, non_null, complete)
+    if kind is not VALUE:
+        return None
+    _, read, field_type, _ = cast(ValuePlan, plan)
+    if read is None:
+        return None  # resolved: its resolver may do anything
+    attribute = read
+    non_null = isinstance(field_type, GraphQLNonNull)
+    nullable = get_nullable_type(field_type)
+    item_type = nullable.of_type if isinstance(nullable, GraphQLList) else nullable
+    object_type = get_nullable_type(item_type)
+    if not isinstance(object_type, GraphQLObjectType):
+        return None
+    grouped, _, _ = context.collect_subfields(object_type, details_list)
+    nested = context.compiled_selection(object_type, grouped)
+    if nested is None:
+        return None
+    body = bind(nested.body)
+    if item_type is nullable:  # one object
+        complete = [
+            f"        c = {body}(v)",
+            "        if c is FALLBACK:",
+            "            return FALLBACK",
+        ]
+        return _read_then(attribute, key, non_null, complete)
+    on_null = "c.append(None)" if object_type is item_type else "return FALLBACK"
+    complete = [
+        "        if type(v) is not list and type(v) is not tuple:",
+        "            return FALLBACK",
+        "        c = []",
+        "        for item in v:",
+        "            if item is None:",
+        f"                {on_null}",
+        "                continue",
+        f"            done = {body}(item)",
+        "            if done is FALLBACK:",
+        "                return FALLBACK",
+        "            c.append(done)",
+    ]
+    return _read_then(attribute, key, non_null, complete)
+
+
+def _read_then(attribute: str, key: str, non_null: bool, complete: list[str]) -> list[str] | None:
+    """Read the attribute into `v`; null as the type allows; else `complete` sets `c`."""
+    if not attribute.isidentifier() or keyword.iskeyword(attribute):
+        return None
+    return [
+        f"    v = src.{attribute}",
+        "    if v is None:",
+        "        return FALLBACK" if non_null else f"        r[{key}] = None",
+        "    else:",
+        *complete,
+        f"        r[{key}] = c",
+    ]

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 import strawberry
 from graphql import ExecutionResult, GraphQLEnumType, GraphQLScalarType, GraphQLSchema
 from graphql.pyutils import Undefined
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension
 
 from resolvers.root import Mutation
 from resolvers.root import Query as AppQuery
@@ -246,6 +246,96 @@ async def test_an_error_deep_in_a_list_nulls_the_nearest_nullable_parent() -> No
     assert data["branches"][2] is None  # leaves: [Leaf!]! → the branch itself is nulled
     assert data["branches"][0] == {"leaves": [{"label": "a"}, {"label": "a"}]}
     assert ["branches", 2, "leaves", 1, "label"] in [error["path"] for error in errors]
+
+
+def compiled_schema(query: type) -> tuple[strawberry.Schema, type[DirectExecutionContext]]:
+    """A direct schema that parses each document once, as the app's does, and its executor."""
+    execution_context = DirectExecutionContext.for_schema()
+    schema = strawberry.Schema(
+        query,
+        execution_context_class=execution_context,
+        extensions=[partial(ParserCache, maxsize=10)],
+    )
+    execution_context.learn(schema)
+    return schema, execution_context
+
+
+def _compiled_uses(context: type[DirectExecutionContext]) -> dict[str, tuple[int, int]]:
+    """(uses, fallbacks) of each compiled selection, by its object type and response names."""
+    return {
+        " ".join([key[0], *(name for name, _ in key[1])]): (selection.uses, selection.fallbacks)
+        for key, (_, selection) in context.compiled.items()
+        if selection is not None
+    }
+
+
+PLAIN_TREE_QUERY = """{ branches { __typename name leaf { label size } requiredLeaf { label }
+  again: leaf { size } leaves { t: __typename label size } maybeLeaves { label } } }"""
+
+
+async def test_compiled_selections_answer_like_graphql_core_and_fall_back_on_the_unusual() -> None:
+    # Every anomaly of _branches() (nulls in non-null fields, awaitables, raised values, wrong
+    # types) reaches compiled selections, which hand those objects to field-by-field execution.
+    expected = await _answers(strawberry.Schema(Tree), PLAIN_TREE_QUERY)
+    schema, context = compiled_schema(Tree)
+    actual = await _answers(schema, PLAIN_TREE_QUERY)
+    assert actual == expected
+    assert actual[0]["branches"][0]["__typename"] == "Branch"
+    assert list(actual[0]["branches"][0]) == [
+        "__typename", "name", "leaf", "requiredLeaf", "again", "leaves", "maybeLeaves"
+    ]  # fmt: skip
+    uses, fallbacks = _compiled_uses(context)[
+        "Branch __typename name leaf requiredLeaf again leaves maybeLeaves"
+    ]
+    assert uses == 7 and 0 < fallbacks < uses
+
+
+async def test_a_plain_selection_is_compiled_once_and_completes_whole_subtrees() -> None:
+    query = "{ first { name leaf { label size } leaves { label } maybeLeaves { size } } }"
+    expected = await _answers(strawberry.Schema(Tree), query)
+    schema, context = compiled_schema(Tree)
+    for _ in range(3):
+        assert await _answers(schema, query) == expected
+    # Branch's selection completed its leaves itself: theirs were compiled, never run alone.
+    assert _compiled_uses(context) == {
+        "Branch name leaf leaves maybeLeaves": (3, 0),
+        "Leaf label size": (0, 0),
+        "Leaf label": (0, 0),
+        "Leaf size": (0, 0),
+    }
+    assert len(context.compiled) == 5  # and Query's (`first` is resolved: not compilable)
+
+
+async def test_documents_with_directives_are_executed_field_by_field() -> None:
+    query = "query($all: Boolean!) { first { name leaf @include(if: $all) { label } } }"
+    expected = strawberry.Schema(Tree)
+    schema, context = compiled_schema(Tree)
+    for flag in (True, False, True):
+        got = await schema.execute(query, variable_values={"all": flag})
+        want = await expected.execute(query, variable_values={"all": flag})
+        assert (got.data, got.errors) == (want.data, want.errors)
+        assert ("leaf" in got.data["first"]) is flag  # type: ignore[index]
+    assert _compiled_uses(context) == {}
+
+
+async def test_a_selection_that_keeps_falling_back_stops_being_tried() -> None:
+    @strawberry.type
+    class Pending:
+        @strawberry.field
+        async def branches(self) -> list[Branch]:
+            # Every leaf awaitable: a compiled Branch selection falls back for each of them.
+            return [
+                Branch(name=str(n), leaf=_resolved(_leaf()), required_leaf=_leaf(), leaves=[],  # type: ignore[arg-type]
+                       maybe_leaves=None)
+                for n in range(40)
+            ]  # fmt: skip
+
+    schema, context = compiled_schema(Pending)
+    result = await schema.execute("{ branches { name leaf { label } } }")
+    assert result.errors is None and result.data is not None
+    assert [b["leaf"] for b in result.data["branches"]] == [{"label": "a"}] * 40
+    uses, fallbacks = _compiled_uses(context)["Branch name leaf"]
+    assert uses == fallbacks == 16  # then given up: the other 24 went field by field
 
 
 async def test_middleware_disables_the_fast_path() -> None:
