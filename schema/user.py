@@ -65,11 +65,18 @@ class WatchlistItem:
 
 def watchlist_item_from_row(row: Row, ctx: FieldContext) -> WatchlistItem:
     """An item from a watchlists.ITEMS_SQL row: the states are the stock's latest signal's."""
-    regime = ValuationRegime(row["signal_valuation_regime"] or "UNKNOWN")
-    position = TrendPosition(row["signal_trend_position"] or "UNKNOWN")
-    direction = FundamentalDirection(row["signal_fundamental_direction"] or "UNKNOWN")
+    stock = stock_from_row(row, ctx)
+    signal = stock.signal  # built from the row's signal_* columns (None without a signal)
+    if signal is None:
+        regime = ValuationRegime.UNKNOWN
+        position = TrendPosition.UNKNOWN
+        direction = FundamentalDirection.UNKNOWN
+    else:
+        regime = signal.valuation_regime
+        position = signal.trend_position
+        direction = signal.fundamental_direction
     return WatchlistItem(
-        stock=stock_from_row(row, ctx),
+        stock=stock,
         added_at=row["added_at"],
         alerts_enabled=row["alerts_enabled"],
         valuation_state=valuation.KIND.arrow(regime),

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from types import GeneratorType
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
@@ -660,6 +661,7 @@ def compile_selection(
         "Undefined": Undefined,
         "isfinite": math.isfinite,
         "is_awaitable": context.is_awaitable,
+        "GeneratorType": GeneratorType,
         "INT_MIN": INT_MIN,
         "INT_MAX": INT_MAX,
     }
@@ -669,10 +671,16 @@ def compile_selection(
         bound[name] = value
         return name
 
+    # The classes of sources seen to be neither exceptions nor awaitable (both are properties of
+    # the class, except for generators): one set lookup per object instead of the two tests.
+    bound["admitted"] = set()
     lines = [
         "def complete(src):",
-        "    if isinstance(src, Exception) or is_awaitable(src):",
-        "        return FALLBACK",
+        "    if type(src) not in admitted:",
+        "        if isinstance(src, Exception) or is_awaitable(src):",
+        "            return FALLBACK",
+        "        if type(src) is not GeneratorType:",
+        "            admitted.add(type(src))",
         "    r = {}",
     ]
     for response_name, details_list in grouped.items():
