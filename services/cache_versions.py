@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -22,11 +23,17 @@ POPULARITY_SHARDS = 16
 POPULARITY = tuple(f"popularity:{n}" for n in range(POPULARITY_SHARDS))
 
 # The snapshot comes with every read: a miss executed after it can tell which later bumps its
-# answer may have missed (settled_versions).
+# answer may have missed (settled_versions). Every cache hit runs this with one scope per
+# stock shown (100 for a 50-item watchlist with watcher counts), so the scopes go in as one
+# space-separated text and the versions come back as one array in the same order: a text and
+# an int8[] for asyncpg to convert, not 100 array elements and 100 rows.
+SCOPE_SEPARATOR = " "
 _READ_SQL = """
-SELECT s.snapshot, c.scope, c.version
-FROM (SELECT pg_current_snapshot()::text AS snapshot) s
-LEFT JOIN cache_versions c ON c.scope = ANY($1::text[])
+SELECT pg_current_snapshot()::text AS snapshot,
+       ARRAY(SELECT coalesce(c.version, 0)
+             FROM unnest(string_to_array($1::text, ' ')) WITH ORDINALITY AS s(scope, n)
+             LEFT JOIN cache_versions c ON c.scope = s.scope
+             ORDER BY s.n) AS versions
 """
 _SETTLED_SQL = """
 SELECT scope, version, coalesce(pg_visible_in_snapshot(bumped_by, $2::text::pg_snapshot), true)
@@ -79,7 +86,7 @@ class Reading:
 
     def of(self, scopes: Sequence[str]) -> tuple[int, ...]:
         """The version of each scope, in order (0 for a scope never bumped)."""
-        return tuple(self.versions.get(scope, 0) for scope in scopes)
+        return tuple(map(self.versions.get, scopes, repeat(0)))
 
 
 class Fetcher(Protocol):
@@ -94,9 +101,9 @@ async def read(db: Fetcher, scopes: Sequence[str]) -> tuple[int, ...]:
 
 
 async def _read_all(db: Fetcher, scopes: Sequence[str]) -> Reading:
-    rows = await db.fetch(_READ_SQL, list(scopes))
-    found = {row["scope"]: row["version"] for row in rows if row["scope"] is not None}
-    return Reading(found, rows[0]["snapshot"])
+    # Scope names are made by this module's functions from ids and numbers: never a space.
+    (row,) = await db.fetch(_READ_SQL, SCOPE_SEPARATOR.join(scopes))
+    return Reading(dict(zip(scopes, row["versions"], strict=True)), row["snapshot"])
 
 
 async def settled_versions(

@@ -10,11 +10,16 @@ import asyncpg
 import pytest
 
 from services.cache_versions import (
+    POPULARITY,
     PUBLIC,
+    SCOPE_SEPARATOR,
+    STOCKS,
     CoalescingReader,
     read,
     settled_versions,
+    stock_scope,
     user_scope,
+    watchers_scope,
 )
 
 
@@ -38,6 +43,25 @@ async def bump(pool: asyncpg.Pool, scope: str) -> None:
         "ON CONFLICT (scope) DO UPDATE SET version = cache_versions.version + 1",
         scope,
     )
+
+
+def test_no_scope_name_holds_the_separator_of_the_version_read() -> None:
+    some = uuid.uuid4()
+    names = [PUBLIC, STOCKS, *POPULARITY, user_scope(some), stock_scope(some), watchers_scope(some)]
+    assert [name for name in names if SCOPE_SEPARATOR in name or not name] == []
+
+
+async def test_a_read_returns_each_scopes_version_in_order_and_zero_for_unknown_ones(
+    pool: asyncpg.Pool,
+) -> None:
+    scopes = [stock_scope(uuid.uuid4()) for _ in range(120)]
+    for index, scope in enumerate(scopes[:60]):
+        for _ in range(index % 3 + 1):
+            await bump(pool, scope)
+    expected = tuple(index % 3 + 1 for index in range(60)) + (0,) * 60
+    assert await read(pool, scopes) == expected
+    assert await read(pool, list(reversed(scopes))) == tuple(reversed(expected))
+    assert await read(pool, []) == ()
 
 
 async def test_readers_of_one_event_loop_turn_share_one_statement(pool: asyncpg.Pool) -> None:
