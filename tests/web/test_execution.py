@@ -18,7 +18,12 @@ from strawberry.extensions import ParserCache, SchemaExtension
 from resolvers.root import Mutation
 from resolvers.root import Query as AppQuery
 from resolvers.subscriptions import SharedRender, Subscription
-from web.execution import DirectExecutionContext, output_coercer, plain_fields
+from web.execution import (
+    COMPILED_SELECTIONS_KEPT,
+    DirectExecutionContext,
+    output_coercer,
+    plain_fields,
+)
 
 T = TypeVar("T")
 
@@ -336,6 +341,14 @@ async def test_a_selection_that_keeps_falling_back_stops_being_tried() -> None:
     assert [b["leaf"] for b in result.data["branches"]] == [{"label": "a"}] * 40
     uses, fallbacks = _compiled_uses(context)["Branch name leaf"]
     assert uses == fallbacks == 16  # then given up: the other 24 went field by field
+
+
+async def test_compiled_selections_are_bounded_however_many_documents_arrive() -> None:
+    schema, context = compiled_schema(Tree)
+    for n in range(COMPILED_SELECTIONS_KEPT + 40):
+        result = await schema.execute(f"{{ first {{ a{n}: name }} }}")
+        assert result.data == {"first": {f"a{n}": "ok"}}
+    assert len(context.compiled) <= COMPILED_SELECTIONS_KEPT
 
 
 async def test_middleware_disables_the_fast_path() -> None:
