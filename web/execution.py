@@ -720,6 +720,19 @@ def _compiled_field(
                 "            return FALLBACK",
                 "        c = v",
             ]
+        elif isinstance(leaf, GraphQLEnumType):
+            # A member's name, remembered by the member's id: members live as long as their
+            # class, so no other object can take that id. Only members are remembered (the
+            # coercer answers Undefined for anything else).
+            names = bind({})
+            complete = [
+                f"        c = {names}.get(id(v))",
+                "        if c is None:",
+                f"            c = {bind(coerce)}(v)",
+                "            if c is Undefined or c is None:",
+                "                return FALLBACK",
+                f"            {names}[id(v)] = c",
+            ]
         else:
             complete = [
                 f"        c = {bind(coerce)}(v)",
