@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Any, cast
 from uuid import UUID
 
@@ -53,13 +54,14 @@ class Context:
     ensured_users: users.EnsuredUsers | None = None
     # Set by the response cache when the answer may be stored: the scopes it read.
     read_scopes: cache_versions.ReadScopes | None = None
-    loaders: Loaders = field(init=False)
     _claims: Claims | None = field(default=None, init=False)
     _user: asyncpg.Record | None = field(default=None, init=False)
     _user_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.pool)
+    @cached_property
+    def loaders(self) -> Loaders:
+        """This request's DataLoaders, made when a field first needs one (a cache hit never)."""
+        return Loaders(self.pool)
 
     async def require_user_id(self) -> UUID:
         """The authenticated user's id; raises Unauthenticated without a valid bearer token."""

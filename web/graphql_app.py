@@ -372,7 +372,7 @@ class GraphQLApp(GraphQL[Context, None]):
             # No execution names it; the name is the client's text.
             add_log_context(operation=name[:LOG_TEXT_MAX_CHARS] if name else None)
             cost = None if answer.cost is None else {"cost": answer.cost}
-            return ExecutionResult(data=answer.data, errors=None, extensions=cost)
+            return ExecutionResult(data=answer.data(), errors=None, extensions=cost)
         return _Read(lookup.key, dict(zip(scopes, reading.of(scopes), strict=True)), reading)
 
     async def _store(self, context: Context, read: _Read, data: dict[str, Any], cost: Any) -> bool:

@@ -72,11 +72,18 @@ class _Entry:
 
 @dataclass(frozen=True)
 class CachedAnswer:
-    """A stored answer's data and the static cost of the operation that produced it."""
+    """A stored answer's data, encoded once, and the static cost of its operation."""
 
-    data: dict[str, Any]
+    # The answer's `data` as JSON: a hit's response embeds these bytes as they are (see
+    # `data`), so a hit neither walks nor encodes the answer again, and an entry holds compact
+    # bytes rather than a tree of Python objects.
+    encoded: bytes
     # Charged again on every hit without costing the document anew (None: not known).
     cost: int | None = None
+
+    def data(self) -> Any:
+        """The response's `data`: an orjson Fragment, written verbatim where it is encoded."""
+        return orjson.Fragment(self.encoded)
 
 
 class ResponseCache:
@@ -165,12 +172,14 @@ class ResponseCache:
         cost: int | None = None,
     ) -> None:
         """Store an answer; the least recently used leave first to stay within max_bytes."""
+        encoded = orjson.dumps(data)
         # The key and bookkeeping, roughly, and each scope (~50 bytes as a str in a tuple).
-        size = len(orjson.dumps(data)) + 256 + 64 * len(scopes)
+        size = len(encoded) + 256 + 64 * len(scopes)
         if size > self.max_bytes:
             return
         self._drop(key)
-        self._entries[key] = _Entry(scopes, versions, CachedAnswer(data, cost), size)
+        answer = CachedAnswer(encoded, cost)
+        self._entries[key] = _Entry(scopes, versions, answer, size)
         self.bytes += size
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))

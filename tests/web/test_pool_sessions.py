@@ -3,7 +3,10 @@
 That is safe only while nothing the server runs on a pooled connection changes session
 state: a SET, LISTEN, session advisory lock, temporary table, held cursor or prepared
 statement by SQL would outlive the request and reach the next one. These tests read every
-string constant of every module the server imports and refuse such statements.
+string constant of every module the server imports and refuse such statements. (The one
+session object the database makes for itself, the cache-version triggers' `cache_noted`
+temporary table, is empty outside a transaction: ON COMMIT DELETE ROWS, and asyncpg's reset
+never dropped it either.)
 """
 
 from __future__ import annotations

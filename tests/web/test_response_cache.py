@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from graphql import build_schema
 from prometheus_client.parser import text_string_to_metric_families
@@ -124,7 +125,9 @@ def test_entries_are_bounded_by_bytes_and_checked_against_versions() -> None:
     assert cache.bytes <= 4_000 and 0 < len(cache) < 20
     assert cache.get(("public", "0"), scopes, (1, 1)) is None  # the oldest left first
     assert cache.scopes(("public", "19")) == scopes
-    assert cache.get(("public", "19"), scopes, (1, 1)) == CachedAnswer({"x": "y" * 500})
+    assert cache.get(("public", "19"), scopes, (1, 1)) == CachedAnswer(
+        orjson.dumps({"x": "y" * 500})
+    )
     # The same versions of other scopes: a miss, not a hit by coincidence.
     assert cache.get(("public", "19"), ("public", "stock:b"), (1, 1)) is None
     assert cache.get(("public", "19"), scopes, (1, 2)) is None  # another version: dropped
