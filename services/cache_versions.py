@@ -31,7 +31,7 @@ SCOPE_SEPARATOR = " "
 _READ_SQL = """
 SELECT pg_current_snapshot()::text AS snapshot,
        ARRAY(SELECT coalesce(c.version, 0)
-             FROM unnest(string_to_array($1::text, ' ')) WITH ORDINALITY AS s(scope, n)
+             FROM unnest(string_to_array($1::text, $2::text)) WITH ORDINALITY AS s(scope, n)
              LEFT JOIN cache_versions c ON c.scope = s.scope
              ORDER BY s.n) AS versions
 """
@@ -102,7 +102,7 @@ async def read(db: Fetcher, scopes: Sequence[str]) -> tuple[int, ...]:
 
 async def _read_all(db: Fetcher, scopes: Sequence[str]) -> Reading:
     # Scope names are made by this module's functions from ids and numbers: never a space.
-    (row,) = await db.fetch(_READ_SQL, SCOPE_SEPARATOR.join(scopes))
+    (row,) = await db.fetch(_READ_SQL, SCOPE_SEPARATOR.join(scopes), SCOPE_SEPARATOR)
     return Reading(dict(zip(scopes, row["versions"], strict=True)), row["snapshot"])
 
 
